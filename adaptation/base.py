@@ -1,0 +1,67 @@
+"""The adapter interface: three hooks around an algorithm (DESIGN.md, "Interfaces").
+
+- `prepare(y, operator, prior)`: before a run (patient-level adaptation); returns the operator and
+  prior the run uses (possibly wrapped or with adapted parameters).
+- `on_step(step)`: at each sampler step (TDA/AIR interleave with the reverse diffusion); may return a
+  replacement for the clean estimate x0.
+- `refine(recon, y, operator, prior)`: after a run (single-slice refinement).
+
+Adapters see measurements only, never the target. `reset()` returns an adapter to its pretrained
+state; `state_dict()`/`load_state_dict()` carry state between batches (the TTT schemes).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from algorithms.base import Algorithm, Reconstruction, Step, StepCallback
+from inverse_problems.base import ForwardOperator
+from priors.base import Prior
+
+
+class Adapter(nn.Module):
+    """Base adapter: every hook is the identity. `adapting=False` freezes it (the naive scheme's predict pass)."""
+
+    adapting: bool = True
+
+    def prepare(self, y: Tensor, operator: ForwardOperator, prior: Prior | None) -> tuple[ForwardOperator, Prior | None]:
+        return operator, prior
+
+    def on_step(self, step: Step) -> Tensor | None:
+        return None
+
+    def refine(self, recon: Reconstruction, y: Tensor, operator: ForwardOperator, prior: Prior | None) -> Reconstruction:
+        return recon
+
+    def reset(self) -> None:
+        """Back to the pretrained (initial) state."""
+
+
+class AdaptedAlgorithm(Algorithm):
+    """An algorithm with adapters, applied in order (`daps+tda+air` = DAPS with TDA then AIR)."""
+
+    def __init__(self, algorithm: Algorithm, adapters: list[Adapter]) -> None:
+        super().__init__()
+        self.algorithm = algorithm
+        self.adapters = adapters
+        self.uses_prior = algorithm.uses_prior
+        self.needs_svd = algorithm.needs_svd
+
+    def reconstruct(self, y: Tensor, operator: ForwardOperator, prior: Prior | None = None,
+                    generator: torch.Generator | None = None, callback: StepCallback | None = None) -> Reconstruction:
+        for adapter in self.adapters:
+            operator, prior = adapter.prepare(y, operator, prior)
+
+        def chained(step: Step) -> Tensor | None:
+            replaced = None
+            for hook in [a.on_step for a in self.adapters] + ([callback] if callback else []):
+                out = hook(step)
+                if out is not None:
+                    step.x0 = replaced = out
+            return replaced
+
+        recon = self.algorithm.reconstruct(y, operator, prior, generator, chained)
+        for adapter in self.adapters:
+            recon = adapter.refine(recon, y, operator, prior)
+        self.last_operator, self.last_prior = operator, prior
+        return recon

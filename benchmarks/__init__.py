@@ -1,0 +1,1 @@
+"""The harness: the `bench` CLI, registry, config composition, runner, metrics, results, leaderboard."""

@@ -1,0 +1,147 @@
+"""Compose a run's config with hydra: configs/<group>/<name>.yaml plus `key=value` overrides.
+
+A component without a yaml (a plugin) gets an empty node and runs on its class defaults. A shift
+(configs/shift/<name>.yaml) names the dataset and overrides that realise it.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+
+from benchmarks import registry
+from configs import CONFIG_DIR
+
+
+class ConfigError(ValueError):
+    """A bad override, an unknown shift or an unusable combination, with the fix in the message."""
+
+
+@dataclass
+class Selection:
+    """The names a run is made of."""
+
+    problem: str
+    algorithm: str
+    adapters: list[str]
+    prior: str | None = None
+    dataset: str | None = None
+    shift: str | None = None
+
+
+def parse_algo(spec: str) -> tuple[str, list[str]]:
+    """'daps+tda+air' -> ('daps', ['tda', 'air'])."""
+    parts = [p.strip() for p in spec.split("+")]
+    if not all(parts):
+        raise ConfigError(f"bad --algo {spec!r}: write ALGORITHM[+ADAPTER...], e.g. daps+tda")
+    return parts[0], parts[1:]
+
+
+def shift_names() -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / "shift").glob("*.yaml"))
+
+
+def load_shift(name: str) -> DictConfig:
+    path = CONFIG_DIR / "shift" / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"unknown shift {name!r}; valid shifts: {', '.join(shift_names()) or '(none)'}")
+    return OmegaConf.load(path)
+
+
+def _store_missing(group: str, name: str) -> None:
+    cdir = registry.CONFIG_DIR[group]
+    if not (CONFIG_DIR / cdir / f"{name}.yaml").exists():
+        ConfigStore.instance().store(group=cdir, name=name, node={})
+
+
+def resolve(sel: Selection) -> Selection:
+    """Check every name against the registry and fill the problem's default prior and dataset."""
+    problem_cls = registry.load("problems", sel.problem)
+    algo_cls = registry.load("algorithms", sel.algorithm)
+    for a in sel.adapters:
+        registry.load("adapters", a)
+    shift = load_shift(sel.shift) if sel.shift else None
+    dataset = sel.dataset or (shift.get("dataset") if shift else None) or getattr(problem_cls, "default_dataset", None)
+    prior = sel.prior or (shift.get("prior") if shift else None) or getattr(problem_cls, "default_prior", None)
+    if dataset is None:
+        raise ConfigError(f"problem {sel.problem!r} has no default dataset; pass --dataset NAME (`bench list datasets`)")
+    registry.load("datasets", dataset)
+    if not getattr(algo_cls, "uses_prior", True):
+        prior = None  # recorded as no prior, so the leaderboard does not credit one
+    if prior is not None:
+        registry.load("priors", prior)
+    return Selection(sel.problem, sel.algorithm, list(sel.adapters), prior, dataset, sel.shift)
+
+
+def compose_config(sel: Selection, overrides: Iterable[str] = ()) -> DictConfig:
+    """The resolved config of one run (names under `names`, options under each group and `run`)."""
+    sel = resolve(sel)
+    shift = load_shift(sel.shift) if sel.shift else None
+    choices = [f"+problem={sel.problem}", f"+algorithm={sel.algorithm}", f"+dataset={sel.dataset}"]
+    _store_missing("problems", sel.problem)
+    _store_missing("algorithms", sel.algorithm)
+    _store_missing("datasets", sel.dataset)
+    if sel.prior is not None:
+        _store_missing("priors", sel.prior)
+        choices.append(f"+prior={sel.prior}")
+    for a in sel.adapters:
+        _store_missing("adapters", a)
+        choices.append(f"+adapter@adapters.{a}={a}")
+    shift_overrides = list(shift.get("overrides", [])) if shift else []
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            cfg = compose(config_name="bench", overrides=choices + shift_overrides + list(overrides))
+    except HydraException as exc:
+        raise ConfigError(f"bad override: {exc}") from exc
+    finally:
+        GlobalHydra.instance().clear()
+    for key in ("prior", "adapters"):
+        if key not in cfg:
+            with _unlocked(cfg):
+                cfg[key] = {}
+    with _unlocked(cfg):
+        cfg.names = OmegaConf.create({"problem": sel.problem, "algorithm": sel.algorithm, "adapters": sel.adapters,
+                                      "prior": sel.prior, "dataset": sel.dataset, "shift": sel.shift})
+    return cfg
+
+
+class _unlocked:
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+
+    def __enter__(self) -> DictConfig:
+        OmegaConf.set_struct(self.cfg, False)
+        return self.cfg
+
+    def __exit__(self, *exc: Any) -> None:
+        OmegaConf.set_struct(self.cfg, True)
+
+
+def expand_sweeps(overrides: list[str]) -> list[list[str]]:
+    """Hydra multirun sweep syntax (`a.b=1,2`, `range(...)`, `choice(...)`) -> one override list per job."""
+    parser = OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(overrides)
+    except HydraException as exc:
+        raise ConfigError(f"bad override: {exc}") from exc
+    axes = []
+    for o in parsed:
+        if o.is_sweep_override():
+            axes.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
+        else:
+            axes.append([o.input_line])
+    return [list(combo) for combo in itertools.product(*axes)]
+
+
+def options(cfg: DictConfig, key: str) -> dict[str, Any]:
+    """A group's options as plain keyword arguments."""
+    node = cfg.get(key)
+    return {} if node is None else dict(OmegaConf.to_container(node, resolve=True))

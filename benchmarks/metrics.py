@@ -1,0 +1,84 @@
+"""Per-sample image metrics on un-scaled images, magnitude for complex (2-channel) data.
+
+PSNR and SSIM come from piq with the data range taken from the target: its maximum magnitude for
+complex data, max - min for real single-channel data (both images shifted by the target's minimum);
+the reconstruction is clipped to [0, range] as piq requires. NMSE = ||x - ref||^2 / ||ref||^2 and
+NCC (Pearson correlation) are on magnitudes too. LPIPS (piq, VGG16) is computed only when its
+weights are already in the torch hub cache: offline without them it is null, with one warning.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from functools import lru_cache
+
+import piq
+import torch
+from torch import Tensor
+
+from inverse_problems.complex import magnitude
+
+IMAGE_METRICS = ("psnr", "ssim", "nmse", "ncc", "lpips")
+LPIPS_FILES = ("lpips_weights.pt", "vgg16-397923af.pth")
+
+
+def _lpips_available() -> bool:
+    ckpt = os.path.join(torch.hub.get_dir(), "checkpoints")
+    return all(os.path.exists(os.path.join(ckpt, f)) for f in LPIPS_FILES)
+
+
+@lru_cache(maxsize=1)
+def _lpips_model() -> torch.nn.Module | None:
+    if not _lpips_available():
+        warnings.warn(
+            "LPIPS is null: its weights (" + ", ".join(LPIPS_FILES) + ") are not in "
+            f"{os.path.join(torch.hub.get_dir(), 'checkpoints')}; put them there to compute it offline",
+            RuntimeWarning, stacklevel=3,
+        )
+        return None
+    return piq.LPIPS(reduction="none").eval()
+
+
+def image_metrics(x: Tensor, ref: Tensor) -> list[dict[str, float | None]]:
+    """Metrics of each reconstruction x against its target ref, both (B, C, H, W), un-scaled."""
+    xm, rm = magnitude(x.detach().float()).cpu(), magnitude(ref.detach().float()).cpu()
+    lpips = _lpips_model()
+    rows = []
+    signed = x.shape[1] != 2
+    for xi, ri in zip(xm, rm):
+        xi, ri = xi[None], ri[None]
+        if signed:
+            low = ri.min()
+            xi, ri = xi - low, ri - low
+        data_range = float(ri.max().clamp_min(1e-12))
+        xc = xi.clamp(0, data_range)
+        err = ((xi - ri) ** 2).sum()
+        ref_energy = ((ri + low) ** 2).sum() if signed else (ri**2).sum()
+        xz, rz = xi - xi.mean(), ri - ri.mean()
+        ncc = (xz * rz).sum() / (xz.norm() * rz.norm()).clamp_min(1e-30)
+        row: dict[str, float | None] = {
+            "psnr": float(piq.psnr(xc, ri, data_range=data_range)),
+            "ssim": float(piq.ssim(xc, ri, data_range=data_range)),
+            "nmse": float(err / ref_energy.clamp_min(1e-30)),
+            "ncc": float(ncc),
+            "lpips": None,
+        }
+        if lpips is not None:
+            with torch.no_grad():
+                row["lpips"] = float(lpips((xc / data_range).repeat(1, 3, 1, 1), (ri / data_range).repeat(1, 3, 1, 1)))
+        rows.append(row)
+    return rows
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory since the last reset: CUDA max allocated, or the process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)

@@ -1,0 +1,163 @@
+"""The forward-operator and problem interfaces (DESIGN.md, "Operators").
+
+A forward operator maps real images (B, C, H, W) to measurements (real or complex tensors of a
+declared per-sample shape). Measurements carry additive Gaussian noise of standard deviation
+`noise_std` per real component (real and imaginary parts each N(0, noise_std^2)).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from inverse_problems.complex import magnitude
+from inverse_problems.linalg import batch_norm, conjugate_gradient, per_sample
+
+
+@dataclass
+class SVD:
+    """A = U diag(s) V^T written out as callables on an n-vector of spectral coordinates.
+
+    Spectral vectors are real, shape (B, n) with n = C*H*W (the image dimension); `s` has shape (n,)
+    or (B, n) and is zero on the null space. `Ut(y)` returns U^T y in those coordinates (zero where
+    s = 0), `U(z)` maps back to measurement space, so A x = U(s * Vt(x)). After DDRM's H_functions.
+    """
+
+    V: Callable[[Tensor], Tensor]
+    Vt: Callable[[Tensor], Tensor]
+    U: Callable[[Tensor], Tensor]
+    Ut: Callable[[Tensor], Tensor]
+    s: Tensor
+
+
+class ForwardOperator(nn.Module):
+    """y = A x + n, with A written out explicitly (forward and adjoint, never autograd).
+
+    Subclasses set `image_shape` (C, H, W), `measurement_shape` and `measurement_dtype`, and
+    implement `forward` and `adjoint`. Adaptable physical parameters are `nn.Parameter`s.
+    """
+
+    image_shape: tuple[int, int, int]
+    measurement_shape: tuple[int, ...]
+    measurement_dtype: torch.dtype = torch.float32
+
+    def __init__(self, noise_std: float | Tensor = 0.0) -> None:
+        super().__init__()
+        self.register_buffer("noise_std", torch.as_tensor(noise_std, dtype=torch.float32).clone())
+
+    def set_noise_std(self, value: float | Tensor) -> None:
+        """Replace the noise level (a float or a (B,) tensor), keeping it a Parameter if it is one."""
+        value = torch.as_tensor(value, dtype=torch.float32, device=self.noise_std.device).detach().clone()
+        if isinstance(self.noise_std, nn.Parameter):
+            self.noise_std = nn.Parameter(value)
+        else:
+            self.noise_std = value
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102 - A x
+        raise NotImplementedError
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        """A^H y, written out."""
+        raise NotImplementedError
+
+    def normal(self, x: Tensor) -> Tensor:
+        """A^H A x."""
+        return self.adjoint(self.forward(x))
+
+    def pinv(self, y: Tensor, n_iter: int = 100, tol: float = 1e-6, damping: float = 0.0) -> Tensor:
+        """Least-squares solution of (A^H A + damping I) x = A^H y by conjugate gradient."""
+        return conjugate_gradient(lambda v: self.normal(v) + damping * v, self.adjoint(y), n_iter=n_iter, tol=tol)
+
+    def svd(self) -> SVD | None:
+        """The operator's exact SVD, or None where it has none (DDRM-family methods need one)."""
+        return None
+
+    def noise(self, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Gaussian noise of std `noise_std` per real component, shaped like a measurement."""
+        def draw() -> Tensor:
+            real = like.real if like.is_complex() else like
+            return torch.randn(real.shape, generator=generator, device=like.device, dtype=real.dtype)
+        n = torch.complex(draw(), draw()) if like.is_complex() else draw()
+        return per_sample(self.noise_std.to(like.device), n) * n
+
+    def measure(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A x + noise."""
+        y = self.forward(x)
+        return y + self.noise(y, generator)
+
+    def data_misfit(self, x: Tensor, y: Tensor) -> Tensor:
+        """Relative data misfit ||A x - y|| / ||y||, shape (B,)."""
+        return batch_norm(self.forward(x) - y) / batch_norm(y).clamp_min(1e-30)
+
+    def check_image(self, x: Tensor) -> None:
+        """Raise a ValueError naming both shapes when x is not a batch of this operator's images."""
+        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
+            raise ValueError(
+                f"{type(self).__name__} takes images of shape (B, {', '.join(map(str, self.image_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+
+    @torch.no_grad()
+    def norm(self, n_iter: int = 50, generator: torch.Generator | None = None) -> float:
+        """Operator norm ||A||_2 by power iteration on A^H A."""
+        x = torch.randn((1, *self.image_shape), generator=generator, device=self.noise_std.device)
+        for _ in range(n_iter):
+            x = self.normal(x)
+            x = x / batch_norm(x).clamp_min(1e-30).view(-1, 1, 1, 1)
+        return float(batch_norm(self.forward(x)).item())
+
+
+@dataclass
+class ProblemInstance:
+    """A simulated batch: what a reconstruction sees, plus the truth for reporting only.
+
+    `y` and `operator` are in the scaled units the algorithm works in (x_scaled = x / scale);
+    `true_operator` made the data and is kept for oracle runs; `scale` (B,) came from `y` alone.
+    """
+
+    y: Tensor
+    operator: ForwardOperator
+    true_operator: ForwardOperator
+    scale: Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Problem:
+    """An inverse problem: turns a batch of ground-truth images into measurements and operators.
+
+    Subclasses implement `acquisition_operator` (the true physics for a batch); they may override
+    `reconstruction_operator` (what the reconstruction is given, built from measurements only, e.g.
+    coil maps estimated from the ACS lines) and `measurement_scale`.
+    """
+
+    image_shape: tuple[int, int, int]
+
+    def acquisition_operator(self, x: Tensor, generator: torch.Generator | None = None) -> ForwardOperator:
+        raise NotImplementedError
+
+    def reconstruction_operator(self, y: Tensor, true_operator: ForwardOperator) -> ForwardOperator:
+        """The operator the reconstruction is given; by default a copy of the true one."""
+        return copy.deepcopy(true_operator)
+
+    def measurement_scale(self, y: Tensor, operator: ForwardOperator, percentile: float = 0.99) -> Tensor:
+        """Per-sample scale from the measurement only: a percentile of |A^H y| (never the target)."""
+        mag = magnitude(operator.adjoint(y)).flatten(1)
+        return torch.quantile(mag.float(), percentile, dim=1).clamp_min(1e-12)
+
+    def info(self, operator: ForwardOperator) -> dict[str, Any]:
+        """Facts about the realised problem recorded with every sample (e.g. the acceleration)."""
+        return {}
+
+    def simulate(self, x: Tensor, generator: torch.Generator | None = None) -> ProblemInstance:
+        """Measure x with the true operator; scale from the measurement; build the recon operator."""
+        true_op = self.acquisition_operator(x, generator)
+        true_op.check_image(x)
+        y = true_op.measure(x, generator)
+        op = self.reconstruction_operator(y, true_op)
+        scale = self.measurement_scale(y, op)
+        op.set_noise_std(op.noise_std.detach() / scale)
+        y_scaled = y / per_sample(scale, y)
+        return ProblemInstance(y_scaled, op, true_op, scale, self.info(true_op))

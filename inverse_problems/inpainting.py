@@ -1,0 +1,58 @@
+"""Random inpainting y = M x + n with a per-pixel Bernoulli mask (DPS/DDRM's 'random inpainting')."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from inverse_problems.base import SVD, ForwardOperator, Problem
+
+
+class Inpainting(ForwardOperator):
+    """y = M x + n; M keeps pixels where `mask` is 1 (same mask for every channel). A = A^H, SVD exact."""
+
+    def __init__(self, mask: Tensor, channels: int = 1, noise_std: float = 0.0) -> None:
+        super().__init__(noise_std)
+        if mask.ndim != 2:
+            raise ValueError(f"mask must be (H, W), got {tuple(mask.shape)}")
+        self.register_buffer("mask", mask.float())
+        self.image_shape = (channels, *mask.shape)
+        self.measurement_shape = self.image_shape
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.mask
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        return y * self.mask
+
+    def pinv(self, y: Tensor, n_iter: int = 0, tol: float = 0.0, damping: float = 0.0) -> Tensor:
+        """Closed form: (M + damping)^-1 M y."""
+        return self.mask * y / (self.mask + damping).clamp_min(1e-12)
+
+    def svd(self) -> SVD:
+        c, h, w = self.image_shape
+        flat = lambda t: t.reshape(t.shape[0], -1)  # noqa: E731
+        unflat = lambda z: z.reshape(z.shape[0], c, h, w)  # noqa: E731
+        s = self.mask.expand(c, h, w).reshape(-1)
+        return SVD(V=unflat, Vt=flat, U=unflat, Ut=lambda y: flat(y) * s, s=s)
+
+
+class InpaintingProblem(Problem):
+    """Random inpainting: a fraction `keep` of pixels observed, Gaussian noise `noise_std`."""
+
+    default_dataset = "grf"
+    default_prior = "gaussian"
+
+    def __init__(self, size: int = 32, channels: int = 1, keep: float = 0.5, noise_std: float = 0.01,
+                 mask_seed: int = 0) -> None:
+        if not 0 < keep <= 1:
+            raise ValueError(f"keep must be in (0, 1], got {keep}")
+        self.image_shape = (channels, size, size)
+        g = torch.Generator().manual_seed(mask_seed)
+        self.mask = (torch.rand((size, size), generator=g) < keep).float()
+        self.noise_std = noise_std
+
+    def acquisition_operator(self, x: Tensor, generator: torch.Generator | None = None) -> Inpainting:
+        return Inpainting(self.mask, self.image_shape[0], self.noise_std).to(x.device)
+
+    def info(self, operator: Inpainting) -> dict:
+        return {"observed_fraction": float(operator.mask.mean())}

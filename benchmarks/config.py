@@ -1,6 +1,8 @@
-"""Compose a run's config with hydra: configs/<group>/<name>.yaml plus `key=value` overrides.
+"""Compose a run's config with hydra: each component's options plus `key=value` overrides.
 
-A component without a yaml (a plugin) gets an empty node and runs on its class defaults. A shift
+A component's options are its constructor's defaults overlaid by configs/<group>/<name>.yaml, so
+every constructor argument is reachable as an override and a plugin without a yaml runs on its
+class defaults. A shift
 (configs/shift/<name>.yaml) names the dataset and overrides that realise it.
 """
 from __future__ import annotations
@@ -55,10 +57,34 @@ def load_shift(name: str) -> DictConfig:
     return OmegaConf.load(path)
 
 
-def _store_missing(group: str, name: str) -> None:
-    cdir = registry.CONFIG_DIR[group]
-    if not (CONFIG_DIR / cdir / f"{name}.yaml").exists():
-        ConfigStore.instance().store(group=cdir, name=name, node={})
+PLAIN = (type(None), bool, int, float, str, list, tuple, dict)
+RUNNER_SET = {"datasets": {"split"}}  # options the runner sets itself
+
+
+def component_defaults(group: str, name: str) -> dict[str, Any]:
+    """A component's options: its constructor's plain defaults, overlaid by configs/<dir>/<name>.yaml."""
+    import inspect
+
+    node: dict[str, Any] = {}
+    try:
+        params = inspect.signature(registry.load(group, name)).parameters.values()
+    except (TypeError, ValueError):
+        params = []
+    for p in params:
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in RUNNER_SET.get(group, ()) \
+                and p.default is not p.empty and isinstance(p.default, PLAIN):
+            node[p.name] = list(p.default) if isinstance(p.default, tuple) else p.default
+    path = CONFIG_DIR / registry.CONFIG_DIR[group] / f"{name}.yaml"
+    if path.exists():
+        node.update(OmegaConf.to_container(OmegaConf.load(path)) or {})
+    return node
+
+
+def _store(group: str, name: str) -> str:
+    """Put the component's options in hydra's ConfigStore under a reserved name and return that name."""
+    key = f"_{name}_"
+    ConfigStore.instance().store(group=registry.CONFIG_DIR[group], name=key, node=component_defaults(group, name))
+    return key
 
 
 def resolve(sel: Selection) -> Selection:
@@ -84,16 +110,12 @@ def compose_config(sel: Selection, overrides: Iterable[str] = ()) -> DictConfig:
     """The resolved config of one run (names under `names`, options under each group and `run`)."""
     sel = resolve(sel)
     shift = load_shift(sel.shift) if sel.shift else None
-    choices = [f"+problem={sel.problem}", f"+algorithm={sel.algorithm}", f"+dataset={sel.dataset}"]
-    _store_missing("problems", sel.problem)
-    _store_missing("algorithms", sel.algorithm)
-    _store_missing("datasets", sel.dataset)
+    choices = [f"+problem={_store('problems', sel.problem)}", f"+algorithm={_store('algorithms', sel.algorithm)}",
+               f"+dataset={_store('datasets', sel.dataset)}"]
     if sel.prior is not None:
-        _store_missing("priors", sel.prior)
-        choices.append(f"+prior={sel.prior}")
+        choices.append(f"+prior={_store('priors', sel.prior)}")
     for a in sel.adapters:
-        _store_missing("adapters", a)
-        choices.append(f"+adapter@adapters.{a}={a}")
+        choices.append(f"+adapter@adapters.{a}={_store('adapters', a)}")
     shift_overrides = list(shift.get("overrides", [])) if shift else []
     GlobalHydra.instance().clear()
     try:

@@ -1,0 +1,80 @@
+"""Shared fixtures: a tiny plugin distribution and a CLI runner."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+
+PLUGIN_CODE = '''
+"""A third-party plugin used by the tests: a prior and an algorithm."""
+import time
+
+import torch
+from priors.base import Prior
+from algorithms.base import Algorithm
+
+
+class HalfPrior(Prior):
+    """Test plugin prior: D(x, sigma) = gain * x."""
+
+    def __init__(self, gain: float = 0.5, channels: int = 1):
+        super().__init__()
+        self.gain = gain
+        self.channels = channels
+
+    def denoise(self, x, sigma):
+        return self.gain * x
+
+
+class DenoiseAdjoint(Algorithm):
+    """Test plugin algorithm: one denoiser call on A^H y (optionally slow, for kill tests)."""
+
+    def __init__(self, sigma: float = 0.1, delay: float = 0.0):
+        super().__init__()
+        self.sigma = sigma
+        self.delay = delay
+
+    def run(self, y, operator, prior, generator, callback=None):
+        time.sleep(self.delay)
+        return self.denoise(prior, operator.adjoint(y), self.sigma)
+'''
+
+
+@pytest.fixture(scope="session")
+def plugin_path(tmp_path_factory) -> Path:
+    """A real plugin distribution (package + dist-info with entry points) on a path of its own."""
+    root = tmp_path_factory.mktemp("plugin_site")
+    (root / "medtta_test_plugin").mkdir()
+    (root / "medtta_test_plugin" / "__init__.py").write_text(PLUGIN_CODE)
+    dist = root / "medtta_test_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: medtta-test-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(textwrap.dedent("""\
+        [medtta_bench.priors]
+        half = medtta_test_plugin:HalfPrior
+
+        [medtta_bench.algorithms]
+        denoise-adjoint = medtta_test_plugin:DenoiseAdjoint
+        """))
+    (dist / "RECORD").write_text("")
+    return root
+
+
+def bench(*args: str, plugin: Path | None = None, check: bool = True, **popen) -> subprocess.CompletedProcess:
+    """Run the `bench` CLI in a subprocess (optionally with the test plugin importable)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(plugin) if plugin else "", env.get("PYTHONPATH", "")]))
+    env["OMP_NUM_THREADS"] = "1"
+    out = subprocess.run([sys.executable, "-m", "benchmarks.cli", *args], capture_output=True, text=True, env=env,
+                         cwd=popen.pop("cwd", None), timeout=popen.pop("timeout", 240))
+    if check and out.returncode != 0:
+        raise AssertionError(f"bench {' '.join(args)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    return out

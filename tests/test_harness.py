@@ -1,0 +1,120 @@
+"""The harness end to end: plugins, run directories, errors (issue: foundation)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import registry
+from benchmarks.config import ConfigError, Selection, compose_config, expand_sweeps, parse_algo
+from tests.conftest import bench
+
+TINY = ["--problem", "inpainting", "--n", "4", "--batch-size", "2", "--quiet"]
+
+
+def test_plugin_is_listed_and_used(plugin_path, tmp_path):
+    listed = bench("list", "priors", plugin=plugin_path).stdout
+    assert "half" in listed and "[plugin: medtta-test-plugin]" in listed
+    assert "gaussian" in listed  # the built-ins stay beside it
+    run = tmp_path / "plugin-run"
+    bench("run", *TINY, "--algo", "denoise-adjoint", "--prior", "half", "--out", str(run), "prior.gain=0.25",
+          "algorithm.sigma=0.5", plugin=plugin_path)
+    base = tmp_path / "zf-run"
+    bench("run", *TINY, "--algo", "zero-filled", "--out", str(base))
+    cfg = (run / "config.yaml").read_text()
+    assert "prior: half" in cfg and "gain: 0.25" in cfg
+    for i in range(4):
+        got = np.load(run / f"reconstructions/{i:06d}.npy")
+        ref = np.load(base / f"reconstructions/{i:06d}.npy")
+        np.testing.assert_allclose(got, 0.25 * ref, rtol=1e-5, atol=1e-7)  # the plugin prior really ran
+    rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert [r["nfe"] for r in rows] == [1, 1, 1, 1]
+
+
+def test_run_directory_contents(tmp_path):
+    out = tmp_path / "run"
+    res = bench("run", *TINY, "--algo", "zero-filled", "--out", str(out), "--seed", "3")
+    assert "psnr" in res.stdout and "samples: 4 ok" in res.stdout
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in rows] == [0, 1, 2, 3]
+    for r in rows:
+        for key in ("id", "psnr", "ssim", "nmse", "ncc", "lpips", "data_misfit", "seconds", "nfe", "peak_memory_mb",
+                    "status"):
+            assert key in r
+        assert r["status"] == "ok" and np.isfinite(r["psnr"])
+        assert np.load(out / r["reconstruction"]).shape == (1, 32, 32)
+    env = json.loads((out / "environment.json").read_text())
+    assert env["packages"]["torch"] and env["torch_threads"] >= 1 and "git_revision" in env
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_ok"] == 4
+    assert summary["metrics"]["psnr"]["mean"] == pytest.approx(np.mean([r["psnr"] for r in rows]))
+    # same seed, same numbers
+    again = tmp_path / "again"
+    bench("run", *TINY, "--algo", "zero-filled", "--out", str(again), "--seed", "3")
+    rows2 = [json.loads(line) for line in (again / "samples.jsonl").read_text().splitlines()]
+    assert [r["psnr"] for r in rows] == [r["psnr"] for r in rows2]
+    report = bench("report", str(out)).stdout
+    assert "psnr" in report and (out / "figures" / "samples.png").exists()
+
+
+def test_parse_algo_and_sweeps():
+    assert parse_algo("daps+tda+air") == ("daps", ["tda", "air"])
+    with pytest.raises(ConfigError, match="ALGORITHM"):
+        parse_algo("daps+")
+    jobs = expand_sweeps(["problem.keep=0.3,0.6", "run.seed=1"])
+    assert jobs == [["problem.keep=0.3", "run.seed=1"], ["problem.keep=0.6", "run.seed=1"]]
+
+
+def test_multirun_sweep(tmp_path):
+    out = tmp_path / "sweep"
+    bench("run", *TINY, "--algo", "zero-filled", "--out", str(out), "-m", "problem.keep=0.3,0.8")
+    psnr = [json.loads((out / f"{j:03d}" / "summary.json").read_text())["metrics"]["psnr"]["mean"] for j in (0, 1)]
+    assert psnr[1] > psnr[0]  # more observed pixels, better zero-filled
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--problem", "nope", "--algo", "zero-filled"], "unknown problem 'nope'; valid problems: .*inpainting"),
+    (["--problem", "inpainting", "--algo", "nope"], "unknown algorithm 'nope'; valid algorithms: .*zero-filled"),
+    (["--problem", "inpainting", "--algo", "zero-filled+nope"], "unknown adapter 'nope'; valid adapters"),
+    (["--problem", "inpainting", "--algo", "zero-filled", "--dataset", "nope"], "unknown dataset 'nope'; valid datasets: .*grf"),
+    (["--problem", "inpainting", "--algo", "zero-filled", "--shift", "nope"], "unknown shift 'nope'"),
+    (["--problem", "inpainting", "--algo", "zero-filled", "problem.keepp=0.3"], "problem.keepp"),
+    (["--problem", "inpainting", "--algo", "zero-filled", "+problem.keepp=0.3"], "takes no option 'keepp'; its options are: .*keep"),
+    (["--problem", "inpainting", "--algo", "zero-filled", "--device", "cuda:7"], "no such CUDA device"),
+    (["--problem", "inpainting", "--algo", "zero-filled", "problem.size=16"], r"shape \(1, 32, 32\).*\(1, 16, 16\)"),
+])
+def test_cli_errors_name_the_problem(args, message, tmp_path):
+    res = bench("run", *args, "--out", str(tmp_path / "r"), "--quiet", check=False)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    import re
+    assert re.search(message, res.stderr), res.stderr
+
+
+def test_prior_problem_mismatch_refused_before_compute(plugin_path, tmp_path):
+    out = tmp_path / "r"
+    res = bench("run", *TINY, "--algo", "denoise-adjoint", "--prior", "half", "prior.channels=2", "--out", str(out),
+                plugin=plugin_path, check=False)
+    assert res.returncode == 2
+    assert "(2, any, any)" in res.stderr and "(1, 32, 32)" in res.stderr
+    assert not (out / "samples.jsonl").exists()
+
+
+def test_existing_run_needs_resume(tmp_path):
+    out = tmp_path / "r"
+    bench("run", *TINY, "--algo", "zero-filled", "--out", str(out))
+    res = bench("run", *TINY, "--algo", "zero-filled", "--out", str(out), check=False)
+    assert res.returncode == 2 and "--resume" in res.stderr
+    res = bench("run", *TINY, "--algo", "zero-filled", "--out", str(out), "--resume", "problem.keep=0.9", check=False)
+    assert res.returncode == 2 and "another configuration" in res.stderr
+
+
+def test_registry_in_process():
+    assert set(registry.GROUPS) == {"problems", "priors", "algorithms", "adapters", "datasets"}
+    with pytest.raises(LookupError, match="valid groups"):
+        registry.names("nope")
+    problem = registry.build("problems", "inpainting", size=16)
+    assert problem.image_shape == (1, 16, 16)
+    cfg = compose_config(Selection("inpainting", "zero-filled", []), ["problem.size=16"])
+    assert cfg.problem.size == 16 and cfg.names.prior is None  # zero-filled uses no prior

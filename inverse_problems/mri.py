@@ -1,0 +1,173 @@
+"""Cartesian MRI forward models: multi-coil SENSE y_c = M F S_c x + n and the single-coil case.
+
+Images are (B, 2, H, W) real (real, imaginary); measurements are complex (B, coils, H, W) on the full
+centred k-space grid with zeros off the mask M (Pruessmann et al. 1999/2001, SENSE and CG-SENSE).
+Noise: complex Gaussian, `noise_std` per real component on every grid sample (the zeros off the mask
+carry noise too, which never reaches A^H y because A^H masks first).
+
+Adaptable parameters (for test-time degradation adaptation), initialised so the operator is unchanged:
+- `coil_correction` (B', coils, 2, r, r) real: a smooth complex multiplicative correction of the coil
+  maps, S_c <- S_c (1 + up(delta_c)), up = bicubic upsampling of the r x r grid; delta = 0 initially.
+- `phase` (B',): a global phase, x <- exp(i phi) x; 0 initially.
+B' is the maps' batch or `batch` (1: one value shared by the whole batch).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from inverse_problems.base import SVD, ForwardOperator
+from inverse_problems.coils import rss
+from inverse_problems.complex import to_complex, to_real
+from inverse_problems.fft import fft2c, ifft2c
+from inverse_problems.linalg import per_sample
+
+
+class AdaptableMixin:
+    """`adaptable_parameters()` and `reset_adaptation()` over the parameters named in `_adaptable`."""
+
+    _adaptable: tuple[str, ...] = ()
+
+    def _remember_initial(self) -> None:
+        self._initial = {n: getattr(self, n).detach().clone() for n in self._adaptable}
+
+    def measure(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A x + noise, detached from the adaptable parameters (data carry no graph)."""
+        with torch.no_grad():
+            return super().measure(x, generator)
+
+    def adaptable_parameters(self) -> dict[str, nn.Parameter]:
+        """The operator's physical parameters that test-time adaptation may train, by name."""
+        return {n: getattr(self, n) for n in self._adaptable}
+
+    def reset_adaptation(self) -> None:
+        """Restore every adaptable parameter to its initial value (in place, keeping optimiser references)."""
+        with torch.no_grad():
+            for n, v in self._initial.items():
+                p = getattr(self, n)
+                if p.shape != v.shape:
+                    setattr(self, n, nn.Parameter(v.clone().to(p.device)))
+                else:
+                    p.copy_(v.to(p.device))
+
+
+class MultiCoilMRI(AdaptableMixin, ForwardOperator):
+    """y_c = M F (S_c x) + n, c = 1..coils: Cartesian SENSE with centred orthonormal FFTs.
+
+    maps: (coils, H, W) or (B', coils, H, W) complex; mask: (H, W) in {0, 1}. `pinv` is CG-SENSE
+    (conjugate gradient on A^H A + damping I, inherited). correction_size r = 0 disables the coil-map
+    correction parameter. `batch` sets the batch of the adaptable parameters (default: the maps').
+    """
+
+    measurement_dtype = torch.complex64
+
+    def __init__(self, maps: Tensor, mask: Tensor, noise_std: float | Tensor = 0.0, correction_size: int = 4,
+                 batch: int | None = None) -> None:
+        super().__init__(noise_std)
+        if not maps.is_complex() or maps.ndim not in (3, 4):
+            raise ValueError(f"maps must be complex (coils, H, W) or (B, coils, H, W), got {tuple(maps.shape)} {maps.dtype}")
+        maps = maps if maps.ndim == 4 else maps[None]
+        if mask.ndim != 2 or tuple(mask.shape) != tuple(maps.shape[-2:]):
+            raise ValueError(f"mask must be (H, W) = {tuple(maps.shape[-2:])}, got {tuple(mask.shape)}")
+        nb, coils, h, w = maps.shape
+        if batch is not None and nb not in (1, batch):
+            raise ValueError(f"maps have batch {nb} but batch={batch} was asked; pass maps of batch 1 or {batch}")
+        nb = batch or nb
+        self.register_buffer("maps", maps.to(torch.complex64))
+        self.register_buffer("mask", mask.float())
+        self.image_shape = (2, h, w)
+        self.measurement_shape = (coils, h, w)
+        self.correction_size = correction_size
+        names = ["phase"]
+        self.phase = nn.Parameter(torch.zeros(nb, device=maps.device))
+        if correction_size > 0:
+            self.coil_correction = nn.Parameter(torch.zeros((nb, coils, 2, correction_size, correction_size),
+                                                            device=maps.device))
+            names.insert(0, "coil_correction")
+        self._adaptable = tuple(names)
+        self._remember_initial()
+
+    @property
+    def coils(self) -> int:
+        return self.measurement_shape[0]
+
+    def effective_maps(self) -> Tensor:
+        """S_c exp(i phi) (1 + up(delta_c)), (B', coils, H, W) complex; differentiable in the parameters."""
+        maps = self.maps * torch.polar(torch.ones_like(self.phase), self.phase).view(-1, 1, 1, 1)
+        if self.correction_size > 0:
+            nb, c, _, r, _ = self.coil_correction.shape
+            up = F.interpolate(self.coil_correction.reshape(nb, c * 2, r, r), size=self.image_shape[1:],
+                               mode="bicubic", align_corners=True).reshape(nb, c, 2, *self.image_shape[1:])
+            maps = maps * (1 + torch.complex(up[:, :, 0], up[:, :, 1]))
+        return maps
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_image(x)
+        return fft2c(self.effective_maps() * to_complex(x)[:, None]) * self.mask
+
+    def coil_images(self, y: Tensor) -> Tensor:
+        """F^H M y_c: the zero-filled image of each coil, (B, coils, H, W) complex."""
+        return ifft2c(y * self.mask)
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        """sum_c S_c^H F^H M y_c, written out."""
+        return to_real((self.effective_maps().conj() * self.coil_images(y)).sum(dim=1))
+
+    def rss(self, y: Tensor) -> Tensor:
+        """Root-sum-of-squares of the coil images as a zero-phase 2-channel image (B, 2, H, W)."""
+        mag = rss(self.coil_images(y), dim=1)[:, 0]
+        return to_real(torch.complex(mag, torch.zeros_like(mag)))
+
+    def noise_std_for_snr(self, x: Tensor, snr_db: float) -> Tensor:
+        """Per-sample noise std (per real component) giving SNR = mean_{acquired} |A x|^2 / (2 sigma^2), in dB."""
+        with torch.no_grad():
+            power = (self.forward(x).abs() ** 2).flatten(1).sum(1) / (self.mask.sum() * self.coils)
+        return torch.sqrt(power / 2 / 10 ** (snr_db / 10)).float()
+
+
+class SingleCoilMRI(MultiCoilMRI):
+    """y = M F (exp(i phi) x) + n, one coil with S = 1; measurements (B, 1, H, W) complex.
+
+    Exact SVD (the DDRM single-coil MRI case): in the real 2-channel representation V = F^H (V^T x =
+    the k-space of x as a real (2, H, W) vector), s = M on both channels, U = exp(i phi) on the k-space
+    grid. Only the global phase is adaptable (no coil-map correction).
+    """
+
+    def __init__(self, mask: Tensor, noise_std: float | Tensor = 0.0, batch: int = 1) -> None:
+        super().__init__(torch.ones((1, 1, *mask.shape), dtype=torch.complex64, device=mask.device), mask, noise_std,
+                         correction_size=0, batch=batch)
+
+    def pinv(self, y: Tensor, n_iter: int = 0, tol: float = 0.0, damping: float = 0.0) -> Tensor:
+        """Closed form: exp(-i phi) F^H (M / (M + damping)) y."""
+        k = (y[:, 0] * self.mask / (self.mask + damping).clamp_min(1e-12))
+        rot = torch.polar(torch.ones_like(self.phase), -self.phase).view(-1, 1, 1)
+        return to_real(rot * ifft2c(k))
+
+    def svd(self) -> SVD:
+        _, h, w = self.image_shape
+        s = self.mask.expand(2, h, w).reshape(-1)
+        rot = lambda sign: torch.polar(torch.ones_like(self.phase), sign * self.phase).view(-1, 1, 1, 1)  # noqa: E731
+
+        def vt(x: Tensor) -> Tensor:
+            return to_real(fft2c(to_complex(x))).flatten(1)
+
+        def v(z: Tensor) -> Tensor:
+            return to_real(ifft2c(to_complex(z.reshape(-1, 2, h, w))))
+
+        def u(z: Tensor) -> Tensor:
+            return rot(1) * to_complex(z.reshape(-1, 2, h, w))[:, None]
+
+        def ut(y: Tensor) -> Tensor:
+            return to_real((rot(-1) * y)[:, 0]).flatten(1) * s
+
+        return SVD(V=v, Vt=vt, U=u, Ut=ut, s=s)
+
+
+def snr_db(signal: Tensor, noise_std: Tensor | float) -> Tensor:
+    """SNR in dB of a complex signal against complex noise of std `noise_std` per real component."""
+    power = (signal.abs() ** 2).flatten(1).mean(1)
+    return 10 * torch.log10(power / (2 * per_sample(noise_std, power) ** 2))
+
+
+__all__ = ["AdaptableMixin", "MultiCoilMRI", "SingleCoilMRI", "snr_db"]

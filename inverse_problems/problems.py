@@ -1,0 +1,150 @@
+"""The MRI problems: compressed-sensing MRI (`cs_mri`) and low-field MRI (`lowfield`).
+
+Both take complex images (B, 2, H, W). Data are simulated with the true operator; the reconstruction
+gets an operator built from the measurements only (ESPIRiT coil maps from the ACS of y; the PSF width
+the reconstruction assumes). The per-sample scale is the base class's: the 99th percentile of
+|A^H y| under the reconstruction operator.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from inverse_problems.base import ForwardOperator, Problem
+from inverse_problems.coils import birdcage_maps
+from inverse_problems.espirit import espirit_maps, kernel_shape
+from inverse_problems.lowfield import LowField
+from inverse_problems.masks import MASK_TYPES, acs_region, make_mask, realised_acceleration
+from inverse_problems.mri import MultiCoilMRI, SingleCoilMRI
+
+COIL_MAPS = ("estimated", "true")
+
+
+def noise_std_for_snr(clean: Tensor, snr_db: float, weight: Tensor | None = None) -> Tensor:
+    """Per-sample std per real component with SNR = mean |signal|^2 / (2 sigma^2) = 10^(snr_db/10).
+
+    clean: complex (B, ...) or real 2-channel (B, 2, ...) noiseless measurement; `weight` (broadcastable
+    {0, 1}) restricts the mean to acquired samples.
+    """
+    power = clean.abs() ** 2 if clean.is_complex() else (clean**2).sum(1, keepdim=True)
+    w = torch.ones_like(power) if weight is None else weight.expand_as(power)
+    mean = (power * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1)
+    return torch.sqrt(mean / 2 / 10 ** (snr_db / 10)).float().detach()
+
+
+class CSMRIProblem(Problem):
+    """Cartesian compressed-sensing MRI y_c = M F S_c x + n: single-coil (coils=1) or SENSE multi-coil.
+
+    Options: size, coils, acceleration, center_fraction (ACS), mask (random | equispaced | gaussian1d |
+    poisson2d | vd2d), mask_seed, noise_std (per real k-space component) or snr_db (overrides it; SNR of
+    the acquired samples, per sample), coil_maps (estimated: ESPIRiT from the ACS of y, data made with
+    the true simulated maps | true: oracle), coil_radius (birdcage), correction_size (r of the adaptable
+    coil-map correction, 0 = none), espirit_kernel / espirit_threshold / espirit_crop.
+    """
+
+    default_dataset = "phantom-brain-t2"
+    default_prior = "phantom-brain-64"
+
+    def __init__(self, size: int = 64, coils: int = 8, acceleration: float = 4.0, center_fraction: float = 0.08,
+                 mask: str = "random", mask_seed: int = 0, noise_std: float = 0.005, snr_db: float | None = None,
+                 coil_maps: str = "estimated", coil_radius: float = 1.5, correction_size: int = 4,
+                 espirit_kernel: int = 6, espirit_threshold: float = 0.02, espirit_crop: float = 0.95) -> None:
+        if mask not in MASK_TYPES:
+            raise ValueError(f"unknown mask {mask!r}; choose one of {', '.join(MASK_TYPES)}")
+        if coil_maps not in COIL_MAPS:
+            raise ValueError(f"coil_maps must be one of {COIL_MAPS} (estimated: ESPIRiT; true: oracle), got {coil_maps!r}")
+        if coils < 1:
+            raise ValueError(f"coils must be >= 1 (1 = single-coil), got {coils}")
+        if noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+        self.image_shape = (2, size, size)
+        self.coils = coils
+        self.mask = make_mask(mask, (size, size), acceleration, center_fraction, mask_seed)
+        self.maps = birdcage_maps(coils, size, coil_radius)
+        self.noise_std, self.snr_db = noise_std, snr_db
+        self.coil_maps = coil_maps
+        self.correction_size = correction_size
+        self.espirit = {"kernel_size": espirit_kernel, "threshold": espirit_threshold, "crop": espirit_crop}
+        if coils > 1 and coil_maps == "estimated":
+            rows, cols = acs_region(self.mask)
+            try:
+                kernel_shape((rows.stop - rows.start, cols.stop - cols.start), coils, espirit_kernel)
+            except ValueError as exc:
+                raise ValueError(f"cs_mri with mask={mask!r}, center_fraction={center_fraction}: {exc}") from exc
+
+    def acquisition_operator(self, x: Tensor, generator: torch.Generator | None = None) -> ForwardOperator:
+        mask = self.mask.to(x.device)
+        if self.coils == 1:
+            op: MultiCoilMRI = SingleCoilMRI(mask, self.noise_std)
+        else:
+            op = MultiCoilMRI(self.maps.to(x.device), mask, self.noise_std, self.correction_size)
+        if self.snr_db is not None:
+            with torch.no_grad():
+                op.set_noise_std(noise_std_for_snr(op(x), self.snr_db, mask))
+        return op
+
+    def reconstruction_operator(self, y: Tensor, true_operator: ForwardOperator) -> ForwardOperator:
+        """Per-sample adaptable parameters; ESPIRiT maps from the ACS of y unless coil_maps='true'."""
+        assert isinstance(true_operator, MultiCoilMRI)
+        b, noise = y.shape[0], true_operator.noise_std.detach().clone()
+        if self.coils == 1:
+            return SingleCoilMRI(true_operator.mask, noise, batch=b)
+        if self.coil_maps == "true":
+            maps = true_operator.maps
+        else:
+            maps = espirit_maps(y, acs_region(true_operator.mask), **self.espirit)
+        return MultiCoilMRI(maps, true_operator.mask, noise, self.correction_size, batch=b)
+
+    def measurement_scale(self, y: Tensor, operator: ForwardOperator, percentile: float = 0.99) -> Tensor:
+        """The base class's 99th percentile of |A^H y|, detached from the adaptable parameters."""
+        with torch.no_grad():
+            return super().measurement_scale(y, operator, percentile)
+
+    def info(self, operator: ForwardOperator) -> dict[str, Any]:
+        assert isinstance(operator, MultiCoilMRI)
+        return {"acceleration": realised_acceleration(operator.mask), "coils": operator.coils}
+
+
+class LowFieldProblem(Problem):
+    """Low-field MRI y = PSF(L_k(x)) + n (DiffDeuR): k-space truncation by k per axis, Gaussian PSF, noise.
+
+    Options: size, k, fwhm (pixels), noise_std (per real component, image domain) or snr_db (overrides
+    it), fwhm_recon (the PSF width the reconstruction assumes; null = the true one; a wrong value is an
+    operator shift).
+    """
+
+    default_dataset = "phantom-brain-t2"
+    default_prior = "phantom-brain-64"
+
+    def __init__(self, size: int = 64, k: float = 2.0, fwhm: float = 2.0, noise_std: float = 0.01,
+                 fwhm_recon: float | None = None, snr_db: float | None = None) -> None:
+        if k < 1:
+            raise ValueError(f"k must be >= 1 (k = 2 keeps the central half of each k-space axis), got {k}")
+        if fwhm < 0 or (fwhm_recon is not None and fwhm_recon < 0):
+            raise ValueError(f"fwhm and fwhm_recon must be >= 0 pixels, got {fwhm} and {fwhm_recon}")
+        if noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+        self.image_shape = (2, size, size)
+        self.k, self.fwhm, self.noise_std, self.snr_db = k, fwhm, noise_std, snr_db
+        self.fwhm_recon = fwhm if fwhm_recon is None else fwhm_recon
+
+    def acquisition_operator(self, x: Tensor, generator: torch.Generator | None = None) -> LowField:
+        op = LowField(self.image_shape[1:], self.k, self.fwhm, self.noise_std).to(x.device)
+        if self.snr_db is not None:
+            with torch.no_grad():
+                op.set_noise_std(noise_std_for_snr(op(x), self.snr_db))
+        return op
+
+    def reconstruction_operator(self, y: Tensor, true_operator: ForwardOperator) -> LowField:
+        return LowField(self.image_shape[1:], self.k, self.fwhm_recon, true_operator.noise_std.detach().clone()).to(y.device)
+
+    def measurement_scale(self, y: Tensor, operator: ForwardOperator, percentile: float = 0.99) -> Tensor:
+        """The base class's 99th percentile of |A^H y|, detached from the adaptable parameters."""
+        with torch.no_grad():
+            return super().measurement_scale(y, operator, percentile)
+
+    def info(self, operator: ForwardOperator) -> dict[str, Any]:
+        assert isinstance(operator, LowField)
+        return {"acceleration": 1.0 / operator.kept_fraction, "fwhm": self.fwhm, "fwhm_recon": self.fwhm_recon}

@@ -107,7 +107,7 @@ def test_knee_differs_from_brain():
     assert {"cartilage", "bone_marrow", "cortical_bone", "meniscus_ligament", "muscle"} <= kn
     assert {"skull", "grey_matter", "white_matter", "ventricle"} <= br
     assert (mag(knee.image) - mag(brain.image)).abs().mean() > 0.05
-    pd = tissue_means("knee", "pd", 2, size=64)
+    pd = tissue_means("knee", "pd", 2, size=128)
     assert pd["fat"] > pd["muscle"] > pd["meniscus_ligament"]  # fat bright, menisci/ligaments dark on PD
     assert pd["fluid"] > pd["cartilage"]  # fluid bright against cartilage
 

@@ -42,35 +42,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     jobs = expand_sweeps(list(args.overrides)) if args.multirun else [list(args.overrides)]
     if len(jobs) > 1 and not args.multirun:
         raise ValueError("sweep values need --multirun")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = 0
-    if world > 1:
-        from accelerate import PartialState
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not args.out:
+        raise ValueError("with several processes, pass --out DIR so that every process writes the same run directory")
+    if world > 1 and args.device is None:
+        import torch
 
-        state = PartialState()
-        rank, world = state.process_index, state.num_processes
-        if args.device is None:
-            base.append(f"run.device={state.device}")
+        if torch.cuda.is_available():  # accelerate launch / torchrun: one GPU per process
+            base.append(f"run.device=cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
     for j, job in enumerate(jobs):
         cfg = compose_config(sel, base + job)
         out = Path(args.out or default_out(cfg))
         if len(jobs) > 1:
             out = out / f"{j:03d}"
-        summary = execute(cfg, out, resume=args.resume, progress=not args.quiet, rank=rank, world_size=world)
+        try:
+            summary = execute(cfg, out, resume=args.resume, progress=not args.quiet, rank=rank, world_size=world)
+        finally:
+            if world > 1:
+                (out / f"rank{rank}.done").write_text("")
         if world > 1:
-            from accelerate import PartialState
-
-            PartialState().wait_for_everyone()
-            if rank == 0:
-                from benchmarks.results import RunDir
-                from benchmarks.runner import summarise
-
-                summary = summarise(cfg, RunDir(out), cfg.run.device)
+            summary = merge_ranks(cfg, out, world) if rank == 0 else None
         if rank == 0:
             title = f"{cfg.names.algorithm}{''.join('+' + a for a in cfg.names.adapters)} on {cfg.names.problem}"
             print(f"\n{title} ({cfg.names.dataset}, prior {cfg.names.prior}) -> {out}" + (f"  [{' '.join(job)}]" if job else ""))
             print(format_table(summary))
     return 0
+
+
+def merge_ranks(cfg, out: Path, world: int, timeout: float = 7 * 24 * 3600):
+    """Rank 0: wait for every process's done-marker, then summarise the merged samples files."""
+    import time
+
+    from benchmarks.results import RunDir
+    from benchmarks.runner import summarise
+
+    start = time.time()
+    while not all((out / f"rank{r}.done").exists() for r in range(world)):
+        if time.time() - start > timeout:
+            raise RuntimeError(f"ranks did not finish within {timeout:.0f} s")
+        time.sleep(0.5)
+    for r in range(world):
+        (out / f"rank{r}.done").unlink()
+    return summarise(cfg, RunDir(out), cfg.run.device)
 
 
 def default_out(cfg) -> str:

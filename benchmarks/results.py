@@ -105,7 +105,7 @@ class RunDir:
 
     def start(self, cfg: DictConfig, device: torch.device, resume: bool) -> None:
         cfg_path = self.path / "config.yaml"
-        existing = self.all_samples()
+        existing = read_samples(self.samples_path)  # this process's own file: ranks start at different times
         if existing and not resume:
             raise RunDirError(f"{self.path} already holds {len(existing)} finished samples; pass --resume to finish "
                               f"that run, or choose another --out")

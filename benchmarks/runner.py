@@ -2,8 +2,8 @@
 
 Samples are processed in batches of `run.batch_size` on fixed boundaries (0..B-1, B..2B-1, ...), each
 batch with its own generator seeded from (run.seed, first index), so a resumed run redraws the same
-numbers. Many processes (`accelerate launch`): process r takes batches r, r+W, r+2W, ... and writes
-samples.rank<r>.jsonl beside samples.jsonl; the summary merges them.
+numbers. Many processes (`accelerate launch` or `torchrun`, which set RANK and WORLD_SIZE): process r takes
+batches r, r+W, r+2W, ... and writes samples.rank<r>.jsonl beside samples.jsonl; rank 0 merges them.
 """
 from __future__ import annotations
 

@@ -8,6 +8,7 @@
 
 Adapters see measurements only, never the target. `reset()` returns an adapter to its pretrained
 state; `state_dict()`/`load_state_dict()` carry state between batches (the TTT schemes).
+Adapters of one `AdaptedAlgorithm` see each other through `peers` (AIR guides through TDA's adapted degradation).
 """
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ class Adapter(nn.Module):
     """Base adapter: every hook is the identity. `adapting=False` freezes it (the naive scheme's predict pass)."""
 
     adapting: bool = True
+    peers: tuple["Adapter", ...] = ()
+
+    def degrade(self, x: Tensor, operator: ForwardOperator) -> Tensor:
+        """The adapted degradation applied to a clean image; the operator itself unless the adapter learns one."""
+        return operator(x)
 
     def prepare(self, y: Tensor, operator: ForwardOperator, prior: Prior | None) -> tuple[ForwardOperator, Prior | None]:
         return operator, prior
@@ -46,6 +52,8 @@ class AdaptedAlgorithm(Algorithm):
         self.adapters = adapters
         self.uses_prior = algorithm.uses_prior
         self.needs_svd = algorithm.needs_svd
+        for a in adapters:
+            a.peers = tuple(adapters)
 
     def reconstruct(self, y: Tensor, operator: ForwardOperator, prior: Prior | None = None,
                     generator: torch.Generator | None = None, callback: StepCallback | None = None) -> Reconstruction:
@@ -65,3 +73,11 @@ class AdaptedAlgorithm(Algorithm):
             recon = adapter.refine(recon, y, operator, prior)
         self.last_operator, self.last_prior = operator, prior
         return recon
+
+
+def adaptable_parameters(operator: ForwardOperator) -> dict[str, nn.Parameter]:
+    """An operator's trainable physical parameters: its `adaptable_parameters()` if it has one, else its
+    `nn.Parameter`s by name (e.g. a PSF width or a noise level made adaptable)."""
+    if hasattr(operator, "adaptable_parameters"):
+        return dict(operator.adaptable_parameters())
+    return dict(operator.named_parameters())

@@ -4,6 +4,11 @@
   batch with the adapted state frozen.
 - online: every batch starts from the pretrained state (state reset before each batch).
 - minibatch: the adapted state is carried from batch to batch (theta_i from theta_{i-1}).
+
+The runner (benchmarks.runner.execute) applies them: naive calls `set_adapting(True)`, runs every batch once,
+then `set_adapting(False)` and reconstructs; `before_batch()` resets for online. State that an adapter learns
+on a per-batch object (an operator's physical parameters) is kept in the adapter's own state (its
+`get_extra_state`), so it is carried or reset with the rest.
 """
 from __future__ import annotations
 
@@ -30,9 +35,11 @@ class Scheme:
         return self.name == "naive" and bool(self.adapters)
 
     def reset(self) -> None:
+        """Every adapter back to its pretrained state: `reset()` drops what it built lazily for a batch (an
+        operator-sized net, carried physical values), then the pretrained weights are loaded."""
         for a, state in zip(self.adapters, self.pretrained):
-            a.load_state_dict(state)
             a.reset()
+            a.load_state_dict(state)
 
     def set_adapting(self, on: bool) -> None:
         for a in self.adapters:

@@ -1,4 +1,9 @@
-"""The zero-filled (adjoint) reconstruction x = A^H y: the baseline every problem has."""
+"""The zero-filled reconstruction: the baseline every problem has.
+
+Generic operators: the adjoint image x = A^H y. Multi-coil MRI (an operator with `rss` and more than
+one coil): the root-sum-of-squares of the zero-filled coil images, sqrt(sum_c |F^H M y_c|^2), as a
+complex image with zero phase (2 channels), the usual multi-coil baseline (it needs no coil maps).
+"""
 from __future__ import annotations
 
 import torch
@@ -10,10 +15,13 @@ from priors.base import Prior
 
 
 class ZeroFilled(Algorithm):
-    """Zero-filled reconstruction A^H y (coil-combined with the given maps for multi-coil MRI)."""
+    """Zero-filled reconstruction: A^H y, or the root-sum-of-squares of the coil images for multi-coil MRI."""
 
     uses_prior = False
 
+    @torch.no_grad()
     def run(self, y: Tensor, operator: ForwardOperator, prior: Prior | None, generator: torch.Generator | None,
             callback=None) -> Tensor:
+        if getattr(operator, "coils", 1) > 1 and hasattr(operator, "rss"):
+            return operator.rss(y)
         return operator.adjoint(y)

@@ -1,0 +1,178 @@
+"""Classical reconstructions without a learned prior, batched in torch (CPU and GPU).
+
+- `cg-sense`: Tikhonov least squares by conjugate gradient (Pruessmann et al., MRM 2001).
+- `l1-wavelet`: min_x 1/2 ||A x - y||^2 + lam ||W x||_1, W an orthonormal Haar transform, by FISTA
+  (Beck & Teboulle, SIAM J. Imaging Sci. 2009); CS-MRI after Lustig et al., MRM 2007. Each iteration
+  thresholds in a randomly shifted wavelet frame (cycle spinning, as BART's pics does), which removes
+  Haar's block artefacts: about +7 dB over the fixed frame on a 64 px phantom at R = 4.
+- `tv`: min_x 1/2 ||A x - y||^2 + lam TV(x), isotropic TV, by primal-dual hybrid gradient
+  (Chambolle & Pock, JMIV 2011).
+For complex images (C = 2) the sparsity penalties act on complex magnitudes (real and imaginary
+parts thresholded jointly). Weights are in the scaled units the algorithm sees (image ~ 1).
+These methods have no sampler steps: adapters act through their prepare/refine hooks only.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from algorithms.base import Algorithm
+from inverse_problems.base import ForwardOperator
+from inverse_problems.linalg import batch_norm, per_sample
+from priors.base import Prior
+
+
+@torch.no_grad()
+def lipschitz(operator: ForwardOperator, batch: int, device: torch.device, n_iter: int = 30,
+              generator: torch.Generator | None = None) -> Tensor:
+    """Per-sample largest eigenvalue of A^H A (= ||A||^2) by power iteration, shape (B,)."""
+    x = torch.randn((batch, *operator.image_shape), generator=generator, device=device)
+    for _ in range(n_iter):
+        x = operator.normal(x)
+        x = x / per_sample(batch_norm(x).clamp_min(1e-30), x)
+    return batch_norm(operator.normal(x))
+
+
+def haar_levels(shape: tuple[int, int], levels: int) -> int:
+    """The number of Haar levels (<= levels) that H and W allow; at least one."""
+    h, w = shape
+    n = 0
+    while n < levels and h % 2 == 0 and w % 2 == 0 and h >= 2 and w >= 2:
+        h, w, n = h // 2, w // 2, n + 1
+    if n == 0:
+        raise ValueError(f"the Haar wavelet needs even image sides, got {shape}; use a size divisible by 2**levels")
+    return n
+
+
+def haar(x: Tensor, levels: int) -> tuple[Tensor, list[Tensor]]:
+    """Orthonormal 2-D Haar transform: (approximation, [details (B, C, 3, h, w) per level, finest first])."""
+    a, details = x, []
+    for _ in range(levels):
+        x00, x01, x10, x11 = a[..., 0::2, 0::2], a[..., 0::2, 1::2], a[..., 1::2, 0::2], a[..., 1::2, 1::2]
+        details.append(torch.stack([x00 - x01 + x10 - x11, x00 + x01 - x10 - x11, x00 - x01 - x10 + x11], 2) / 2)
+        a = (x00 + x01 + x10 + x11) / 2
+    return a, details
+
+
+def ihaar(a: Tensor, details: list[Tensor]) -> Tensor:
+    """Inverse (= transpose) of `haar`."""
+    for d in reversed(details):
+        lh, hl, hh = d.unbind(2)
+        out = a.new_empty((*a.shape[:-2], 2 * a.shape[-2], 2 * a.shape[-1]))
+        out[..., 0::2, 0::2] = (a + lh + hl + hh) / 2
+        out[..., 0::2, 1::2] = (a - lh + hl - hh) / 2
+        out[..., 1::2, 0::2] = (a + lh - hl - hh) / 2
+        out[..., 1::2, 1::2] = (a - lh - hl + hh) / 2
+        a = out
+    return a
+
+
+def soft_threshold(z: Tensor, t: Tensor, joint_channels: bool) -> Tensor:
+    """prox of t||.||_1: shrink magnitudes by t (per sample, (B,)); joint over dim 1 for complex pairs."""
+    mag = z.pow(2).sum(1, keepdim=True).sqrt() if joint_channels else z.abs()
+    return z * (1 - per_sample(t, z) / mag.clamp_min(1e-12)).clamp_min(0)
+
+
+def gradient(x: Tensor) -> Tensor:
+    """Forward differences with Neumann boundary: (B, C, 2, H, W) = (d/dy, d/dx)."""
+    g = x.new_zeros((x.shape[0], x.shape[1], 2, *x.shape[2:]))
+    g[:, :, 0, :-1] = x[:, :, 1:] - x[:, :, :-1]
+    g[:, :, 1, :, :-1] = x[..., 1:] - x[..., :-1]
+    return g
+
+
+def gradient_adjoint(g: Tensor) -> Tensor:
+    """The adjoint of `gradient` (minus the divergence), written out."""
+    out = g.new_zeros((g.shape[0], g.shape[1], *g.shape[3:]))
+    out[:, :, :-1] -= g[:, :, 0, :-1]
+    out[:, :, 1:] += g[:, :, 0, :-1]
+    out[..., :-1] -= g[:, :, 1, :, :-1]
+    out[..., 1:] += g[:, :, 1, :, :-1]
+    return out
+
+
+class CGSense(Algorithm):
+    """CG-SENSE: argmin_x ||A x - y||^2 + lam ||x||^2 by conjugate gradient (closed form where the operator has one)."""
+
+    uses_prior = False
+
+    def __init__(self, lam: float = 0.0, n_iter: int = 10, tol: float = 1e-6) -> None:
+        super().__init__()
+        if lam < 0 or n_iter < 1:
+            raise ValueError(f"cg-sense needs lam >= 0 and n_iter >= 1, got lam={lam}, n_iter={n_iter}")
+        self.lam, self.n_iter, self.tol = lam, n_iter, tol
+
+    @torch.no_grad()
+    def run(self, y: Tensor, operator: ForwardOperator, prior: Prior | None, generator: torch.Generator | None,
+            callback=None) -> Tensor:
+        return operator.pinv(y, n_iter=self.n_iter, tol=self.tol, damping=self.lam)
+
+
+class L1Wavelet(Algorithm):
+    """l1-wavelet CS: argmin_x 1/2 ||A x - y||^2 + lam ||W x||_1 (orthonormal Haar, details only) by FISTA."""
+
+    uses_prior = False
+
+    def __init__(self, lam: float = 0.003, n_iter: int = 100, levels: int = 4, cycle_spin: bool = True,
+                 power_iter: int = 30) -> None:
+        super().__init__()
+        if lam < 0 or n_iter < 1 or levels < 1:
+            raise ValueError(f"l1-wavelet needs lam >= 0, n_iter >= 1, levels >= 1; got {lam}, {n_iter}, {levels}")
+        self.lam, self.n_iter, self.levels, self.power_iter = lam, n_iter, levels, power_iter
+        self.cycle_spin = cycle_spin
+
+    def prox(self, v: Tensor, t: Tensor, levels: int, shift: tuple[int, int] = (0, 0)) -> Tensor:
+        """Soft thresholding of the Haar details of v circularly shifted by `shift`, shifted back."""
+        a, details = haar(torch.roll(v, shift, dims=(-2, -1)), levels)
+        out = ihaar(a, [soft_threshold(d, t, v.shape[1] == 2) for d in details])
+        return torch.roll(out, (-shift[0], -shift[1]), dims=(-2, -1))
+
+    @torch.no_grad()
+    def run(self, y: Tensor, operator: ForwardOperator, prior: Prior | None, generator: torch.Generator | None,
+            callback=None) -> Tensor:
+        levels = haar_levels(operator.image_shape[1:], self.levels)
+        step = 1.0 / (1.01 * lipschitz(operator, y.shape[0], y.device, self.power_iter, generator)).clamp_min(1e-12)
+        x = operator.adjoint(y)
+        z, t = x, 1.0
+        for i in range(self.n_iter):
+            v = z - per_sample(step, z) * operator.adjoint(operator(z) - y)
+            shift = (0, 0)
+            if self.cycle_spin:
+                device = generator.device if generator is not None else y.device
+                shift = tuple(torch.randint(0, 2**levels, (2,), generator=generator, device=device).tolist())
+            x_new = self.prox(v, step * self.lam, levels, shift)
+            t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
+            z = x_new + ((t - 1) / t_new) * (x_new - x)
+            x, t = self.monitor.check(i, x_new), t_new
+        return x
+
+
+class TotalVariation(Algorithm):
+    """TV: argmin_x 1/2 ||A x - y||^2 + lam sum_p |grad x(p)| (isotropic) by Chambolle-Pock PDHG."""
+
+    uses_prior = False
+
+    def __init__(self, lam: float = 0.01, n_iter: int = 200, power_iter: int = 30) -> None:
+        super().__init__()
+        if lam < 0 or n_iter < 1:
+            raise ValueError(f"tv needs lam >= 0 and n_iter >= 1, got lam={lam}, n_iter={n_iter}")
+        self.lam, self.n_iter, self.power_iter = lam, n_iter, power_iter
+
+    @torch.no_grad()
+    def run(self, y: Tensor, operator: ForwardOperator, prior: Prior | None, generator: torch.Generator | None,
+            callback=None) -> Tensor:
+        norm_k = (lipschitz(operator, y.shape[0], y.device, self.power_iter, generator) * 1.01 + 8.0).sqrt()
+        tau = sigma = 1.0 / norm_k  # tau * sigma * ||K||^2 = 1 with K = [A; grad], ||grad||^2 <= 8
+        x = operator.adjoint(y)
+        x_bar = x
+        p = gradient(x) * 0
+        q = torch.zeros_like(y)
+        for i in range(self.n_iter):
+            q = (q + per_sample(sigma, q) * (operator(x_bar) - y)) / (1 + per_sample(sigma, q))
+            p = p + per_sample(sigma, p) * gradient(x_bar)
+            mag = p.pow(2).sum(dim=(1, 2), keepdim=True).sqrt()
+            p = p / (mag / self.lam).clamp_min(1) if self.lam > 0 else torch.zeros_like(p)
+            x_new = x - per_sample(tau, x) * (operator.adjoint(q) + gradient_adjoint(p))
+            x_bar = 2 * x_new - x
+            x = self.monitor.check(i, x_new)
+        return x

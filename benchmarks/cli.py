@@ -115,6 +115,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_data(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from configs import CONFIG_DIR
+    from inverse_problems.fastmri import export_fastmri
+
+    yaml = CONFIG_DIR / "dataset" / f"{args.dataset}.yaml"
+    opts = OmegaConf.load(yaml) if yaml.exists() else OmegaConf.create({})
+    opts = OmegaConf.to_container(OmegaConf.merge(opts, OmegaConf.from_dotlist(list(args.options))), resolve=True)
+    dataset = registry.build("datasets", args.dataset, split=args.split, **opts)
+    paths = export_fastmri(dataset, args.n, args.out, coils=args.coils)
+    print(f"wrote {len(paths)} fastMRI file(s) ({args.coils} coil(s)) of {args.dataset} ({args.split}) -> {args.out}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="medtta-bench: diffusion priors and test-time adaptation "
                                                           "for medical imaging inverse problems")
@@ -151,6 +166,15 @@ def parser() -> argparse.ArgumentParser:
     q = sub.add_parser("report", help="summary table and figures of one run directory")
     q.add_argument("run_dir")
     q.set_defaults(func=cmd_report)
+
+    q = sub.add_parser("export-data", help="write dataset items as fastMRI multi-coil h5 files")
+    q.add_argument("--dataset", required=True)
+    q.add_argument("--n", type=int, required=True)
+    q.add_argument("--out", required=True, help="output folder (one .h5 file per item)")
+    q.add_argument("--coils", type=int, default=1, help="simulated birdcage receive coils")
+    q.add_argument("--split", default="test", choices=["train", "val", "test"])
+    q.add_argument("options", nargs="*", help="dataset options key=value, e.g. size=32")
+    q.set_defaults(func=cmd_export_data)
 
     try:
         from priors.training import add_cli as add_train_prior  # the train-prior verb

@@ -94,6 +94,9 @@ def resolve(sel: Selection) -> Selection:
     for a in sel.adapters:
         registry.load("adapters", a)
     shift = load_shift(sel.shift) if sel.shift else None
+    if shift is not None and shift.get("problem") not in (None, sel.problem):
+        raise ConfigError(f"shift {sel.shift!r} is defined for problem {shift.problem!r}, not {sel.problem!r}; "
+                          f"see `bench list shifts`")
     dataset = sel.dataset or (shift.get("dataset") if shift else None) or getattr(problem_cls, "default_dataset", None)
     prior = sel.prior or (shift.get("prior") if shift else None) or getattr(problem_cls, "default_prior", None)
     if dataset is None:

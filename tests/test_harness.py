@@ -79,6 +79,7 @@ def test_multirun_sweep(tmp_path):
     (["--problem", "inpainting", "--algo", "zero-filled+nope"], "unknown adapter 'nope'; valid adapters"),
     (["--problem", "inpainting", "--algo", "zero-filled", "--dataset", "nope"], "unknown dataset 'nope'; valid datasets: .*grf"),
     (["--problem", "inpainting", "--algo", "zero-filled", "--shift", "nope"], "unknown shift 'nope'"),
+    (["--problem", "inpainting", "--algo", "zero-filled", "--shift", "operator"], "defined for problem 'cs_mri'"),
     (["--problem", "inpainting", "--algo", "zero-filled", "problem.keepp=0.3"], "problem.keepp"),
     (["--problem", "inpainting", "--algo", "zero-filled", "+problem.keepp=0.3"], "takes no option 'keepp'; its options are: .*keep"),
     (["--problem", "inpainting", "--algo", "zero-filled", "--device", "cuda:7"], "no such CUDA device"),

@@ -68,13 +68,23 @@ def plugin_path(tmp_path_factory) -> Path:
     return root
 
 
-def bench(*args: str, plugin: Path | None = None, check: bool = True, **popen) -> subprocess.CompletedProcess:
-    """Run the `bench` CLI in a subprocess (optionally with the test plugin importable)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(plugin) if plugin else "", env.get("PYTHONPATH", "")]))
-    env["OMP_NUM_THREADS"] = "1"
-    out = subprocess.run([sys.executable, "-m", "benchmarks.cli", *args], capture_output=True, text=True, env=env,
-                         cwd=popen.pop("cwd", None), timeout=popen.pop("timeout", 240))
-    if check and out.returncode != 0:
-        raise AssertionError(f"bench {' '.join(args)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
-    return out
+def bench(*args: str, plugin: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the `bench` CLI in this process (with the test plugin importable if asked); capture its output."""
+    import contextlib
+    import io
+
+    from benchmarks.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = list(sys.path)
+    if plugin is not None:
+        sys.path.insert(0, str(plugin))
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        sys.path[:] = saved
+    res = subprocess.CompletedProcess(["bench", *args], code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"bench {' '.join(args)} failed ({code}):\n{res.stdout}\n{res.stderr}")
+    return res

@@ -34,7 +34,7 @@ def report(run_dir: Path, max_samples: int = 4) -> str:
             vmax = float(target.max())
             for i, (img, title) in enumerate([(target, "target"), (recon, f"{r['psnr']:.2f} dB" if r.get("psnr") else
                                                                      r["status"]), ((recon - target).abs(), "|error|")]):
-                axes[i, j].imshow(img, cmap="gray", vmin=0, vmax=vmax if i < 2 else vmax / 4)
+                axes[i, j].imshow(img.numpy(), cmap="gray", vmin=0, vmax=vmax if i < 2 else vmax / 4)
                 axes[i, j].set_title(title, fontsize=9)
                 axes[i, j].axis("off")
         (run_dir / "figures").mkdir(exist_ok=True)

@@ -1,0 +1,139 @@
+"""One registry-driven battery of checks over every operator configuration.
+
+Each case is a registered problem with options; its true (acquisition) and reconstruction operators go
+through the same checks: shapes/dtypes, adjointness, the operator norm (power iteration against the
+dense matrix and, where known in closed form, against that value), the SVD where one exists, and
+seeded measurement. Operators with adaptable parameters are also checked perturbed and after reset.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from algorithms.classical import lipschitz
+from benchmarks import registry
+from inverse_problems.datasets import GaussianFieldDataset
+from inverse_problems.linalg import batch_dot
+
+S = 16  # small images: the dense matrix has 2*16*16 = 512 columns
+CASES = [  # (problem, options, known ||A|| or None)
+    ("cs_mri", dict(coils=1, mask="random", acceleration=4, center_fraction=0.125), 1.0),
+    ("cs_mri", dict(coils=1, mask="equispaced", acceleration=2, center_fraction=0.125), 1.0),
+    ("cs_mri", dict(coils=1, mask="gaussian1d", acceleration=4, center_fraction=0.125), 1.0),
+    ("cs_mri", dict(coils=1, mask="poisson2d", acceleration=8, center_fraction=0.125), 1.0),
+    ("cs_mri", dict(coils=1, mask="vd2d", acceleration=16, center_fraction=0.125), 1.0),
+    ("cs_mri", dict(coils=4, mask="random", acceleration=2, center_fraction=0.25), None),
+    ("cs_mri", dict(coils=4, mask="equispaced", acceleration=4, center_fraction=0.25), None),
+    ("cs_mri", dict(coils=3, mask="poisson2d", acceleration=4, center_fraction=0.4), None),
+    ("cs_mri", dict(coils=4, mask="vd2d", acceleration=8, center_fraction=0.2, coil_maps="true"), None),
+    ("lowfield", dict(k=2, fwhm=2.0), 1.0),
+    ("lowfield", dict(k=4, fwhm=1.0), 1.0),
+    ("lowfield", dict(k=1, fwhm=3.0, fwhm_recon=2.0), 1.0),
+    ("lowfield", dict(k=2, fwhm=0.0, noise_std=0.05), 1.0),
+    ("inpainting", dict(channels=1, keep=0.5), 1.0),
+    ("inpainting", dict(channels=2, keep=0.3), 1.0),
+]
+
+
+def ids(case: tuple) -> str:
+    return case[0] + "-" + "-".join(f"{k}={v}" for k, v in case[1].items())
+
+
+def rand_like_measurement(op, batch: int, g: torch.Generator) -> torch.Tensor:
+    shape = (batch, *op.measurement_shape)
+    if op.measurement_dtype.is_complex:
+        return torch.complex(torch.randn(shape, generator=g), torch.randn(shape, generator=g))
+    return torch.randn(shape, generator=g)
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def dense_norm(op) -> float:
+    """||A||_2 from the dense matrix (float64 SVD) of a batch-1 operator."""
+    n = op.image_shape[0] * op.image_shape[1] * op.image_shape[2]
+    with torch.no_grad():
+        cols = op(torch.eye(n).reshape(n, *op.image_shape))
+    cols = torch.view_as_real(cols) if cols.is_complex() else cols
+    return float(torch.linalg.matrix_norm(cols.reshape(n, -1).double(), ord=2))
+
+
+def check_operator(op, batch: int, g: torch.Generator) -> None:
+    x = torch.randn((batch, *op.image_shape), generator=g)
+    y = rand_like_measurement(op, batch, g)
+    with torch.no_grad():
+        ax, ahy = op(x), op.adjoint(y)
+    # shapes and dtypes
+    assert ax.shape == (batch, *op.measurement_shape) and ax.dtype == op.measurement_dtype
+    assert ahy.shape == x.shape and ahy.dtype == torch.float32
+    # adjointness <A x, y> = <x, A^H y>, per sample
+    lhs, rhs = batch_dot(ax, y), batch_dot(x, ahy)
+    assert float(((lhs - rhs).abs() / rhs.abs()).max()) < 1e-5
+    # normal = A^H A
+    with torch.no_grad():
+        assert rel(op.normal(x), op.adjoint(ax)) < 1e-5
+    svd = op.svd()
+    if svd is not None:
+        with torch.no_grad():
+            vt = svd.Vt(x)
+            assert vt.shape == (batch, x[0].numel())
+            assert rel(svd.U(svd.s * vt), ax) < 1e-5                      # A = U diag(s) V^T
+            assert rel(svd.V(vt), x) < 1e-5                              # V V^T = I
+            assert rel(svd.Vt(svd.V(vt)), vt) < 1e-5                     # V^T V = I
+            assert rel(batch_dot(vt, vt), batch_dot(x, x)) < 1e-5         # V^T isometric
+            assert rel(svd.Ut(ax), svd.s * vt) < 1e-5                     # U^T A x = s V^T x
+            z = torch.randn(vt.shape, generator=g) * (svd.s > 0)
+            assert rel(batch_dot(svd.U(z), svd.U(z)), batch_dot(z, z)) < 1e-5  # U isometric on range
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_operator(case: tuple) -> None:
+    name, opts, known = case
+    problem = registry.build("problems", name, size=S, **opts)
+    c = problem.image_shape[0]
+    data = GaussianFieldDataset(size=S, channels=c)
+    x = torch.stack([data[i]["image"] for i in range(2)])
+    g = torch.Generator().manual_seed(1)
+    inst = problem.simulate(x, torch.Generator().manual_seed(0))
+    assert inst.y.shape == (2, *inst.operator.measurement_shape) and not inst.y.requires_grad
+    assert inst.scale.shape == (2,) and bool((inst.scale > 0).all())
+    for op in (inst.true_operator, inst.operator):
+        check_operator(op, 2, g)
+    if name in ("cs_mri", "lowfield"):
+        assert inst.info["acceleration"] == pytest.approx(
+            opts.get("acceleration", opts.get("k", 1) ** 2), rel=0.05)
+
+    # seeded measurement: same seed, same numbers; another seed, other noise
+    op = inst.true_operator
+    y1 = op.measure(x, torch.Generator().manual_seed(5))
+    y2 = op.measure(x, torch.Generator().manual_seed(5))
+    assert torch.equal(y1, y2)
+    if float(op.noise_std.detach().max()) > 0:
+        assert not torch.equal(y1, op.measure(x, torch.Generator().manual_seed(6)))
+
+    # operator norm: power iteration vs the dense matrix vs the closed form
+    one = problem.simulate(x[:1], torch.Generator().manual_seed(0))
+    for op in (one.true_operator, one.operator):
+        ref = dense_norm(op)
+        power = float(lipschitz(op, 1, x.device, n_iter=300, generator=g).sqrt())
+        assert ref * 0.98 <= power <= ref * (1 + 1e-4)
+        if known is not None:
+            assert ref == pytest.approx(known, rel=1e-5)
+        else:
+            assert ref <= 1 + 1e-5  # RSS-normalised maps: A^H A <= I
+
+    # adaptable parameters: perturbed, the checks still hold; reset restores the operator
+    op = inst.operator
+    params = op.adaptable_parameters() if hasattr(op, "adaptable_parameters") else {}
+    if params:
+        before = op(x).detach()
+        with torch.no_grad():
+            for p in params.values():
+                p.add_(0.1 * torch.randn(p.shape, generator=g))
+        check_operator(op, 2, g)
+        loss = op(x).abs().pow(2).sum()
+        grads = torch.autograd.grad(loss, [p for n, p in params.items() if n != "noise_std"])
+        assert all(gr is not None and bool(torch.isfinite(gr).all()) and float(gr.abs().max()) > 0 for gr in grads)
+        op.reset_adaptation()
+        assert torch.equal(op(x).detach(), before)

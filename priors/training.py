@@ -1,0 +1,432 @@
+"""`bench train-prior`: train a diffusers UNet2DModel on a registered dataset with the DDPM loss.
+
+Objective (Ho et al. 2020): t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps on
+the VP-linear schedule (betas 1e-4..0.02, T = 1000), loss = ||f(x_t, t) - target||^2 with target eps,
+x0 or v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (Salimans & Ho 2022). The result is a plain diffusers
+directory (unet/ + scheduler/) that `priors.diffusers_prior.DiffusersPrior` loads as an EDM denoiser.
+
+Images are normalised like the benchmark normalises its inputs (magnitude 99th percentile = 1) and,
+by default, randomly rescaled by U(0.75, 1.25): at test time each image is divided by a factor
+estimated from undersampled measurements, which is off by roughly that much.
+Runs on one CPU, one GPU or many GPUs (`accelerate launch -m benchmarks.cli train-prior ...`), with
+EMA weights, resumable checkpoints, a loss curve and a grid of PF-ODE samples from the EMA model.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import shlex
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # block_out_channels, layers per block, which levels carry self-attention
+    "tiny": {"block_out_channels": (16, 32), "layers_per_block": 1, "attention": (False, False)},
+    "compact": {"block_out_channels": (16, 32, 64, 128), "layers_per_block": 1, "attention": (False, False, False, True)},
+    "small": {"block_out_channels": (32, 64, 64, 128), "layers_per_block": 1, "attention": (False, False, False, True)},
+    "medium": {"block_out_channels": (32, 64, 128, 128), "layers_per_block": 2, "attention": (False, False, True, True)},
+    "base": {"block_out_channels": (64, 128, 256, 256), "layers_per_block": 2, "attention": (False, False, True, True)},
+}
+PREDICTIONS = ("epsilon", "sample", "v_prediction")
+
+
+@dataclass
+class TrainConfig:
+    """Options of `bench train-prior` (see `bench train-prior --help`)."""
+
+    dataset: str = "phantom-brain-t2"
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    size: int = 64
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 2e-4
+    warmup: int = 100
+    ema: float = 0.999
+    model: str = "small"
+    channels_mult: tuple[int, ...] | None = None
+    base_channels: int | None = None
+    prediction: str = "epsilon"
+    out: str = "runs/train-prior"
+    resume: bool = False
+    save_every: int = 500
+    seed: int = 0
+    mixed_precision: str = "no"
+    n_images: int = 2048
+    scale_aug: float = 0.25
+    normalize: bool = True
+    samples: int = 16
+    sample_steps: int = 18
+    cpu: bool = False
+    cache: str | None = None
+    threads: int | None = None
+    log_every: int = 10
+    command: str = ""
+
+
+def build_unet(channels: int, size: int, model: str = "small", channels_mult: tuple[int, ...] | None = None,
+               base_channels: int | None = None) -> nn.Module:
+    """A diffusers UNet2DModel from a preset, optionally with base_channels * channels_mult widths."""
+    from diffusers import UNet2DModel
+
+    if model not in PRESETS:
+        raise ValueError(f"unknown model preset {model!r}; choose one of {', '.join(PRESETS)}")
+    preset = PRESETS[model]
+    widths = tuple(preset["block_out_channels"])
+    attention = tuple(preset["attention"])
+    if channels_mult is not None or base_channels is not None:
+        mult = channels_mult or tuple(w // widths[0] for w in widths)
+        base = base_channels or widths[0]
+        widths = tuple(int(base * m) for m in mult)
+        attention = tuple(i == len(widths) - 1 for i in range(len(widths)))
+    if size % (2 ** (len(widths) - 1)):
+        raise ValueError(f"--size {size} is not divisible by 2^{len(widths) - 1} (the UNet's {len(widths)} levels)")
+    groups = math.gcd(*widths, 32 if widths[0] >= 32 else max(1, widths[0] // 2))
+    down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention)
+    up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention))
+    return UNet2DModel(sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=widths,
+                       layers_per_block=preset["layers_per_block"], down_block_types=down, up_block_types=up,
+                       norm_num_groups=groups, attention_head_dim=8)
+
+
+def scheduler_config(prediction: str) -> dict[str, Any]:
+    """DDPM VP-linear schedule (betas 1e-4..0.02, T = 1000) with the chosen prediction type."""
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"unknown --prediction {prediction!r}; choose one of {', '.join(PREDICTIONS)}")
+    return {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear",
+            "prediction_type": prediction, "clip_sample": False, "variance_type": "fixed_small"}
+
+
+def normalise(x: Tensor) -> Tensor:
+    """Divide each image by the 99th percentile of its magnitude (as the benchmark's measurement scale)."""
+    mag = x.norm(dim=1) if x.shape[1] == 2 else x.abs().squeeze(1) if x.shape[1] == 1 else x.abs().amax(1)
+    q = torch.quantile(mag.flatten(1).float(), 0.99, dim=1).clamp_min(1e-8)
+    return x / q.view(-1, 1, 1, 1)
+
+
+def diffusion_loss(model: nn.Module, x0: Tensor, abar: Tensor, prediction: str, generator: torch.Generator) -> Tensor:
+    """DDPM loss at uniformly drawn t for the prediction type (mean squared error, per element)."""
+    b = x0.shape[0]
+    t = torch.randint(0, len(abar), (b,), generator=generator, device=generator.device).to(x0.device)
+    eps = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0.device)
+    a = abar.to(x0.device, torch.float32)[t].view(-1, 1, 1, 1)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+    target = {"epsilon": eps, "sample": x0}.get(prediction)
+    if target is None:
+        target = a.sqrt() * eps - (1 - a).sqrt() * x0
+    out = model(x_t, t).sample
+    return torch.mean((out.float() - target) ** 2)
+
+
+class EMA:
+    """Exponential moving average of parameters, decay ramped as min(decay, (1 + n) / (10 + n))."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for pe, p in zip(self.model.parameters(), model.parameters()):
+            pe.lerp_(p.detach().to(pe.dtype), 1 - d)
+        for be, b in zip(self.model.buffers(), model.buffers()):
+            be.copy_(b)
+        self.updates += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "updates": self.updates, "decay": self.decay}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.updates = int(state["updates"])
+
+
+def load_training_images(cfg: TrainConfig) -> tuple[Tensor, dict[str, Any]]:
+    """The first n_images of the dataset's train split, (N, C, H, W), normalised if asked."""
+    from benchmarks import registry  # lazily: priors/ stays harness-free at import time
+
+    opts = dict(cfg.dataset_options)
+    opts.setdefault("size", cfg.size)
+    ds = registry.build("datasets", cfg.dataset, split="train", **opts)
+    n = min(cfg.n_images, len(ds))
+    if n < 1:
+        raise ValueError(f"dataset {cfg.dataset!r} (train split) is empty; check its options {opts}")
+    cache = Path(cfg.cache) if cfg.cache else None
+    if cache is not None and cache.exists():
+        x = torch.load(cache, map_location="cpu", weights_only=True)[:n].float()
+    else:
+        from tqdm.auto import tqdm
+
+        x = torch.stack([ds[i]["image"] for i in tqdm(range(n), desc=f"loading {cfg.dataset}", leave=False)]).float()
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(x, cache)
+    if tuple(x.shape[-2:]) != (cfg.size, cfg.size):
+        raise ValueError(f"dataset {cfg.dataset!r} yields {tuple(x.shape[-2:])} images but --size is {cfg.size}; "
+                         f"pass --size {x.shape[-1]} or a matching dataset option (size=...)")
+    if cfg.normalize:
+        x = normalise(x)
+    return x, opts
+
+
+def save_model(directory: Path, unet: nn.Module, prediction: str) -> None:
+    from priors.diffusers_prior import save_scheduler_config
+
+    directory.mkdir(parents=True, exist_ok=True)
+    unet.save_pretrained(directory / "unet", safe_serialization=True)
+    save_scheduler_config(directory, scheduler_config(prediction))
+
+
+def plot_loss(losses: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(losses, lw=0.5, alpha=0.4, label="batch")
+    if len(losses) >= 20:
+        k = max(10, len(losses) // 50)
+        kernel = torch.ones(k) / k
+        smooth = torch.nn.functional.conv1d(torch.tensor(losses).view(1, 1, -1), kernel.view(1, 1, -1)).flatten()
+        ax.plot(range(k - 1, len(losses)), smooth.tolist(), lw=1.5, label=f"mean of {k}")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("DDPM loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def save_grid(images: Tensor, path: Path, title: str = "") -> None:
+    """A grid of magnitude images (C = 2: modulus; C = 1: the image), each scaled to [0, max]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from inverse_problems.complex import magnitude
+
+    mag = magnitude(images.detach().float().cpu())[:, 0]
+    n = mag.shape[0]
+    cols = int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + (0.3 if title else 0)), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < n:
+            ax.imshow(mag[k].numpy(), cmap="gray", vmin=0, vmax=max(float(mag[k].max()), 1e-8))
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def sample_grid(unet: nn.Module, prediction: str, n: int, steps: int, seed: int, path: Path) -> Tensor:
+    """PF-ODE (EDM Heun) samples of a model, saved as a PNG grid; returns them."""
+    from priors.diffusers_prior import DiffusersPrior
+    from priors.sampling import sample_prior
+
+    prior = DiffusersPrior(unet=unet, scheduler_config=scheduler_config(prediction)).eval()
+    dev = next(unet.parameters()).device
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    x = sample_prior(prior, n, steps=steps, generator=gen, device=dev)
+    save_grid(x, path, f"{n} PF-ODE samples (Heun, {steps} steps)")
+    return x
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train (or resume) and write the diffusers directory, checkpoint, loss curve, samples and metadata."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    if cfg.prediction not in PREDICTIONS:
+        raise ValueError(f"unknown --prediction {cfg.prediction!r}; choose one of {', '.join(PREDICTIONS)}")
+    if cfg.mixed_precision not in ("no", "fp16", "bf16"):
+        raise ValueError(f"unknown --mixed-precision {cfg.mixed_precision!r}; choose no, fp16 or bf16")
+    if cfg.steps < 1 or cfg.batch_size < 1:
+        raise ValueError(f"--steps and --batch-size must be positive, got {cfg.steps} and {cfg.batch_size}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)  # on a shared CPU, 1 thread avoids OpenMP oversubscription
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu)
+    out = Path(cfg.out)
+    ckpt_path = out / "checkpoint" / "state.pt"
+    if out.joinpath("unet").exists() and not cfg.resume and not ckpt_path.exists():
+        pass  # a finished directory without a checkpoint is simply overwritten
+    if cfg.resume and not ckpt_path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
+    if ckpt_path.exists() and not cfg.resume:
+        raise FileExistsError(f"{out} already holds a training checkpoint ({ckpt_path}); pass --resume to continue "
+                              f"it or choose another --out")
+    set_seed(cfg.seed + acc.process_index)
+    images, dataset_options = load_training_images(cfg)
+    channels = images.shape[1]
+    model = build_unet(channels, cfg.size, cfg.model, cfg.channels_mult, cfg.base_channels)
+    n_params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
+    abar = __import__("priors.schedules", fromlist=["vp_alphas_cumprod"]).vp_alphas_cumprod().float()
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + acc.process_index)
+    ema = EMA(model, cfg.ema)
+    step, losses, wall = 0, [], 0.0
+    if cfg.resume:
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["lr_scheduler"])
+        step, losses, wall = int(state["step"]), list(state["losses"]), float(state["wall_seconds"])
+        rng = state["rng"].get(acc.process_index)
+        if rng is not None:
+            gen.set_state(rng["generator"])
+            torch.set_rng_state(rng["torch"])
+    model, opt = acc.prepare(model, opt)
+    ema.model.to(acc.device)
+    images = images.to(acc.device)
+
+    def checkpoint() -> None:
+        rng = {acc.process_index: {"generator": gen.get_state(), "torch": torch.get_rng_state()}}
+        if acc.is_main_process:
+            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ckpt_path.with_suffix(".tmp")
+            torch.save({"model": acc.unwrap_model(model).state_dict(), "ema": ema.state_dict(),
+                        "optimizer": opt.state_dict(), "lr_scheduler": sched.state_dict(), "step": step,
+                        "losses": losses, "wall_seconds": wall + time.time() - t0, "rng": rng,
+                        "config": asdict(cfg)}, tmp)
+            tmp.replace(ckpt_path)
+
+    t0 = time.time()
+    bar = tqdm(total=cfg.steps, initial=step, desc="train-prior", disable=not acc.is_local_main_process)
+    model.train()
+    while step < cfg.steps:
+        idx = torch.randint(0, images.shape[0], (cfg.batch_size,), generator=gen).to(acc.device)
+        x0 = images[idx]
+        if cfg.scale_aug > 0:
+            s = 1 + cfg.scale_aug * (2 * torch.rand(cfg.batch_size, generator=gen) - 1)
+            x0 = x0 * s.to(acc.device).view(-1, 1, 1, 1)
+        with acc.autocast():
+            loss = diffusion_loss(model, x0, abar, cfg.prediction, gen)
+        acc.backward(loss)
+        if acc.sync_gradients:
+            acc.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        ema.update(acc.unwrap_model(model))
+        step += 1
+        losses.append(float(acc.gather(loss.detach().view(1)).mean()))
+        bar.update(1)
+        if step % cfg.log_every == 0:
+            bar.set_postfix(loss=f"{sum(losses[-cfg.log_every:]) / cfg.log_every:.4f}")
+        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
+            checkpoint()
+    bar.close()
+    checkpoint()
+    acc.wait_for_everyone()
+    meta: dict[str, Any] = {}
+    if acc.is_main_process:
+        ema_model = ema.model.eval()
+        save_model(out, ema_model, cfg.prediction)
+        plot_loss(losses, out / "loss.png")
+        sample_grid(ema_model, cfg.prediction, cfg.samples, cfg.sample_steps, cfg.seed, out / "samples.png")
+        tail = losses[-min(100, len(losses)):]
+        weights = out / "unet" / "diffusion_pytorch_model.safetensors"
+        meta = {
+            "dataset": cfg.dataset, "dataset_options": dataset_options, "size": cfg.size, "channels": channels,
+            "steps": step, "batch_size": cfg.batch_size, "lr": cfg.lr, "ema_decay": cfg.ema,
+            "prediction_type": cfg.prediction, "model": cfg.model,
+            "block_out_channels": list(ema_model.config.block_out_channels),
+            "n_training_images": int(images.shape[0]), "normalize": "magnitude 99th percentile = 1" if cfg.normalize else None,
+            "scale_augmentation": [1 - cfg.scale_aug, 1 + cfg.scale_aug], "seed": cfg.seed,
+            "mixed_precision": cfg.mixed_precision, "processes": acc.num_processes, "device": str(acc.device),
+            "final_loss": sum(tail) / len(tail), "wall_seconds": round(wall + time.time() - t0, 1),
+            "parameters": n_params, "weights_bytes": weights.stat().st_size, "command": cfg.command,
+            "schedule": "DDPM VP-linear betas 1e-4..0.02, T=1000",
+            "torch": torch.__version__, "diffusers": __import__("diffusers").__version__,
+        }
+        (out / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def parse_dataset_options(items: list[str]) -> dict[str, Any]:
+    """['channels=2', 'alpha=3.0'] -> {'channels': 2, 'alpha': 3.0} (values parsed as YAML scalars)."""
+    import yaml
+
+    opts: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.removeprefix("dataset.")
+        if not sep or not key:
+            raise ValueError(f"bad dataset option {item!r}: write key=value, e.g. channels=2")
+        opts[key] = yaml.safe_load(value)
+    return opts
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The exact, fully spelled-out `bench train-prior` command of these arguments (for metadata.json)."""
+    parts = ["bench", "train-prior"]
+    for key, value in sorted(vars(args).items()):
+        if key in ("func", "verb", "dataset_options") or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts += [flag] if value is True else [flag, str(value)]
+    return " ".join(shlex.quote(p) for p in parts + list(args.dataset_options))
+
+
+def command(args: argparse.Namespace) -> int:
+    mult = tuple(int(m) for m in args.channels_mult.split(",")) if args.channels_mult else None
+    cfg = TrainConfig(dataset=args.dataset, dataset_options=parse_dataset_options(args.dataset_options),
+                      size=args.size, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                      ema=args.ema, model=args.model, channels_mult=mult, base_channels=args.base_channels,
+                      prediction=args.prediction, out=args.out, resume=args.resume, save_every=args.save_every,
+                      seed=args.seed, mixed_precision=args.mixed_precision, n_images=args.n_images,
+                      scale_aug=args.scale_aug, normalize=not args.no_normalize, samples=args.samples,
+                      sample_steps=args.sample_steps, cpu=args.cpu, cache=args.cache, threads=args.threads,
+                      command=command_line(args))
+    meta = train(cfg)
+    if meta:
+        print(f"trained {meta['parameters']:,} parameters for {meta['steps']} steps in {meta['wall_seconds']:.0f} s; "
+              f"final loss {meta['final_loss']:.4f} -> {cfg.out} (load with --prior diffusers prior.path={cfg.out})")
+    return 0
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Register `bench train-prior`."""
+    q = subparsers.add_parser("train-prior", help="train a diffusion prior (diffusers UNet2DModel) on a dataset")
+    q.add_argument("--dataset", default="phantom-brain-t2", help="registered dataset (`bench list datasets`)")
+    q.add_argument("--size", type=int, default=64, help="image size H = W")
+    q.add_argument("--steps", type=int, default=2000, help="optimiser steps in total (a resumed run continues to it)")
+    q.add_argument("--batch-size", type=int, default=32)
+    q.add_argument("--lr", type=float, default=2e-4)
+    q.add_argument("--warmup", type=int, default=100, help="linear learning-rate warm-up steps")
+    q.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights")
+    q.add_argument("--model", choices=list(PRESETS), default="small", help="UNet size preset")
+    q.add_argument("--channels-mult", help="per-level width multipliers, e.g. 1,2,2,4 (overrides the preset)")
+    q.add_argument("--base-channels", type=int, help="width of the first level (with --channels-mult)")
+    q.add_argument("--prediction", choices=list(PREDICTIONS), default="epsilon")
+    q.add_argument("--out", default="runs/train-prior", help="output directory (diffusers layout)")
+    q.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint/state.pt")
+    q.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (0: only at the end)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
+    q.add_argument("--n-images", type=int, default=2048, help="training images drawn from the dataset, kept in memory")
+    q.add_argument("--scale-aug", type=float, default=0.25, help="random intensity scale U(1-a, 1+a); 0 disables")
+    q.add_argument("--no-normalize", action="store_true", help="do not scale images to a magnitude 99th percentile of 1")
+    q.add_argument("--samples", type=int, default=16, help="unconditional samples in samples.png")
+    q.add_argument("--sample-steps", type=int, default=18, help="EDM Heun steps for the samples")
+    q.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    q.add_argument("--threads", type=int, help="CPU threads for torch (1 is fastest on a busy shared CPU)")
+    q.add_argument("--cache", help="a .pt file holding the training images (written on first use, then read)")
+    q.add_argument("dataset_options", nargs="*", help="dataset options key=value, e.g. channels=2 length=4096")
+    q.set_defaults(func=command)

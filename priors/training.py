@@ -262,12 +262,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu)
     out = Path(cfg.out)
     ckpt_path = out / "checkpoint" / "state.pt"
-    if out.joinpath("unet").exists() and not cfg.resume and not ckpt_path.exists():
-        pass  # a finished directory without a checkpoint is simply overwritten
     if cfg.resume and not ckpt_path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
     if ckpt_path.exists() and not cfg.resume:
-        raise FileExistsError(f"{out} already holds a training checkpoint ({ckpt_path}); pass --resume to continue "
+        raise ValueError(f"{out} already holds a training checkpoint ({ckpt_path}); pass --resume to continue "
                               f"it or choose another --out")
     set_seed(cfg.seed + acc.process_index)
     images, dataset_options = load_training_images(cfg)

@@ -1,0 +1,95 @@
+"""`bench train-prior` (issue 4): a few steps on CPU through the CLI, outputs, exact resume, errors."""
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import bench
+from priors.diffusers_prior import DiffusersPrior
+from priors.schedules import vp_alphas_cumprod
+from priors.training import build_unet, normalise, scheduler_config
+
+torch.set_num_threads(1)
+TINY = ["--dataset", "grf", "--size", "16", "--batch-size", "4", "--model", "tiny", "--n-images", "8",
+        "--samples", "4", "--sample-steps", "2", "--warmup", "2", "--prediction", "v_prediction",
+        "channels=2", "length=8"]
+
+
+def train(out, *extra, check=True):
+    return bench("train-prior", *TINY, "--out", str(out), *extra, check=check)
+
+
+def test_train_prior_writes_a_loadable_diffusers_directory(tmp_path):
+    out = tmp_path / "p"
+    res = train(out, "--steps", "3")
+    assert "trained" in res.stdout and str(out) in res.stdout
+    for name in ("unet/config.json", "unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
+                 "model_index.json", "metadata.json", "loss.png", "samples.png", "checkpoint/state.pt"):
+        assert (out / name).exists(), name
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["steps"] == 3 and meta["dataset"] == "grf" and meta["size"] == 16 and meta["channels"] == 2
+    assert meta["prediction_type"] == "v_prediction" and meta["wall_seconds"] > 0
+    prior = DiffusersPrior(path=str(out))
+    assert meta["parameters"] == sum(p.numel() for p in prior.unet.parameters())
+    assert meta["weights_bytes"] == (out / "unet/diffusion_pytorch_model.safetensors").stat().st_size
+    assert prior.channels == 2 and prior.resolution == (16, 16) and prior.prediction_type == "v_prediction"
+    assert torch.isfinite(torch.tensor(meta["final_loss"]))
+    x = torch.randn(2, 2, 16, 16)
+    with torch.no_grad():
+        assert prior.denoise(x, torch.tensor([0.1, 1.0])).shape == (2, 2, 16, 16)
+    # the saved weights are the EMA weights of the checkpoint
+    state = torch.load(out / "checkpoint/state.pt", weights_only=False)
+    saved = load_file(out / "unet/diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(saved[k], v) for k, v in state["ema"]["model"].items())
+    # the recorded command reproduces these options
+    from benchmarks.cli import parser
+
+    args = parser().parse_args(shlex.split(meta["command"])[1:])
+    assert args.steps == 3 and args.model == "tiny" and args.dataset_options == ["channels=2", "length=8"]
+
+
+def test_resume_continues_the_step_counter_and_equals_an_uninterrupted_run(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(straight, "--steps", "4", "--save-every", "2")
+    train(split, "--steps", "2")
+    assert torch.load(split / "checkpoint/state.pt", weights_only=False)["step"] == 2
+    train(split, "--steps", "4", "--resume")
+    a = torch.load(straight / "checkpoint/state.pt", weights_only=False)
+    b = torch.load(split / "checkpoint/state.pt", weights_only=False)
+    assert b["step"] == 4 and len(b["losses"]) == 4
+    assert a["losses"] == b["losses"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+        assert torch.equal(a["ema"]["model"][k], b["ema"]["model"][k]), k
+    assert json.loads((split / "metadata.json").read_text())["steps"] == 4
+
+
+def test_train_prior_errors_name_the_fix(tmp_path):
+    out = tmp_path / "p"
+    res = train(out, "--steps", "1", "--resume", check=False)
+    assert res.returncode == 2 and "no checkpoint" in res.stderr and "without --resume" in res.stderr
+    train(out, "--steps", "1")
+    res = train(out, "--steps", "2", check=False)
+    assert res.returncode == 2 and "--resume" in res.stderr
+    res = bench("train-prior", *TINY[:2], "--size", "12", "--model", "tiny", "--out", str(tmp_path / "q"),
+                "--steps", "1", "size=16", check=False)
+    assert res.returncode == 2 and "--size" in res.stderr
+    res = bench("train-prior", "--dataset", "no-such-data", "--out", str(tmp_path / "r"), check=False)
+    assert res.returncode == 2 and "no-such-data" in res.stderr and "grf" in res.stderr
+
+
+def test_schedule_and_presets():
+    cfg = scheduler_config("epsilon")
+    prior = DiffusersPrior(unet=build_unet(2, 16, "tiny"), scheduler_config=cfg)
+    torch.testing.assert_close(prior.alphas_cumprod, vp_alphas_cumprod())
+    with pytest.raises(ValueError, match="divisible"):
+        build_unet(2, 18, "small")
+    with pytest.raises(ValueError, match="choose one of"):
+        build_unet(2, 16, "huge")
+    x = torch.rand(3, 2, 8, 8) * torch.tensor([1.0, 5.0, 0.1]).view(-1, 1, 1, 1)
+    mag = normalise(x).norm(dim=1).flatten(1)
+    torch.testing.assert_close(torch.quantile(mag, 0.99, dim=1), torch.ones(3))

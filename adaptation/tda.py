@@ -1,6 +1,8 @@
 """TDA: test-time degradation adaptation interleaved with the sampler (after Gou et al., ICML 2024, TAO).
 
-At each sampler step (every `every`-th, only where sigma <= `sigma_max`) a few Adam steps fit the
+At each sampler step (every `every`-th, only where sigma <= `sigma_max`; per parameter `param_sigma_max`
+and `param_lr` refine both: a global phase can be fitted to the early, prior-dominated x̂0, a fine coil-map
+correction only late) a few Adam steps fit the
 adapted degradation to the measurement with the clean estimate x̂0 held fixed (detached):
 
     theta <- theta - lr * Adam(grad_theta sum_b ||A_theta(x̂0_b) - y_b||^2 / ||y_b||^2).
@@ -20,7 +22,7 @@ nonlinear g (TAO's LeakyReLU) reaches the reconstruction through AIR's guidance 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -140,7 +142,9 @@ class TDA(Adapter):
     """Test-time degradation adaptation (TAO's TDA): physical operator parameters or a conv adapter, per step."""
 
     def __init__(self, kind: str = "physical", lr: float = 1e-2, iters: int = 1, every: int = 1,
-                 sigma_max: float = math.inf, parameters: Sequence[str] | None = None, estimate_noise: bool = True,
+                 sigma_max: float = math.inf, parameters: Sequence[str] | None = None,
+                 param_lr: Mapping[str, float] | None = None, param_sigma_max: Mapping[str, float] | None = None,
+                 estimate_noise: bool = True,
                  where: str = "input", hidden: Sequence[int] = (64, 128, 256), kernel: int = 3,
                  activation: str = "none", lambda_identity: float = 1.0, lambda_tv: float = 0.0,
                  lambda_adv: float = 0.0, disc_lr: float = 1e-4, disc_width: int = 32, seed: int = 0) -> None:
@@ -157,6 +161,8 @@ class TDA(Adapter):
             raise ValueError(f"lr must be positive, got {lr}")
         self.kind, self.lr, self.iters, self.every, self.sigma_max = kind, lr, iters, every, float(sigma_max)
         self.parameter_names = None if parameters is None else list(parameters)
+        self.param_lr = dict(param_lr or {})
+        self.param_sigma_max = {k: float(v) for k, v in (param_sigma_max or {}).items()}
         self.estimate_noise = estimate_noise
         self.where, self.hidden, self.kernel, self.activation = where, tuple(hidden), kernel, activation
         self.lambda_identity, self.lambda_tv, self.lambda_adv = lambda_identity, lambda_tv, lambda_adv
@@ -210,17 +216,22 @@ class TDA(Adapter):
                 raise ValueError(f"TDA parameters {unknown} are not adaptable parameters of {type(operator).__name__}; "
                                  f"valid: {', '.join(params)}")
             params = {k: params[k] for k in self.parameter_names}
+        unknown = sorted((set(self.param_lr) | set(self.param_sigma_max)) - set(params))
+        if unknown:
+            raise ValueError(f"TDA param_lr/param_sigma_max name {unknown}, not adaptable parameters of "
+                             f"{type(operator).__name__}; valid: {', '.join(params)}")
         with torch.no_grad():
             for name, p in params.items():
                 if name in self.carried:
                     p.copy_(_fit_shape(self.carried[name].to(p), p.shape, name))
         self._params = params
         self._record["initial"] = {k: _summary(p) for k, p in params.items()}
-        trainable = [p for k, p in params.items() if not _is_noise(k)]
-        for p in trainable:
+        trainable = {k: p for k, p in params.items() if not _is_noise(k)}
+        for p in trainable.values():
             p.requires_grad_(True)
         if self.adapting and trainable:
-            self._opt = torch.optim.Adam(trainable, lr=self.lr)
+            self._opt = torch.optim.Adam([{"params": [p], "lr": self.param_lr.get(k, self.lr)}
+                                          for k, p in trainable.items()])
         return operator
 
     def _prepare_network(self, y: Tensor, operator: ForwardOperator) -> ForwardOperator:
@@ -260,11 +271,15 @@ class TDA(Adapter):
             return None
         x0 = step.x0.detach()
         y = step.y
+        sigma = float(torch.as_tensor(step.sigma).max())
+        frozen = [p for k, p in self._params.items() if sigma > self.param_sigma_max.get(k, math.inf)]
         with torch.enable_grad():
             for _ in range(self.iters):
                 loss = self._loss(x0, y)
                 self._opt.zero_grad(set_to_none=True)
                 loss.backward()
+                for p in frozen:  # above its own threshold: Adam skips a parameter without a gradient
+                    p.grad = None
                 self._opt.step()
         if self.kind == "physical" and self.estimate_noise:
             self._estimate_noise(x0, y)

@@ -181,6 +181,20 @@ def test_tda_sigma_threshold_and_every(phase_setup):
     assert tda.history[-1]["steps_adapted"] == expected > 0
 
 
+def test_tda_per_parameter_threshold_and_lr(phase_setup):
+    prior, x, problem = phase_setup
+    inst = problem.simulate(x, torch.Generator().manual_seed(0))
+    tda = TDA(lr=0.05, param_sigma_max={"phase": -1.0})  # never below its threshold: frozen
+    AdaptedAlgorithm(HQS(6), [tda]).reconstruct(inst.y, inst.operator, prior, torch.Generator().manual_seed(0))
+    assert float(inst.operator.phase) == 0.0 and tda.history[-1]["steps_adapted"] == 6
+    inst = problem.simulate(x, torch.Generator().manual_seed(0))
+    tda = TDA(lr=1e-9, param_lr={"phase": 0.05}, iters=3)
+    AdaptedAlgorithm(HQS(30), [tda]).reconstruct(inst.y, inst.operator, prior, torch.Generator().manual_seed(0))
+    assert abs(float(inst.operator.phase) - 0.4) < 0.02
+    with pytest.raises(ValueError, match="valid: phase"):
+        TDA(param_lr={"fwhm": 0.1}).prepare(inst.y, inst.operator, None)
+
+
 def test_tda_physical_needs_adaptable_parameters():
     op = Inpainting(torch.ones(8, 8))
     with pytest.raises(ValueError, match="kind=network"):

@@ -40,7 +40,7 @@ class CSMRIProblem(Problem):
     Options: size, coils, acceleration, center_fraction (ACS), mask (random | equispaced | gaussian1d |
     poisson2d | vd2d), mask_seed, noise_std (per real k-space component) or snr_db (overrides it; SNR of
     the acquired samples, per sample), coil_maps (estimated: ESPIRiT from the ACS of y, data made with
-    the true simulated maps | true: oracle), coil_radius (birdcage), correction_size (r of the adaptable
+    the true simulated maps | true: oracle; a YAML boolean true/false means true/estimated), coil_radius (birdcage), correction_size (r of the adaptable
     coil-map correction, 0 = none), espirit_kernel / espirit_threshold / espirit_crop.
     """
 
@@ -49,10 +49,12 @@ class CSMRIProblem(Problem):
 
     def __init__(self, size: int = 64, coils: int = 8, acceleration: float = 4.0, center_fraction: float = 0.08,
                  mask: str = "random", mask_seed: int = 0, noise_std: float = 0.005, snr_db: float | None = None,
-                 coil_maps: str = "estimated", coil_radius: float = 1.5, correction_size: int = 4,
+                 coil_maps: str | bool = "estimated", coil_radius: float = 1.5, correction_size: int = 4,
                  espirit_kernel: int = 6, espirit_threshold: float = 0.02, espirit_crop: float = 0.95) -> None:
         if mask not in MASK_TYPES:
             raise ValueError(f"unknown mask {mask!r}; choose one of {', '.join(MASK_TYPES)}")
+        if isinstance(coil_maps, bool):  # YAML / hydra read a bare `true` as a boolean
+            coil_maps = "true" if coil_maps else "estimated"
         if coil_maps not in COIL_MAPS:
             raise ValueError(f"coil_maps must be one of {COIL_MAPS} (estimated: ESPIRiT; true: oracle), got {coil_maps!r}")
         if coils < 1:

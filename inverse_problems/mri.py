@@ -2,8 +2,8 @@
 
 Images are (B, 2, H, W) real (real, imaginary); measurements are complex (B, coils, H, W) on the full
 centred k-space grid with zeros off the mask M (Pruessmann et al. 1999/2001, SENSE and CG-SENSE).
-Noise: complex Gaussian, `noise_std` per real component on every grid sample (the zeros off the mask
-carry noise too, which never reaches A^H y because A^H masks first).
+Noise: complex Gaussian, `noise_std` per real component on the acquired samples; y stays exactly 0
+off the mask.
 
 Adaptable parameters (for test-time degradation adaptation), initialised so the operator is unchanged:
 - `coil_correction` (B', coils, 2, r, r) real: a smooth complex multiplicative correction of the coil
@@ -21,7 +21,6 @@ from inverse_problems.base import SVD, ForwardOperator
 from inverse_problems.coils import rss
 from inverse_problems.complex import to_complex, to_real
 from inverse_problems.fft import fft2c, ifft2c
-from inverse_problems.linalg import per_sample
 
 
 class AdaptableMixin:
@@ -106,6 +105,10 @@ class MultiCoilMRI(AdaptableMixin, ForwardOperator):
         self.check_image(x)
         return fft2c(self.effective_maps() * to_complex(x)[:, None]) * self.mask
 
+    def measure(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """M (A x + n): noisy on the acquired samples, exactly zero elsewhere."""
+        return super().measure(x, generator) * self.mask
+
     def coil_images(self, y: Tensor) -> Tensor:
         """F^H M y_c: the zero-filled image of each coil, (B, coils, H, W) complex."""
         return ifft2c(y * self.mask)
@@ -118,12 +121,6 @@ class MultiCoilMRI(AdaptableMixin, ForwardOperator):
         """Root-sum-of-squares of the coil images as a zero-phase 2-channel image (B, 2, H, W)."""
         mag = rss(self.coil_images(y), dim=1)[:, 0]
         return to_real(torch.complex(mag, torch.zeros_like(mag)))
-
-    def noise_std_for_snr(self, x: Tensor, snr_db: float) -> Tensor:
-        """Per-sample noise std (per real component) giving SNR = mean_{acquired} |A x|^2 / (2 sigma^2), in dB."""
-        with torch.no_grad():
-            power = (self.forward(x).abs() ** 2).flatten(1).sum(1) / (self.mask.sum() * self.coils)
-        return torch.sqrt(power / 2 / 10 ** (snr_db / 10)).float()
 
 
 class SingleCoilMRI(MultiCoilMRI):
@@ -164,10 +161,4 @@ class SingleCoilMRI(MultiCoilMRI):
         return SVD(V=v, Vt=vt, U=u, Ut=ut, s=s)
 
 
-def snr_db(signal: Tensor, noise_std: Tensor | float) -> Tensor:
-    """SNR in dB of a complex signal against complex noise of std `noise_std` per real component."""
-    power = (signal.abs() ** 2).flatten(1).mean(1)
-    return 10 * torch.log10(power / (2 * per_sample(noise_std, power) ** 2))
-
-
-__all__ = ["AdaptableMixin", "MultiCoilMRI", "SingleCoilMRI", "snr_db"]
+__all__ = ["AdaptableMixin", "MultiCoilMRI", "SingleCoilMRI"]

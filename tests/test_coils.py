@@ -94,3 +94,19 @@ def test_kernel_shape() -> None:
     assert kernel_shape((64, 5), 8, 6) == (6, 3)  # 59 * 3 = 177 patches >= 8 * 18 unknowns
     with pytest.raises(ValueError, match="too small for ESPIRiT.*coil_maps=true"):
         kernel_shape((5, 5), 8, 6)
+
+
+def test_snr_db_sets_the_noise_level() -> None:
+    """snr_db: mean |A x|^2 over acquired samples / (2 sigma^2) = 10^(snr/10), per sample."""
+    from inverse_problems.problems import CSMRIProblem, LowFieldProblem
+
+    img, _ = object_image(32)
+    x = torch.stack([torch.stack([img.real, img.imag]), 2 * torch.stack([img.real, img.imag])])
+    for problem in (CSMRIProblem(size=32, coils=4, center_fraction=0.25, snr_db=20.0), LowFieldProblem(size=32, snr_db=10.0)):
+        op = problem.acquisition_operator(x)
+        clean = op(x).detach()
+        power = clean.abs().pow(2).sum((1, 2, 3)) / (op.mask.sum() * 4) if clean.is_complex() \
+            else clean.pow(2).sum((1, 2, 3)) / (32 * 32)
+        snr = 10 * torch.log10(power / (2 * op.noise_std.detach() ** 2))
+        assert torch.allclose(snr, torch.full((2,), problem.snr_db), atol=1e-3)
+        assert float(op.noise_std[1].detach() / op.noise_std[0].detach()) == pytest.approx(2.0, rel=1e-4)

@@ -42,10 +42,17 @@ class Shift:
 
 
 SHIFTS = [
+    # ESPIRiT maps differ from the true ones mostly by a smooth common phase (unidentifiable from the data
+    # alone): the global phase is fitted at every step (the early x̂0 carries the prior's phase), the fine
+    # coil-map correction only at low noise.
     Shift("cs_mri-coil-maps", "operator", "cs_mri", "tda",
-          oracle=["problem.coil_maps=true"], shifted=["problem.coil_maps=estimated"]),
+          oracle=["problem.coil_maps=true"], shifted=["problem.coil_maps=estimated"],
+          adapter_overrides=["adapters.tda.sigma_max=1e9", "adapters.tda.iters=3", "adapters.tda.lr=0.01",
+                             "adapters.tda.param_lr={phase: 0.1}",
+                             "adapters.tda.param_sigma_max={coil_correction: 0.3}"]),
     Shift("lowfield-psf", "operator", "lowfield", "tda",
-          oracle=[], shifted=["problem.fwhm_recon=1.0"]),
+          oracle=[], shifted=["problem.fwhm_recon=1.0"],
+          adapter_overrides=["adapters.tda.iters=2", "adapters.tda.lr=0.05"]),
     Shift("contrast-t1", "data", "cs_mri", "prior-affine",
           oracle=["--dataset", "phantom-brain-t2", "problem.coil_maps=true"],
           shifted=["--dataset", "phantom-brain-t1", "problem.coil_maps=true"]),

@@ -102,12 +102,13 @@ class ForwardOperator(nn.Module):
 
     @torch.no_grad()
     def norm(self, n_iter: int = 50, generator: torch.Generator | None = None) -> float:
-        """Operator norm ||A||_2 by power iteration on A^H A."""
-        x = torch.randn((1, *self.image_shape), generator=generator, device=self.noise_std.device)
+        """Operator norm ||A||_2 by power iteration on A^H A (the largest over a batch of per-sample operators)."""
+        batch = self.noise_std.numel() if self.noise_std.ndim else 1
+        x = torch.randn((batch, *self.image_shape), generator=generator, device=self.noise_std.device)
         for _ in range(n_iter):
             x = self.normal(x)
             x = x / batch_norm(x).clamp_min(1e-30).view(-1, 1, 1, 1)
-        return float(batch_norm(self.forward(x)).item())
+        return float(batch_norm(self.forward(x)).max().item())
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Aggregate run directories into one leaderboard (JSON, validated by a shipped schema) and markdown.
 
-Rows are grouped by (problem, dataset, shift, algorithm, adapters, prior); each row holds mean and
+Rows are grouped by (problem, dataset, shift, algorithm, adapters, prior) and the problem's and
+dataset's options (so R = 4 and R = 8 are separate rows); each row holds mean and
 std of every metric over all finished samples of its runs, n, device, NFE, seconds per sample and
 the run ids. Samples are read from samples*.jsonl (the source of truth), not from summary.json.
 """
@@ -17,7 +18,7 @@ from benchmarks.results import METRICS, aggregate, read_samples
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_PATH = Path(__file__).resolve().parent / "leaderboard.schema.json"
-KEY = ("problem", "dataset", "shift", "algorithm", "adapters", "prior")
+KEY = ("problem", "dataset", "shift", "algorithm", "adapters", "prior", "problem_options", "dataset_options")
 TABLE = ("psnr", "ssim", "nmse", "data_misfit", "seconds", "nfe")
 
 
@@ -37,7 +38,8 @@ def load_run(path: Path) -> dict[str, Any]:
     names = cfg.names
     key = {"problem": names.problem, "dataset": names.dataset, "shift": names.get("shift"),
            "algorithm": names.algorithm, "adapters": "+".join(names.adapters) if names.adapters else "",
-           "prior": names.get("prior")}
+           "prior": names.get("prior"),
+           "problem_options": _container(cfg.get("problem")), "dataset_options": _container(cfg.get("dataset"))}
     info = {}
     for k in {k for r in rows for k in r if k.startswith("problem_")}:
         vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]
@@ -45,6 +47,14 @@ def load_run(path: Path) -> dict[str, Any]:
             info[k.removeprefix("problem_")] = sum(vals) / len(vals)
     return {"key": key, "rows": rows, "device": env.get("device", "unknown"), "run_id": str(path),
             "info": info}
+
+
+def _container(node) -> dict[str, Any]:
+    return {} if node is None else dict(OmegaConf.to_container(node, resolve=True))
+
+
+def _frozen(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -65,7 +75,7 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
 def build(paths: Iterable[str | Path]) -> dict[str, Any]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for run in map(load_run, find_runs(paths)):
-        groups.setdefault(tuple(run["key"][k] for k in KEY), []).append(run)
+        groups.setdefault(tuple(_frozen(run["key"][k]) for k in KEY), []).append(run)
     entries = []
     for key, runs in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
         rows = [r for run in runs for r in run["rows"]]
@@ -76,7 +86,7 @@ def build(paths: Iterable[str | Path]) -> dict[str, Any]:
             for k, v in run["info"].items():
                 info[k] = v  # runs of one group share their problem settings
         entries.append({
-            **dict(zip(KEY, key)),
+            **{k: (json.loads(v) if k.endswith("_options") else v) for k, v in zip(KEY, key)},
             "n": agg["n_ok"],
             "n_failed": agg["n_failed"],
             "metrics": metrics,
@@ -86,6 +96,9 @@ def build(paths: Iterable[str | Path]) -> dict[str, Any]:
             "problem_info": info,
             "run_ids": [run["run_id"] for run in runs],
         })
+    entries.sort(key=lambda e: (e["problem"], e["problem_info"].get("acceleration", 0),
+                                -int(e["problem_options"].get("coils") or 0), e["dataset"], str(e["shift"]),
+                                str(e["prior"]), e["algorithm"], e["adapters"]))
     return {"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "entries": entries}
 
 
@@ -108,13 +121,14 @@ def _fmt(v: float | None, m: str) -> str:
 
 
 def markdown(board: dict[str, Any], metrics: tuple[str, ...] = TABLE) -> str:
-    head = ["problem", "R", "dataset", "shift", "method", "prior", "n"] + [
+    head = ["problem", "R", "coils", "dataset", "shift", "method", "prior", "n"] + [
         "s/sample" if m == "seconds" else m.upper() if m in ("psnr", "ssim", "nmse", "nfe") else m for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in board["entries"]:
         method = e["algorithm"] + (f"+{e['adapters']}" if e["adapters"] else "")
         accel = e["problem_info"].get("acceleration")
-        cells = [e["problem"], f"{accel:.1f}" if accel else "–", e["dataset"], e["shift"] or "–", method,
+        coils = e["problem_options"].get("coils")
+        cells = [e["problem"], f"{accel:.1f}" if accel else "–", str(coils) if coils else "–", e["dataset"], e["shift"] or "–", method,
                  e["prior"] or "–", str(e["n"])]
         for m in metrics:
             mm = e["metrics"][m]

@@ -26,6 +26,16 @@ class Adapter(nn.Module):
     adapting: bool = True
     peers: tuple["Adapter", ...] = ()
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.carried: dict[str, Tensor] = {}  # adapted values that outlive a batch's operator (schemes carry them)
+
+    def get_extra_state(self) -> dict[str, dict[str, Tensor]]:
+        return {"carried": {k: v.detach().clone() for k, v in self.carried.items()}}
+
+    def set_extra_state(self, state: dict[str, dict[str, Tensor]]) -> None:
+        self.carried = {k: v.detach().clone() for k, v in state.get("carried", {}).items()}
+
     def degrade(self, x: Tensor, operator: ForwardOperator) -> Tensor:
         """The adapted degradation applied to a clean image; the operator itself unless the adapter learns one."""
         return operator(x)
@@ -40,7 +50,8 @@ class Adapter(nn.Module):
         return recon
 
     def reset(self) -> None:
-        """Back to the pretrained (initial) state."""
+        """Back to the pretrained (initial) state: nothing carried."""
+        self.carried = {}
 
 
 class AdaptedAlgorithm(Algorithm):

@@ -58,18 +58,8 @@ class PriorAffine(Adapter):
             raise ValueError(f"draws must be >= 1 and ridge >= 0, got draws={draws}, ridge={ridge}")
         self.sigmas, self.draws, self.holdout, self.ridge = [float(s) for s in sigmas], draws, holdout, ridge
         self.cg_iters, self.damping, self.seed = cg_iters, damping, seed
-        self.carried: dict[str, Tensor] = {}
         self.history: list[dict[str, Any]] = []
         self._record: dict[str, Any] = {}
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"carried": {k: v.detach().clone() for k, v in self.carried.items()}}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.carried = {k: v.detach().clone() for k, v in state.get("carried", {}).items()}
-
-    def reset(self) -> None:
-        self.carried = {}
 
     def prepare(self, y: Tensor, operator: ForwardOperator, prior: Prior | None) -> tuple[ForwardOperator, Prior | None]:
         if prior is None:

@@ -169,20 +169,12 @@ class TDA(Adapter):
         self.disc_lr, self.disc_width, self.seed = disc_lr, disc_width, seed
         self.net: ConvAdapter | None = None
         self.disc: PatchDiscriminator | None = None
-        self.carried: dict[str, Tensor] = {}
         self.history: list[dict[str, Any]] = []
         self._clear_batch()
 
-    # state between batches (schemes) ------------------------------------------------------------
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"carried": {k: v.detach().clone() for k, v in self.carried.items()}}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.carried = {k: v.detach().clone() for k, v in state.get("carried", {}).items()}
-
     def reset(self) -> None:
         """Pretrained state: no carried physical values, the conv adapter re-made as the identity at next use."""
-        self.carried = {}
+        super().reset()
         self.net = None
         self.disc = None
         self._clear_batch()

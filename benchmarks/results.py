@@ -3,6 +3,7 @@
     RUN_DIR/config.yaml          resolved config (names, every option)
     RUN_DIR/environment.json     package versions, git revision, device, torch threads, command
     RUN_DIR/samples.jsonl        one JSON line per finished sample, appended (and fsynced) as it finishes
+    RUN_DIR/adaptation.jsonl     per batch, what the adapters learned (Reconstruction.trace), if any
     RUN_DIR/summary.json         mean/std of every metric over the finished samples
     RUN_DIR/reconstructions/<index>.npy   float32 (C, H, W) reconstruction in the target's units
                                           (C = 2: real, imaginary), written before its JSON line
@@ -102,6 +103,7 @@ class RunDir:
         self.path = Path(path)
         self.rank = rank
         self.samples_path = self.path / (SAMPLES if rank == 0 else f"samples.rank{rank}.jsonl")
+        self.trace_path = self.path / ("adaptation.jsonl" if rank == 0 else f"adaptation.rank{rank}.jsonl")
 
     def start(self, cfg: DictConfig, device: torch.device, resume: bool) -> None:
         cfg_path = self.path / "config.yaml"
@@ -147,9 +149,10 @@ class RunDir:
         os.replace(tmp, self.path / rel)
         return rel
 
-    def append(self, row: dict[str, Any]) -> None:
-        with open(self.samples_path, "a") as f:
-            f.write(json.dumps(_clean(row)) + "\n")
+    def append(self, row: dict[str, Any], path: Path | None = None) -> None:
+        """Append one JSON line (to samples.jsonl by default) and fsync it."""
+        with open(path or self.samples_path, "a") as f:
+            f.write(json.dumps(_clean(row), default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)) + "\n")
             f.flush()
             os.fsync(f.fileno())
 

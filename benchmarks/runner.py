@@ -90,8 +90,9 @@ def batches_of(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
 
 
-def run_batch(comp: dict[str, Any], indices: list[int], seed: int, device: torch.device) -> tuple[list[dict], list]:
-    """Reconstruct one batch; returns the JSON rows and the reconstructions (target units)."""
+def run_batch(comp: dict[str, Any], indices: list[int], seed: int,
+              device: torch.device) -> tuple[list[dict], list, list[dict[str, Any]]]:
+    """Reconstruct one batch; returns the JSON rows, the reconstructions (target units) and the trace."""
     items = [comp["dataset"][i] for i in indices]
     x = torch.stack([it["image"] for it in items]).to(device)
     gen = torch.Generator(device=device).manual_seed(item_seed("batch", seed, indices[0]))
@@ -115,7 +116,7 @@ def run_batch(comp: dict[str, Any], indices: list[int], seed: int, device: torch
                     "batch_size": len(indices), "scale": float(inst.scale[k])})
         row.update({f"problem_{k2}": v for k2, v in inst.info.items()})
         rows.append(row)
-    return rows, list(image)
+    return rows, list(image), recon.trace
 
 
 def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progress: bool = True,
@@ -144,7 +145,9 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
                disable=not progress)
     for b in todo:
         scheme.before_batch()
-        rows, images = run_batch(comp, b, int(cfg.run.seed), device)
+        rows, images, trace = run_batch(comp, b, int(cfg.run.seed), device)
+        if trace:  # what the adapters learned on this batch (adapted parameters, losses, weights)
+            rundir.append({"indices": b, "trace": trace}, rundir.trace_path)
         for row, image in zip(rows, images):
             if cfg.run.save_reconstructions:
                 row["reconstruction"] = rundir.save_reconstruction(row["index"], image)

@@ -1,6 +1,7 @@
 """TTT schemes through the runner: online resets, mini-batch carries, naive adapts on all batches then freezes."""
 from __future__ import annotations
 
+import json
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -28,6 +29,9 @@ def run_scheme(scheme: str, tmp_path, monkeypatch, adapters) -> None:
                   "shift": None}})
     summary = runner.execute(cfg, tmp_path / scheme, progress=False)
     assert summary["n_ok"] == N
+    logged = [json.loads(x) for x in (tmp_path / scheme / "adaptation.jsonl").read_text().splitlines()]
+    assert [line["indices"] for line in logged] == [[0, 1], [2, 3], [4, 5]]  # the run dir keeps what TDA learned
+    assert all(line["trace"][0]["final"]["phase"] is not None for line in logged)
 
 
 def phases(history, key):

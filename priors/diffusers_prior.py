@@ -82,7 +82,9 @@ class DiffusersPrior(Prior):
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"unknown prediction_type {self.prediction_type!r}; choose one of {PREDICTION_TYPES}")
         if dtype is not None:
-            self.unet.to(getattr(torch, dtype))
+            if not isinstance(getattr(torch, str(dtype), None), torch.dtype):
+                raise ValueError(f"unknown dtype {dtype!r}; use a torch dtype name such as float32, float16 or bfloat16")
+            self.unet.to(getattr(torch, str(dtype)))
         abar = alphas_cumprod_from_config(self.scheduler_config)
         self.register_buffer("alphas_cumprod", abar, persistent=False)
         table = vp_sigma_table(abar)

@@ -186,7 +186,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    # `key=value` words may stand anywhere, also after options (argparse stops filling a positional list early)
+    for field in ("overrides", "dataset_options"):
+        if hasattr(args, field):
+            words = [e for e in extra if "=" in e and not e.startswith("-")]
+            setattr(args, field, list(getattr(args, field) or []) + words)
+            extra = [e for e in extra if e not in words]
+    if extra:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except USAGE_ERRORS as exc:

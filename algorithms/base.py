@@ -76,11 +76,13 @@ class DivergenceMonitor:
 class Algorithm:
     """Base class. Subclasses implement `run`, calling `self.denoise` for every network call.
 
-    `reconstruct` wraps `run` with timing, NFE counting and the divergence monitor.
+    `reconstruct` wraps `run` with timing, NFE counting, the divergence monitor, and the projection onto the
+operator's support (pixels the measurements cannot see are zero).
     """
 
     uses_prior: bool = True
     needs_svd: bool = False
+    project_support: bool = True  # zero the pixels outside operator.support() (False: a method that uses no maps)
 
     def __init__(self) -> None:
         self.nfe = 0
@@ -113,6 +115,9 @@ class Algorithm:
         start = time.perf_counter()
         image = self.run(y, operator, prior, generator, callback)
         image = self.monitor.check(-1, image)
+        support = operator.support() if self.project_support else None
+        if support is not None:  # outside it the measurements see nothing: zero, as SENSE gives
+            image = image * support.to(image)
         if y.is_cuda:
             torch.cuda.synchronize(y.device)
         seconds = time.perf_counter() - start

@@ -18,6 +18,7 @@ class ZeroFilled(Algorithm):
     """Zero-filled reconstruction: A^H y, or the root-sum-of-squares of the coil images for multi-coil MRI."""
 
     uses_prior = False
+    project_support = False  # root-sum-of-squares uses no coil maps
 
     @torch.no_grad()
     def run(self, y: Tensor, operator: ForwardOperator, prior: Prior | None, generator: torch.Generator | None,

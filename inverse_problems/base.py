@@ -75,6 +75,14 @@ class ForwardOperator(nn.Module):
         """The operator's exact SVD, or None where it has none (DDRM-family methods need one)."""
         return None
 
+    def support(self) -> Tensor | None:
+        """Image-domain mask (B or 1, 1, H, W) of the pixels the measurements can see, or None for all.
+
+        Pixels outside it are in A's null space by construction (e.g. where ESPIRiT maps are zero):
+        algorithms return zero there, as SENSE does, instead of whatever the prior fills in.
+        """
+        return None
+
     def noise(self, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Gaussian noise of std `noise_std` per real component, shaped like a measurement."""
         def draw() -> Tensor:

@@ -91,6 +91,11 @@ class MultiCoilMRI(AdaptableMixin, ForwardOperator):
     def coils(self) -> int:
         return self.measurement_shape[0]
 
+    def support(self) -> Tensor | None:
+        """Where the coil maps are non-zero (ESPIRiT zeroes them outside the object); None if everywhere."""
+        inside = (self.maps.abs() ** 2).sum(1, keepdim=True) > 0
+        return None if bool(inside.all()) else inside.float()
+
     def effective_maps(self) -> Tensor:
         """S_c exp(i phi) (1 + up(delta_c)), (B', coils, H, W) complex; differentiable in the parameters."""
         maps = self.maps * torch.polar(torch.ones_like(self.phase), self.phase).view(-1, 1, 1, 1)

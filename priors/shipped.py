@@ -14,7 +14,7 @@ import torch
 from priors.diffusers_prior import DiffusersPrior
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "phantom-brain-64"
-TRAIN_COMMAND = ("bench train-prior --dataset phantom-brain-t2 --size 64 --steps 1000 --batch-size 16 --lr 5e-4 "
+TRAIN_COMMAND = ("bench train-prior --dataset phantom-brain-t2 --size 64 --steps 2400 --batch-size 16 --lr 5e-4 "
                  "--ema 0.995 --model compact --prediction v_prediction --n-images 512 --seed 0 --threads 1 "
                  "--out {path}")
 

@@ -285,7 +285,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["lr_scheduler"])
         step, losses, wall = int(state["step"]), list(state["losses"]), float(state["wall_seconds"])
-        rng = state["rng"].get(acc.process_index)
+        rng_file = ckpt_path.parent / f"rng_rank{acc.process_index}.pt"
+        rng = torch.load(rng_file, weights_only=False) if rng_file.exists() else state["rng"].get(acc.process_index)
         if rng is not None:
             gen.set_state(rng["generator"])
             torch.set_rng_state(rng["torch"])
@@ -295,6 +296,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     def checkpoint() -> None:
         rng = {acc.process_index: {"generator": gen.get_state(), "torch": torch.get_rng_state()}}
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        if acc.num_processes > 1:  # every process keeps its own random stream
+            torch.save(rng[acc.process_index], ckpt_path.parent / f"rng_rank{acc.process_index}.pt")
         if acc.is_main_process:
             ckpt_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = ckpt_path.with_suffix(".tmp")

@@ -1,6 +1,7 @@
 """Priors (issue 4): exact analytic denoisers, the VP -> EDM wrapper, save/load, the EDM sampler, shipped prior."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -273,3 +274,43 @@ def test_gmm_prior_runs_through_bench(plugin_path, tmp_path):
     bench("run", "--problem", "inpainting", "--algo", "denoise-adjoint", "--prior", "gmm", "--n", "2",
           "prior.n=16", "prior.components=2", "--out", str(tmp_path / "r"), plugin=plugin_path)
     assert (tmp_path / "r" / "samples.jsonl").read_text().count('"status": "ok"') == 2
+
+
+def test_bad_options_are_refused():
+    config = {"beta_schedule": "linear", "prediction_type": "epsilon"}
+    with pytest.raises(ValueError, match="prediction_type"):
+        DiffusersPrior(unet=tiny_unet(), scheduler_config=config, prediction_type="score")
+    with pytest.raises(ValueError, match="dtype"):
+        DiffusersPrior(unet=tiny_unet(), scheduler_config=config, dtype="float17")
+    with pytest.raises(ValueError, match="path"):
+        DiffusersPrior()
+    with pytest.raises(ValueError, match="basis"):
+        GaussianMixturePrior(torch.ones(1), torch.zeros(1, 1, 4, 4), torch.ones(1, 1, 4, 4), "wavelet")
+
+
+def test_shipped_prior_loads_from_package_data_and_denoises_phantoms():
+    from inverse_problems.phantom_datasets import BrainT2
+    from priors.shipped import WEIGHTS, phantom_brain_64
+
+    prior = phantom_brain_64()
+    assert prior.channels == 2 and prior.resolution == (64, 64) and prior.prediction_type == "v_prediction"
+    meta = json.loads((WEIGHTS / "metadata.json").read_text())
+    assert meta["dataset"] == "phantom-brain-t2" and meta["size"] == 64
+    assert (WEIGHTS / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size <= 20 * 2**20
+    ds = BrainT2("test", 64, length=2)
+    x0 = torch.stack([ds[i]["image"] for i in range(2)])
+    noisy = x0 + 0.2 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(15))
+    with torch.no_grad():
+        den = prior.denoise(noisy, 0.2)
+    assert float((den - x0).pow(2).mean()) < 0.25 * float((noisy - x0).pow(2).mean())
+
+
+def test_shipped_prior_mismatch_refused_by_bench_run(plugin_path, tmp_path):
+    from conftest import bench
+
+    out = tmp_path / "r"
+    res = bench("run", "--problem", "inpainting", "--algo", "denoise-adjoint", "--prior", "phantom-brain-64",
+                "--n", "1", "--out", str(out), check=False, plugin=plugin_path)
+    assert res.returncode == 2, res.stderr
+    assert "(2, 64, 64)" in res.stderr and "(1, 32, 32)" in res.stderr
+    assert not (out / "samples.jsonl").exists()

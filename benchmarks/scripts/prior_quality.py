@@ -39,6 +39,14 @@ def complex_psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(peak / err.clamp_min(1e-20))
 
 
+def _relative(path: Path) -> str:
+    """A path relative to the repository when it lies inside it (results must not name this machine)."""
+    try:
+        return str(path.resolve().relative_to(RESULTS.parents[1]))
+    except ValueError:
+        return str(path)
+
+
 def load_images(dataset: str, split: str, n: int, size: int, cache: Path | None = None) -> torch.Tensor:
     if cache is not None and cache.exists():
         x = torch.load(cache, weights_only=True)
@@ -102,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
                        "magnitude 99th percentile of 1; psnr_complex uses the complex error, psnr_magnitude is "
                        "benchmarks.metrics' PSNR of the magnitude images",
         "dataset": args.dataset, "size": args.size, "n_test": int(len(test)), "n_train_for_analytic": int(len(train)),
-        "prior_path": str(Path(args.prior_path)), "seed": args.seed,
+        "prior_path": _relative(Path(args.prior_path)), "seed": args.seed,
         "prior_metadata": json.loads(meta_path.read_text()) if meta_path.exists() else None,
         "diffusion_beats_gaussian_at_every_sigma": wins, "rows": rows,
         "command": "python benchmarks/scripts/prior_quality.py " + " ".join(sys.argv[1:] if argv is None else argv),

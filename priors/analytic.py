@@ -8,7 +8,6 @@ denoisers with their posterior responsibilities at noise level sigma.
 """
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import torch

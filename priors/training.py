@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from priors.schedules import vp_alphas_cumprod
+
 PRESETS: dict[str, dict[str, Any]] = {
     # block_out_channels, layers per block, which levels carry self-attention
     "tiny": {"block_out_channels": (16, 32), "layers_per_block": 1, "attention": (False, False)},
@@ -274,7 +276,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
-    abar = __import__("priors.schedules", fromlist=["vp_alphas_cumprod"]).vp_alphas_cumprod().float()
+    abar = vp_alphas_cumprod().float()
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + acc.process_index)
     ema = EMA(model, cfg.ema)
     step, losses, wall = 0, [], 0.0

@@ -25,7 +25,7 @@ SETTINGS = {
     "lowfield": ("lowfield", []),
 }
 CLASSICAL = ["zero-filled", "cg-sense", "l1-wavelet", "tv"]
-DIFFUSION = ["dps", "daps", "diffpir", "diffdeur", "ddrm"]
+DIFFUSION = ["ddrm", "diffpir", "daps", "dps", "diffdeur"]  # cheapest first
 
 
 def plan() -> list[tuple[str, str, str, list[str]]]:

@@ -83,7 +83,11 @@ def component_defaults(group: str, name: str) -> dict[str, Any]:
 def _store(group: str, name: str) -> str:
     """Put the component's options in hydra's ConfigStore under a reserved name and return that name."""
     key = f"_{name}_"
-    ConfigStore.instance().store(group=registry.CONFIG_DIR[group], name=key, node=component_defaults(group, name))
+    node = OmegaConf.create(component_defaults(group, name))
+    for k, v in node.items_ex(resolve=False):
+        if isinstance(v, DictConfig):
+            OmegaConf.set_struct(v, False)  # a dict-valued option (e.g. per-parameter rates) takes new keys
+    ConfigStore.instance().store(group=registry.CONFIG_DIR[group], name=key, node=node)
     return key
 
 

@@ -145,3 +145,10 @@ def test_multiprocess_shards_and_merges(tmp_path):
     got = {json.loads(x)["index"]: json.loads(x)["psnr"] for p in ("samples.jsonl", "samples.rank1.jsonl")
            for x in (out / p).read_text().splitlines()}
     assert got == ref  # sharding does not change any sample's numbers
+
+
+def test_dict_valued_options_take_new_keys_but_typos_stay_errors():
+    cfg = compose_config(Selection("cs_mri", "daps", ["tda"]), ["adapters.tda.param_lr={phase: 0.1}"])
+    assert cfg.adapters.tda.param_lr.phase == 0.1 and cfg.adapters.tda.param_lr.coil_correction == 0.002
+    with pytest.raises(ConfigError, match="adapters.tda.lrr"):
+        compose_config(Selection("cs_mri", "daps", ["tda"]), ["adapters.tda.lrr=0.1"])

@@ -30,8 +30,8 @@ DIFFUSION = ["ddrm", "diffpir", "daps", "dps", "diffdeur"]  # cheapest first
 
 def plan() -> list[tuple[str, str, str, list[str]]]:
     jobs = []
-    for setting, (problem, overrides) in SETTINGS.items():
-        for algo in CLASSICAL + DIFFUSION:
+    for algo in CLASSICAL + DIFFUSION:  # every setting of a method before the next (costlier) method
+        for setting, (problem, overrides) in SETTINGS.items():
             if algo == "ddrm" and problem == "cs_mri" and "problem.coils=1" not in overrides:
                 continue  # DDRM needs an exact SVD: single-coil cs_mri and lowfield only
             jobs.append((f"{setting}-{algo}", problem, algo, overrides))

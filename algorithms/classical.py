@@ -18,19 +18,8 @@ from torch import Tensor
 
 from algorithms.base import Algorithm
 from inverse_problems.base import ForwardOperator
-from inverse_problems.linalg import batch_norm, per_sample
+from inverse_problems.linalg import per_sample
 from priors.base import Prior
-
-
-@torch.no_grad()
-def lipschitz(operator: ForwardOperator, batch: int, device: torch.device, n_iter: int = 30,
-              generator: torch.Generator | None = None) -> Tensor:
-    """Per-sample largest eigenvalue of A^H A (= ||A||^2) by power iteration, shape (B,)."""
-    x = torch.randn((batch, *operator.image_shape), generator=generator, device=device)
-    for _ in range(n_iter):
-        x = operator.normal(x)
-        x = x / per_sample(batch_norm(x).clamp_min(1e-30), x)
-    return batch_norm(operator.normal(x))
 
 
 def haar_levels(shape: tuple[int, int], levels: int) -> int:
@@ -131,7 +120,7 @@ class L1Wavelet(Algorithm):
     def run(self, y: Tensor, operator: ForwardOperator, prior: Prior | None, generator: torch.Generator | None,
             callback=None) -> Tensor:
         levels = haar_levels(operator.image_shape[1:], self.levels)
-        step = 1.0 / (1.01 * lipschitz(operator, y.shape[0], y.device, self.power_iter, generator)).clamp_min(1e-12)
+        step = 1.0 / (1.01 * operator.squared_norm(y.shape[0], self.power_iter, generator)).clamp_min(1e-12)
         x = operator.adjoint(y)
         z, t = x, 1.0
         for i in range(self.n_iter):
@@ -161,7 +150,7 @@ class TotalVariation(Algorithm):
     @torch.no_grad()
     def run(self, y: Tensor, operator: ForwardOperator, prior: Prior | None, generator: torch.Generator | None,
             callback=None) -> Tensor:
-        norm_k = (lipschitz(operator, y.shape[0], y.device, self.power_iter, generator) * 1.01 + 8.0).sqrt()
+        norm_k = (operator.squared_norm(y.shape[0], self.power_iter, generator) * 1.01 + 8.0).sqrt()
         tau = sigma = 1.0 / norm_k  # tau * sigma * ||K||^2 = 1 with K = [A; grad], ||grad||^2 <= 8
         x = operator.adjoint(y)
         x_bar = x

@@ -109,14 +109,19 @@ class ForwardOperator(nn.Module):
             )
 
     @torch.no_grad()
-    def norm(self, n_iter: int = 50, generator: torch.Generator | None = None) -> float:
-        """Operator norm ||A||_2 by power iteration on A^H A (the largest over a batch of per-sample operators)."""
-        batch = self.noise_std.numel() if self.noise_std.ndim else 1
+    def squared_norm(self, batch: int = 1, n_iter: int = 50, generator: torch.Generator | None = None) -> Tensor:
+        """Per-sample ||A||^2 (the largest eigenvalue of A^H A, the Lipschitz constant of the data-term
+        gradient) by power iteration, shape (batch,); `batch` matches per-sample operator parameters."""
         x = torch.randn((batch, *self.image_shape), generator=generator, device=self.noise_std.device)
         for _ in range(n_iter):
             x = self.normal(x)
-            x = x / batch_norm(x).clamp_min(1e-30).view(-1, 1, 1, 1)
-        return float(batch_norm(self.forward(x)).max().item())
+            x = x / per_sample(batch_norm(x).clamp_min(1e-30), x)
+        return batch_norm(self.normal(x))
+
+    def norm(self, n_iter: int = 50, generator: torch.Generator | None = None) -> float:
+        """Operator norm ||A||_2 (the largest over a batch of per-sample operators)."""
+        batch = self.noise_std.numel() if self.noise_std.ndim else 1
+        return float(self.squared_norm(batch, n_iter, generator).max().sqrt())
 
 
 @dataclass

@@ -156,8 +156,10 @@ class Problem:
         """The operator the reconstruction is given; by default a copy of the true one."""
         return copy.deepcopy(true_operator)
 
+    @torch.no_grad()
     def measurement_scale(self, y: Tensor, operator: ForwardOperator, percentile: float = 0.99) -> Tensor:
-        """Per-sample scale from the measurement only: a percentile of |A^H y| (never the target)."""
+        """Per-sample scale from the measurement only: a percentile of |A^H y| (never the target); a
+        constant, so no gradient flows into the operator's adaptable parameters."""
         mag = magnitude(operator.adjoint(y)).flatten(1)
         return torch.quantile(mag.float(), percentile, dim=1).clamp_min(1e-12)
 

@@ -99,11 +99,6 @@ class CSMRIProblem(Problem):
             maps = espirit_maps(y, acs_region(true_operator.mask), **self.espirit)
         return MultiCoilMRI(maps, true_operator.mask, noise, self.correction_size, batch=b)
 
-    def measurement_scale(self, y: Tensor, operator: ForwardOperator, percentile: float = 0.99) -> Tensor:
-        """The base class's 99th percentile of |A^H y|, detached from the adaptable parameters."""
-        with torch.no_grad():
-            return super().measurement_scale(y, operator, percentile)
-
     def info(self, operator: ForwardOperator) -> dict[str, Any]:
         assert isinstance(operator, MultiCoilMRI)
         return {"acceleration": realised_acceleration(operator.mask), "coils": operator.coils}
@@ -141,11 +136,6 @@ class LowFieldProblem(Problem):
 
     def reconstruction_operator(self, y: Tensor, true_operator: ForwardOperator) -> LowField:
         return LowField(self.image_shape[1:], self.k, self.fwhm_recon, true_operator.noise_std.detach().clone()).to(y.device)
-
-    def measurement_scale(self, y: Tensor, operator: ForwardOperator, percentile: float = 0.99) -> Tensor:
-        """The base class's 99th percentile of |A^H y|, detached from the adaptable parameters."""
-        with torch.no_grad():
-            return super().measurement_scale(y, operator, percentile)
 
     def info(self, operator: ForwardOperator) -> dict[str, Any]:
         assert isinstance(operator, LowField)

@@ -31,6 +31,12 @@ class ImageDataset(Dataset):
             raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
         return split
 
+    def check_index(self, i: int) -> int:
+        """i itself, or an IndexError naming the dataset's length (ends iteration, refuses negative i)."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} items")
+        return i
+
 
 class GaussianFieldDataset(ImageDataset):
     """Stationary Gaussian random fields with a power-law spectrum |k|^-alpha (textures for exact tests)."""
@@ -52,8 +58,7 @@ class GaussianFieldDataset(ImageDataset):
         return self.length
 
     def __getitem__(self, i: int) -> dict[str, object]:
-        if not 0 <= i < self.length:
-            raise IndexError(f"index {i} out of range for {self.length} items")
+        self.check_index(i)
         g = torch.Generator().manual_seed(item_seed("grf", self.seed, self.split, i))
         eps = torch.randn((self.channels, *self.size), generator=g)
         image: Tensor = torch.fft.ifft2(self.amplitude * torch.fft.fft2(eps, norm="ortho"), norm="ortho").real

@@ -277,8 +277,7 @@ class FastMRIDataset(ImageDataset):
         return len(self.index)
 
     def __getitem__(self, i: int) -> dict[str, object]:
-        if not 0 <= i < len(self.index):
-            raise IndexError(f"index {i} out of range for {len(self.index)} items")
+        self.check_index(i)
         fi, s = self.index[i]
         f = self.files[fi]
         crop = self.crop or f.crop_size()

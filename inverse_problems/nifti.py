@@ -66,8 +66,7 @@ class NiftiDataset(ImageDataset):
         return len(self.index)
 
     def __getitem__(self, i: int) -> dict[str, object]:
-        if not 0 <= i < len(self.index):
-            raise IndexError(f"index {i} out of range for {len(self.index)} items")
+        self.check_index(i)
         j, s = self.index[i]
         path = self.paths[j]
         proxy = nib.load(str(path)).dataobj

@@ -51,8 +51,7 @@ class PhantomDataset(ImageDataset):
         return self.length
 
     def __getitem__(self, i: int) -> dict[str, object]:
-        if not 0 <= i < self.length:
-            raise IndexError(f"index {i} out of range for {self.length} items")
+        self.check_index(i)
         g = torch.Generator().manual_seed(item_seed("phantom", self.anatomy, self.seed, self.split, i))
         ph = make_phantom(self.anatomy, self.contrast, self.size[0], g, **self.options)
         return {"id": f"{self.anatomy}-{self.contrast}-{self.split}-{i:05d}", "image": normalise_p99(ph.image)}

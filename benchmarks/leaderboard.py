@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from omegaconf import OmegaConf
 
-from benchmarks.results import METRICS, aggregate, read_samples
+from benchmarks.results import METRICS, RunDir, aggregate, problem_info
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_PATH = Path(__file__).resolve().parent / "leaderboard.schema.json"
@@ -31,22 +31,15 @@ def load_run(path: Path) -> dict[str, Any]:
     if not cfg_path.exists():
         raise LeaderboardError(f"{path} is not a run directory (no config.yaml); pass directories made by `bench run`")
     cfg = OmegaConf.load(cfg_path)
-    rows = []
-    for p in sorted(path.glob("samples*.jsonl")):
-        rows.extend(read_samples(p))
+    rows = RunDir(path).all_samples()
     env = json.loads((path / "environment.json").read_text()) if (path / "environment.json").exists() else {}
     names = cfg.names
     key = {"problem": names.problem, "dataset": names.dataset, "shift": names.get("shift"),
            "algorithm": names.algorithm, "adapters": "+".join(names.adapters) if names.adapters else "",
            "prior": names.get("prior"),
            "problem_options": _container(cfg.get("problem")), "dataset_options": _container(cfg.get("dataset"))}
-    info = {}
-    for k in {k for r in rows for k in r if k.startswith("problem_")}:
-        vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]
-        if vals:
-            info[k.removeprefix("problem_")] = sum(vals) / len(vals)
     return {"key": key, "rows": rows, "device": env.get("device", "unknown"), "run_id": str(path),
-            "info": info}
+            "info": problem_info(rows)}
 
 
 def _container(node) -> dict[str, Any]:

@@ -160,6 +160,17 @@ class RunDir:
         (self.path / "summary.json").write_text(json.dumps(_clean(summary), indent=2))
 
 
+def problem_info(rows: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Mean over samples of each numeric `problem_*` fact (e.g. the realised acceleration), prefix dropped."""
+    rows = list(rows)
+    info = {}
+    for k in sorted({k for r in rows for k in r if k.startswith("problem_")}):
+        vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]
+        if vals:
+            info[k.removeprefix("problem_")] = sum(vals) / len(vals)
+    return info
+
+
 def aggregate(rows: Iterable[dict[str, Any]], metrics: Iterable[str] = METRICS) -> dict[str, Any]:
     """Mean and (population) std of each metric over the samples that finished with status ok."""
     rows = list(rows)

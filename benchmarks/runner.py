@@ -23,7 +23,7 @@ from algorithms.base import Algorithm
 from benchmarks import registry
 from benchmarks.config import ConfigError, options
 from benchmarks.metrics import image_metrics, peak_memory_mb, reset_peak_memory
-from benchmarks.results import RunDir, aggregate
+from benchmarks.results import RunDir, aggregate, problem_info
 from inverse_problems.base import Problem
 from inverse_problems.datasets import item_seed
 from priors.base import Prior
@@ -163,9 +163,7 @@ def summarise(cfg: DictConfig, rundir: RunDir, device: torch.device | str) -> di
     summary = aggregate(rows)
     summary.update({"names": OmegaConf.to_container(cfg.names), "device": str(device), "run_id": Path(rundir.path).resolve().name,
                     "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    info = {k: v for k, v in (rows[0] if rows else {}).items() if k.startswith("problem_")}
-    summary["problem_info"] = {k: sum(float(r[k]) for r in rows) / len(rows) for k in info
-                               if all(isinstance(r.get(k), (int, float)) for r in rows)}
+    summary["problem_info"] = problem_info(rows)
     failures = [{"index": r["index"], "reason": r.get("reason")} for r in rows if r.get("status") != "ok"]
     summary["failures"] = failures
     rundir.write_summary(summary)
@@ -184,5 +182,5 @@ def format_table(summary: dict[str, Any], metrics: tuple[str, ...] = ("psnr", "s
             lines.append(f"{m:<14}{s['mean']:>12.4g}{s['std']:>12.3g}")
     lines.append(f"samples: {summary['n_ok']} ok, {summary['n_failed']} failed")
     for k, v in summary.get("problem_info", {}).items():
-        lines.append(f"{k.removeprefix('problem_')}: {v:.4g}")
+        lines.append(f"{k}: {v:.4g}")
     return "\n".join(lines)

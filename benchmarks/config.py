@@ -16,7 +16,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from benchmarks import registry
 from configs import CONFIG_DIR
@@ -134,24 +134,12 @@ def compose_config(sel: Selection, overrides: Iterable[str] = ()) -> DictConfig:
         GlobalHydra.instance().clear()
     for key in ("prior", "adapters"):
         if key not in cfg:
-            with _unlocked(cfg):
+            with open_dict(cfg):
                 cfg[key] = {}
-    with _unlocked(cfg):
+    with open_dict(cfg):
         cfg.names = OmegaConf.create({"problem": sel.problem, "algorithm": sel.algorithm, "adapters": sel.adapters,
                                       "prior": sel.prior, "dataset": sel.dataset, "shift": sel.shift})
     return cfg
-
-
-class _unlocked:
-    def __init__(self, cfg: DictConfig) -> None:
-        self.cfg = cfg
-
-    def __enter__(self) -> DictConfig:
-        OmegaConf.set_struct(self.cfg, False)
-        return self.cfg
-
-    def __exit__(self, *exc: Any) -> None:
-        OmegaConf.set_struct(self.cfg, True)
 
 
 def expand_sweeps(overrides: list[str]) -> list[list[str]]:

@@ -222,7 +222,8 @@ class TDA(Adapter):
         for p in trainable.values():
             p.requires_grad_(True)
         if self.adapting and trainable:
-            self._opt = torch.optim.Adam([{"params": [p], "lr": self.param_lr.get(k, self.lr)}
+            scale = getattr(operator, "adaptation_lr_scale", {})
+            self._opt = torch.optim.Adam([{"params": [p], "lr": self.param_lr.get(k, self.lr * scale.get(k, 1.0))}
                                           for k, p in trainable.items()])
         return operator
 
@@ -255,7 +256,8 @@ class TDA(Adapter):
         return operator(x)
 
     def should_adapt(self, step: Step) -> bool:
-        return (self.adapting and self._opt is not None and step.index % self.every == 0
+        has_work = self._opt is not None or (self.estimate_noise and any(_is_noise(k) for k in self._params))
+        return (self.adapting and has_work and step.index % self.every == 0
                 and float(torch.as_tensor(step.sigma).max()) <= self.sigma_max)
 
     def on_step(self, step: Step) -> Tensor | None:
@@ -266,13 +268,16 @@ class TDA(Adapter):
         sigma = float(torch.as_tensor(step.sigma).max())
         frozen = [p for k, p in self._params.items() if sigma > self.param_sigma_max.get(k, math.inf)]
         with torch.enable_grad():
-            for _ in range(self.iters):
+            for _ in range(self.iters if self._opt is not None else 0):
                 loss = self._loss(x0, y)
                 self._opt.zero_grad(set_to_none=True)
                 loss.backward()
                 for p in frozen:  # above its own threshold: Adam skips a parameter without a gradient
                     p.grad = None
                 self._opt.step()
+        if self._opt is None:  # noise level only: nothing to step, the loss is recorded as is
+            with torch.no_grad():
+                loss = self._loss(x0, y)
         if self.kind == "physical" and self.estimate_noise:
             self._estimate_noise(x0, y)
         value = float(loss.detach())

@@ -5,8 +5,8 @@ Half-quadratic splitting on a quadratic VP-linear time grid (the official `skip_
     x0 = argmin_x ||y - A x||^2 + rho_t ||x - z||^2,  rho_t = lambda sigma_n^2 / sigma_t^2   (data step)
     x_{t-1} = x0 + sigma_{t-1} (sqrt(1 - zeta) (x_t - x0)/sigma_t + sqrt(zeta) eps)
 The data step is closed form in the SVD basis where the operator has one, conjugate gradient otherwise;
-sigma_n = max(operator noise, sigma_n_min) per sample. As in the official code the last step (to sigma = 0)
-returns the denoiser's estimate without a data step.
+sigma_n = max(operator noise, sigma_n_min) per sample, read at every step (TDA may adapt it). As in the
+official code the last step (to sigma = 0) returns the denoiser's estimate without a data step.
 """
 from __future__ import annotations
 
@@ -35,13 +35,13 @@ class DiffPIR(Algorithm):
     def run(self, y: Tensor, operator: ForwardOperator, prior: Prior, generator: torch.Generator | None,
             callback: StepCallback | None) -> Tensor:
         b = y.shape[0]
-        sigma_n = noise_level(operator, b, y.device).clamp_min(self.sigma_n_min)
         sigmas = vp_grid(self.n_steps, "quad").tolist()
         x = sigmas[0] * randn(torch.empty((b, *operator.image_shape), device=y.device), generator)
         for i, (sg, sn) in enumerate(zip(sigmas[:-1], sigmas[1:])):
             sigma = torch.full((b,), sg, device=y.device)
             z = self.denoise(prior, x, sigma)
             z = self.step(callback, Step(i, self.n_steps, sigma, x, z, y, operator, prior))
+            sigma_n = noise_level(operator, b, y.device).clamp_min(self.sigma_n_min)  # read after adaptation
             x0 = prox_data(operator, y, z, self.lam * sigma_n**2 / sg**2, self.cg_iters) if sn > 0 else z
             x = self.monitor.check(i, hqs_renoise(x0, x, sigma, sn, self.zeta, generator))
         return x

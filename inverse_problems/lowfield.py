@@ -52,14 +52,8 @@ class LowField(AdaptableMixin, ForwardOperator):
         if torch.as_tensor(fwhm).lt(0).any():
             raise ValueError(f"fwhm must be >= 0 pixels, got {fwhm}")
         self.fwhm = nn.Parameter(torch.as_tensor(fwhm, dtype=torch.float32).clone())
-        self.noise_std = nn.Parameter(self.noise_std.detach().clone())
         self._adaptable = ("fwhm", "noise_std")
         self._remember_initial()
-
-    def set_noise_std(self, value: float | Tensor) -> None:
-        """Replace the noise level; it becomes the new initial value of `reset_adaptation`."""
-        super().set_noise_std(value)
-        self._initial["noise_std"] = self.noise_std.detach().clone()
 
     def transfer(self) -> Tensor:
         """T(nu) H(nu): (H, W), or (B, H, W) for a per-sample fwhm."""

@@ -195,6 +195,28 @@ def test_tda_per_parameter_threshold_and_lr(phase_setup):
         TDA(param_lr={"fwhm": 0.1}).prepare(inst.y, inst.operator, None)
 
 
+@pytest.mark.parametrize("problem", ["cs_mri", "lowfield"])
+def test_tda_default_config_fits_every_mri_operator(problem):
+    """The shipped TDA config names no operator-specific parameter: it runs on both MRI problems, and the
+    operator's adaptation_lr_scale sets the coil-map correction's smaller step."""
+    from benchmarks.config import Selection, compose_config
+    from benchmarks.runner import build_components
+
+    cfg = compose_config(Selection(problem, "zero-filled", ["tda"]), ["problem.size=32", "dataset.size=32"])
+    comp = build_components(cfg, torch.device("cpu"))
+    tda = comp["adapters"][0]
+    x = torch.randn(2, 2, 32, 32, generator=torch.Generator().manual_seed(0))
+    inst = comp["problem"].simulate(x, torch.Generator().manual_seed(1))
+    tda.adapting = True
+    tda.prepare(inst.y, inst.operator, None)
+    lrs = {k: g["lr"] for k, g in zip([k for k in tda._params if k != "noise_std"], tda._opt.param_groups)}
+    if problem == "cs_mri":
+        assert set(tda._params) == {"coil_correction", "phase", "noise_std"}
+        assert math.isclose(lrs["coil_correction"], 0.1 * tda.lr) and math.isclose(lrs["phase"], tda.lr)
+    else:
+        assert set(tda._params) == {"fwhm", "noise_std"} and math.isclose(lrs["fwhm"], tda.lr)
+
+
 def test_tda_physical_needs_adaptable_parameters():
     op = Inpainting(torch.ones(8, 8))
     with pytest.raises(ValueError, match="kind=network"):
@@ -219,6 +241,19 @@ def test_tda_noise_level_is_maximum_likelihood():
     tda._estimate_noise(x, y)
     expected = ((y - x) ** 2).flatten(1).mean(1).sqrt().mean()
     assert torch.allclose(op.noise_std.detach(), expected, rtol=1e-5)
+
+
+def test_tda_adapts_a_noise_level_alone(phase_setup):
+    """parameters=[noise_std]: no gradient step, but the ML noise level is still set at every step."""
+    prior, x, problem = phase_setup
+    inst = problem.simulate(x, torch.Generator().manual_seed(0))
+    op = inst.operator
+    op.noise_std = nn.Parameter(torch.tensor(1e-3))
+    op.adaptable_parameters = lambda: {"phase": op.phase, "noise_std": op.noise_std}
+    tda = TDA(parameters=["noise_std"])
+    AdaptedAlgorithm(HQS(6), [tda]).reconstruct(inst.y, inst.operator, prior, torch.Generator().manual_seed(0))
+    assert tda.history[-1]["steps_adapted"] == 6 and float(inst.operator.phase) == 0.0
+    assert float(inst.operator.noise_std) > 1e-3  # the residual of a 0.4 rad phase error, not the initial value
 
 
 def test_conv_adapter_starts_as_identity_and_adjoint_is_exact():

@@ -1,8 +1,9 @@
 """TDA: test-time degradation adaptation interleaved with the sampler (after Gou et al., ICML 2024, TAO).
 
 At each sampler step (every `every`-th, only where sigma <= `sigma_max`; per parameter `param_sigma_max`
-and `param_lr` refine both: a global phase can be fitted to the early, prior-dominated x̂0, a fine coil-map
-correction only late) a few Adam steps fit the
+and `param_lr` refine both; where not set, the operator's `adaptation_sigma_max` and `adaptation_lr_scale`
+give each parameter's threshold (default 1.0) and step (lr times the scale): a PSF width is fitted at every
+step, a fine coil-map correction only late, with a tenth of the step) a few Adam steps fit the
 adapted degradation to the measurement with the clean estimate x̂0 held fixed (detached):
 
     theta <- theta - lr * Adam(grad_theta sum_b ||A_theta(x̂0_b) - y_b||^2 / ||y_b||^2).
@@ -37,6 +38,7 @@ from inverse_problems.linalg import batch_dot
 from priors.base import Prior
 
 KINDS = ("physical", "network")
+DEFAULT_SIGMA_MAX = 1.0  # above it x̂0 is too blurry to fit a degradation to (unless the operator says otherwise)
 PLACES = ("input", "output")
 ACTIVATIONS = ("none", "leaky_relu")
 
@@ -142,7 +144,7 @@ class TDA(Adapter):
     """Test-time degradation adaptation (TAO's TDA): physical operator parameters or a conv adapter, per step."""
 
     def __init__(self, kind: str = "physical", lr: float = 1e-2, iters: int = 1, every: int = 1,
-                 sigma_max: float = math.inf, parameters: Sequence[str] | None = None,
+                 sigma_max: float | None = None, parameters: Sequence[str] | None = None,
                  param_lr: Mapping[str, float] | None = None, param_sigma_max: Mapping[str, float] | None = None,
                  estimate_noise: bool = True,
                  where: str = "input", hidden: Sequence[int] = (64, 128, 256), kernel: int = 3,
@@ -159,7 +161,8 @@ class TDA(Adapter):
             raise ValueError(f"iters and every must be >= 1, got iters={iters}, every={every}")
         if lr <= 0:
             raise ValueError(f"lr must be positive, got {lr}")
-        self.kind, self.lr, self.iters, self.every, self.sigma_max = kind, lr, iters, every, float(sigma_max)
+        self.kind, self.lr, self.iters, self.every = kind, lr, iters, every
+        self.sigma_max = None if sigma_max is None else float(sigma_max)
         self.parameter_names = None if parameters is None else list(parameters)
         self.param_lr = dict(param_lr or {})
         self.param_sigma_max = {k: float(v) for k, v in (param_sigma_max or {}).items()}
@@ -182,6 +185,7 @@ class TDA(Adapter):
     def _clear_batch(self) -> None:
         self._base: ForwardOperator | None = None
         self._params: dict[str, nn.Parameter] = {}
+        self._sigma_max_of: dict[str, float] = {}
         self._opt: torch.optim.Optimizer | None = None
         self._disc_opt: torch.optim.Optimizer | None = None
         self._record: dict[str, Any] = {}
@@ -221,6 +225,9 @@ class TDA(Adapter):
         trainable = {k: p for k, p in params.items() if not _is_noise(k)}
         for p in trainable.values():
             p.requires_grad_(True)
+        hints = getattr(operator, "adaptation_sigma_max", {})
+        self._sigma_max_of = {k: self.param_sigma_max.get(k, self.sigma_max if self.sigma_max is not None
+                                                          else hints.get(k, DEFAULT_SIGMA_MAX)) for k in params}
         if self.adapting and trainable:
             scale = getattr(operator, "adaptation_lr_scale", {})
             self._opt = torch.optim.Adam([{"params": [p], "lr": self.param_lr.get(k, self.lr * scale.get(k, 1.0))}
@@ -258,7 +265,13 @@ class TDA(Adapter):
     def should_adapt(self, step: Step) -> bool:
         has_work = self._opt is not None or (self.estimate_noise and any(_is_noise(k) for k in self._params))
         return (self.adapting and has_work and step.index % self.every == 0
-                and float(torch.as_tensor(step.sigma).max()) <= self.sigma_max)
+                and float(torch.as_tensor(step.sigma).max()) <= self.threshold())
+
+    def threshold(self) -> float:
+        """The largest sigma at which anything is adapted."""
+        if self._sigma_max_of:
+            return max(self._sigma_max_of.values())
+        return self.sigma_max if self.sigma_max is not None else DEFAULT_SIGMA_MAX
 
     def on_step(self, step: Step) -> Tensor | None:
         if not self.should_adapt(step):
@@ -266,7 +279,7 @@ class TDA(Adapter):
         x0 = step.x0.detach()
         y = step.y
         sigma = float(torch.as_tensor(step.sigma).max())
-        frozen = [p for k, p in self._params.items() if sigma > self.param_sigma_max.get(k, math.inf)]
+        frozen = [p for k, p in self._params.items() if sigma > self._sigma_max_of.get(k, math.inf)]
         with torch.enable_grad():
             for _ in range(self.iters if self._opt is not None else 0):
                 loss = self._loss(x0, y)
@@ -279,7 +292,7 @@ class TDA(Adapter):
             with torch.no_grad():
                 loss = self._loss(x0, y)
         if self.kind == "physical" and self.estimate_noise:
-            self._estimate_noise(x0, y)
+            self._estimate_noise(x0, y, sigma)
         value = float(loss.detach())
         if self._record["loss_first"] is None:
             self._record["loss_first"] = value
@@ -318,10 +331,10 @@ class TDA(Adapter):
         return loss
 
     @torch.no_grad()
-    def _estimate_noise(self, x0: Tensor, y: Tensor) -> None:
+    def _estimate_noise(self, x0: Tensor, y: Tensor, sigma: float = 0.0) -> None:
         """noise_std <- sqrt(||A x0 - y||^2 / m), m the measured real components (maximum likelihood)."""
         for name, p in self._params.items():
-            if not _is_noise(name):
+            if not _is_noise(name) or sigma > self._sigma_max_of.get(name, math.inf):
                 continue
             r = self._base(x0) - y
             measured = (y != 0).reshape(y.shape[0], -1).sum(1).clamp_min(1) * (2 if y.is_complex() else 1)

@@ -16,9 +16,10 @@ from omegaconf import OmegaConf
 
 from benchmarks.results import METRICS, RunDir, aggregate, problem_info
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SCHEMA_PATH = Path(__file__).resolve().parent / "leaderboard.schema.json"
-KEY = ("problem", "dataset", "shift", "algorithm", "adapters", "prior", "problem_options", "dataset_options")
+KEY = ("problem", "dataset", "shift", "algorithm", "adapters", "prior", "problem_options", "dataset_options",
+       "algorithm_options", "adapter_options")
 TABLE = ("psnr", "ssim", "nmse", "data_misfit", "seconds", "nfe")
 
 
@@ -37,9 +38,40 @@ def load_run(path: Path) -> dict[str, Any]:
     key = {"problem": names.problem, "dataset": names.dataset, "shift": names.get("shift"),
            "algorithm": names.algorithm, "adapters": "+".join(names.adapters) if names.adapters else "",
            "prior": names.get("prior"),
-           "problem_options": _container(cfg.get("problem")), "dataset_options": _container(cfg.get("dataset"))}
+           "problem_options": _container(cfg.get("problem")), "dataset_options": _container(cfg.get("dataset")),
+           "algorithm_options": _container(cfg.get("algorithm")), "adapter_options": _container(cfg.get("adapters"))}
     return {"key": key, "rows": rows, "device": env.get("device", "unknown"), "run_id": str(path),
             "info": problem_info(rows)}
+
+
+def changed_options(key: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per component (the algorithm, each adapter), the options that differ from its registered defaults.
+
+    Rows of one method with other options are separate entries; this is what tells them apart. A component
+    no longer registered shows all its options."""
+    from benchmarks.config import component_defaults
+    from benchmarks.registry import RegistryError
+
+    parts = [("algorithms", key["algorithm"], "algorithm", key["algorithm_options"])]
+    parts += [("adapters", name, name, opts) for name, opts in key["adapter_options"].items()]
+    changed = {}
+    for group, name, label, opts in parts:
+        try:
+            defaults = component_defaults(group, name)
+        except RegistryError:
+            defaults = {}
+        diff = {k: v for k, v in opts.items() if k not in defaults or defaults[k] != v}
+        if diff:
+            changed[label] = diff
+    return changed
+
+
+def method_label(entry: dict[str, Any]) -> str:
+    """algorithm[+adapters], then the changed options, e.g. `diffpir (lam=30)`."""
+    name = entry["algorithm"] + (f"+{entry['adapters']}" if entry["adapters"] else "")
+    opts = [f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}"
+            for part in entry["changed_options"].values() for k, v in part.items()]
+    return name + (f" ({', '.join(opts)})" if opts else "")
 
 
 def _container(node) -> dict[str, Any]:
@@ -80,6 +112,7 @@ def build(paths: Iterable[str | Path]) -> dict[str, Any]:
                 info[k] = v  # runs of one group share their problem settings
         entries.append({
             **{k: (json.loads(v) if k.endswith("_options") else v) for k, v in zip(KEY, key)},
+            "changed_options": changed_options(runs[0]["key"]),
             "n": agg["n_ok"],
             "n_failed": agg["n_failed"],
             "metrics": metrics,
@@ -118,7 +151,7 @@ def markdown(board: dict[str, Any], metrics: tuple[str, ...] = TABLE) -> str:
         "s/sample" if m == "seconds" else m.upper() if m in ("psnr", "ssim", "nmse", "nfe") else m for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in board["entries"]:
-        method = e["algorithm"] + (f"+{e['adapters']}" if e["adapters"] else "")
+        method = method_label(e)
         accel = e["problem_info"].get("acceleration")
         coils = e["problem_options"].get("coils")
         cells = [e["problem"], f"{accel:.1f}" if accel else "–", str(coils) if coils else "–", e["dataset"], e["shift"] or "–", method,

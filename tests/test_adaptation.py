@@ -155,7 +155,7 @@ def test_tda_physical_recovers_global_phase(phase_setup):
     prior, x, problem = phase_setup
     inst = problem.simulate(x, torch.Generator().manual_seed(0))
     assert float(inst.operator.phase) == 0.0
-    tda = TDA(kind="physical", lr=0.05, iters=3)
+    tda = TDA(kind="physical", lr=0.05, iters=3, sigma_max=math.inf)
     rec = AdaptedAlgorithm(HQS(30), [tda]).reconstruct(inst.y, inst.operator, prior, torch.Generator().manual_seed(0))
     # adapted in place on the operator the solver used, and recorded in the trace
     assert abs(float(inst.operator.phase) - 0.4) < 0.02
@@ -184,11 +184,11 @@ def test_tda_sigma_threshold_and_every(phase_setup):
 def test_tda_per_parameter_threshold_and_lr(phase_setup):
     prior, x, problem = phase_setup
     inst = problem.simulate(x, torch.Generator().manual_seed(0))
-    tda = TDA(lr=0.05, param_sigma_max={"phase": -1.0})  # never below its threshold: frozen
+    tda = TDA(lr=0.05, sigma_max=math.inf, param_sigma_max={"phase": -1.0})  # never below its threshold: frozen
     AdaptedAlgorithm(HQS(6), [tda]).reconstruct(inst.y, inst.operator, prior, torch.Generator().manual_seed(0))
-    assert float(inst.operator.phase) == 0.0 and tda.history[-1]["steps_adapted"] == 6
+    assert float(inst.operator.phase) == 0.0 and tda.history[-1]["steps_adapted"] == 0  # nothing below threshold
     inst = problem.simulate(x, torch.Generator().manual_seed(0))
-    tda = TDA(lr=1e-9, param_lr={"phase": 0.05}, iters=3)
+    tda = TDA(lr=1e-9, param_lr={"phase": 0.05}, iters=3, sigma_max=math.inf)
     AdaptedAlgorithm(HQS(30), [tda]).reconstruct(inst.y, inst.operator, prior, torch.Generator().manual_seed(0))
     assert abs(float(inst.operator.phase) - 0.4) < 0.02
     with pytest.raises(ValueError, match="valid: phase"):
@@ -215,6 +215,13 @@ def test_tda_default_config_fits_every_mri_operator(problem):
         assert math.isclose(lrs["coil_correction"], 0.1 * tda.lr) and math.isclose(lrs["phase"], tda.lr)
     else:
         assert set(tda._params) == {"fwhm", "noise_std"} and math.isclose(lrs["fwhm"], tda.lr)
+    # thresholds: param_sigma_max > the adapter's sigma_max > the operator's adaptation_sigma_max > 1.0
+    hints = getattr(inst.operator, "adaptation_sigma_max")
+    assert tda._sigma_max_of == {k: hints.get(k, 1.0) for k in tda._params}
+    assert tda.threshold() == (math.inf if problem == "lowfield" else 1.0)
+    tda = TDA(sigma_max=0.5, param_sigma_max={"noise_std": 2.0})
+    tda.prepare(inst.y, inst.operator, None)
+    assert tda._sigma_max_of["noise_std"] == 2.0 and all(v == 0.5 for k, v in tda._sigma_max_of.items() if k != "noise_std")
 
 
 def test_tda_physical_needs_adaptable_parameters():
@@ -250,7 +257,7 @@ def test_tda_adapts_a_noise_level_alone(phase_setup):
     op = inst.operator
     op.noise_std = nn.Parameter(torch.tensor(1e-3))
     op.adaptable_parameters = lambda: {"phase": op.phase, "noise_std": op.noise_std}
-    tda = TDA(parameters=["noise_std"])
+    tda = TDA(parameters=["noise_std"], sigma_max=math.inf)
     AdaptedAlgorithm(HQS(6), [tda]).reconstruct(inst.y, inst.operator, prior, torch.Generator().manual_seed(0))
     assert tda.history[-1]["steps_adapted"] == 6 and float(inst.operator.phase) == 0.0
     assert float(inst.operator.noise_std) > 1e-3  # the residual of a 0.4 rad phase error, not the initial value
@@ -437,7 +444,7 @@ def test_runner_builds_adapters_from_configs():
                          ["adapters.tda.kind=network", "adapters.tda.hidden=[4]", "dataset.size=16", "problem.size=16"])
     comp = build_components(cfg, torch.device("cpu"))
     tda, air, pa = comp["adapters"]
-    assert isinstance(tda, TDA) and tda.kind == "network" and tda.hidden == (4,) and tda.sigma_max == 1.0
+    assert isinstance(tda, TDA) and tda.kind == "network" and tda.hidden == (4,) and tda.sigma_max is None
     assert isinstance(air, AIR) and math.isclose(air.early, 1 / 3)
     assert isinstance(pa, PriorAffine) and pa.sigmas == [0.5, 0.2, 0.05]
     assert isinstance(comp["algorithm"], AdaptedAlgorithm) and all(a.peers == (tda, air, pa) for a in (tda, air, pa))

@@ -12,10 +12,11 @@ from benchmarks import leaderboard
 from tests.conftest import bench
 
 
-def fake_run(path, algorithm, psnr, adapters=(), shift=None, failed=0):
+def fake_run(path, algorithm, psnr, adapters=(), shift=None, failed=0, options=None):
     path.mkdir(parents=True)
     OmegaConf.save(OmegaConf.create({"names": {"problem": "cs_mri", "algorithm": algorithm, "adapters": list(adapters),
-                                               "prior": "p", "dataset": "d", "shift": shift}}), path / "config.yaml")
+                                               "prior": "p", "dataset": "d", "shift": shift},
+                                     "algorithm": options or {}}), path / "config.yaml")
     (path / "environment.json").write_text(json.dumps({"device": "cpu"}))
     with open(path / "samples.jsonl", "w") as f:
         for i, v in enumerate(psnr):
@@ -72,3 +73,16 @@ def test_cli_leaderboard(tmp_path):
     assert "30.50" in md.read_text()
     res = bench("leaderboard", str(tmp_path / "nowhere"), check=False)
     assert res.returncode == 2 and "does not exist" in res.stderr
+
+
+def test_runs_with_other_options_are_other_rows(tmp_path):
+    """Runs that differ in an algorithm option are never averaged together; the label names the option."""
+    fake_run(tmp_path / "a", "diffpir", [20.0], options={"lam": 1.0, "n_steps": 100})
+    fake_run(tmp_path / "b", "diffpir", [24.0], options={"lam": 30.0, "n_steps": 100})
+    board = leaderboard.build([tmp_path])
+    leaderboard.validate(board)
+    by_lam = {e["algorithm_options"]["lam"]: e for e in board["entries"]}
+    assert set(by_lam) == {1.0, 30.0}
+    assert by_lam[1.0]["changed_options"] == {} and by_lam[30.0]["changed_options"] == {"algorithm": {"lam": 30.0}}
+    md = leaderboard.markdown(board)
+    assert "| diffpir (lam=30.0) |" in md and "| diffpir |" in md

@@ -6,36 +6,54 @@ sigma to sigma' is, per spectral coordinate (METHODS.md, EDM variables):
     s_i sigma' < sigma_y:    x̄' = x̄0 + sqrt(1 - eta^2) sigma' s_i (ȳ_i - x̄0) / sigma_y + eta sigma' z
     otherwise:               x̄' = (1 - eta_b) x̄0 + eta_b ȳ_i + sqrt(sigma'^2 - eta_b^2 sigma_y^2 / s_i^2) z
 Timesteps t = 0, T/n, ... of the VP-linear schedule (the official `range(0, T, T // n)`), then sigma = 0.
+An operator without a closed-form SVD (multi-coil SENSE) gets its exact SVD from its dense Gram matrix
+(inverse_problems.dense) when its image has at most `dense_max` real coordinates (8192: 64 x 64 complex).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 
 from algorithms.base import Algorithm, Step, StepCallback
 from algorithms.data_consistency import noise_level, randn, vp_grid
-from inverse_problems.base import ForwardOperator
+from inverse_problems.base import SVD, ForwardOperator
+from inverse_problems.dense import dense_svd
 from priors.base import Prior
 
 
 class DDRM(Algorithm):
-    """DDRM: a variational posterior chain in the operator's SVD basis (needs operator.svd())."""
+    """DDRM: a variational posterior chain in the operator's SVD basis (closed form, or dense when small)."""
 
-    needs_svd = True
-
-    def __init__(self, n_steps: int = 20, eta: float = 0.85, eta_b: float = 1.0) -> None:
+    def __init__(self, n_steps: int = 20, eta: float = 0.85, eta_b: float = 1.0, dense_max: int = 8192) -> None:
         super().__init__()
         if n_steps < 1:
             raise ValueError(f"n_steps must be >= 1, got {n_steps}")
         if not (0 <= eta <= 1 and 0 <= eta_b <= 1):
             raise ValueError(f"eta and eta_b must lie in [0, 1], got eta={eta}, eta_b={eta_b}")
-        self.n_steps, self.eta, self.eta_b = n_steps, eta, eta_b
+        self.n_steps, self.eta, self.eta_b, self.dense_max = n_steps, eta, eta_b, dense_max
+
+    def check(self, operator: ForwardOperator, prior: Prior | None) -> None:
+        """Refuse an operator with neither a closed-form SVD nor a dense one within `dense_max`."""
+        if operator.svd() is None and math.prod(operator.image_shape) > self.dense_max:
+            raise ValueError(
+                f"DDRM needs the operator's SVD; {type(operator).__name__} has no closed form and its image has "
+                f"{math.prod(operator.image_shape)} coordinates, above algorithm.dense_max={self.dense_max} for the "
+                f"exact dense route (raise it: cost grows as the cube), or use single-coil cs_mri (coils=1), "
+                f"lowfield or inpainting")
+        super().check(operator, prior)
+
+    @staticmethod
+    def spectral(operator: ForwardOperator, batch: int) -> SVD:
+        """The closed-form SVD, else the exact dense one."""
+        return operator.svd() or dense_svd(operator, batch)
 
     @torch.no_grad()
     def run(self, y: Tensor, operator: ForwardOperator, prior: Prior, generator: torch.Generator | None,
             callback: StepCallback | None) -> Tensor:
-        svd = operator.svd()
         b = y.shape[0]
+        svd = self.spectral(operator, b)
         sig_y = noise_level(operator, b, y.device).view(-1, 1)
         s = svd.s.to(y.device).expand(b, -1) if svd.s.ndim == 1 else svd.s.to(y.device)
         obs = s > 0

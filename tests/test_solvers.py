@@ -116,10 +116,11 @@ def test_callback_replacement_is_used(name):
     assert (r.image[..., unobserved] - 3.0).abs().mean() < (free.image[..., unobserved] - 3.0).abs().mean() - 0.1
 
 
-def test_ddrm_refuses_operator_without_svd():
+def test_ddrm_refuses_operator_without_svd_above_dense_max():
     prior, op, y = setup()
-    with pytest.raises(ValueError, match="exact SVD.*single-coil cs_mri"):
-        DDRM().reconstruct(y, MaskNoSVD(op.mask), prior)
+    with pytest.raises(ValueError, match="no closed form.*dense_max=8 .*single-coil cs_mri"):
+        DDRM(dense_max=8).reconstruct(y, MaskNoSVD(op.mask), prior)
+    assert DDRM().reconstruct(y, MaskNoSVD(op.mask), prior).failed.sum() == 0  # small: the exact dense route
 
 
 def test_prox_data_svd_and_cg_agree_with_dense_solution():

@@ -48,8 +48,6 @@ def plan() -> list[tuple[str, str, str, list[str]]]:
     jobs = []
     for algo in CLASSICAL + DIFFUSION:  # every setting of a method before the next (costlier) method
         for setting, (problem, overrides) in SETTINGS.items():
-            if algo == "ddrm" and problem == "cs_mri" and "problem.coils=1" not in overrides:
-                continue  # DDRM needs an exact SVD: single-coil cs_mri and lowfield only
             jobs.append((f"{setting}-{algo}", problem, algo, overrides))
     for setting, algo, extra in EXTRA:
         problem, overrides = SETTINGS[setting]

@@ -148,7 +148,8 @@ def test_multiprocess_shards_and_merges(tmp_path):
 
 
 def test_dict_valued_options_take_new_keys_but_typos_stay_errors():
-    cfg = compose_config(Selection("cs_mri", "daps", ["tda"]), ["adapters.tda.param_lr={phase: 0.1}"])
+    cfg = compose_config(Selection("cs_mri", "daps", ["tda"]), ["adapters.tda.param_lr={phase: 0.1}",
+                                                                 "adapters.tda.param_lr.coil_correction=0.002"])
     assert cfg.adapters.tda.param_lr.phase == 0.1 and cfg.adapters.tda.param_lr.coil_correction == 0.002
     with pytest.raises(ConfigError, match="adapters.tda.lrr"):
         compose_config(Selection("cs_mri", "daps", ["tda"]), ["adapters.tda.lrr=0.1"])

@@ -6,8 +6,9 @@ sigma to sigma' is, per spectral coordinate (METHODS.md, EDM variables):
     s_i sigma' < sigma_y:    x̄' = x̄0 + sqrt(1 - eta^2) sigma' s_i (ȳ_i - x̄0) / sigma_y + eta sigma' z
     otherwise:               x̄' = (1 - eta_b) x̄0 + eta_b ȳ_i + sqrt(sigma'^2 - eta_b^2 sigma_y^2 / s_i^2) z
 Timesteps t = 0, T/n, ... of the VP-linear schedule (the official `range(0, T, T // n)`), then sigma = 0.
-An operator without a closed-form SVD (multi-coil SENSE) gets its exact SVD from its dense Gram matrix
-(inverse_problems.dense) when its image has at most `dense_max` real coordinates (8192: 64 x 64 complex).
+sigma_y is read at every step (test-time adaptation may set it). An operator without a closed-form SVD
+(multi-coil SENSE) gets its exact SVD from its dense Gram matrix (inverse_problems.dense) when its image has at
+most `dense_max` real coordinates (8192: 64 x 64 complex); the SVD is that of the operator as given.
 """
 from __future__ import annotations
 
@@ -70,6 +71,8 @@ class DDRM(Algorithm):
             sigma = torch.full((b,), sg, device=y.device)
             x0 = self.denoise(prior, x, sigma)
             x0 = self.step(callback, Step(i, self.n_steps, sigma, x, x0, y, operator, prior))
+            sig_y = noise_level(operator, b, y.device).view(-1, 1)  # read after adaptation (TDA may set it)
+            noise_of_y = torch.where(obs, sig_y / s_safe, torch.full_like(s, float("inf")))
             x0_bar, x_bar = svd.Vt(x0), svd.Vt(x)
             z = randn(x0_bar, generator)
             missing = x0_bar + (1 - eta**2) ** 0.5 * sn * (x_bar - x0_bar) / sg + eta * sn * z

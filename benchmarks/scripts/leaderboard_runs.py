@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -32,13 +33,15 @@ DIFFUSION = ["ddrm", "diffpir", "daps", "dps", "diffdeur"]  # cheapest first
 #   ~5 % model error: lam 1/10/30/100/300 gave 18.78/21.99/23.24/22.76/21.37 dB at R = 4 (CG-SENSE 22.33).
 # - DDRM's 20 steps are too coarse for the CPU prior: 20/50/100 steps gave 20.57/21.63/22.48 dB on lowfield
 #   (CG-SENSE 20.69).
-# - diffpir+tda: the same model error, absorbed from the measurements by TDA's noise level (no tuning).
+# - diffpir+tda, ddrm+tda: the same model error, absorbed from the measurements by TDA's noise level (no tuning;
+#   DDRM keeps the SVD of the operator it was given, so only the noise level is adapted).
 EXTRA = [
     ("cs_mri-R4", "diffpir", ["algorithm.lam=30"]),
     ("cs_mri-R8", "diffpir", ["algorithm.lam=30"]),
     ("cs_mri-R4", "daps+tda", []),
     ("cs_mri-R4", "diffpir+tda", []),
     ("cs_mri-R8", "diffpir+tda", []),
+    ("cs_mri-R4", "ddrm+tda", ["adapters.tda.parameters=[noise_std]"]),
     ("cs_mri-1coil-R4", "ddrm", ["algorithm.n_steps=100"]),
     ("lowfield", "ddrm", ["algorithm.n_steps=100"]),
 ]
@@ -51,7 +54,7 @@ def plan() -> list[tuple[str, str, str, list[str]]]:
             jobs.append((f"{setting}-{algo}", problem, algo, overrides))
     for setting, algo, extra in EXTRA:
         problem, overrides = SETTINGS[setting]
-        suffix = "-".join(o.split(".")[-1].replace("=", "") for o in extra)
+        suffix = "-".join(re.sub(r"[^A-Za-z0-9_.]", "", o.split(".")[-1]) for o in extra)
         jobs.append((f"{setting}-{algo}" + (f"-{suffix}" if suffix else ""), problem, algo, overrides + extra))
     return jobs
 

@@ -31,6 +31,11 @@ def vp_alphas_cumprod(beta_start: float = 1e-4, beta_end: float = 0.02, steps: i
     return torch.cumprod(1 - betas, dim=0)
 
 
+def vp_noise_std(sigma: float | Tensor) -> float | Tensor:
+    """The VP (DDPM) noise std sqrt(1 - abar) of the EDM noise level sigma = sqrt((1 - abar) / abar): sigma / sqrt(1 + sigma^2)."""
+    return sigma / (1 + sigma**2) ** 0.5
+
+
 def vp_sigma_table(alphas_cumprod: Tensor | None = None) -> Tensor:
     """sigma_t = sqrt((1 - abar_t) / abar_t) for every discrete timestep (increasing in t)."""
     abar = vp_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod.double()

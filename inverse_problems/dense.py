@@ -64,6 +64,13 @@ def gram_matrix(operator: ForwardOperator, batch: int, complex_route: bool) -> T
     return torch.stack(cols, dim=-1)
 
 
+def _matvec(mat: Tensor, vec: Tensor) -> Tensor:
+    """mat (B' in {1, B}, n, n) times vec (B, n) per sample; one shared matrix is a single GEMM, not B copies."""
+    if mat.shape[0] == 1:
+        return vec.to(mat.dtype) @ mat[0].transpose(0, 1)
+    return (mat @ vec.to(mat.dtype).unsqueeze(-1)).squeeze(-1)
+
+
 @torch.no_grad()
 def dense_svd(operator: ForwardOperator, batch: int, rtol: float = 1e-3) -> SVD:
     """The exact SVD of A for a batch of `batch` samples (per-sample operators allowed), in the SVD interface."""
@@ -82,15 +89,15 @@ def dense_svd(operator: ForwardOperator, batch: int, rtol: float = 1e-3) -> SVD:
 
     if cplx:
         def vt(x: Tensor) -> Tensor:
-            coef = (vh @ to_complex(x).reshape(x.shape[0], -1, 1)).squeeze(-1)
+            coef = _matvec(vh, to_complex(x).reshape(x.shape[0], -1))
             return torch.cat([coef.real, coef.imag], dim=1)
 
         def v(z: Tensor) -> Tensor:
-            coef = torch.complex(z[:, : h * w], z[:, h * w:]).to(vecs.dtype)
-            return to_real((vecs @ coef.unsqueeze(-1)).reshape(-1, h, w))
+            coef = torch.complex(z[:, : h * w], z[:, h * w:])
+            return to_real(_matvec(vecs, coef).reshape(-1, h, w))
 
         def ut(y: Tensor) -> Tensor:
-            d = (vh @ to_complex(operator.adjoint(y)).reshape(y.shape[0], -1, 1)).squeeze(-1) * inv
+            d = _matvec(vh, to_complex(operator.adjoint(y)).reshape(y.shape[0], -1)) * inv
             return torch.cat([d.real, d.imag], dim=1)
 
         def u(z: Tensor) -> Tensor:
@@ -100,10 +107,10 @@ def dense_svd(operator: ForwardOperator, batch: int, rtol: float = 1e-3) -> SVD:
         return SVD(V=v, Vt=vt, U=u, Ut=ut, s=torch.cat([s, s], dim=1))
 
     def vt_real(x: Tensor) -> Tensor:
-        return (vh @ x.reshape(x.shape[0], -1, 1)).squeeze(-1)
+        return _matvec(vh, x.reshape(x.shape[0], -1))
 
     def v_real(z: Tensor) -> Tensor:
-        return (vecs @ z.unsqueeze(-1)).reshape(-1, c, h, w)
+        return _matvec(vecs, z).reshape(-1, c, h, w)
 
     def ut_real(y: Tensor) -> Tensor:
         return vt_real(operator.adjoint(y)) * inv

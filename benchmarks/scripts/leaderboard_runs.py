@@ -42,6 +42,7 @@ EXTRA = [
     ("cs_mri-R4", "diffpir+tda", []),
     ("cs_mri-R8", "diffpir+tda", []),
     ("cs_mri-R4", "ddrm+tda", ["adapters.tda.parameters=[noise_std]"]),
+    ("cs_mri-R4", "ddrm+tda", ["algorithm.n_steps=100", "adapters.tda.parameters=[noise_std]"]),  # val: 23.26 dB
     ("cs_mri-1coil-R4", "ddrm", ["algorithm.n_steps=100"]),
     ("lowfield", "ddrm", ["algorithm.n_steps=100"]),
 ]

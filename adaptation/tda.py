@@ -280,17 +280,18 @@ class TDA(Adapter):
         y = step.y
         sigma = float(torch.as_tensor(step.sigma).max())
         frozen = [p for k, p in self._params.items() if sigma > self._sigma_max_of.get(k, math.inf)]
-        with torch.enable_grad():
-            for _ in range(self.iters if self._opt is not None else 0):
-                loss = self._loss(x0, y)
-                self._opt.zero_grad(set_to_none=True)
-                loss.backward()
-                for p in frozen:  # above its own threshold: Adam skips a parameter without a gradient
-                    p.grad = None
-                self._opt.step()
-        if self._opt is None:  # noise level only: nothing to step, the loss is recorded as is
+        if self._opt is None:  # a noise level only: nothing to step, the loss is recorded as is
             with torch.no_grad():
                 loss = self._loss(x0, y)
+        else:
+            with torch.enable_grad():
+                for _ in range(self.iters):
+                    loss = self._loss(x0, y)
+                    self._opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    for p in frozen:  # above its own threshold: Adam skips a parameter without a gradient
+                        p.grad = None
+                    self._opt.step()
         if self.kind == "physical" and self.estimate_noise:
             self._estimate_noise(x0, y, sigma)
         value = float(loss.detach())

@@ -7,6 +7,7 @@ the other samples go on.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -14,7 +15,8 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from inverse_problems.base import ForwardOperator
+from inverse_problems.base import SVD, ForwardOperator
+from inverse_problems.dense import dense_svd
 from priors.base import Prior
 
 
@@ -82,6 +84,9 @@ operator's support (pixels the measurements cannot see are zero).
 
     uses_prior: bool = True
     needs_svd: bool = False
+    # With needs_svd: the largest image (real coordinates) given the exact dense SVD (inverse_problems.dense)
+    # when the operator has no closed form; 0 = none.
+    dense_max: int = 0
     project_support: bool = True  # zero the pixels outside operator.support() (False: a method that uses no maps)
 
     def __init__(self) -> None:
@@ -101,11 +106,18 @@ operator's support (pixels the measurements cannot see are zero).
         """Refuse, before any compute, an operator or prior this algorithm cannot use."""
         if self.uses_prior and prior is None:
             raise ValueError(f"{type(self).__name__} needs a prior; pass --prior NAME")
-        if self.needs_svd and operator.svd() is None:
+        size = math.prod(operator.image_shape)
+        if self.needs_svd and operator.svd() is None and size > self.dense_max:
             raise ValueError(
-                f"{type(self).__name__} needs an operator with an exact SVD; {type(operator).__name__} has none "
-                f"(use a problem whose operator has one, such as single-coil cs_mri (coils=1), lowfield or inpainting)"
-            )
+                f"{type(self).__name__} needs an operator with an exact SVD; {type(operator).__name__} has no closed "
+                f"form and its image has {size} coordinates, above algorithm.dense_max={self.dense_max} for the "
+                f"exact dense route (raise it: the cost grows as the cube), or use a problem whose operator has "
+                f"one, such as single-coil cs_mri (coils=1), lowfield or inpainting")
+
+    @staticmethod
+    def spectral(operator: ForwardOperator, batch: int) -> SVD:
+        """The operator's closed-form SVD, else its exact dense one (inverse_problems.dense)."""
+        return operator.svd() or dense_svd(operator, batch)
 
     def reconstruct(self, y: Tensor, operator: ForwardOperator, prior: Prior | None = None,
                     generator: torch.Generator | None = None, callback: StepCallback | None = None) -> Reconstruction:

@@ -12,20 +12,19 @@ most `dense_max` real coordinates (8192: 64 x 64 complex); the SVD is that of th
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from algorithms.base import Algorithm, Step, StepCallback
 from algorithms.data_consistency import noise_level, randn, vp_grid
-from inverse_problems.base import SVD, ForwardOperator
-from inverse_problems.dense import dense_svd
+from inverse_problems.base import ForwardOperator
 from priors.base import Prior
 
 
 class DDRM(Algorithm):
     """DDRM: a variational posterior chain in the operator's SVD basis (closed form, or dense when small)."""
+
+    needs_svd = True
 
     def __init__(self, n_steps: int = 20, eta: float = 0.85, eta_b: float = 1.0, dense_max: int = 8192) -> None:
         super().__init__()
@@ -35,32 +34,22 @@ class DDRM(Algorithm):
             raise ValueError(f"eta and eta_b must lie in [0, 1], got eta={eta}, eta_b={eta_b}")
         self.n_steps, self.eta, self.eta_b, self.dense_max = n_steps, eta, eta_b, dense_max
 
-    def check(self, operator: ForwardOperator, prior: Prior | None) -> None:
-        """Refuse an operator with neither a closed-form SVD nor a dense one within `dense_max`."""
-        if operator.svd() is None and math.prod(operator.image_shape) > self.dense_max:
-            raise ValueError(
-                f"DDRM needs the operator's SVD; {type(operator).__name__} has no closed form and its image has "
-                f"{math.prod(operator.image_shape)} coordinates, above algorithm.dense_max={self.dense_max} for the "
-                f"exact dense route (raise it: cost grows as the cube), or use single-coil cs_mri (coils=1), "
-                f"lowfield or inpainting")
-        super().check(operator, prior)
-
-    @staticmethod
-    def spectral(operator: ForwardOperator, batch: int) -> SVD:
-        """The closed-form SVD, else the exact dense one."""
-        return operator.svd() or dense_svd(operator, batch)
-
     @torch.no_grad()
     def run(self, y: Tensor, operator: ForwardOperator, prior: Prior, generator: torch.Generator | None,
             callback: StepCallback | None) -> Tensor:
         b = y.shape[0]
         svd = self.spectral(operator, b)
-        sig_y = noise_level(operator, b, y.device).view(-1, 1)
         s = svd.s.to(y.device).expand(b, -1) if svd.s.ndim == 1 else svd.s.to(y.device)
         obs = s > 0
         s_safe = torch.where(obs, s, torch.ones_like(s))
         y_bar = torch.where(obs, svd.Ut(y) / s_safe, torch.zeros_like(s))
-        noise_of_y = torch.where(obs, sig_y / s_safe, torch.full_like(s, float("inf")))  # sigma_y / s_i
+
+        def data_noise() -> tuple[Tensor, Tensor]:
+            """sigma_y (B, 1) and sigma_y / s_i (inf where s_i = 0), read from the operator now."""
+            sig_y = noise_level(operator, b, y.device).view(-1, 1)
+            return sig_y, torch.where(obs, sig_y / s_safe, torch.full_like(s, float("inf")))
+
+        sig_y, noise_of_y = data_noise()
         sigmas = vp_grid(self.n_steps, "uniform").tolist()
         z = randn(s, generator)
         x_bar = torch.where(noise_of_y < sigmas[0], y_bar + (sigmas[0]**2 - noise_of_y.clamp_max(sigmas[0])**2).sqrt() * z,
@@ -71,8 +60,7 @@ class DDRM(Algorithm):
             sigma = torch.full((b,), sg, device=y.device)
             x0 = self.denoise(prior, x, sigma)
             x0 = self.step(callback, Step(i, self.n_steps, sigma, x, x0, y, operator, prior))
-            sig_y = noise_level(operator, b, y.device).view(-1, 1)  # read after adaptation (TDA may set it)
-            noise_of_y = torch.where(obs, sig_y / s_safe, torch.full_like(s, float("inf")))
+            sig_y, noise_of_y = data_noise()  # after the step hook: TDA may have set the noise level
             x0_bar, x_bar = svd.Vt(x0), svd.Vt(x)
             z = randn(x0_bar, generator)
             missing = x0_bar + (1 - eta**2) ** 0.5 * sn * (x_bar - x0_bar) / sg + eta * sn * z

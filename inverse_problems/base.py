@@ -48,9 +48,14 @@ class ForwardOperator(nn.Module):
         super().__init__()
         self.register_buffer("noise_std", torch.as_tensor(noise_std, dtype=torch.float32).clone())
 
+    @property
+    def device(self) -> torch.device:
+        """The device the operator's tensors live on."""
+        return self.noise_std.device
+
     def set_noise_std(self, value: float | Tensor) -> None:
         """Replace the noise level (a float or a (B,) tensor), keeping it a Parameter if it is one."""
-        value = torch.as_tensor(value, dtype=torch.float32, device=self.noise_std.device).detach().clone()
+        value = torch.as_tensor(value, dtype=torch.float32, device=self.device).detach().clone()
         if isinstance(self.noise_std, nn.Parameter):
             self.noise_std = nn.Parameter(value)
         else:
@@ -112,7 +117,7 @@ class ForwardOperator(nn.Module):
     def squared_norm(self, batch: int = 1, n_iter: int = 50, generator: torch.Generator | None = None) -> Tensor:
         """Per-sample ||A||^2 (the largest eigenvalue of A^H A, the Lipschitz constant of the data-term
         gradient) by power iteration, shape (batch,); `batch` matches per-sample operator parameters."""
-        x = torch.randn((batch, *self.image_shape), generator=generator, device=self.noise_std.device)
+        x = torch.randn((batch, *self.image_shape), generator=generator, device=self.device)
         for _ in range(n_iter):
             x = self.normal(x)
             x = x / per_sample(batch_norm(x).clamp_min(1e-30), x)

@@ -38,7 +38,6 @@ class Shift:
     adapter: str
     oracle: list[str] = field(default_factory=list)
     shifted: list[str] = field(default_factory=list)
-    adapter_overrides: list[str] = field(default_factory=list)
 
 
 SHIFTS = [
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             "oracle": run_one(base / "oracle", s.problem, args.algo, s.oracle, common, args.overrides, args.resume),
             "unadapted": run_one(base / "unadapted", s.problem, args.algo, s.shifted, common, args.overrides,
                                  args.resume),
-            "adapted": run_one(base / "adapted", s.problem, f"{args.algo}+{s.adapter}", s.shifted + s.adapter_overrides,
+            "adapted": run_one(base / "adapted", s.problem, f"{args.algo}+{s.adapter}", s.shifted,
                                common, args.overrides, args.resume),
         }
         values = {k: psnr(v) for k, v in res.items()}

@@ -57,31 +57,34 @@ class PhantomDataset(ImageDataset):
         return {"id": f"{self.anatomy}-{self.contrast}-{self.split}-{i:05d}", "image": normalise_p99(ph.image)}
 
 
-class BrainT2(PhantomDataset):
+class BrainPhantomDataset(PhantomDataset):
+    """Brain phantoms of the contrast a subclass names in `CONTRAST` (the registered datasets below)."""
+
+    CONTRAST = "t2"
+
+    def __init__(self, split: str = "test", size: int = 64, length: int | None = None, seed: int = 0,
+                 oversample: int = 4, jitter: float = 0.05, bias: float = 0.1, phase: float = 1.0,
+                 lesion_prob: float = 0.5) -> None:
+        super().__init__("brain", self.CONTRAST, split, size, length, seed, oversample, jitter, bias, phase,
+                         lesion_prob)
+
+
+class BrainT2(BrainPhantomDataset):
     """Brain phantom, T2-weighted spin echo (TR 4000 / TE 100 ms, 3 T): the shipped prior's source domain."""
 
-    def __init__(self, split: str = "test", size: int = 64, length: int | None = None, seed: int = 0,
-                 oversample: int = 4, jitter: float = 0.05, bias: float = 0.1, phase: float = 1.0,
-                 lesion_prob: float = 0.5) -> None:
-        super().__init__("brain", "t2", split, size, length, seed, oversample, jitter, bias, phase, lesion_prob)
+    CONTRAST = "t2"
 
 
-class BrainT1(PhantomDataset):
+class BrainT1(BrainPhantomDataset):
     """Brain phantom, T1-weighted spin echo (TR 500 / TE 10 ms, 3 T)."""
 
-    def __init__(self, split: str = "test", size: int = 64, length: int | None = None, seed: int = 0,
-                 oversample: int = 4, jitter: float = 0.05, bias: float = 0.1, phase: float = 1.0,
-                 lesion_prob: float = 0.5) -> None:
-        super().__init__("brain", "t1", split, size, length, seed, oversample, jitter, bias, phase, lesion_prob)
+    CONTRAST = "t1"
 
 
-class BrainFLAIR(PhantomDataset):
+class BrainFLAIR(BrainPhantomDataset):
     """Brain phantom, FLAIR (inversion recovery TR 9000 / TE 100 ms, TI nulling CSF, 3 T)."""
 
-    def __init__(self, split: str = "test", size: int = 64, length: int | None = None, seed: int = 0,
-                 oversample: int = 4, jitter: float = 0.05, bias: float = 0.1, phase: float = 1.0,
-                 lesion_prob: float = 0.5) -> None:
-        super().__init__("brain", "flair", split, size, length, seed, oversample, jitter, bias, phase, lesion_prob)
+    CONTRAST = "flair"
 
 
 class KneePD(PhantomDataset):

@@ -5,7 +5,8 @@ At step i of n the clean estimate u = x̂0 is replaced by u + G with
     G = -(s / L) grad_u L_AIR(u),   L_AIR(u) = w1(i) * 1/2 sum_b ||A_theta(u_b) - y_b||^2 + w4(i) * sum_b TV(u_b),
 
 where A_theta is the degradation adapted by TDA (a physical operator adapted in place, or A with TDA's conv
-adapter; the nominal operator without TDA), L = ||A||^2 (power iteration, once per batch) makes the step
+adapter; the nominal operator without TDA), L = ||A||^2 (power iteration, once per batch, per sample where the
+operator is per sample) makes the step
 size s dimensionless (s = 1: one full gradient step on the data term), and the gradient flows through A_theta,
 not through the denoiser. TAO's staging: over the early third the data weight ramps w1 = c * i / n_early
 (0 -> c), then w1 = 1 for the rest; the TV term w4 = `tv_weight` acts in the last `tv_steps` fraction only.
@@ -22,7 +23,7 @@ from adaptation.base import Adapter
 from adaptation.losses import total_variation
 from algorithms.base import Reconstruction, Step
 from inverse_problems.base import ForwardOperator
-from inverse_problems.linalg import batch_dot
+from inverse_problems.linalg import batch_dot, per_sample
 from priors.base import Prior
 
 
@@ -50,7 +51,7 @@ class AIR(Adapter):
             raise ValueError(f"iters must be >= 1, got {iters}")
         self.scale, self.ramp_to, self.early = scale, ramp_to, early
         self.tv_weight, self.tv_steps, self.iters, self.power_iters = tv_weight, tv_steps, iters, power_iters
-        self.lipschitz = 1.0
+        self.lipschitz: float | Tensor = 1.0  # ||A||^2: a float, or (B,) for a per-sample operator
         self.history: list[dict[str, Any]] = []
         self._record: dict[str, Any] = {}
 
@@ -58,10 +59,12 @@ class AIR(Adapter):
         return air_weights(index, n_steps, self.ramp_to, self.early, self.tv_weight, self.tv_steps)
 
     def prepare(self, y: Tensor, operator: ForwardOperator, prior: Prior | None) -> tuple[ForwardOperator, Prior | None]:
-        gen = torch.Generator(device=y.device).manual_seed(0)
-        with torch.no_grad():
-            self.lipschitz = max(operator.norm(self.power_iters, gen) ** 2, 1e-12)
-        self._record = {"adapter": "air", "lipschitz": self.lipschitz, "w_data": [], "w_tv": []}
+        nb = operator.noise_std.numel() if operator.noise_std.ndim else 1  # per-sample parameters: one L each
+        with torch.no_grad():  # every sample's power iteration starts from one fixed vector: batch-independent
+            sq = operator.squared_norm(nb, self.power_iters).clamp_min(1e-12)
+        self.lipschitz = float(sq.max()) if nb == 1 else sq
+        self._record = {"adapter": "air", "lipschitz": float(sq.max()) if nb == 1 else sq.tolist(),
+                        "w_data": [], "w_tv": []}
         return operator, prior
 
     def _degradation(self) -> Adapter:
@@ -86,7 +89,7 @@ class AIR(Adapter):
                 if w_tv > 0:
                     loss = loss + w_tv * total_variation(u).sum()
                 (grad,) = torch.autograd.grad(loss, u)
-                u = (u - (self.scale / self.lipschitz) * grad).detach()
+                u = (u - per_sample(self.scale / self.lipschitz, grad) * grad).detach()
         return u
 
     def refine(self, recon: Reconstruction, y: Tensor, operator: ForwardOperator, prior: Prior | None) -> Reconstruction:

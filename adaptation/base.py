@@ -9,6 +9,8 @@
 Adapters see measurements only, never the target. `reset()` returns an adapter to its pretrained
 state; `state_dict()`/`load_state_dict()` carry state between batches (the TTT schemes).
 Adapters of one `AdaptedAlgorithm` see each other through `peers` (AIR guides through TDA's adapted degradation).
+`generator` is the run's randomness for the batch (per-sample generators, inverse_problems.random), set before
+`prepare`; an adapter draws its own streams from it with `inverse_problems.random.spawn`.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from torch import Tensor, nn
 
 from algorithms.base import Algorithm, Reconstruction, Step, StepCallback
 from inverse_problems.base import ForwardOperator
+from inverse_problems.random import Randomness
 from priors.base import Prior
 
 
@@ -25,6 +28,7 @@ class Adapter(nn.Module):
 
     adapting: bool = True
     peers: tuple["Adapter", ...] = ()
+    generator: Randomness = None  # the batch's randomness, set by AdaptedAlgorithm before `prepare`
 
     def __init__(self) -> None:
         super().__init__()
@@ -67,8 +71,9 @@ class AdaptedAlgorithm(Algorithm):
             a.peers = tuple(adapters)
 
     def reconstruct(self, y: Tensor, operator: ForwardOperator, prior: Prior | None = None,
-                    generator: torch.Generator | None = None, callback: StepCallback | None = None) -> Reconstruction:
+                    generator: Randomness = None, callback: StepCallback | None = None) -> Reconstruction:
         for adapter in self.adapters:
+            adapter.generator = generator
             operator, prior = adapter.prepare(y, operator, prior)
 
         def chained(step: Step) -> Tensor | None:

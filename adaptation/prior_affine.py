@@ -26,6 +26,7 @@ from adaptation.base import Adapter
 from algorithms.base import Reconstruction
 from inverse_problems.base import ForwardOperator
 from inverse_problems.linalg import batch_dot, conjugate_gradient
+from inverse_problems.random import rand, randn, spawn
 from priors.base import Prior
 
 
@@ -82,9 +83,9 @@ class PriorAffine(Adapter):
     @torch.no_grad()
     def _fit(self, y: Tensor, operator: ForwardOperator, prior: Prior, alpha0: Tensor,
              beta0: Tensor) -> tuple[Tensor, Tensor]:
-        gen = torch.Generator(device=y.device).manual_seed(self.seed)
+        gen = spawn(self.generator, "prior-affine", self.seed, device=y.device)  # per sample under the harness
         measured = (y != 0)
-        keep = torch.rand(y.shape, generator=gen, device=y.device) >= self.holdout
+        keep = rand(y.shape, gen, y.device) >= self.holdout
         fit_mask, held_mask = (measured & keep).to(y.real.dtype), (measured & ~keep).to(y.real.dtype)
         rhs = operator.adjoint(fit_mask * y)
         x_fit = conjugate_gradient(lambda v: operator.adjoint(fit_mask * operator(v)) + self.damping * v, rhs,
@@ -94,7 +95,7 @@ class PriorAffine(Adapter):
         outs: list[Tensor] = []
         for sigma in self.sigmas:
             for _ in range(self.draws):
-                eps = torch.randn(x_fit.shape, generator=gen, device=y.device)
+                eps = randn(x_fit.shape, gen, y.device)
                 d = prior.denoise(x_fit + sigma * eps, sigma)
                 self._record["nfe"] += 1
                 cols = []

@@ -246,7 +246,9 @@ class TDA(Adapter):
             raise ValueError(f"the carried TDA adapter has {self.net.out.out_channels} channels but this batch needs "
                              f"{channels}; use the online scheme for problems whose shapes change")
         if self.lambda_adv > 0 and self.disc is None:
-            self.disc = PatchDiscriminator(as_image_channels(y).shape[1], self.disc_width).to(y.device)
+            with torch.random.fork_rng(devices=[]):  # its initial weights from the adapter's seed, not global state
+                torch.manual_seed(self.seed + 1)
+                self.disc = PatchDiscriminator(as_image_channels(y).shape[1], self.disc_width).to(y.device)
         if self.adapting:
             self._opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
             if self.disc is not None:

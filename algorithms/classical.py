@@ -19,6 +19,7 @@ from torch import Tensor
 from algorithms.base import Algorithm
 from inverse_problems.base import ForwardOperator
 from inverse_problems.linalg import per_sample
+from inverse_problems.random import randint
 from priors.base import Prior
 
 
@@ -54,6 +55,17 @@ def ihaar(a: Tensor, details: list[Tensor]) -> Tensor:
         out[..., 1::2, 1::2] = (a - lh - hl + hh) / 2
         a = out
     return a
+
+
+def roll_per_sample(x: Tensor, shifts: Tensor) -> Tensor:
+    """torch.roll over the last two dimensions by a shift (dy, dx) of its own per sample, shifts (B, 2):
+    out[b, ..., i, j] = x[b, ..., (i - dy_b) mod H, (j - dx_b) mod W]."""
+    b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    lead = [1] * (x.ndim - 3)
+    rows = (torch.arange(h, device=x.device) - shifts[:, :1].to(x.device)) % h
+    cols = (torch.arange(w, device=x.device) - shifts[:, 1:].to(x.device)) % w
+    x = torch.gather(x, -2, rows.view(b, *lead, h, 1).expand(x.shape))
+    return torch.gather(x, -1, cols.view(b, *lead, 1, w).expand(x.shape))
 
 
 def soft_threshold(z: Tensor, t: Tensor, joint_channels: bool) -> Tensor:
@@ -110,11 +122,15 @@ class L1Wavelet(Algorithm):
         self.lam, self.n_iter, self.levels, self.power_iter = lam, n_iter, levels, power_iter
         self.cycle_spin = cycle_spin
 
-    def prox(self, v: Tensor, t: Tensor, levels: int, shift: tuple[int, int] = (0, 0)) -> Tensor:
-        """Soft thresholding of the Haar details of v circularly shifted by `shift`, shifted back."""
-        a, details = haar(torch.roll(v, shift, dims=(-2, -1)), levels)
+    def prox(self, v: Tensor, t: Tensor, levels: int, shifts: Tensor | None = None) -> Tensor:
+        """Soft thresholding of the Haar details of v circularly shifted by `shifts` ((B, 2), one shift per
+        sample; None: no shift), shifted back."""
+        if shifts is None:
+            a, details = haar(v, levels)
+            return ihaar(a, [soft_threshold(d, t, v.shape[1] == 2) for d in details])
+        a, details = haar(roll_per_sample(v, shifts), levels)
         out = ihaar(a, [soft_threshold(d, t, v.shape[1] == 2) for d in details])
-        return torch.roll(out, (-shift[0], -shift[1]), dims=(-2, -1))
+        return roll_per_sample(out, -shifts)
 
     @torch.no_grad()
     def run(self, y: Tensor, operator: ForwardOperator, prior: Prior | None, generator: torch.Generator | None,
@@ -125,11 +141,8 @@ class L1Wavelet(Algorithm):
         z, t = x, 1.0
         for i in range(self.n_iter):
             v = z - per_sample(step, z) * operator.adjoint(operator(z) - y)
-            shift = (0, 0)
-            if self.cycle_spin:
-                device = generator.device if generator is not None else y.device
-                shift = tuple(torch.randint(0, 2**levels, (2,), generator=generator, device=device).tolist())
-            x_new = self.prox(v, step * self.lam, levels, shift)
+            shifts = randint(0, 2**levels, (y.shape[0], 2), generator, y.device) if self.cycle_spin else None
+            x_new = self.prox(v, step * self.lam, levels, shifts)
             t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
             z = x_new + ((t - 1) / t_new) * (x_new - x)
             x, t = self.monitor.check(i, x_new), t_new

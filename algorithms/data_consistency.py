@@ -9,13 +9,13 @@ from torch import Tensor
 
 from inverse_problems.base import ForwardOperator
 from inverse_problems.linalg import conjugate_gradient, per_sample
+from inverse_problems.random import Randomness, randn_like
 from priors.schedules import vp_sigma_table
 
 
-def randn(like: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Standard normal noise shaped like `like`, drawn from `generator` (on the generator's device)."""
-    device = generator.device if generator is not None else like.device
-    return torch.randn(like.shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
+def randn(like: Tensor, generator: Randomness) -> Tensor:
+    """Standard normal noise shaped like `like`: row k from sample k's generator (inverse_problems.random)."""
+    return randn_like(like, generator)
 
 
 def noise_level(operator: ForwardOperator, batch: int, device: torch.device) -> Tensor:
@@ -63,7 +63,7 @@ def prox_data(operator: ForwardOperator, y: Tensor, z: Tensor, rho: Tensor, cg_i
 
 
 def hqs_renoise(x0: Tensor, x: Tensor, sigma: Tensor, sigma_next: float, zeta: float,
-                generator: torch.Generator | None) -> Tensor:
+                generator: Randomness) -> Tensor:
     """DiffPIR's step to sigma': x' = x0 + sigma'(sqrt(1 - zeta) eps_hat + sqrt(zeta) eps), eps_hat = (x - x0)/sigma.
 
     Zhu et al. 2023, eq. (13) in EDM variables (eta = 0); zeta = 1 re-noises independently.

@@ -6,8 +6,9 @@ from the previous step:
     z = D(x_t, sigma_t)                                                        (prior step)
     f = argmin_theta ||y - A f_theta||^2 + mu s_t^2 ||f_theta - z||^2         (Adam, <= inr_iters, patience)
     x_{t-1} = f + sigma_{t-1} (sqrt(1 - zeta) (x_t - f)/sigma_t + sqrt(zeta) eps)
-Each sample keeps its best iterate (lowest objective); the fit stops when every sample has gone `patience`
-iterations without a relative improvement of `tol`.
+Each sample keeps its best iterate (lowest objective) and stops on its own once it has gone `patience`
+iterations without a relative improvement of `tol` (its network and Adam moments frozen from then on, so a
+sample's fit does not depend on the others in its batch); the loop ends when every sample has stopped.
 
 s_t in the weight is the VP (DDPM) noise std sqrt(1 - abar_t) = sigma_t / sqrt(1 + sigma_t^2) of our EDM
 sigma_t, since DiffDeuR works in DDPM variables: the weight is at most mu, so the data count from the first step.
@@ -22,7 +23,7 @@ from torch import Tensor
 from algorithms.base import Algorithm, Step, StepCallback
 from algorithms.data_consistency import hqs_renoise, randn, vp_grid
 from priors.schedules import vp_noise_std
-from algorithms.inr import FourierSIREN, pixel_grid
+from algorithms.inr import FourierSIREN, ModelwiseAdam, pixel_grid
 from inverse_problems.base import ForwardOperator
 from inverse_problems.linalg import batch_dot
 from priors.base import Prior
@@ -44,27 +45,29 @@ class DiffDeuR(Algorithm):
         self.inr_options = dict(n_freq=n_freq, scale=freq_scale, width=width, depth=depth, w0=w0)
         self.inr_iterations = 0  # total Adam iterations of the last run (for cost accounting)
 
-    def fit(self, inr: FourierSIREN, opt: torch.optim.Optimizer, coords: Tensor, y: Tensor,
+    def fit(self, inr: FourierSIREN, opt: ModelwiseAdam, coords: Tensor, y: Tensor,
             operator: ForwardOperator, z: Tensor, weight: float) -> Tensor:
         """Fit the INRs to ||y - A f||^2 + weight ||f - z||^2 per sample; returns each sample's best f."""
         c, h, w = operator.image_shape
         best = torch.full((z.shape[0],), float("inf"), device=z.device)
         best_f, wait = z.clone(), torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
+        active = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
         with torch.enable_grad():
             for _ in range(self.inr_iters):
                 f = inr.image(coords, c, h, w)
                 r = operator.forward(f) - y
                 loss = batch_dot(r, r) + weight * batch_dot(f - z, f - z)
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 loss.sum().backward()
-                opt.step()
+                opt.step(active)
                 self.inr_iterations += 1
                 value = loss.detach()
-                better = value < best * (1 - self.tol)
+                better = active & (value < best * (1 - self.tol))
                 best = torch.where(better, value, best)
                 best_f = torch.where(better.view(-1, 1, 1, 1), f.detach(), best_f)
-                wait = torch.where(better, torch.zeros_like(wait), wait + 1)
-                if bool((wait >= self.patience).all()):
+                wait = torch.where(better, torch.zeros_like(wait), wait + active.long())
+                active = active & (wait < self.patience)
+                if not bool(active.any()):
                     break
         return best_f
 
@@ -75,7 +78,7 @@ class DiffDeuR(Algorithm):
         c, h, w = operator.image_shape
         self.inr_iterations = 0
         inr = FourierSIREN(b, 2, c, generator=generator, device=y.device, **self.inr_options)
-        opt = torch.optim.Adam(inr.parameters(), lr=self.inr_lr)
+        opt = ModelwiseAdam(inr.parameters(), lr=self.inr_lr)
         coords = pixel_grid(h, w, y.device)
         sigmas = vp_grid(self.n_steps, "quad").tolist()
         x = sigmas[0] * randn(torch.empty((b, c, h, w), device=y.device), generator)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -198,6 +199,16 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt as exc:  # runner.RunInterrupted: lines and summary are written; say how to finish
+        out = getattr(exc, "out", None)
+        if out is None:
+            raise
+        words = [w for w in (sys.argv[1:] if argv is None else argv) if w != "--resume"]
+        if "--out" not in words:
+            words += ["--out", str(out)]
+        print(f"\nbench {args.verb}: interrupted; the finished samples and the summary are in {out}.\n"
+              f"Finish the run with:\n  bench {' '.join(shlex.quote(w) for w in words)} --resume", file=sys.stderr)
+        return 130
     except USAGE_ERRORS as exc:
         if os.environ.get("BENCH_DEBUG"):
             raise

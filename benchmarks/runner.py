@@ -1,32 +1,82 @@
 """Run one benchmark: dataset -> problem -> (adapted) algorithm -> metrics -> run directory.
 
-Samples are processed in batches of `run.batch_size` on fixed boundaries (0..B-1, B..2B-1, ...), each
-batch with its own generator seeded from (run.seed, first index), so a resumed run redraws the same
-numbers. Many processes (`accelerate launch` or `torchrun`, which set RANK and WORLD_SIZE): process r takes
-batches r, r+W, r+2W, ... and writes samples.rank<r>.jsonl beside samples.jsonl; rank 0 merges them.
+Randomness is per sample: every random draw for a sample comes from its own generator, seeded from (run.seed,
+the item's id) (inverse_problems.random.SampleGenerators), so a sample's noise does not depend on the batch size,
+the number of processes or where a resume restarted. Samples are processed in batches of `run.batch_size` on
+fixed boundaries (0..B-1, B..2B-1, ...); a resume reruns a partly written batch whole (the same composition)
+and writes only its missing samples, so it equals the uninterrupted run to the bit. Many processes
+(`accelerate launch` or `torchrun`, which set RANK and WORLD_SIZE): process r takes batches r, r+W, r+2W, ...
+and writes samples.rank<r>.jsonl beside samples.jsonl; rank 0 merges them.
+
+An item that cannot be read or holds NaN/Inf becomes a failed line (status failed, reason) and the run goes on.
+Ctrl-C stops after the line being written, writes the summary and raises RunInterrupted (exit code 130).
 """
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import signal
+import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from adaptation.base import AdaptedAlgorithm, Adapter
+from adaptation.base import AdaptedAlgorithm, Adapter, adaptable_parameters
 from adaptation.schemes import Scheme
-from algorithms.base import Algorithm
+from algorithms.base import Algorithm, Step
 from benchmarks import registry
 from benchmarks.config import ConfigError, options
 from benchmarks.metrics import image_metrics, peak_memory_mb, reset_peak_memory
 from benchmarks.results import RunDir, aggregate, problem_info
+from configs import CONFIG_DIR
 from inverse_problems.base import Problem
-from inverse_problems.datasets import item_seed
+from inverse_problems.random import SampleGenerators
 from priors.base import Prior
+
+try:  # the dataset readers' own error type, where they define one
+    from inverse_problems.datasets import DataError  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - older readers raise these directly
+    DataError = ValueError  # type: ignore[misc,assignment]
+LOAD_ERRORS: tuple[type[BaseException], ...] = (DataError, ValueError, OSError, EOFError, KeyError)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: the lines written so far and the summary are on disk; `--resume` finishes it."""
+
+    def __init__(self, out: str | os.PathLike) -> None:
+        super().__init__(str(out))
+        self.out = Path(out)
+
+
+def run_defaults() -> dict[str, Any]:
+    """The run.* options and their defaults (configs/bench.yaml)."""
+    return dict(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "bench.yaml"))["run"])
+
+
+def check_run_options(cfg: DictConfig) -> None:
+    """Refuse unknown run.* keys and values that would give an empty or wrong run, naming key and fix."""
+    valid = run_defaults()
+    unknown = sorted(set(cfg.run) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown run option {', '.join('run.' + k for k in unknown)}; valid run options: "
+                          f"{', '.join('run.' + k for k in valid)}")
+    for key, flag in (("n", "--n"), ("batch_size", "--batch-size")):
+        value = cfg.run.get(key, valid[key])
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"run.{key} ({flag}) must be a whole number >= 1, got {value!r}")
+    seed = cfg.run.get("seed", valid["seed"])
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"run.seed (--seed) must be a whole number, got {seed!r}")
+    for key in ("save_reconstructions", "tensorboard"):
+        value = cfg.run.get(key, valid.get(key, False))
+        if not isinstance(value, bool):
+            raise ConfigError(f"run.{key} must be true or false, got {value!r}")
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -57,7 +107,7 @@ def build_components(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     names = cfg.names
     dataset = build_dataset(names.dataset, cfg, cfg.run.split)
     problem: Problem = registry.build("problems", names.problem, **options(cfg, "problem"))
-    item_shape = tuple(dataset[0]["image"].shape)
+    item_shape = tuple(first_readable(dataset)["image"].shape)
     if item_shape != tuple(problem.image_shape):
         raise ConfigError(
             f"dataset {names.dataset!r} yields images of shape {item_shape} but problem {names.problem!r} takes "
@@ -86,42 +136,192 @@ def build_components(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     return {"dataset": dataset, "problem": problem, "algorithm": algorithm, "prior": prior, "adapters": adapters}
 
 
+def first_readable(dataset, tries: int = 8) -> dict[str, Any]:
+    """The first item among the first `tries` that loads (a bad item is the run's business, not the setup's)."""
+    errors = []
+    for i in range(min(tries, len(dataset))):
+        try:
+            return dataset[i]
+        except LOAD_ERRORS as exc:
+            errors.append(f"item {i}: {exc}")
+    raise ConfigError("the dataset's first items cannot be read: " + "; ".join(errors) if errors
+                      else "the dataset is empty")
+
+
 def batches_of(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
 
 
-def run_batch(comp: dict[str, Any], indices: list[int], seed: int,
-              device: torch.device) -> tuple[list[dict], list, list[dict[str, Any]]]:
-    """Reconstruct one batch; returns the JSON rows, the reconstructions (target units) and the trace."""
-    items = [comp["dataset"][i] for i in indices]
-    x = torch.stack([it["image"] for it in items]).to(device)
-    gen = torch.Generator(device=device).manual_seed(item_seed("batch", seed, indices[0]))
-    reset_peak_memory(device)
-    inst = comp["problem"].simulate(x, gen)
-    recon = comp["algorithm"].reconstruct(inst.y, inst.operator, comp["prior"], gen)
-    scale = inst.scale.view(-1, 1, 1, 1).to(recon.image)
-    image = recon.image * scale
-    with torch.no_grad():
-        misfit = inst.operator.data_misfit(recon.image, inst.y).tolist()
-    metrics = image_metrics(image, x)
-    mem = peak_memory_mb(device)
-    rows = []
-    for k, (i, it) in enumerate(zip(indices, items)):
-        failed = bool(recon.failed[k])
-        row: dict[str, Any] = {"index": i, "id": it["id"], "status": "failed" if failed else "ok",
-                               "reason": recon.failure[k]}
-        row.update({m: (None if failed else v) for m, v in metrics[k].items()})
-        row["data_misfit"] = None if failed else misfit[k]
-        row.update({"seconds": recon.seconds / len(indices), "nfe": recon.nfe, "peak_memory_mb": mem,
-                    "batch_size": len(indices), "scale": float(inst.scale[k])})
-        row.update({f"problem_{k2}": v for k2, v in inst.info.items()})
-        rows.append(row)
-    return rows, list(image), recon.trace
+def load_item(dataset, i: int, shape: tuple[int, ...]) -> tuple[dict[str, Any] | None, str | None]:
+    """Item i, or None and the reason it cannot be used (unreadable, NaN/Inf, wrong shape)."""
+    try:
+        item = dataset[i]
+        image = item["image"]
+    except LOAD_ERRORS as exc:
+        return None, f"item {i} could not be read: {type(exc).__name__}: {exc}"
+    if tuple(image.shape) != tuple(shape):
+        return None, f"item {i} ({item.get('id')}) has shape {tuple(image.shape)}, the problem takes {tuple(shape)}"
+    if not bool(torch.isfinite(image).all()):
+        return None, f"item {i} ({item.get('id')}) holds NaN or Inf values"
+    return item, None
+
+
+def run_batch(comp: dict[str, Any], indices: list[int], seed: int, device: torch.device,
+              callback: Any = None) -> tuple[list[dict], list, list[dict[str, Any]]]:
+    """Reconstruct one batch; returns the JSON rows (index order), the reconstructions (target units; None for
+    an item that failed to load) and the trace. Sample k's randomness comes from (seed, its id) alone."""
+    shape = tuple(comp["problem"].image_shape)
+    loaded = {i: load_item(comp["dataset"], i, shape) for i in indices}
+    good = [i for i in indices if loaded[i][0] is not None]
+    rows: dict[int, dict[str, Any]] = {
+        i: {"index": i, "id": None, "status": "failed", "reason": loaded[i][1]} for i in indices if i not in good}
+    images: dict[int, Any] = {i: None for i in rows}
+    trace: list[dict[str, Any]] = []
+    if good:
+        items = [loaded[i][0] for i in good]
+        x = torch.stack([it["image"] for it in items]).to(device)
+        gen = SampleGenerators.seeded(seed, [it["id"] for it in items], device)
+        reset_peak_memory(device)
+        inst = comp["problem"].simulate(x, gen)
+        recon = comp["algorithm"].reconstruct(inst.y, inst.operator, comp["prior"], gen, callback)
+        scale = inst.scale.view(-1, 1, 1, 1).to(recon.image)
+        image = recon.image * scale
+        with torch.no_grad():
+            misfit = inst.operator.data_misfit(recon.image, inst.y).tolist()
+        metrics = image_metrics(image, x)
+        mem = peak_memory_mb(device)
+        trace = recon.trace
+        for k, (i, it) in enumerate(zip(good, items)):
+            failed = bool(recon.failed[k])
+            row: dict[str, Any] = {"index": i, "id": it["id"], "status": "failed" if failed else "ok",
+                                   "reason": recon.failure[k]}
+            row.update({m: (None if failed else v) for m, v in metrics[k].items()})
+            row["data_misfit"] = None if failed else misfit[k]
+            row.update({"seconds": recon.seconds / len(good), "nfe": recon.nfe, "peak_memory_mb": mem,
+                        "batch_size": len(good), "scale": float(inst.scale[k])})
+            row.update({f"problem_{k2}": v for k2, v in inst.info.items()})
+            rows[i] = row
+            images[i] = image[k]
+    return [rows[i] for i in indices], [images[i] for i in indices], trace
+
+
+class StepProgress:
+    """A tqdm bar in samples that moves at every sampler step (via the algorithm's step callback), with ETA;
+    optionally logs each step to TensorBoard (data misfit of x̂0 and the operator's adaptable parameters)."""
+
+    def __init__(self, total: int, desc: str, enabled: bool, writer: Any = None) -> None:
+        self.bar = tqdm(total=total, desc=desc, unit="sample", disable=not enabled, smoothing=0.1)
+        self.writer = writer
+        self.size, self.done, self.indices = 0, 0.0, []
+
+    @contextlib.contextmanager
+    def batch(self, indices: list[int]) -> Iterator[None]:
+        self.size, self.done, self.indices = len(indices), 0.0, list(indices)
+        yield
+        self.advance(float(self.size))
+
+    def advance(self, target: float) -> None:
+        if target > self.done:
+            self.bar.update(target - self.done)
+            self.done = target
+
+    def __call__(self, step: Step) -> None:
+        """The step callback: returns None (never changes the sampler's estimate)."""
+        self.advance(self.size * min(1.0, (step.index + 1) / max(step.n_steps, 1)))
+        if self.writer is not None:
+            self.log_step(step)
+        return None
+
+    @torch.no_grad()
+    def log_step(self, step: Step) -> None:
+        misfit = step.operator.data_misfit(step.x0, step.y).tolist()
+        params = adaptable_parameters(step.operator)
+        for k, i in enumerate(self.indices[: len(misfit)]):
+            self.writer.add_scalar(f"sample_{i:06d}/data_misfit", misfit[k], step.index)
+            self.writer.add_scalar(f"sample_{i:06d}/sigma", float(step.sigma.reshape(-1)[0]), step.index)
+            for name, p in params.items():
+                value = p.detach()
+                if value.ndim and value.shape[0] == len(misfit):
+                    value = value[k]
+                self.writer.add_scalar(f"sample_{i:06d}/{name}", float(value.abs().pow(2).sum().sqrt())
+                                       if value.numel() > 1 else float(value.reshape(())), step.index)
+
+    def log_trace(self, indices: list[int], trace: list[dict[str, Any]]) -> None:
+        """An adapter's per-batch record (losses, adapted values): its numbers as scalars at the batch's first index."""
+        if self.writer is None:
+            return
+        for record in trace:
+            name = record.get("adapter", "adapter")
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    self.writer.add_scalar(f"adaptation/{name}/{key}", value, indices[0])
+
+    def postfix(self, rows: list[dict[str, Any]]) -> None:
+        ok = [r["psnr"] for r in rows if r.get("psnr") is not None]
+        if ok:
+            self.bar.set_postfix(psnr=f"{sum(ok) / len(ok):.2f}")
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def tensorboard_writer(path: Path, rank: int) -> Any:
+    """A TensorBoard SummaryWriter in RUN_DIR/tensorboard (optional extra: pip install medtta-bench[tensorboard])."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise ConfigError("run.tensorboard=true needs the tensorboard package: pip install 'medtta-bench[tensorboard]' "
+                          "(or pip install tensorboard)") from exc
+    return SummaryWriter(str(path / "tensorboard" / (f"rank{rank}" if rank else "")))
+
+
+class SigintGuard:
+    """SIGINT raises KeyboardInterrupt at once, except inside `deferred()` (a line being written): then after it."""
+
+    def __init__(self) -> None:
+        self.deferring = False
+        self.pending = False
+        self.previous: Any = None
+
+    def __enter__(self) -> "SigintGuard":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.deferring:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+        if self.pending:
+            raise KeyboardInterrupt
+
+
+def method_label(cfg: DictConfig) -> str:
+    """'daps+tda on cs_mri'."""
+    return f"{cfg.names.algorithm}{''.join('+' + a for a in cfg.names.adapters)} on {cfg.names.problem}"
 
 
 def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progress: bool = True,
             rank: int = 0, world_size: int = 1) -> dict[str, Any]:
-    """Run (or finish, with resume) the benchmark described by cfg into the run directory `out`."""
+    """Run (or finish, with resume) the benchmark described by cfg into the run directory `out`.
+
+    Raises RunInterrupted on Ctrl-C, after writing the summary of the lines written so far."""
+    check_run_options(cfg)
     device = resolve_device(cfg.run.device)
     torch.manual_seed(cfg.run.seed)
     comp = build_components(cfg, device)
@@ -129,33 +329,49 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
     if n > len(comp["dataset"]):
         warnings.warn(f"run.n={n} but dataset {cfg.names.dataset!r} has {len(comp['dataset'])} items; using all")
         n = len(comp["dataset"])
+    seed, save = int(cfg.run.seed), bool(cfg.run.get("save_reconstructions", True))
     rundir = RunDir(out, rank)
-    rundir.start(cfg, device, resume)
-    done = rundir.finished()
-    mine = [b for j, b in enumerate(batches_of(n, int(cfg.run.batch_size))) if j % world_size == rank]
-    todo = [[i for i in b if i not in done] for b in mine]
-    todo = [b for b in todo if b]
-    scheme = Scheme(cfg.run.scheme, comp["adapters"])
-    if scheme.needs_warmup and todo:
-        scheme.set_adapting(True)
-        for b in tqdm(mine, desc="adapting (naive scheme)", disable=not progress):
-            run_batch(comp, b, int(cfg.run.seed), device)
-        scheme.set_adapting(False)
-    bar = tqdm(total=sum(len(b) for b in todo), desc=f"{cfg.names.algorithm} on {cfg.names.problem}", unit="sample",
-               disable=not progress)
-    for b in todo:
-        scheme.before_batch()
-        rows, images, trace = run_batch(comp, b, int(cfg.run.seed), device)
-        if trace:  # what the adapters learned on this batch (adapted parameters, losses, weights)
-            rundir.append({"indices": b, "trace": trace}, rundir.trace_path)
-        for row, image in zip(rows, images):
-            if cfg.run.save_reconstructions:
-                row["reconstruction"] = rundir.save_reconstruction(row["index"], image)
-            rundir.append(row)
-        bar.update(len(b))
-        bar.set_postfix(psnr=f"{sum((r['psnr'] or 0) for r in rows) / len(rows):.2f}")
-    bar.close()
-    return summarise(cfg, rundir, device)
+    rundir.open(cfg, device, resume)
+    try:
+        done, traced = rundir.finished(), rundir.traced()
+        mine = [b for j, b in enumerate(batches_of(n, int(cfg.run.batch_size))) if j % world_size == rank]
+        todo = [b for b in mine if any(i not in done for i in b)]  # a partly written batch is rerun whole
+        scheme = Scheme(cfg.run.scheme, comp["adapters"])
+        writer = tensorboard_writer(rundir.path, rank) if cfg.run.get("tensorboard", False) else None
+        with SigintGuard() as guard:
+            try:
+                if scheme.needs_warmup and todo:
+                    scheme.set_adapting(True)
+                    warm = StepProgress(sum(map(len, mine)), f"adapting (naive scheme): {method_label(cfg)}", progress)
+                    for b in mine:
+                        with warm.batch(b):
+                            run_batch(comp, b, seed, device, warm)
+                    warm.close()
+                    scheme.set_adapting(False)
+                bar = StepProgress(sum(map(len, todo)), method_label(cfg), progress, writer)
+                for b in todo:
+                    scheme.before_batch()
+                    with bar.batch(b):
+                        rows, images, trace = run_batch(comp, b, seed, device, bar)
+                    with guard.deferred():  # Ctrl-C waits for the lines: none is torn, none half-saved
+                        if trace and tuple(b) not in traced:  # what the adapters learned on this batch
+                            rundir.append({"indices": b, "trace": trace}, rundir.trace_path)
+                        for row, image in zip(rows, images):
+                            if row["index"] in done:
+                                continue
+                            if save and image is not None:
+                                row["reconstruction"] = rundir.save_reconstruction(row["index"], image)
+                            rundir.append(row)
+                    bar.log_trace(b, trace)
+                    bar.postfix(rows)
+                bar.close()
+            except KeyboardInterrupt:
+                guard.deferring = True  # a second Ctrl-C does not tear the summary
+                summarise(cfg, rundir, device)
+                raise RunInterrupted(out) from None
+        return summarise(cfg, rundir, device)
+    finally:
+        rundir.close()
 
 
 def summarise(cfg: DictConfig, rundir: RunDir, device: torch.device | str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from inverse_problems.complex import magnitude
 from inverse_problems.linalg import batch_norm, conjugate_gradient, per_sample
+from inverse_problems.random import Randomness, randn, randn_like
 
 
 @dataclass
@@ -88,15 +89,14 @@ class ForwardOperator(nn.Module):
         """
         return None
 
-    def noise(self, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Gaussian noise of std `noise_std` per real component, shaped like a measurement."""
-        def draw() -> Tensor:
-            real = like.real if like.is_complex() else like
-            return torch.randn(real.shape, generator=generator, device=like.device, dtype=real.dtype)
-        n = torch.complex(draw(), draw()) if like.is_complex() else draw()
+    def noise(self, like: Tensor, generator: Randomness = None) -> Tensor:
+        """Gaussian noise of std `noise_std` per real component, shaped like a measurement (per-sample
+        generators: sample k draws its real, then its imaginary part from its own generator)."""
+        n = torch.complex(randn_like(like, generator), randn_like(like, generator)) if like.is_complex() \
+            else randn_like(like, generator)
         return per_sample(self.noise_std.to(like.device), n) * n
 
-    def measure(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def measure(self, x: Tensor, generator: Randomness = None) -> Tensor:
         """A x + noise."""
         y = self.forward(x)
         return y + self.noise(y, generator)
@@ -114,16 +114,22 @@ class ForwardOperator(nn.Module):
             )
 
     @torch.no_grad()
-    def squared_norm(self, batch: int = 1, n_iter: int = 50, generator: torch.Generator | None = None) -> Tensor:
+    def squared_norm(self, batch: int = 1, n_iter: int = 50, generator: Randomness = None) -> Tensor:
         """Per-sample ||A||^2 (the largest eigenvalue of A^H A, the Lipschitz constant of the data-term
-        gradient) by power iteration, shape (batch,); `batch` matches per-sample operator parameters."""
-        x = torch.randn((batch, *self.image_shape), generator=generator, device=self.device)
+        gradient) by power iteration, shape (batch,); `batch` matches per-sample operator parameters.
+        Without a generator every sample starts from one fixed vector (seed 0), so no sample's value
+        depends on the batch it is in."""
+        if generator is None:
+            start = torch.Generator().manual_seed(0)
+            x = randn((1, *self.image_shape), start).to(self.device).expand(batch, *self.image_shape)
+        else:
+            x = randn((batch, *self.image_shape), generator, self.device)
         for _ in range(n_iter):
             x = self.normal(x)
             x = x / per_sample(batch_norm(x).clamp_min(1e-30), x)
         return batch_norm(self.normal(x))
 
-    def norm(self, n_iter: int = 50, generator: torch.Generator | None = None) -> float:
+    def norm(self, n_iter: int = 50, generator: Randomness = None) -> float:
         """Operator norm ||A||_2 (the largest over a batch of per-sample operators)."""
         batch = self.noise_std.numel() if self.noise_std.ndim else 1
         return float(self.squared_norm(batch, n_iter, generator).max().sqrt())
@@ -154,7 +160,7 @@ class Problem:
 
     image_shape: tuple[int, int, int]
 
-    def acquisition_operator(self, x: Tensor, generator: torch.Generator | None = None) -> ForwardOperator:
+    def acquisition_operator(self, x: Tensor, generator: Randomness = None) -> ForwardOperator:
         raise NotImplementedError
 
     def reconstruction_operator(self, y: Tensor, true_operator: ForwardOperator) -> ForwardOperator:
@@ -172,8 +178,11 @@ class Problem:
         """Facts about the realised problem recorded with every sample (e.g. the acceleration)."""
         return {}
 
-    def simulate(self, x: Tensor, generator: torch.Generator | None = None) -> ProblemInstance:
-        """Measure x with the true operator; scale from the measurement; build the recon operator."""
+    def simulate(self, x: Tensor, generator: Randomness = None) -> ProblemInstance:
+        """Measure x with the true operator; scale from the measurement; build the recon operator.
+
+        `generator`: one per sample (inverse_problems.random.SampleGenerators) for numbers that do not depend on
+        the batch, or a plain torch.Generator."""
         true_op = self.acquisition_operator(x, generator)
         true_op.check_image(x)
         y = true_op.measure(x, generator)

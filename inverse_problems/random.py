@@ -1,0 +1,113 @@
+"""Per-sample randomness (DESIGN.md, "Randomness"): every draw for sample k comes from sample k's own generator.
+
+A batch carries a `SampleGenerators` (one `torch.Generator` per sample, seeded from (run seed, sample id));
+the draw helpers below take a batched shape (B, ...) and draw row k from generator k. Sample k then sees the
+same numbers whatever else is in its batch, so the batch size, the number of processes and the point where a
+resume restarted never change a number. A plain `torch.Generator` (or None: torch's global generator) is
+accepted everywhere too, for notebook use: it draws the whole batch at once, as torch does.
+
+Streams an adapter needs of its own (a hold-out mask, a power-iteration start) come from `spawn`, which derives
+new generators from the given ones and a tag without consuming their state.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from inverse_problems.datasets import item_seed
+
+
+class SampleGenerators(torch.Generator):
+    """One torch.Generator per sample of a batch, in batch order.
+
+    It is itself a torch.Generator too (seeded from all the samples' seeds), so code that draws from it directly,
+    e.g. a plugin's `torch.randn(..., generator=g)`, still runs: it gets one stream for the whole batch, which
+    depends on the batch's composition. Per-sample numbers come from the helpers of this module.
+    """
+
+    def __new__(cls, generators: Sequence[torch.Generator]) -> "SampleGenerators":
+        gens = list(generators)
+        if not gens:
+            raise ValueError("SampleGenerators needs at least one generator (one per sample)")
+        self = super().__new__(cls, device=gens[0].device)
+        self.manual_seed(item_seed("batch", *[g.initial_seed() for g in gens]))
+        return self
+
+    def __init__(self, generators: Sequence[torch.Generator]) -> None:
+        self.generators = list(generators)
+
+    @classmethod
+    def seeded(cls, seed: int, ids: Iterable[object], device: torch.device | str = "cpu") -> "SampleGenerators":
+        """Generators seeded from (seed, id) of each sample, e.g. the run seed and the dataset item's id."""
+        return cls([torch.Generator(device=device).manual_seed(item_seed("sample", seed, i)) for i in ids])
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def __getitem__(self, k: int) -> torch.Generator:
+        return self.generators[k]
+
+    def spawn(self, *tag: object) -> "SampleGenerators":
+        """Independent per-sample streams named by `tag`, seeded from each generator's initial seed."""
+        return SampleGenerators([torch.Generator(device=g.device).manual_seed(item_seed(g.initial_seed(), *tag))
+                                 for g in self.generators])
+
+
+Randomness = Union[torch.Generator, SampleGenerators, None]
+
+
+def spawn(generator: Randomness, *tag: object, device: torch.device | str = "cpu") -> Randomness:
+    """A stream of its own named by `tag`: per sample for SampleGenerators, else one generator seeded from the
+    given generator's initial seed (or from the tag alone when there is none). The given state is left alone."""
+    if isinstance(generator, SampleGenerators):
+        return generator.spawn(*tag)
+    if isinstance(generator, torch.Generator):
+        return torch.Generator(device=generator.device).manual_seed(item_seed(generator.initial_seed(), *tag))
+    return torch.Generator(device=device).manual_seed(item_seed(*tag))
+
+
+def _rows(draw, shape: Sequence[int], generator: SampleGenerators, device, dtype) -> Tensor:
+    shape = tuple(int(s) for s in shape)
+    if not shape or shape[0] != len(generator):
+        raise ValueError(f"a draw of shape {shape} from {len(generator)} per-sample generators: the first dimension "
+                         f"must be the batch ({len(generator)})")
+    rows = [draw(shape[1:], g) for g in generator.generators]
+    return torch.stack(rows).to(device=device, dtype=dtype)
+
+
+def randn(shape: Sequence[int], generator: Randomness = None, device: torch.device | str | None = None,
+          dtype: torch.dtype = torch.float32) -> Tensor:
+    """Standard normal draws of `shape` (row k from generator k for SampleGenerators), returned on `device`."""
+    if isinstance(generator, SampleGenerators):
+        return _rows(lambda s, g: torch.randn(s, generator=g, device=g.device, dtype=dtype), shape, generator,
+                     device, dtype)
+    on = generator.device if generator is not None else device
+    return torch.randn(tuple(shape), generator=generator, device=on, dtype=dtype).to(device)
+
+
+def rand(shape: Sequence[int], generator: Randomness = None, device: torch.device | str | None = None,
+         dtype: torch.dtype = torch.float32) -> Tensor:
+    """Uniform [0, 1) draws of `shape` (row k from generator k for SampleGenerators), returned on `device`."""
+    if isinstance(generator, SampleGenerators):
+        return _rows(lambda s, g: torch.rand(s, generator=g, device=g.device, dtype=dtype), shape, generator,
+                     device, dtype)
+    on = generator.device if generator is not None else device
+    return torch.rand(tuple(shape), generator=generator, device=on, dtype=dtype).to(device)
+
+
+def randint(low: int, high: int, shape: Sequence[int], generator: Randomness = None,
+            device: torch.device | str | None = None) -> Tensor:
+    """Integers uniform in [low, high) of `shape` (row k from generator k for SampleGenerators)."""
+    if isinstance(generator, SampleGenerators):
+        return _rows(lambda s, g: torch.randint(low, high, s, generator=g, device=g.device), shape, generator,
+                     device, torch.int64)
+    on = generator.device if generator is not None else device
+    return torch.randint(low, high, tuple(shape), generator=generator, device=on).to(device)
+
+
+def randn_like(like: Tensor, generator: Randomness = None) -> Tensor:
+    """Standard normal noise shaped like `like` (real dtype of it), on its device."""
+    dtype = like.real.dtype if like.is_complex() else like.dtype
+    return randn(like.shape, generator, like.device, dtype)

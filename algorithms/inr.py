@@ -62,6 +62,9 @@ class FourierSIREN(nn.Module):
         h = self.features(coords)
         for w, b in zip(self.weights, self.biases):
             h = torch.sin(self.w0 * torch.baddbmm(b, h, w))
+        if self.out_weight.shape[-1] == 1:  # one output: a product with one column goes through gemv, whose
+            # rounding depends on how many networks are stacked; a plain sum over the width does not
+            return (h * self.out_weight.transpose(1, 2)).sum(-1, keepdim=True) + self.out_bias
         return torch.baddbmm(self.out_bias, h, self.out_weight)
 
     def image(self, coords: Tensor, channels: int, h: int, w: int) -> Tensor:

@@ -52,6 +52,13 @@ class RunDirError(RuntimeError):
     """A run directory that cannot be used as asked (exists without --resume, config mismatch, locked)."""
 
 
+def run_defaults() -> dict[str, Any]:
+    """The run.* options and their defaults (configs/bench.yaml)."""
+    from configs import CONFIG_DIR
+
+    return dict(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "bench.yaml"))["run"])
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write `text` to `path` through a temporary file and a rename: readers see the old or the new file whole."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -208,7 +215,8 @@ class RunDir:
                 what = f"{len(existing)} finished samples" if existing else "a run"
                 raise RunDirError(f"{self.path} already holds {what}; pass --resume to finish that run, or choose "
                                   f"another --out")
-            old = OmegaConf.load(cfg_path)
+            # a run made before a run.* option existed ran with its default
+            old = OmegaConf.merge(OmegaConf.create({"run": run_defaults()}), OmegaConf.load(cfg_path))
             diff = config_diff(old, cfg)
             if diff:
                 raise RunDirError(

@@ -33,8 +33,7 @@ from algorithms.base import Algorithm, Step
 from benchmarks import registry
 from benchmarks.config import ConfigError, options
 from benchmarks.metrics import image_metrics, peak_memory_mb, reset_peak_memory
-from benchmarks.results import RunDir, aggregate, problem_info
-from configs import CONFIG_DIR
+from benchmarks.results import RunDir, aggregate, problem_info, run_defaults
 from inverse_problems.base import Problem
 from inverse_problems.random import SampleGenerators
 from priors.base import Prior
@@ -54,11 +53,6 @@ class RunInterrupted(KeyboardInterrupt):
         self.out = Path(out)
 
 
-def run_defaults() -> dict[str, Any]:
-    """The run.* options and their defaults (configs/bench.yaml)."""
-    return dict(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "bench.yaml"))["run"])
-
-
 def check_run_options(cfg: DictConfig) -> None:
     """Refuse unknown run.* keys and values that would give an empty or wrong run, naming key and fix."""
     valid = run_defaults()
@@ -73,7 +67,7 @@ def check_run_options(cfg: DictConfig) -> None:
     seed = cfg.run.get("seed", valid["seed"])
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"run.seed (--seed) must be a whole number, got {seed!r}")
-    for key in ("save_reconstructions", "tensorboard"):
+    for key in ("save_reconstructions", "tensorboard", "prior_per_sample"):
         value = cfg.run.get(key, valid.get(key, False))
         if not isinstance(value, bool):
             raise ConfigError(f"run.{key} must be true or false, got {value!r}")
@@ -102,6 +96,24 @@ def build_dataset(name: str, cfg: DictConfig, split: str):
     return registry.build("datasets", name, split=split, **options(cfg, "dataset"))
 
 
+class PerSamplePrior(Prior):
+    """A prior evaluated one sample at a time (run.prior_per_sample): a network's batched kernels (oneDNN
+    convolutions, gemm against gemv) round differently for different batch sizes (~1e-6); batch-1 calls make
+    every sample's numbers those of batch size 1, whatever the batch, at the cost of the network's batching."""
+
+    def __init__(self, base: Prior) -> None:
+        super().__init__()
+        self.base = base
+        self.channels, self.resolution = base.channels, base.resolution
+        self.sigma_min, self.sigma_max = base.sigma_min, base.sigma_max
+
+    def denoise(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        s = torch.as_tensor(sigma)
+        per = s.ndim > 0 and s.numel() == x.shape[0]
+        return torch.cat([self.base.denoise(x[k:k + 1], sigma[k:k + 1] if per else sigma)  # type: ignore[index]
+                          for k in range(x.shape[0])])
+
+
 def build_components(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     """Instantiate every component and check that they fit together, before any compute."""
     names = cfg.names
@@ -128,6 +140,8 @@ def build_components(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
         prior = prior.to(device).eval()
         for p in prior.parameters():
             p.requires_grad_(False)
+        if cfg.run.get("prior_per_sample", False):
+            prior = PerSamplePrior(prior)
     adapters: list[Adapter] = [registry.build("adapters", a, **dict(options(cfg, "adapters").get(a, {})))
                                for a in names.adapters]
     adapters = [a.to(device) for a in adapters]

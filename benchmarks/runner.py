@@ -33,7 +33,7 @@ from algorithms.base import Algorithm, Step
 from benchmarks import registry
 from benchmarks.config import ConfigError, options
 from benchmarks.metrics import image_metrics, peak_memory_mb, reset_peak_memory
-from benchmarks.results import RunDir, aggregate, problem_info, run_defaults
+from benchmarks.results import METRICS, RunDir, aggregate, problem_info, run_defaults
 from inverse_problems.base import Problem
 from inverse_problems.random import SampleGenerators
 from priors.base import Prior
@@ -187,8 +187,8 @@ def run_batch(comp: dict[str, Any], indices: list[int], seed: int, device: torch
     shape = tuple(comp["problem"].image_shape)
     loaded = {i: load_item(comp["dataset"], i, shape) for i in indices}
     good = [i for i in indices if loaded[i][0] is not None]
-    rows: dict[int, dict[str, Any]] = {
-        i: {"index": i, "id": None, "status": "failed", "reason": loaded[i][1]} for i in indices if i not in good}
+    rows: dict[int, dict[str, Any]] = {i: {"index": i, "id": None, "status": "failed", "reason": loaded[i][1],
+                                           **{m: None for m in METRICS}} for i in indices if i not in good}
     images: dict[int, Any] = {i: None for i in rows}
     trace: list[dict[str, Any]] = []
     if good:

@@ -83,7 +83,9 @@ class PriorAffine(Adapter):
     @torch.no_grad()
     def _fit(self, y: Tensor, operator: ForwardOperator, prior: Prior, alpha0: Tensor,
              beta0: Tensor) -> tuple[Tensor, Tensor]:
-        gen = spawn(self.generator, "prior-affine", self.seed, device=y.device)  # per sample under the harness
+        # under the harness: a stream per sample (seeded from the run seed, the sample and `seed`); alone: `seed`
+        gen = spawn(self.generator, "prior-affine", self.seed) if self.generator is not None \
+            else torch.Generator(device=y.device).manual_seed(self.seed)
         measured = (y != 0)
         keep = rand(y.shape, gen, y.device) >= self.holdout
         fit_mask, held_mask = (measured & keep).to(y.real.dtype), (measured & ~keep).to(y.real.dtype)

@@ -68,43 +68,35 @@ def spawn(generator: Randomness, *tag: object, device: torch.device | str = "cpu
     return torch.Generator(device=device).manual_seed(item_seed(*tag))
 
 
-def _rows(draw, shape: Sequence[int], generator: SampleGenerators, device, dtype) -> Tensor:
+def _draw(fn, shape: Sequence[int], generator: Randomness, device, dtype: torch.dtype | None) -> Tensor:
+    """fn(shape, generator, device, dtype): whole batch from a plain generator, row k from generator k otherwise."""
     shape = tuple(int(s) for s in shape)
+    if not isinstance(generator, SampleGenerators):
+        on = generator.device if generator is not None else device
+        return fn(shape, generator, on, dtype).to(device)
     if not shape or shape[0] != len(generator):
         raise ValueError(f"a draw of shape {shape} from {len(generator)} per-sample generators: the first dimension "
                          f"must be the batch ({len(generator)})")
-    rows = [draw(shape[1:], g) for g in generator.generators]
-    return torch.stack(rows).to(device=device, dtype=dtype)
+    return torch.stack([fn(shape[1:], g, g.device, dtype) for g in generator.generators]).to(device)
 
 
 def randn(shape: Sequence[int], generator: Randomness = None, device: torch.device | str | None = None,
           dtype: torch.dtype = torch.float32) -> Tensor:
     """Standard normal draws of `shape` (row k from generator k for SampleGenerators), returned on `device`."""
-    if isinstance(generator, SampleGenerators):
-        return _rows(lambda s, g: torch.randn(s, generator=g, device=g.device, dtype=dtype), shape, generator,
-                     device, dtype)
-    on = generator.device if generator is not None else device
-    return torch.randn(tuple(shape), generator=generator, device=on, dtype=dtype).to(device)
+    return _draw(lambda s, g, on, dt: torch.randn(s, generator=g, device=on, dtype=dt), shape, generator, device, dtype)
 
 
 def rand(shape: Sequence[int], generator: Randomness = None, device: torch.device | str | None = None,
          dtype: torch.dtype = torch.float32) -> Tensor:
     """Uniform [0, 1) draws of `shape` (row k from generator k for SampleGenerators), returned on `device`."""
-    if isinstance(generator, SampleGenerators):
-        return _rows(lambda s, g: torch.rand(s, generator=g, device=g.device, dtype=dtype), shape, generator,
-                     device, dtype)
-    on = generator.device if generator is not None else device
-    return torch.rand(tuple(shape), generator=generator, device=on, dtype=dtype).to(device)
+    return _draw(lambda s, g, on, dt: torch.rand(s, generator=g, device=on, dtype=dt), shape, generator, device, dtype)
 
 
 def randint(low: int, high: int, shape: Sequence[int], generator: Randomness = None,
             device: torch.device | str | None = None) -> Tensor:
     """Integers uniform in [low, high) of `shape` (row k from generator k for SampleGenerators)."""
-    if isinstance(generator, SampleGenerators):
-        return _rows(lambda s, g: torch.randint(low, high, s, generator=g, device=g.device), shape, generator,
-                     device, torch.int64)
-    on = generator.device if generator is not None else device
-    return torch.randint(low, high, tuple(shape), generator=generator, device=on).to(device)
+    return _draw(lambda s, g, on, dt: torch.randint(low, high, s, generator=g, device=on), shape, generator, device,
+                 None)
 
 
 def randn_like(like: Tensor, generator: Randomness = None) -> Tensor:

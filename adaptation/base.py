@@ -14,7 +14,6 @@ Adapters of one `AdaptedAlgorithm` see each other through `peers` (AIR guides th
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from algorithms.base import Algorithm, Reconstruction, Step, StepCallback

@@ -26,11 +26,22 @@ def _group(group: str) -> str:
     return group
 
 
+def _dist_name(ep: metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.name if dist is not None else "?"
+
+
 def entry_points(group: str) -> dict[str, metadata.EntryPoint]:
-    """All entry points of a group, by name (a later distribution does not shadow an earlier one)."""
+    """All entry points of a group, by name; a name declared by two distributions is an error naming both
+    (neither may silently shadow the other)."""
     found: dict[str, metadata.EntryPoint] = {}
     for ep in metadata.entry_points(group=f"medtta_bench.{_group(group)}"):
-        found.setdefault(ep.name, ep)
+        prev = found.setdefault(ep.name, ep)
+        if prev is not ep and (_dist_name(prev), prev.value) != (_dist_name(ep), ep.value):
+            raise RegistryError(
+                f"{group[:-1]} {ep.name!r} is registered twice in entry-point group medtta_bench.{group}: by "
+                f"distribution {_dist_name(prev)!r} ({prev.value}) and by distribution {_dist_name(ep)!r} "
+                f"({ep.value}); uninstall one of them or rename the plugin's entry point")
     return dict(sorted(found.items()))
 
 
@@ -63,9 +74,7 @@ def describe(group: str, name: str) -> str:
 
 
 def distribution(group: str, name: str) -> str:
-    ep = entry_points(group)[name]
-    dist = getattr(ep, "dist", None)
-    return dist.name if dist is not None else "?"
+    return _dist_name(entry_points(group)[name])
 
 
 def build(group: str, name: str, **kwargs: Any) -> Any:

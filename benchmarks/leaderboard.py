@@ -257,8 +257,9 @@ def _finite(v: Any) -> bool:
 
 
 def robust_stats(values: list[float]) -> tuple[float | None, float | None]:
-    """Mean and population std without overflow: both computed on values / max|v| (in [-1, 1]) and scaled
-    back; a result that is itself not representable (|std| > 1.8e308) is None."""
+    """Mean and population std, sqrt(sum (v - mean)^2 / n), without overflow: both computed on v / max|v| (in
+    [-1, 1]) and scaled back (both are at most max|v|, so finite for finite values; a result rounded past the
+    largest float is None)."""
     if not values:
         return None, None
     scale = max(abs(v) for v in values)

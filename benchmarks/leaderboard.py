@@ -200,7 +200,10 @@ def _tuning_key(cfg: DictConfig) -> dict[str, Any] | None:
     if t is None:
         return None
     t = _container(t)
-    return {"trials": t.get("trials"), "metric": t.get("metric"), "split": t.get("split")}
+    trials = t.get("trials")
+    return {"trials": trials if isinstance(trials, int) and not isinstance(trials, bool) else None,
+            "metric": None if t.get("metric") is None else str(t["metric"]),
+            "split": None if t.get("split") is None else str(t["split"])}
 
 
 def sample_id(row: dict[str, Any]) -> str:
@@ -427,8 +430,8 @@ def build(paths: Iterable[str | Path]) -> dict[str, Any]:
         tuning = None
         if runs[0]["key"]["tuning"] is not None:
             studies = {str(r["tuning"].get("study")): r["tuning"].get("score") for r in runs}
-            tuning = {**runs[0]["key"]["tuning"],
-                      "studies": [{"study": s, "score": sc if _finite(sc) else None} for s, sc in sorted(studies.items())]}
+            tuning = {**runs[0]["key"]["tuning"], "studies": [{"study": s, "score": sc if _finite(sc) else None}
+                                                              for s, sc in sorted(studies.items())]}
         entries.append({
             **{k: (json.loads(v) if k.endswith("_options") else v) for k, v in zip(KEY, key)},
             "tuning": tuning,

@@ -151,3 +151,23 @@ def test_page_in_headless_chromium(page, tmp_path):
             browser.close()
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_entries_read_defensively(tmp_path):
+    """Runs without reconstructions, and entries with fields added later (tier, scheme, a prior hash, tuning),
+    still give a page: the new fields are shown and filterable, the missing figures are explained."""
+    from tests.test_leaderboard import fake_run
+
+    fake_run(tmp_path / "runs" / "a", "daps", [30.0, 32.0])
+    fake_run(tmp_path / "runs" / "b", "daps", [20.0], adapters=["tda"], shift="contrast")
+    board = leaderboard.build([tmp_path / "runs"])
+    measured = next(e for e in board["entries"] if e["adapters"] == "tda")
+    measured.update({"tier": "measured", "scheme": "online", "prior_hash": "0123456789abcdef",
+                     "tuning": {"split": "val", "by": "psnr"}})
+    text = site.write_site(board, tmp_path / "html").read_text()
+    assert '<option value="measured">measured</option>' in text and '<option value="simulated">' in text
+    assert ">scheme</th>" in text and ">tuning</th>" in text and "p [01234567]" in text
+    row = re.search(r'<tr data-problem="cs_mri" data-shift="contrast" data-tier="measured">(.*?)</tr>', text).group(1)
+    assert ">online<" in row and "&quot;split&quot;: &quot;val&quot;" in row
+    assert text.count("no saved reconstructions") == 2 and text.count("curves.png") == 2
+    assert "samples.png" not in text

@@ -105,6 +105,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         Path(args.markdown).write_text(md)
     print(md, end="")
     print(f"{len(board['entries'])} entries -> {args.output}")
+    if args.html:
+        from benchmarks.site import write_site
+
+        print(f"results page -> {write_site(board, args.html)}")
     return 0
 
 
@@ -161,6 +165,7 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("runs", nargs="+", help="run directories (or folders holding them)")
     q.add_argument("-o", "--output", default="leaderboard.json")
     q.add_argument("--markdown", help="also write the markdown table here")
+    q.add_argument("--html", metavar="DIR", help="also write the results page (static site, open DIR/index.html)")
     q.set_defaults(func=cmd_leaderboard)
 
     q = sub.add_parser("report", help="summary table and figures of one run directory")

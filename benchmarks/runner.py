@@ -154,6 +154,7 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
         for row, image in zip(rows, images):
             if cfg.run.save_reconstructions:
                 row["reconstruction"] = rundir.save_reconstruction(row["index"], image)
+                row["target"] = rundir.save_target(row["index"], comp["dataset"][row["index"]]["image"])
             rundir.append(row)
         bar.update(len(b))
         bar.set_postfix(psnr=f"{sum((r['psnr'] or 0) for r in rows) / len(rows):.2f}")

@@ -108,7 +108,7 @@ def _store(group: str, name: str, key: str | None = None) -> str:
     for k, v in node.items_ex(resolve=False):
         if isinstance(v, DictConfig):
             OmegaConf.set_struct(v, False)  # a dict-valued option (e.g. per-parameter rates) takes new keys
-    ConfigStore.instance().store(group=registry.CONFIG_DIR[group], name=key, node=node)
+    ConfigStore.instance().store(group=registry.CONFIG_DIR[group], name=key, node=node, replace=True)
     return key
 
 

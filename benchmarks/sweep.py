@@ -99,8 +99,10 @@ class Job:
 
             if torch.cuda.is_available():  # one GPU per task
                 cfg.run.device = f"cuda:{local}"
+        # a SLURM job requeued after a timeout or preemption finishes its run directory
+        resume = self.resume or int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
         try:
-            summary = execute(cfg, out, resume=self.resume, progress=self.progress, rank=rank, world_size=world)
+            summary = execute(cfg, out, resume=resume, progress=self.progress, rank=rank, world_size=world)
         finally:
             if world > 1:
                 (out / f"rank{rank}.done").write_text("")
@@ -180,10 +182,10 @@ def store_configs(spec: SweepSpec) -> None:
     primary = {"defaults": defaults, **primary,
                "hydra": {"sweep": {"dir": str(spec.out), "subdir": "${hydra.job.num}"}, "output_subdir": None,
                          "job": {"chdir": False}}}
-    cs.store(name=PRIMARY, node=OmegaConf.create(primary))
+    cs.store(name=PRIMARY, node=OmegaConf.create(primary), replace=True)
     for path in sorted((CONFIG_DIR / "hydra").rglob("*.yaml")):
         group = path.parent.relative_to(CONFIG_DIR).as_posix()
-        cs.store(group=group, name=path.stem, node=OmegaConf.load(path))
+        cs.store(group=group, name=path.stem, node=OmegaConf.load(path), replace=True)
     spec.aliases = {**d_alias, **p_alias}
 
 

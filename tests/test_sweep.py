@@ -140,3 +140,14 @@ def test_slurm_example_composes_and_builds_an_sbatch_script(tmp_path, monkeypatc
     for line in ("#SBATCH --partition=research", "#SBATCH --gpus-per-node=2", "#SBATCH --ntasks-per-node=2",
                  "#SBATCH --time=240", "#SBATCH --mem=32GB", "#SBATCH --cpus-per-task=8"):
         assert line in script, script
+
+
+@pytest.mark.slow
+def test_submitit_tasks_shard_one_job(tmp_path):
+    """hydra.launcher.tasks_per_node=2: the job's samples are sharded over its two tasks and merged by rank 0."""
+    out = tmp_path / "sweep"
+    bench("run", "--problem", "inpainting", "--algo", "zero-filled", "--n", "4", "--batch-size", "1", "--quiet",
+          "--out", str(out), "-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2")
+    rank1 = [json.loads(x)["index"] for x in (out / "0" / "samples.rank1.jsonl").read_text().splitlines()]
+    assert sorted(rank1) == [1, 3]
+    assert json.loads((out / "0" / "summary.json").read_text())["n_ok"] == 4

@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from benchmarks import registry
 from benchmarks.config import ConfigError, Selection, _store, load_shift, resolve
 from configs import CONFIG_DIR
 
@@ -43,7 +42,6 @@ class SweepSpec:
     resume: bool = False
     progress: bool = True
     tuning: dict[str, Any] | None = None
-    aliases: dict[str, str] = field(default_factory=dict)
 
 
 def score(summary: dict[str, Any]) -> float:
@@ -186,7 +184,6 @@ def store_configs(spec: SweepSpec) -> None:
     for path in sorted((CONFIG_DIR / "hydra").rglob("*.yaml")):
         group = path.parent.relative_to(CONFIG_DIR).as_posix()
         cs.store(group=group, name=path.stem, node=OmegaConf.load(path), replace=True)
-    spec.aliases = {**d_alias, **p_alias}
 
 
 def sweep_dir(spec_out: str | None, overrides: list[str], default: str) -> Path:
@@ -256,7 +253,3 @@ def split_list(value: str | None, what: str) -> list[str] | None:
         raise ConfigError(f"bad {what} {value!r}: write NAME or NAME,NAME,... (a sweep)")
     return names
 
-
-def check_registered(group: str, names: list[str] | None) -> None:
-    for n in names or []:
-        registry.load(group, n)

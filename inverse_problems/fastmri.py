@@ -300,7 +300,7 @@ def open_files(paths: Sequence[Path], opener: Callable[[Path], T], kind: str) ->
             files.append(exc)
     if files and all(isinstance(f, DataError) for f in files):
         first = files[0]
-        raise DataError(f"{kind}: none of the {len(files)} file(s) can be read; the first: {first}", first.path)
+        raise DataError(f"{kind}: none of the {len(files)} file(s) can be read; the first: {first}", paths[0])
     return files
 
 
@@ -332,6 +332,7 @@ class FastMRIDataset(ImageDataset):
         if not paths:
             raise FileNotFoundError(f"fastmri: no .h5 files in {str(self.folder)!r}; point dataset.root at a fastMRI "
                                     f"folder (or export some with `bench export-data`)")
+        self.paths = paths
         self.files = open_files(paths, lambda p: FastMRIFile(p, max_slice_gb), "fastmri")
         self.index = [(fi, s) for fi, f in enumerate(self.files)
                       for s in ([None] if isinstance(f, DataError) else parse_slices(slices, f.n_slices))]
@@ -348,7 +349,7 @@ class FastMRIDataset(ImageDataset):
         fi, s = self.index[i]
         f = self.files[fi]
         if isinstance(f, DataError):
-            raise DataError(str(f), f.path, Path(f.path or "?").stem)
+            raise DataError(str(f), self.paths[fi], self.paths[fi].stem)
         try:
             crop = self.crop or f.crop_size()
             check_resolution(f.path, crop, self.size[0], f"k-space (field of view {crop[0]}x{crop[1]} pixels)")

@@ -7,6 +7,7 @@ declared per-sample shape). Measurements carry additive Gaussian noise of standa
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -142,6 +143,24 @@ class ProblemInstance:
     true_operator: ForwardOperator
     scale: Tensor
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def check_int(name: str, value: object, minimum: int) -> int:
+    """value as an int >= minimum; a float, bool or string is refused (a coil count is never rounded)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_number(name: str, value: object, minimum: float | None = None) -> float:
+    """value as a finite float (>= minimum where given); a string, bool or NaN is refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum:g}, got {value}")
+    return float(value)
 
 
 class Problem:

@@ -153,7 +153,9 @@ class FastMRIFile:
             check_allocation(rss.shape[1:], 4, max_slice_gb, f"{self.path}: key 'reconstruction_rss' (one slice)")
         raw = f["ismrmrd_header"][()] if "ismrmrd_header" in f else None
         self.attrs = dict(f.attrs)
-        self.header_xml = raw.decode(errors="replace") if isinstance(raw, bytes) else (str(raw) if raw is not None else None)
+        if isinstance(raw, bytes):
+            raw = raw.decode(errors="replace")
+        self.header_xml = None if raw is None else str(raw)
 
     def _check_slice(self, s: int) -> int:
         if not -self.n_slices <= s < self.n_slices:

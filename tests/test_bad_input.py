@@ -159,3 +159,54 @@ def test_read_item_checks_any_dataset():
         read_item(ds, 2)
     with pytest.raises(IndexError):
         read_item(ds, 3)
+
+
+# ---------------------------------------------------------------- option values
+@pytest.mark.parametrize("group,name,opts,message", [
+    ("problems", "cs_mri", {"acceleration": "abc"}, "problem.acceleration: expected a number, got 'abc'"),
+    ("problems", "cs_mri", {"coils": 2.5}, "problem.coils: expected an integer, got 2.5"),
+    ("problems", "cs_mri", {"coils": True}, "problem.coils: expected an integer, got True"),
+    ("problems", "cs_mri", {"snr_db": "loud"}, "problem.snr_db: expected a number or null, got 'loud'"),
+    ("problems", "cs_mri", {"acceleration": float("nan")}, "problem.acceleration: expected a number, got nan"),
+    ("algorithms", "dps", {"vp_step": 1}, "algorithm.vp_step: expected true or false, got 1"),
+    ("datasets", "fastmri", {"crop": [320]}, "dataset.crop: expected a list of 2 integers or null, got [320]"),
+    ("adapters", "tda", {"lr": [0.1]}, "adapters.tda.lr: expected a number, got [0.1]"),
+])
+def test_wrong_typed_option_names_the_key(group, name, opts, message):
+    from benchmarks import registry
+
+    with pytest.raises(registry.OptionError) as info:
+        registry.build(group, name, **opts)
+    assert str(info.value).startswith(message)
+
+
+def test_option_values_are_conformed_without_loss():
+    from benchmarks import registry
+
+    p = registry.build("problems", "cs_mri", size=16, coils=3.0, acceleration="4", center_fraction=0.1)
+    assert p.coils == 3 and isinstance(p.coils, int)
+    assert registry.conform("1e-3", float) == 0.001 and registry.conform(2, float | None) == 2
+    assert registry.conform([320, 320.0], tuple[int, int] | None) == (320, 320)
+    assert registry.conform("middle", str | int) == "middle" and registry.conform(3, str | int) == 3
+    assert registry.conform(2024, str | None) == "2024"  # a folder named 2024 that YAML read as a number
+
+
+def test_constructors_refuse_rounding_when_called_directly():
+    from inverse_problems.problems import CSMRIProblem, LowFieldProblem
+
+    with pytest.raises(TypeError, match=r"coils must be an integer >= 1, got 2\.5"):
+        CSMRIProblem(size=16, coils=2.5)
+    with pytest.raises(TypeError, match=r"acceleration must be a finite number, got 'abc'"):
+        CSMRIProblem(size=16, acceleration="abc")
+    with pytest.raises(TypeError, match=r"size must be an integer >= 2, got 32\.0"):
+        LowFieldProblem(size=32.0)
+
+
+def test_bench_run_reports_a_bad_option_as_a_usage_error(tmp_path):
+    from conftest import bench
+
+    res = bench("run", "--problem", "cs_mri", "--algo", "zero-filled", "problem.acceleration=abc", "--n", "1",
+                "--out", str(tmp_path / "r"), "--quiet", check=False)
+    assert res.returncode == 2
+    assert "bench run: error: problem.acceleration: expected a number, got 'abc'" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "r" / "samples.jsonl").exists()

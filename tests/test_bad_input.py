@@ -210,3 +210,47 @@ def test_bench_run_reports_a_bad_option_as_a_usage_error(tmp_path):
     assert res.returncode == 2
     assert "bench run: error: problem.acceleration: expected a number, got 'abc'" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "r" / "samples.jsonl").exists()
+
+
+# ---------------------------------------------------------------- unsafe pickles
+class Exploit:
+    """Unpickling this runs os.system (here: creates a marker file)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_malicious_checkpoint_is_refused_on_resume(tmp_path):
+    from conftest import bench
+
+    out, marker = tmp_path / "p", tmp_path / "pwned"
+    (out / "checkpoint").mkdir(parents=True)
+    torch.save({"model": Exploit(marker), "step": 1}, out / "checkpoint" / "state.pt")
+    res = bench("train-prior", "--dataset", "grf", "--size", "16", "--model", "tiny", "--n-images", "4",
+                "--batch-size", "2", "--steps", "2", "--out", str(out), "--resume", "channels=2", "length=4",
+                check=False)
+    assert res.returncode == 2, res.stderr
+    assert f"{out / 'checkpoint' / 'state.pt'}: refused to load" in res.stderr and "weights_only" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not marker.exists()
+
+
+def test_every_torch_load_in_the_project_is_weights_only():
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    calls = []
+    for path in root.rglob("*.py"):
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        text = path.read_text()
+        for m in re.finditer(r"torch\.load\(([^()]|\([^()]*\))*\)", text):
+            calls.append((path.name, m.group(0)))
+    assert calls, "no torch.load found: the scan is broken"
+    unsafe = [c for c in calls if "weights_only=True" not in c[1]]
+    assert not unsafe, unsafe

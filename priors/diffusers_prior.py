@@ -205,22 +205,26 @@ def load_diffusers(path: str | os.PathLike, subfolder: str | None = None,
         raise FileNotFoundError(f"diffusers prior path {path} does not exist (looked for {where}); pass "
                                 f"prior.path=DIR (a diffusers model directory), or train one with "
                                 f"`{TRAIN_HINT.format(path=path)}`")
+    from diffusers import UNet2DModel
+
     hub = {"local_files_only": not download}
     try:
         try:
-            unet = _load_unet(path, subfolder if subfolder is not None else "unet", f"hub model {path}", **hub)
+            unet = UNet2DModel.from_pretrained(path, subfolder=subfolder if subfolder is not None else "unet", **hub)
             sched_sub = "scheduler" if subfolder is None else None
-        except ValueError:
-            unet = _load_unet(path, subfolder, f"hub model {path}", **hub)
+        except (OSError, EnvironmentError, ValueError):
+            unet = UNet2DModel.from_pretrained(path, subfolder=subfolder, **hub)
             sched_sub = None
         try:
             config = DDPMScheduler.load_config(path, subfolder=sched_sub or "scheduler", **hub)
         except (OSError, EnvironmentError):
             config = DDPMScheduler.load_config(path, **hub)
-    except (ValueError, OSError) as exc:
+    except Exception as exc:  # huggingface_hub and diffusers raise OSError subclasses, ValueError, HTTP errors
         how = ("" if download else "it is not in the local Hugging Face cache and downloads are off "
                "(prior.download=true allows one); ")
-        raise FileNotFoundError(f"diffusers prior {path!r}: no local folder {where} and no loadable hub model: {how}"
+        raise FileNotFoundError(f"diffusers prior {path!r}: no local folder {where} and no hub model {path}: {how}"
                                 f"pass prior.path=DIR (a diffusers model directory), or train one with "
-                                f"`{TRAIN_HINT.format(path=path)}` ({exc})") from exc
+                                f"`{TRAIN_HINT.format(path=path)}` ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    check_finite_weights(unet, f"hub model {path}")
     return unet, dict(config)

@@ -254,3 +254,102 @@ def test_every_torch_load_in_the_project_is_weights_only():
     assert calls, "no torch.load found: the scan is broken"
     unsafe = [c for c in calls if "weights_only=True" not in c[1]]
     assert not unsafe, unsafe
+
+
+# ---------------------------------------------------------------- exploded samples
+def tiny_inpainting(b: int = 3):
+    from inverse_problems.inpainting import Inpainting
+    from priors.analytic import GaussianPrior
+
+    g = torch.Generator().manual_seed(0)
+    prior = GaussianPrior(torch.zeros(1, 8, 8), 0.05 * torch.ones(1, 8, 8), "pixel")
+    op = Inpainting((torch.rand((8, 8), generator=g) < 0.5).float(), 1, 0.05)
+    return prior, op, op.measure(prior.sample(b, g), g)
+
+
+def test_dps_with_a_huge_step_ends_as_exploded_samples():
+    from algorithms.base import measurement_reference
+    from algorithms.dps import DPS
+
+    prior, op, y = tiny_inpainting()
+    ok = DPS(n_steps=12, zeta=0.5).reconstruct(y, op, prior, torch.Generator().manual_seed(3))
+    assert not ok.failed.any() and ok.failure == [None] * 3
+    bad = DPS(n_steps=12, zeta=1e4).reconstruct(y, op, prior, torch.Generator().manual_seed(3))
+    assert bad.failed.all() and (bad.image == 0).all()
+    ref = measurement_reference(y, op)
+    for k, why in enumerate(bad.failure):
+        assert why.startswith("exploded: |x| = ") and f"vs measurement scale {float(ref[k]):#.3g}" in why
+        assert float(why.split()[3]) > 50 * float(ref[k])  # the reported size is above the limit it names
+
+
+def test_monitor_is_relative_to_the_reference_and_the_noise_level():
+    from algorithms.base import DivergenceMonitor
+
+    x = torch.ones(2, 2, 4, 4)
+    x[1] *= 60.0
+    mon = DivergenceMonitor(2, reference=torch.tensor([1.0, 2.0]), sigma_max=0.0)
+    out = mon.final(x.clone())
+    assert mon.failed.tolist() == [False, False]  # 60 is below 50 x 2
+    mon = DivergenceMonitor(2, reference=1.0, sigma_max=0.0)
+    out = mon.final(x.clone())
+    assert mon.failed.tolist() == [False, True] and (out[1] == 0).all() and (out[0] == 1).all()
+    assert mon.failure[1] == "exploded: |x| = 84.85 vs measurement scale 1.00 (limit 50 x; a step size too large?)"
+    # a noisy iterate at sigma_max = 80 is not divergence; 100 x (1 + 80) is
+    mon = DivergenceMonitor(2, reference=1.0, sigma_max=80.0)
+    mon.check(0, 80 * 4 * x.clone())
+    assert mon.failed.tolist() == [False, True] and mon.failure[1].startswith("diverged at step 0: |x| = 2.715e+04 exceeded 8100")
+
+
+
+# ---------------------------------------------------------------- corrupt priors
+def saved_prior(tmp_path: Path) -> Path:
+    from priors.diffusers_prior import DiffusersPrior
+    from priors.training import build_unet
+
+    torch.manual_seed(0)
+    config = {"beta_schedule": "linear", "prediction_type": "v_prediction"}
+    DiffusersPrior(unet=build_unet(2, 16, "tiny"), scheduler_config=config).save_pretrained(tmp_path / "m")
+    return tmp_path / "m" / "unet" / "diffusion_pytorch_model.safetensors"
+
+
+def test_prior_with_nan_or_inf_weights_is_refused_naming_the_file(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from priors.diffusers_prior import DiffusersPrior
+
+    weights = saved_prior(tmp_path)
+    state = load_file(weights)
+    key = sorted(state)[3]
+    state[key] = state[key].clone()
+    state[key].view(-1)[0] = float("nan")
+    save_file(state, weights)
+    with pytest.raises(ValueError, match=rf"{weights}: 1 weight tensor\(s\) contain NaN or Inf \(first: {key}\)"):
+        DiffusersPrior(path=str(tmp_path / "m"))
+
+
+def test_prior_with_random_bytes_is_refused_naming_the_file(tmp_path):
+    from priors.diffusers_prior import DiffusersPrior
+
+    weights = saved_prior(tmp_path)
+    weights.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(ValueError, match=rf"{weights}: cannot load the diffusers UNet .*corrupt"):
+        DiffusersPrior(path=str(tmp_path / "m"))
+
+
+def test_missing_diffusers_path_fails_at_once_naming_it(tmp_path, monkeypatch):
+    import time
+
+    from priors.diffusers_prior import DiffusersPrior
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache: nothing to find offline
+    for path in ("runs/prior", "./runs/prior", str(tmp_path / "no" / "where")):
+        start = time.perf_counter()
+        with pytest.raises(FileNotFoundError) as info:
+            DiffusersPrior(path=path)
+        assert time.perf_counter() - start < 10, "looked on the network"
+        msg = str(info.value)
+        assert str((tmp_path / path).resolve() if not Path(path).is_absolute() else path) in msg, msg
+        assert "prior.path=DIR" in msg
+    with pytest.raises(ValueError, match=r"needs `path`.*prior\.path=DIR"):
+        DiffusersPrior()

@@ -10,6 +10,14 @@ operator is per sample) makes the step
 size s dimensionless (s = 1: one full gradient step on the data term), and the gradient flows through A_theta,
 not through the denoiser. TAO's staging: over the early third the data weight ramps w1 = c * i / n_early
 (0 -> c), then w1 = 1 for the rest; the TV term w4 = `tv_weight` acts in the last `tv_steps` fraction only.
+
+Placement. TAO adds G to its DDPM sampler's next iterate, x_{t-1} = mu_t(x_t, x̂0) + G + sigma_t z (its
+`condition_mean`, with G taken with respect to x̂0). Here G is added to x̂0 through the step hook, before the solver's
+own data step, because x̂0 is the one quantity every solver exposes; their next iterates are built differently (DDRM
+per spectral coordinate with noise matched to sigma_y / s_i, DAPS from a Langevin chain, DiffPIR from a proximal step).
+For an ancestral DDPM step (DPS) a shift G of x̂0 moves the next iterate by (1 - sigma_{t-1}^2 / sigma_t^2) G (EDM
+variables), so the same s acts more weakly than TAO's at high noise; for DAPS and for DiffPIR with zeta = 1 the next
+iterate is x0 + sigma' eps, but the Langevin chain or the proximal data step acts on the shifted x̂0 first.
 """
 from __future__ import annotations
 

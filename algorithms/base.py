@@ -1,8 +1,9 @@
 """The algorithm interface: `reconstruct(y, operator, prior, generator, callback) -> Reconstruction`.
 
 Every algorithm vectorises over the batch, takes all randomness from the generator, counts its
-denoiser calls (NFE, per sample) and watches for divergence: a sample whose iterate turns NaN or
-explodes is stopped (zeroed and frozen) and reported failed with the step and the reason, while
+denoiser calls (NFE, per sample) and watches for divergence relative to the measurement scale: a
+sample whose iterate turns NaN or explodes is stopped (zeroed and frozen) and reported failed with
+the step and the reason, as is one whose reconstruction ends far above what A^H y measures, while
 the other samples go on.
 """
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from inverse_problems.base import SVD, ForwardOperator
+from inverse_problems.base import SVD, ForwardOperator, adjoint_quantile
+from inverse_problems.complex import magnitude
 from inverse_problems.dense import dense_svd
 from priors.base import Prior
 
@@ -53,26 +55,65 @@ class Reconstruction:
     trace: list[dict[str, Any]] = field(default_factory=list)
 
 
-class DivergenceMonitor:
-    """Per-sample NaN/explosion detection. `check(step, x)` returns x with failed samples zeroed."""
+@torch.no_grad()
+def measurement_reference(y: Tensor, operator: ForwardOperator) -> Tensor:
+    """(B,) the scale the measurements set: the 99th percentile of |A^H y| (the runner's scale, DESIGN.md
+    "Scaling", so about 1 in scaled units), at least a tenth of max |A^H y| (sparse measurements, whose
+    99th percentile falls on unmeasured zeros)."""
+    peak = magnitude(operator.adjoint(y).detach()).abs().flatten(1).amax(dim=1).float()
+    return torch.maximum(adjoint_quantile(y, operator), 0.1 * peak)
 
-    def __init__(self, batch: int, device: torch.device | str = "cpu", limit: float = 1e6) -> None:
+
+class DivergenceMonitor:
+    """Per-sample NaN/explosion detection relative to the measurement scale. `check(step, x)` returns x
+    with failed samples zeroed; `final(x)` does the same for the reconstruction.
+
+    With r the per-sample `reference` (measurement_reference: ~ the 99th percentile of |A^H y|) and sigma_max
+    the prior's largest noise level, an iterate is diverged when it has NaN/Inf or max |x| > iterate_factor * (r + sigma_max) (a
+    noisy iterate at sigma_max stays below ~5 sigma_max), and a reconstruction is exploded when
+    max |x| > final_factor * r (a good one stays within a few r: the image is what A^H y measures).
+    """
+
+    def __init__(self, batch: int, device: torch.device | str = "cpu", reference: Tensor | float = 1.0,
+                 sigma_max: float = 0.0, iterate_factor: float = 100.0, final_factor: float = 50.0) -> None:
         self.failed = torch.zeros(batch, dtype=torch.bool, device=device)
         self.failure: list[Optional[str]] = [None] * batch
-        self.limit = limit
+        self.reference = torch.as_tensor(reference, dtype=torch.float32, device=device).expand(batch).clone()
+        self.sigma_max = float(sigma_max)
+        self.iterate_factor, self.final_factor = iterate_factor, final_factor
 
-    def check(self, step: int, x: Tensor) -> Tensor:
+    def _bad(self, x: Tensor, limit: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         flat = x.detach().reshape(x.shape[0], -1)
         finite = torch.isfinite(flat).all(dim=1)
-        big = flat.nan_to_num(0.0).abs().amax(dim=1) > self.limit
-        bad = (~finite | big) & ~self.failed
-        for i in torch.nonzero(bad).flatten().tolist():
-            why = "non-finite values (NaN/Inf)" if not bool(finite[i]) else f"iterate exceeded {self.limit:g}"
-            self.failure[i] = f"diverged at step {step}: {why}"
+        peak = magnitude(x.detach().nan_to_num(0.0, 0.0, 0.0)).abs().flatten(1).amax(dim=1).float()
+        big = peak > limit.to(peak)
+        return (~finite | big) & ~self.failed, finite, peak
+
+    def _stop(self, x: Tensor, bad: Tensor) -> Tensor:
         self.failed |= bad
         if bool(self.failed.any()):
             x = torch.where(self.failed.view(-1, *([1] * (x.ndim - 1))), torch.zeros_like(x), x)
         return x
+
+    def check(self, step: int, x: Tensor) -> Tensor:
+        limit = self.iterate_factor * (self.reference + self.sigma_max)
+        bad, finite, peak = self._bad(x, limit)
+        for i in torch.nonzero(bad).flatten().tolist():
+            why = ("non-finite values (NaN/Inf)" if not bool(finite[i]) else
+                   f"|x| = {float(peak[i]):.4g} exceeded {float(limit[i]):.4g} = {self.iterate_factor:g} x (measurement "
+                   f"scale {float(self.reference[i]):#.3g} + sigma_max {self.sigma_max:g})")
+            self.failure[i] = f"diverged at step {step}: {why}"
+        return self._stop(x, bad)
+
+    def final(self, x: Tensor) -> Tensor:
+        """The reconstruction: NaN/Inf, or max |x| above final_factor times the measurement scale."""
+        limit = self.final_factor * self.reference
+        bad, finite, peak = self._bad(x, limit)
+        for i in torch.nonzero(bad).flatten().tolist():
+            self.failure[i] = ("diverged: non-finite values (NaN/Inf) in the reconstruction" if not bool(finite[i]) else
+                               f"exploded: |x| = {float(peak[i]):.4g} vs measurement scale "
+                               f"{float(self.reference[i]):#.3g} (limit {self.final_factor:g} x; a step size too large?)")
+        return self._stop(x, bad)
 
 
 class Algorithm:
@@ -123,10 +164,11 @@ operator's support (pixels the measurements cannot see are zero).
                     generator: torch.Generator | None = None, callback: StepCallback | None = None) -> Reconstruction:
         self.check(operator, prior)
         self.nfe = 0
-        self.monitor = DivergenceMonitor(y.shape[0], y.device)
+        self.monitor = DivergenceMonitor(y.shape[0], y.device, measurement_reference(y, operator),
+                                         float(prior.sigma_max) if prior is not None else 0.0)
         start = time.perf_counter()
         image = self.run(y, operator, prior, generator, callback)
-        image = self.monitor.check(-1, image)
+        image = self.monitor.final(image)
         support = operator.support() if self.project_support else None
         if support is not None:  # outside it the measurements see nothing: zero, as SENSE gives
             image = image * support.to(image)

@@ -5,7 +5,7 @@ scheduler: N + 1 points, the last, sigma_min, replaced by 0); start x ~ N(0, sig
   1. x̂0: Euler on the PF-ODE dx/dsigma = (x - D(x, sigma))/sigma, `ode_steps` steps from sigma_i to 0.01;
   2. Langevin on x0 (operator forward/adjoint only, no network):
      x <- x + eta [-grad ||A x - y||^2 / tau^2 + (x̂0 - x)/sigma_i^2] + sqrt(2 eta) eps,
-     K steps, eta decaying linearly from lr to lr_min_ratio * lr over the annealing;
+     K steps, eta_i = lr (1 + (i/(N+1)) (lr_min_ratio - 1)) at annealing step i (the official `get_lr(step/(N+1))`);
   3. independent re-noising x = x0 + sigma_{i+1} eps.
 The Langevin target is p(x0) ∝ exp(-||A x0 - y||^2 / tau^2 - ||x0 - x̂0||^2 / (2 sigma_i^2)) as in the official
 code, i.e. a Gaussian likelihood of std tau / sqrt(2). `tau_mode="fixed"` uses tau as given (the official
@@ -58,6 +58,14 @@ class DAPS(Algorithm):
         grid = karras_sigmas(self.n_steps + 1, self.sigma_max, self.sigma_min, append_zero=False)
         return grid[:-1].tolist() + [0.0]
 
+    def step_size(self, i: int) -> float:
+        """Langevin step at annealing step i: lr (1 + (i/(N+1)) (lr_min_ratio - 1)), N = n_steps.
+
+        The official scheduler holds N + 1 levels (`num_steps + 1`) and passes ratio = step / (N + 1), so the last
+        step's lr stays just above lr_min_ratio * lr.
+        """
+        return self.lr * (1 + i / (self.n_steps + 1) * (self.lr_min_ratio - 1))
+
     def langevin(self, x0: Tensor, y: Tensor, operator: ForwardOperator, sigma: float, lr: float, tau: Tensor,
                  generator: torch.Generator | None) -> Tensor:
         """K Langevin steps on -||A x - y||^2/tau^2 - ||x - x0||^2/(2 sigma^2), started at x0."""
@@ -83,7 +91,7 @@ class DAPS(Algorithm):
             ode = karras_sigmas(self.ode_steps + 1, sg, self.ode_sigma_min, append_zero=False)
             x0 = pf_ode_sample(denoise, x, ode, heun=False)
             x0 = self.step(callback, Step(i, self.n_steps, sigma, x, x0, y, operator, prior))
-            lr = self.lr * (1 + i / self.n_steps * (self.lr_min_ratio - 1))
+            lr = self.step_size(i)
             x0 = self.langevin(x0, y, operator, sg, lr, tau, generator)
             x = x0 + sn * randn(x0, generator) if sn > 0 else x0
             x = self.monitor.check(i, x)

@@ -4,6 +4,7 @@ All functions are batched over the first dimension and take noise levels as floa
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -24,24 +25,32 @@ def noise_level(operator: ForwardOperator, batch: int, device: torch.device) -> 
     return s.expand(batch).clone() if s.numel() == 1 else s.reshape(batch)
 
 
-def vp_grid(n: int, spacing: str = "uniform", train_steps: int = 1000) -> Tensor:
-    """Decreasing sigmas of n VP-linear timesteps, then 0.
+def vp_timesteps(n: int, spacing: str = "uniform", train_steps: int = 1000) -> Tensor:
+    """The n VP timesteps a solver visits, in visiting order (decreasing, from high noise to t = 0).
 
-    - "uniform": t = 0, T/n, 2T/n, ... (DDRM's `range(0, T, T // n)`), visited in reverse.
-    - "quad": t_k = floor(sqrt(k/(n-1)) T), last t = T - 1 (DiffPIR's `skip_type='quad'`).
+    - "uniform": t = (n - 1 - k) T/n, k = 0..n-1, i.e. DDRM's `range(0, T, T // n)` visited in reverse
+      (the official range has more than n entries when n does not divide T; the first n are kept, so that
+      n is the number of denoiser calls).
+    - "quad": DiffPIR's `skip_type='quad'`: seq_k = floor(T sqrt(k/(n-1))), the last minus 1, and step k
+      visits t_k = T - 1 - seq_k: large strides at high noise, dense near t = 0
+      (n = 100: 999, 899, 857, 825, ..., 10, 5, 0). n = 1 visits t = T - 1.
     """
-    table = vp_sigma_table()
     if n < 1 or n > train_steps:
         raise ValueError(f"number of steps must be in [1, {train_steps}], got {n}")
     if spacing == "uniform":
-        t = torch.arange(0, train_steps, train_steps // n)[:n]
-    elif spacing == "quad":
-        t = torch.sqrt(torch.linspace(0, train_steps**2, n, dtype=torch.float64)).long() if n > 1 \
-            else torch.tensor([train_steps])
-        t[-1] = t[-1] - 1
-    else:
-        raise ValueError(f"unknown spacing {spacing!r}; choose 'uniform' or 'quad'")
-    sig = table[t.flip(0)]
+        return torch.arange(0, train_steps, train_steps // n)[:n].flip(0)
+    if spacing == "quad":
+        if n == 1:
+            return torch.tensor([train_steps - 1])
+        seq = np.sqrt(np.linspace(0, train_steps**2, n)).astype(np.int64)  # as the official code (float64)
+        seq[-1] -= 1
+        return torch.from_numpy(train_steps - 1 - seq)
+    raise ValueError(f"unknown spacing {spacing!r}; choose 'uniform' or 'quad'")
+
+
+def vp_grid(n: int, spacing: str = "uniform", train_steps: int = 1000) -> Tensor:
+    """Sigmas of the n VP-linear timesteps of `vp_timesteps` in visiting order (decreasing), then 0."""
+    sig = vp_sigma_table()[vp_timesteps(n, spacing, train_steps)]
     return torch.cat([sig, torch.zeros(1, dtype=sig.dtype)]).float()
 
 

@@ -5,7 +5,8 @@ sigma to sigma' is, per spectral coordinate (METHODS.md, EDM variables):
     s_i = 0:                 x̄' = x̄0 + sqrt(1 - eta^2) sigma' ε̂ + eta sigma' z
     s_i sigma' < sigma_y:    x̄' = x̄0 + sqrt(1 - eta^2) sigma' s_i (ȳ_i - x̄0) / sigma_y + eta sigma' z
     otherwise:               x̄' = (1 - eta_b) x̄0 + eta_b ȳ_i + sqrt(sigma'^2 - eta_b^2 sigma_y^2 / s_i^2) z
-Timesteps t = 0, T/n, ... of the VP-linear schedule (the official `range(0, T, T // n)`), then sigma = 0.
+Timesteps t = 0, T/n, ... of the VP-linear schedule (the official `range(0, T, T // n)`, visited from the top; where
+n does not divide T the official range is longer than n and the first n are kept), then sigma = 0.
 sigma_y is read at every step (test-time adaptation may set it). An operator without a closed-form SVD
 (multi-coil SENSE) gets its exact SVD from its dense Gram matrix (inverse_problems.dense) when its image has at
 most `dense_max` real coordinates (8192: 64 x 64 complex); the SVD is that of the operator as given.

@@ -1,14 +1,16 @@
 """DiffDeuR (Lin, Du, Wu, Tian, Yu, Zhang, Wei; diffusion + INR for low-field MRI; no public code).
 
-Half-quadratic splitting on the quadratic VP-linear grid (as DiffPIR), with the fidelity step solved by an INR
-f_theta (random Fourier features -> SIREN over pixel coordinates, one network per sample), warm-started
-from the previous step:
+Half-quadratic splitting on DiffPIR's quadratic VP-linear grid (t_k = T - 1 - floor(T sqrt(k/(n-1))), the last
+at t = 0: large strides at high noise, dense near t = 0), with the fidelity step solved by an INR f_theta (random
+Fourier features -> SIREN over pixel coordinates, one network per sample), warm-started from the previous step:
     z = D(x_t, sigma_t)                                                        (prior step)
     f = argmin_theta ||y - A f_theta||^2 + mu s_t^2 ||f_theta - z||^2         (Adam, <= inr_iters, patience)
     x_{t-1} = f + sigma_{t-1} (sqrt(1 - zeta) (x_t - f)/sigma_t + sqrt(zeta) eps)
 Each sample keeps its best iterate (lowest objective) and stops on its own once it has gone `patience`
 iterations without a relative improvement of `tol` (its network and Adam moments frozen from then on, so a
-sample's fit does not depend on the others in its batch); the loop ends when every sample has stopped.
+sample's fit does not depend on the others in its batch); the loop ends when every sample has stopped. Unlike
+DiffPIR's last step, the last step (t = 0) fits the INR too and returns that fit (there is no official code; the
+README records the comparison).
 
 s_t in the weight is the VP (DDPM) noise std sqrt(1 - abar_t) = sigma_t / sqrt(1 + sigma_t^2) of our EDM
 sigma_t, since DiffDeuR works in DDPM variables: the weight is at most mu, so the data count from the first step.

@@ -32,17 +32,25 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmarks.config import Selection, compose_config, expand_sweeps, parse_algo
-    from benchmarks.runner import execute, format_table
+    from benchmarks.config import ConfigError, Selection, compose_config, parse_algo
+    from benchmarks.runner import execute
 
+    if args.multirun:
+        return cmd_sweep(args)
+    for flag, value in (("--problem", args.problem), ("--algo", args.algo), ("--prior", args.prior),
+                        ("--dataset", args.dataset)):
+        if value and "," in value:
+            raise ConfigError(f"{flag} {value}: a comma list is a sweep; add -m (bench run -m ...)")
     algo, adapters = parse_algo(args.algo)
     sel = Selection(args.problem, algo, adapters, args.prior, args.dataset, args.shift)
-    flags = {"run.n": args.n, "run.batch_size": args.batch_size, "run.device": args.device, "run.seed": args.seed,
-             "run.scheme": args.scheme}
-    base = [f"{k}={v}" for k, v in flags.items() if v is not None]
-    jobs = expand_sweeps(list(args.overrides)) if args.multirun else [list(args.overrides)]
-    if len(jobs) > 1 and not args.multirun:
-        raise ValueError("sweep values need --multirun")
+    base = run_flags(args)
+    overrides = list(args.overrides)
+    tuning = None
+    if args.tuned:
+        from benchmarks.tune import tuned_overrides
+
+        tuned, tuning = tuned_overrides(args.tuned, args.problem, args.algo, overrides)
+        base += tuned
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not args.out:
         raise ValueError("with several processes, pass --out DIR so that every process writes the same run directory")
@@ -51,22 +59,89 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         if torch.cuda.is_available():  # accelerate launch / torchrun: one GPU per process
             base.append(f"run.device=cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
-    for j, job in enumerate(jobs):
-        cfg = compose_config(sel, base + job)
-        out = Path(args.out or default_out(cfg))
-        if len(jobs) > 1:
-            out = out / f"{j:03d}"
-        try:
-            summary = execute(cfg, out, resume=args.resume, progress=not args.quiet, rank=rank, world_size=world)
-        finally:
-            if world > 1:
-                (out / f"rank{rank}.done").write_text("")
+    cfg = compose_config(sel, base + overrides)
+    if tuning is not None:
+        from omegaconf import OmegaConf, open_dict
+
+        with open_dict(cfg):
+            cfg.tuning = OmegaConf.create(tuning)
+    out = Path(args.out or default_out(cfg))
+    try:
+        summary = execute(cfg, out, resume=args.resume, progress=not args.quiet, rank=rank, world_size=world)
+    finally:
         if world > 1:
-            summary = merge_ranks(cfg, out, world) if rank == 0 else None
-        if rank == 0:
-            title = f"{cfg.names.algorithm}{''.join('+' + a for a in cfg.names.adapters)} on {cfg.names.problem}"
-            print(f"\n{title} ({cfg.names.dataset}, prior {cfg.names.prior}) -> {out}" + (f"  [{' '.join(job)}]" if job else ""))
-            print(format_table(summary))
+            (out / f"rank{rank}.done").write_text("")
+    if world > 1:
+        summary = merge_ranks(cfg, out, world) if rank == 0 else None
+    if rank == 0:
+        print_run(cfg, out, summary, [])
+    return 0
+
+
+def run_flags(args: argparse.Namespace) -> list[str]:
+    """The run.* flags of `bench run` / `bench tune` as overrides."""
+    flags = {"run.n": getattr(args, "n", None), "run.batch_size": args.batch_size, "run.device": args.device,
+             "run.seed": getattr(args, "seed", None), "run.scheme": args.scheme}
+    return [f"{k}={v}" for k, v in flags.items() if v is not None]
+
+
+def print_run(cfg, out: Path, summary, job: list[str]) -> None:
+    from benchmarks.runner import format_table
+
+    title = f"{cfg.names.algorithm}{''.join('+' + a for a in cfg.names.adapters)} on {cfg.names.problem}"
+    print(f"\n{title} ({cfg.names.dataset}, prior {cfg.names.prior}) -> {out}" + (f"  [{' '.join(job)}]" if job else ""))
+    print(format_table(summary))
+
+
+def sweep_spec(args: argparse.Namespace, kind: str):
+    """The SweepSpec of `bench run -m` / `bench tune`: comma lists in --problem/--algo/--prior/--dataset sweep."""
+    from benchmarks.config import ConfigError, parse_algo
+    from benchmarks.sweep import SweepSpec, default_name, split_list, sweep_dir
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("a sweep runs its jobs through hydra's launcher, not under torchrun/accelerate; shard one "
+                          "run over processes without -m, or give each job several tasks with the submitit launcher "
+                          "(hydra.launcher.tasks_per_node=N)")
+    problems = split_list(args.problem, "--problem")
+    algos = [parse_algo(a) for a in split_list(args.algo, "--algo")]
+    adapters = algos[0][1]
+    if any(a[1] != adapters for a in algos):
+        raise ConfigError(f"--algo {args.algo}: every algorithm of a sweep takes the same adapters (here "
+                          f"{sorted({'+'.join(a[1]) or '(none)' for a in algos})}); run one sweep per adapter set")
+    names = [a[0] for a in algos]
+    out = sweep_dir(args.out, list(args.overrides), default_name(kind, problems, names, adapters))
+    return SweepSpec(problems, names, adapters, out, split_list(args.prior, "--prior"),
+                     split_list(args.dataset, "--dataset"), args.shift, args.resume, not args.quiet)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """`bench run -m`: hydra's multirun; one directory with numbered job run directories."""
+    from benchmarks.sweep import job_dirs, multirun
+    from benchmarks.tune import tuned_overrides, write_study
+
+    spec = sweep_spec(args, "sweep")
+    base = run_flags(args)
+    if args.tuned:
+        if len(spec.problems) > 1 or len(spec.algorithms) > 1:
+            raise ValueError("--tuned applies one study's options; sweep one problem and one algorithm with it")
+        tuned, spec.tuning = tuned_overrides(args.tuned, args.problem, args.algo, list(args.overrides))
+        base += tuned
+    multirun(spec, base + list(args.overrides))
+    if (spec.out / "optimization_results.yaml").exists():  # the Optuna sweeper: record the study
+        study = write_study(spec.out)
+        print(f"\nbest val score {study['best']['score']:.4g} with {study['best']['options']} -> {spec.out / 'study.json'}")
+    print(f"\nsweep: {len(job_dirs(spec.out))} job(s) in {spec.out}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from benchmarks.tune import tune
+
+    spec = sweep_spec(args, "tune")
+    study = tune(spec, args.trials, args.n_val, args.study_seed, run_flags(args) + list(args.overrides))
+    print(f"\n{study['method']} on {study['problem']}: best val PSNR {study['best']['score']:.4g} after "
+          f"{study['n_trials']} trials with {study['best']['options']}\n-> {spec.out / 'study.json'}; run test with "
+          f"`bench run --problem {study['problem']} --algo {study['method']} --tuned {spec.out}`")
     return 0
 
 
@@ -106,6 +181,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         Path(args.markdown).write_text(md)
     print(md, end="")
     print(f"{len(board['entries'])} entries -> {args.output}")
+    if args.html:
+        from benchmarks.site import write_site
+
+        print(f"results page -> {write_site(board, args.html)}")
     return 0
 
 
@@ -153,15 +232,36 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--scheme", choices=["naive", "online", "minibatch"], help="test-time training scheme")
     q.add_argument("--out", help="run directory (default runs/<problem>-<method>-<time>)")
     q.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
-    q.add_argument("-m", "--multirun", action="store_true", help="sweep: key=a,b runs one job per value")
+    q.add_argument("-m", "--multirun", action="store_true",
+                   help="hydra multirun: key=a,b (and --algo a,b) sweep, hydra/launcher=..., hydra/sweeper=...")
+    q.add_argument("--tuned", metavar="STUDY_DIR", help="run with the best options of a `bench tune` study")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.add_argument("overrides", nargs="*", help="hydra overrides key=value, e.g. algorithm.steps=50")
     q.set_defaults(func=cmd_run)
+
+    q = sub.add_parser("tune", help="tune a method's search: block on the val split with the Optuna sweeper")
+    q.add_argument("--problem", required=True)
+    q.add_argument("--algo", required=True, help="ALGORITHM[+ADAPTER...]; the adapters' search spaces join in")
+    q.add_argument("--trials", type=int, default=20, help="Optuna trials (the same budget for every method)")
+    q.add_argument("--n-val", type=int, default=4, help="val samples per trial")
+    q.add_argument("--study-seed", type=int, default=0, help="seed of the TPE sampler")
+    q.add_argument("--prior")
+    q.add_argument("--dataset")
+    q.add_argument("--shift")
+    q.add_argument("--batch-size", type=int)
+    q.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
+    q.add_argument("--scheme", choices=["naive", "online", "minibatch"], help="test-time training scheme")
+    q.add_argument("--out", help="study directory (default runs/tune-<problem>-<method>-<time>)")
+    q.add_argument("--resume", action="store_true", help="finish an interrupted study in --out")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.add_argument("overrides", nargs="*", help="fixed options key=value, or hydra.sweeper.* settings")
+    q.set_defaults(func=cmd_tune)
 
     q = sub.add_parser("leaderboard", help="aggregate run directories into a leaderboard")
     q.add_argument("runs", nargs="+", help="run directories (or folders holding them)")
     q.add_argument("-o", "--output", default="leaderboard.json")
     q.add_argument("--markdown", help="also write the markdown table here")
+    q.add_argument("--html", metavar="DIR", help="also write the results page (static site, open DIR/index.html)")
     q.set_defaults(func=cmd_leaderboard)
 
     q = sub.add_parser("report", help="summary table and figures of one run directory")

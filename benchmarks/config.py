@@ -7,14 +7,12 @@ class defaults. A shift
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -74,20 +72,43 @@ def component_defaults(group: str, name: str) -> dict[str, Any]:
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in RUNNER_SET.get(group, ()) \
                 and p.default is not p.empty and isinstance(p.default, PLAIN):
             node[p.name] = list(p.default) if isinstance(p.default, tuple) else p.default
-    path = CONFIG_DIR / registry.CONFIG_DIR[group] / f"{name}.yaml"
-    if path.exists():
-        node.update(OmegaConf.to_container(OmegaConf.load(path)) or {})
+    node.update(_component_yaml(group, name))
+    node.pop(SEARCH, None)  # the tuning search space is not a constructor option
     return node
 
 
-def _store(group: str, name: str) -> str:
-    """Put the component's options in hydra's ConfigStore under a reserved name and return that name."""
-    key = f"_{name}_"
+SEARCH = "search"
+
+
+def _component_yaml(group: str, name: str) -> dict[str, Any]:
+    path = CONFIG_DIR / registry.CONFIG_DIR[group] / f"{name}.yaml"
+    return (OmegaConf.to_container(OmegaConf.load(path)) or {}) if path.exists() else {}
+
+
+def search_space(group: str, name: str) -> dict[str, str]:
+    """The component's `search:` block (option -> hydra sweep expression, e.g. `tag(log, interval(0.1, 10))`):
+    what `bench tune` lets the Optuna sweeper choose. Empty when the yaml declares none."""
+    block = _component_yaml(group, name).get(SEARCH) or {}
+    if not isinstance(block, dict):
+        raise ConfigError(f"configs/{registry.CONFIG_DIR[group]}/{name}.yaml: `{SEARCH}:` must map option names to "
+                          f"sweep expressions, e.g. `lam: tag(log, interval(0.1, 100.0))`")
+    known = component_defaults(group, name)
+    unknown = sorted(set(block) - set(known))
+    if unknown:
+        raise ConfigError(f"configs/{registry.CONFIG_DIR[group]}/{name}.yaml: `{SEARCH}:` names {', '.join(unknown)}, "
+                          f"which {name!r} does not take; its options are: {', '.join(sorted(known))}")
+    return {str(k): str(v) for k, v in block.items()}
+
+
+def _store(group: str, name: str, key: str | None = None) -> str:
+    """Put the component's options in hydra's ConfigStore (under a reserved name unless `key` is given) and
+    return that name."""
+    key = key or f"_{name}_"
     node = OmegaConf.create(component_defaults(group, name))
     for k, v in node.items_ex(resolve=False):
         if isinstance(v, DictConfig):
             OmegaConf.set_struct(v, False)  # a dict-valued option (e.g. per-parameter rates) takes new keys
-    ConfigStore.instance().store(group=registry.CONFIG_DIR[group], name=key, node=node)
+    ConfigStore.instance().store(group=registry.CONFIG_DIR[group], name=key, node=node, replace=True)
     return key
 
 
@@ -140,22 +161,6 @@ def compose_config(sel: Selection, overrides: Iterable[str] = ()) -> DictConfig:
         cfg.names = OmegaConf.create({"problem": sel.problem, "algorithm": sel.algorithm, "adapters": sel.adapters,
                                       "prior": sel.prior, "dataset": sel.dataset, "shift": sel.shift})
     return cfg
-
-
-def expand_sweeps(overrides: list[str]) -> list[list[str]]:
-    """Hydra multirun sweep syntax (`a.b=1,2`, `range(...)`, `choice(...)`) -> one override list per job."""
-    parser = OverridesParser.create()
-    try:
-        parsed = parser.parse_overrides(overrides)
-    except HydraException as exc:
-        raise ConfigError(f"bad override: {exc}") from exc
-    axes = []
-    for o in parsed:
-        if o.is_sweep_override():
-            axes.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
-        else:
-            axes.append([o.input_line])
-    return [list(combo) for combo in itertools.product(*axes)]
 
 
 def options(cfg: DictConfig, key: str) -> dict[str, Any]:

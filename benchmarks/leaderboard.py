@@ -1,47 +1,334 @@
 """Aggregate run directories into one leaderboard (JSON, validated by a shipped schema) and markdown.
 
-Rows are grouped by (problem, dataset, shift, algorithm, adapters, prior) and the problem's and
-dataset's options (so R = 4 and R = 8 are separate rows); each row holds mean and
-std of every metric over all finished samples of its runs, n, device, NFE, seconds per sample and
-the run ids. Samples are read from samples*.jsonl (the source of truth), not from summary.json.
+A row holds the runs that computed the same thing. Its key is everything that changes a number:
+problem, dataset, shift (only when the shift changed the run's config), algorithm, adapters (those that
+adapted something), prior name, prior options and the fingerprint of its weights (`names.prior_hash`,
+benchmarks.fingerprint; "unknown" for runs made before it was recorded), `run.scheme`, `run.split`, the
+tuning provenance (`tuning.trials/metric/split`, or defaults) and every option of the problem, dataset,
+algorithm and adapters. Per row: mean and std of every metric over the finished samples, n, device, NFE,
+seconds per sample and the run ids. Samples are read from samples*.jsonl (the source of truth).
+
+Honesty rules: a sample id counted twice in one row is an error naming both run directories; a run whose
+shift or adapter changed nothing (`--shift operator` = the default coil maps, `cg-sense+tda`: no sampler
+step to adapt at) joins the row of the plain computation and is labelled so; when the plain run covers the
+same samples, those samples are counted once.
 """
 from __future__ import annotations
 
 import json
+import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from benchmarks.results import METRICS, RunDir, aggregate, problem_info
+from benchmarks.results import METRICS
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "2.0"
 SCHEMA_PATH = Path(__file__).resolve().parent / "leaderboard.schema.json"
-KEY = ("problem", "dataset", "shift", "algorithm", "adapters", "prior", "problem_options", "dataset_options",
-       "algorithm_options", "adapter_options")
+KEY = ("problem", "dataset", "shift", "algorithm", "adapters", "prior", "prior_hash", "scheme", "split", "tuning",
+       "problem_options", "dataset_options", "prior_options", "algorithm_options", "adapter_options")
 TABLE = ("psnr", "ssim", "nmse", "data_misfit", "seconds", "nfe")
+UNKNOWN_HASH = "unknown"
 
 
 class LeaderboardError(ValueError):
-    """A directory that is not a run directory."""
+    """Run directories that cannot be put on one leaderboard honestly (the message names them and the fix)."""
+
+
+class LeaderboardWarning(UserWarning):
+    """A directory skipped because it is not a run directory."""
+
+
+# --- reading run directories --------------------------------------------------------------------------
+
+def read_jsonl(path: Path, what: str = "samples") -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) of every line; a corrupted line other than the last is an error naming the file
+    and the line. A torn last line (a run killed mid-write) is skipped, as resume does."""
+    lines = path.read_text(errors="replace").split("\n")
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    out = []
+    for i in filled:
+        try:
+            obj = json.loads(lines[i])
+        except json.JSONDecodeError as exc:
+            if i == filled[-1]:
+                continue
+            raise LeaderboardError(f"{path}, line {i + 1}: corrupted {what} line ({exc.msg}); repair or delete that "
+                                   f"line (the sample is then redone by `bench run --resume`), or leave this run "
+                                   f"directory out") from exc
+        if not isinstance(obj, dict):
+            raise LeaderboardError(f"{path}, line {i + 1}: a {what} line must be a JSON object, got {lines[i][:40]!r}")
+        out.append((i + 1, obj))
+    return out
+
+
+def run_marks(path: Path) -> tuple[DictConfig | None, str]:
+    """The run's config when `path` is a run directory (config.yaml with `names` and a samples file), else
+    (None, why not)."""
+    try:
+        cfg = OmegaConf.load(path / "config.yaml")
+    except Exception as exc:  # noqa: BLE001 - any unreadable yaml is "not a run directory", said with the cause
+        return None, f"its config.yaml is unreadable ({type(exc).__name__}: {exc})"
+    if not isinstance(cfg, DictConfig) or not isinstance(cfg.get("names"), DictConfig):
+        return None, "its config.yaml has no `names` block (not written by `bench run`)"
+    missing = [k for k in ("problem", "algorithm") if not cfg.names.get(k)]
+    if missing:
+        return None, f"its config.yaml names no {' or '.join(missing)}"
+    if not any(path.glob("samples*.jsonl")):
+        return None, "it has no samples.jsonl (no sample finished yet)"
+    return cfg, ""
+
+
+def find_runs(paths: Iterable[str | Path], skipped: list[dict[str, str]] | None = None) -> list[Path]:
+    """Run directories among the paths: each path itself or, recursively, those below it. Folders with a
+    config.yaml that are not run directories are skipped with a warning (and listed in `skipped`); folders
+    whose name starts with a dot (e.g. hydra's `.hydra/`) are not searched."""
+    paths = list(paths)
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise LeaderboardError(f"{p} does not exist")
+        below = [q.parent for q in p.rglob("config.yaml")
+                 if not any(part.startswith(".") for part in q.relative_to(p).parts[:-1])]
+        for d in sorted(set(([p] if (p / "config.yaml").exists() else []) + below)):
+            cfg, why = run_marks(d)
+            if cfg is not None:
+                found.append(d)
+            else:
+                warnings.warn(f"skipped {d}: not a run directory, {why}", LeaderboardWarning, stacklevel=3)
+                if skipped is not None:
+                    skipped.append({"path": str(d), "reason": why})
+    found = sorted(set(found))
+    if not found:
+        raise LeaderboardError(f"no run directories under {', '.join(map(str, paths))} (a run directory has a "
+                               f"config.yaml with `names` and a samples.jsonl, as `bench run` writes)")
+    return found
+
+
+def _container(node: Any) -> dict[str, Any]:
+    if node is None:
+        return {}
+    value = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+_ABSENT = object()
+
+
+def shift_changed_config(cfg: DictConfig) -> bool:
+    """Whether the run's shift changed its resolved config: for each thing the shift sets (dataset, prior,
+    each override's key), the run's value against the value without any shift (the problem's default
+    dataset and prior, the component's registered default option). A shift no longer defined, or a key
+    that cannot be checked, counts as a change (its runs keep a row of their own)."""
+    from benchmarks import registry
+    from benchmarks.config import ConfigError, component_defaults, load_shift
+    from configs import CONFIG_DIR
+
+    names = cfg.names
+    if not names.get("shift"):
+        return False
+    try:
+        shift = load_shift(names.shift)
+        problem_cls = registry.load("problems", names.problem)
+    except (ConfigError, LookupError):
+        return True
+    if shift.get("dataset") is not None and names.get("dataset") != getattr(problem_cls, "default_dataset", None):
+        return True
+    if shift.get("prior") is not None and names.get("prior") != getattr(problem_cls, "default_prior", None):
+        return True
+    groups = {v: k for k, v in registry.CONFIG_DIR.items()}  # "problem" -> "problems"
+    for override in shift.get("overrides", []) or []:
+        key = str(override).split("=", 1)[0].lstrip("+~")
+        head, _, rest = key.partition(".")
+        try:
+            if head == "adapters":
+                adapter, _, rest = rest.partition(".")
+                defaults: Any = component_defaults("adapters", adapter)
+            elif head == "run":
+                defaults = _container(OmegaConf.load(CONFIG_DIR / "bench.yaml").get("run"))
+            elif head in groups and names.get(head):
+                defaults = component_defaults(groups[head], names[head])
+            else:
+                return True
+        except (LookupError, OSError):
+            return True
+        default = OmegaConf.select(OmegaConf.create(defaults), rest, default=_ABSENT)
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if _plain(value) != _plain(default):
+            return True
+    return False
+
+
+def _record_adapted_nothing(record: dict[str, Any]) -> bool:
+    """One batch's trace record of an adapter says it changed nothing: TDA with no adapted step, AIR with no
+    non-zero guidance weight (both: no sampler step to act at). A frozen pass (`adapting: false`, the naive
+    scheme's predict pass) may use what a warm-up pass learned, so it never counts as nothing."""
+    if record.get("adapting") is False:
+        return False
+    if "steps_adapted" in record:
+        return record["steps_adapted"] == 0
+    if "w_data" in record or "w_tv" in record:
+        weights = list(record.get("w_data") or []) + list(record.get("w_tv") or [])
+        return not any(weights)
+    return False
+
+
+def adapters_adapted_nothing(path: Path, adapters: list[str]) -> list[str]:
+    """The adapters of a run that adapted nothing in any batch, read from adaptation*.jsonl (the per-batch
+    trace). An adapter without trace records, or a run whose trace is damaged, counts as having adapted."""
+    records: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for p in sorted(path.glob("adaptation*.jsonl")):
+            for _, line in read_jsonl(p, "adaptation"):
+                for rec in line.get("trace") or []:
+                    if isinstance(rec, dict) and isinstance(rec.get("adapter"), str):
+                        records.setdefault(rec["adapter"], []).append(rec)
+    except LeaderboardError:
+        return []
+    return [a for a in adapters if records.get(a) and all(map(_record_adapted_nothing, records[a]))]
+
+
+def _tuning_key(cfg: DictConfig) -> dict[str, Any] | None:
+    t = cfg.get("tuning")
+    if t is None:
+        return None
+    t = _container(t)
+    trials = t.get("trials")
+    return {"trials": trials if isinstance(trials, int) and not isinstance(trials, bool) else None,
+            "metric": None if t.get("metric") is None else str(t["metric"]),
+            "split": None if t.get("split") is None else str(t["split"])}
+
+
+def sample_id(row: dict[str, Any]) -> str:
+    return str(row["id"]) if row.get("id") is not None else f"index {row.get('index')}"
 
 
 def load_run(path: Path) -> dict[str, Any]:
-    cfg_path = path / "config.yaml"
-    if not cfg_path.exists():
-        raise LeaderboardError(f"{path} is not a run directory (no config.yaml); pass directories made by `bench run`")
-    cfg = OmegaConf.load(cfg_path)
-    rows = RunDir(path).all_samples()
-    env = json.loads((path / "environment.json").read_text()) if (path / "environment.json").exists() else {}
+    """One run directory: its row key, the no-op parts it asked for, and its sample rows (with their line)."""
+    path = Path(path)
+    cfg, why = run_marks(path)
+    if cfg is None:
+        raise LeaderboardError(f"{path} is not a run directory: {why}; pass directories made by `bench run`")
+    rows: list[tuple[dict[str, Any], str]] = []
+    for p in sorted(path.glob("samples*.jsonl")):
+        for line_no, row in read_jsonl(p):
+            if row.get("id") is None and row.get("index") is None:
+                raise LeaderboardError(f"{p}, line {line_no}: a sample line without `id` or `index`")
+            rows.append((row, f"{p.name} line {line_no}"))
+    env: dict[str, Any] = {}
+    if (path / "environment.json").exists():
+        try:
+            env = json.loads((path / "environment.json").read_text())
+        except json.JSONDecodeError:
+            env = {}
     names = cfg.names
-    key = {"problem": names.problem, "dataset": names.dataset, "shift": names.get("shift"),
-           "algorithm": names.algorithm, "adapters": "+".join(names.adapters) if names.adapters else "",
-           "prior": names.get("prior"),
+    requested = [str(a) for a in (names.get("adapters") or [])]
+    noop = adapters_adapted_nothing(path, requested)
+    adapters = [a for a in requested if a not in noop]
+    all_adapter_opts = _container(cfg.get("adapters"))
+    shift = names.get("shift")
+    shift_noop = None
+    if shift and not shift_changed_config(cfg):
+        shift, shift_noop = None, str(shift)
+    prior = names.get("prior")
+    prior_hash = names.get("prior_hash", UNKNOWN_HASH if prior is not None else None)
+    run = cfg.get("run") or {}
+    key = {"problem": names.problem, "dataset": names.get("dataset"), "shift": shift, "algorithm": names.algorithm,
+           "adapters": "+".join(adapters), "prior": prior, "prior_hash": prior_hash,
+           "scheme": run.get("scheme"), "split": run.get("split"), "tuning": _tuning_key(cfg),
            "problem_options": _container(cfg.get("problem")), "dataset_options": _container(cfg.get("dataset")),
-           "algorithm_options": _container(cfg.get("algorithm")), "adapter_options": _container(cfg.get("adapters"))}
-    return {"key": key, "rows": rows, "device": env.get("device", "unknown"), "run_id": str(path),
-            "info": problem_info(rows)}
+           "prior_options": _container(cfg.get("prior")) if prior is not None else {},
+           "algorithm_options": _container(cfg.get("algorithm")),
+           "adapter_options": {a: all_adapter_opts.get(a, {}) for a in adapters}}
+    tuning = _container(cfg.get("tuning")) if cfg.get("tuning") is not None else None
+    return {"key": key, "rows": rows, "device": str(env.get("device", "unknown")), "run_id": str(path),
+            "adapters_noop": noop, "shift_noop": shift_noop, "variant": (tuple(noop), shift_noop or ""),
+            "tuning": tuning}
+
+
+# --- aggregation ----------------------------------------------------------------------------------------
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def robust_stats(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and population std, sqrt(sum (v - mean)^2 / n), without overflow: both computed on v / max|v| (in
+    [-1, 1]) and scaled back (both are at most max|v|, so finite for finite values; a result rounded past the
+    largest float is None)."""
+    if not values:
+        return None, None
+    scale = max(abs(v) for v in values)
+    if scale == 0:
+        return 0.0, 0.0
+    u = [v / scale for v in values]
+    mu = math.fsum(u) / len(u)
+    var = math.fsum((x - mu) ** 2 for x in u) / len(u)
+    mean, std = mu * scale, math.sqrt(var) * scale
+    return (mean if math.isfinite(mean) else None), (std if math.isfinite(std) else None)
+
+
+def _metric_stats(ok: list[dict[str, Any]], metrics: Iterable[str], notes: list[str]) -> dict[str, Any]:
+    out = {}
+    for m in metrics:
+        present = [r[m] for r in ok if r.get(m) is not None]
+        vals = [float(v) for v in present if _finite(v)]
+        bad = len(present) - len(vals)
+        mean, std = robust_stats(vals)
+        if bad:
+            notes.append(f"{m}: {bad} non-finite or non-numeric value(s) left out of the mean")
+        if vals and (mean is None or std is None):
+            notes.append(f"{m}: the {'mean' if mean is None else 'std'} overflows a float; written as null")
+        out[m] = {"mean": mean, "std": std, "n": len(vals), "n_nonfinite": bad}
+    return out
+
+
+def _problem_info(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean over samples of each finite `problem_*` fact (e.g. the realised acceleration), prefix dropped."""
+    info = {}
+    for k in sorted({k for r in rows for k in r if k.startswith("problem_")}):
+        mean, _ = robust_stats([float(r[k]) for r in rows if _finite(r.get(k))])
+        if mean is not None:
+            info[k.removeprefix("problem_")] = mean
+    return info
+
+
+def _dedupe(runs: list[dict[str, Any]], notes: list[str]) -> list[dict[str, Any]]:
+    """The rows of one leaderboard row, each sample id once. Two runs of one variant (the same no-op shift
+    and adapters, if any) holding the same id: an error naming both. A run whose only difference is a no-op
+    shift or adapter repeats the same computation: its copy of an id the plainer run holds is counted once."""
+    kept: list[dict[str, Any]] = []
+    kept_ids: dict[str, str] = {}
+    by_variant: dict[tuple, dict[str, str]] = {}
+    folded: dict[tuple[str, str], int] = {}
+    for run in sorted(runs, key=lambda r: (len(r["variant"][0]) + bool(r["variant"][1]), r["variant"], r["run_id"])):
+        seen = by_variant.setdefault(run["variant"], {})
+        for row, where in run["rows"]:
+            sid = sample_id(row)
+            here = f"{run['run_id']} ({where})"
+            if sid in seen:
+                raise LeaderboardError(
+                    f"sample {sid!r} is counted twice in one leaderboard row: in {seen[sid]} and in {here}. "
+                    f"The same samples run again are not new samples; leave one run directory out (or, for a "
+                    f"larger n, run other samples, e.g. another split or --n beyond the first run's)")
+            seen[sid] = here
+            if sid in kept_ids:
+                pair = (run["run_id"], kept_ids[sid])
+                folded[pair] = folded.get(pair, 0) + 1
+                continue
+            kept_ids[sid] = run["run_id"]
+            kept.append(row)
+    for (run_id, plain), k in sorted(folded.items()):
+        notes.append(f"{k} sample(s) of {run_id} repeat {plain} (the same computation: its shift or adapter changed "
+                     f"nothing); counted once")
+    return kept
 
 
 def changed_options(key: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -66,72 +353,140 @@ def changed_options(key: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return changed
 
 
+def _opt(v: Any) -> str:
+    return json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+
+
 def method_label(entry: dict[str, Any]) -> str:
-    """algorithm[+adapters], then the changed options, e.g. `diffpir (lam=30)`."""
+    """algorithm[+adapters], then the changed options and the adapters that adapted nothing, e.g.
+    `diffpir (lam=30)`, `cg-sense (+tda adapted nothing)`."""
     name = entry["algorithm"] + (f"+{entry['adapters']}" if entry["adapters"] else "")
-    opts = [f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}"
-            for part in entry["changed_options"].values() for k, v in part.items()]
+    opts = [f"{k}={_opt(v)}" for part in entry["changed_options"].values() for k, v in part.items()]
+    opts += [f"+{a} adapted nothing" for a in entry.get("adapters_noop", [])]
     return name + (f" ({', '.join(opts)})" if opts else "")
 
 
-def _container(node) -> dict[str, Any]:
-    return {} if node is None else dict(OmegaConf.to_container(node, resolve=True))
+def tuning_label(entry: dict[str, Any]) -> str:
+    t = entry.get("tuning")
+    return "defaults" if not t else f"tuned on {t.get('split')}, {t.get('trials')} trials"
 
 
-def _frozen(value: Any) -> Any:
-    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+def _flat(entry: dict[str, Any]) -> dict[str, str]:
+    """Every keyed value of an entry as `group.option` -> text (what may tell two Markdown rows apart)."""
+    flat = {}
+    for group in ("problem", "dataset", "prior", "algorithm"):
+        for k, v in entry[f"{group}_options"].items():
+            flat[f"{group}.{k}"] = _opt(v)
+    for a, opts in entry["adapter_options"].items():
+        for k, v in opts.items():
+            flat[f"adapters.{a}.{k}"] = _opt(v)
+    h = entry.get("prior_hash")
+    flat["prior_hash"] = str(h)[:19] if h else str(h)  # "sha256:" + 12 hex digits
+    flat["run.scheme"], flat["run.split"] = str(entry.get("scheme")), str(entry.get("split"))
+    flat["tuning"] = _opt(entry.get("tuning"))
+    return flat
 
 
-def find_runs(paths: Iterable[str | Path]) -> list[Path]:
-    """Run directories among the paths: each path itself or, recursively, those below it."""
-    found = []
-    for p in map(Path, paths):
-        if not p.exists():
-            raise LeaderboardError(f"{p} does not exist")
-        if (p / "config.yaml").exists():
-            found.append(p)
-        else:
-            found.extend(sorted(q.parent for q in p.rglob("config.yaml")))
-    if not found:
-        raise LeaderboardError(f"no run directories under {', '.join(map(str, paths))}")
-    return found
+def _cells(e: dict[str, Any], label: str) -> list[str]:
+    accel = e["problem_info"].get("acceleration")
+    coils = e["problem_options"].get("coils")
+    return [e["problem"], f"{accel:.1f}" if accel else "–", str(coils) if coils else "–", str(e["dataset"]),
+            e["shift"] or "–", label, e["prior"] or "–", tuning_label(e)]
+
+
+def _label_entries(entries: list[dict[str, Any]]) -> None:
+    """Set each entry's `label`: its method label, plus, where the Markdown cells of two rows would be the
+    same, the keyed values that differ between them (e.g. `cg-sense [problem.mask=equispaced]`)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for e in entries:
+        e["label"] = method_label(e)
+        groups.setdefault(tuple(_cells(e, e["label"])), []).append(e)
+    for same in groups.values():
+        if len(same) < 2:
+            continue
+        flats = [_flat(e) for e in same]
+        keys = sorted({k for f in flats for k in f if len({g.get(k, "–") for g in flats}) > 1})
+        for e, f in zip(same, flats):
+            e["label"] += " [" + ", ".join(f"{k}={f.get(k, '–')}" for k in keys) + "]"
+
+
+def _freeze(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
 
 
 def build(paths: Iterable[str | Path]) -> dict[str, Any]:
+    """The leaderboard of the run directories under `paths`: {schema_version, created, entries, skipped}."""
+    skipped: list[dict[str, str]] = []
+    run_dirs = find_runs(paths, skipped)
     groups: dict[tuple, list[dict[str, Any]]] = {}
-    for run in map(load_run, find_runs(paths)):
-        groups.setdefault(tuple(_frozen(run["key"][k]) for k in KEY), []).append(run)
+    for run in map(load_run, run_dirs):
+        groups.setdefault(tuple(_freeze(run["key"][k]) for k in KEY), []).append(run)
     entries = []
-    for key, runs in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
-        rows = [r for run in runs for r in run["rows"]]
-        agg = aggregate(rows, METRICS)
-        metrics = {m: {"mean": v["mean"], "std": v["std"]} for m, v in agg["metrics"].items()}
-        info: dict[str, float] = {}
-        for run in runs:
-            for k, v in run["info"].items():
-                info[k] = v  # runs of one group share their problem settings
+    for key, runs in groups.items():
+        notes: list[str] = []
+        rows = _dedupe(runs, notes)
+        ok = [r for r in rows if r.get("status") == "ok"]
+        metrics = _metric_stats(ok, METRICS, notes)
+        tuning = None
+        if runs[0]["key"]["tuning"] is not None:
+            studies = {str(r["tuning"].get("study")): r["tuning"].get("score") for r in runs}
+            tuning = {**runs[0]["key"]["tuning"], "studies": [{"study": s, "score": sc if _finite(sc) else None}
+                                                              for s, sc in sorted(studies.items())]}
         entries.append({
             **{k: (json.loads(v) if k.endswith("_options") else v) for k, v in zip(KEY, key)},
+            "tuning": tuning,
+            "adapters_noop": sorted({a for r in runs for a in r["adapters_noop"]}),
+            "shift_noop": sorted({r["shift_noop"] for r in runs if r["shift_noop"]}),
             "changed_options": changed_options(runs[0]["key"]),
-            "n": agg["n_ok"],
-            "n_failed": agg["n_failed"],
+            "n": len(ok),
+            "n_failed": len(rows) - len(ok),
             "metrics": metrics,
             "nfe": metrics["nfe"]["mean"],
             "seconds_per_sample": metrics["seconds"]["mean"],
             "device": sorted({run["device"] for run in runs}),
-            "problem_info": info,
-            "run_ids": [run["run_id"] for run in runs],
+            "problem_info": _problem_info(rows),
+            "run_ids": sorted(run["run_id"] for run in runs),
+            "notes": notes,
         })
     entries.sort(key=lambda e: (e["problem"], e["problem_info"].get("acceleration", 0),
-                                -int(e["problem_options"].get("coils") or 0), e["dataset"], str(e["shift"]),
-                                str(e["prior"]), e["algorithm"], e["adapters"]))
-    return {"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "entries": entries}
+                                -int(e["problem_options"].get("coils") or 0), str(e["dataset"]), str(e["shift"]),
+                                str(e["prior"]), e["algorithm"], e["adapters"],
+                                json.dumps({k: e[k] for k in KEY}, sort_keys=True, default=str)))
+    _label_entries(entries)
+    return {"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "entries": entries,
+            "skipped": skipped}
+
+
+def _non_finite(value: Any, where: str = "") -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "(top)"
+    if isinstance(value, dict):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for k, v in items:
+        found = _non_finite(v, f"{where}/{k}")
+        if found:
+            return found
+    return None
 
 
 def validate(board: dict[str, Any]) -> None:
+    """The shipped JSON Schema, and no NaN or infinity anywhere (JSON has none: they are written as null)."""
     import jsonschema
 
     jsonschema.validate(board, json.loads(SCHEMA_PATH.read_text()))
+    bad = _non_finite(board)
+    if bad:
+        raise jsonschema.ValidationError(f"non-finite number at {bad}; JSON has no NaN or infinity (use null)")
+
+
+def dumps(board: dict[str, Any]) -> str:
+    """The board as strict JSON (validated first; a NaN would fail here rather than be written as `NaN`)."""
+    validate(board)
+    return json.dumps(board, indent=2, allow_nan=False)
 
 
 def _fmt(v: float | None, m: str) -> str:
@@ -147,15 +502,11 @@ def _fmt(v: float | None, m: str) -> str:
 
 
 def markdown(board: dict[str, Any], metrics: tuple[str, ...] = TABLE) -> str:
-    head = ["problem", "R", "coils", "dataset", "shift", "method", "prior", "n"] + [
+    head = ["problem", "R", "coils", "dataset", "shift", "method", "prior", "tuning", "n"] + [
         "s/sample" if m == "seconds" else m.upper() if m in ("psnr", "ssim", "nmse", "nfe") else m for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in board["entries"]:
-        method = method_label(e)
-        accel = e["problem_info"].get("acceleration")
-        coils = e["problem_options"].get("coils")
-        cells = [e["problem"], f"{accel:.1f}" if accel else "–", str(coils) if coils else "–", e["dataset"], e["shift"] or "–", method,
-                 e["prior"] or "–", str(e["n"])]
+        cells = _cells(e, e.get("label") or method_label(e)) + [str(e["n"])]
         for m in metrics:
             mm = e["metrics"][m]
             cell = _fmt(mm["mean"], m)

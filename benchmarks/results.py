@@ -313,6 +313,16 @@ class RunDir:
         os.replace(tmp, self.path / rel)
         return rel
 
+    def save_target(self, index: int, image: torch.Tensor) -> str:
+        """RUN_DIR/targets/<index>.npy: the ground truth (float32 C, H, W, target units), so that a report of
+        the run never depends on the dataset being present; written only after the reconstruction is made."""
+        rel = f"targets/{index:06d}.npy"
+        (self.path / "targets").mkdir(exist_ok=True)
+        tmp = self.path / f"{rel}.tmp.npy"
+        np.save(tmp, image.detach().float().cpu().numpy())
+        os.replace(tmp, self.path / rel)
+        return rel
+
     def append(self, row: dict[str, Any], path: Path | None = None) -> None:
         """Append one JSON line (to samples.jsonl by default) and fsync it."""
         with open(path or self.samples_path, "a") as f:

@@ -339,6 +339,9 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
     device = resolve_device(cfg.run.device)
     torch.manual_seed(cfg.run.seed)
     comp = build_components(cfg, device)
+    from benchmarks.fingerprint import prior_fingerprint  # the weights' hash, frozen in config.yaml (leaderboard key)
+    prior_hash = None if comp["prior"] is None else prior_fingerprint(comp["prior"])
+    OmegaConf.update(cfg, "names.prior_hash", prior_hash, force_add=True)
     n = int(cfg.run.n)
     if n > len(comp["dataset"]):
         warnings.warn(f"run.n={n} but dataset {cfg.names.dataset!r} has {len(comp['dataset'])} items; using all")
@@ -375,6 +378,8 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
                                 continue
                             if save and image is not None:
                                 row["reconstruction"] = rundir.save_reconstruction(row["index"], image)
+                                row["target"] = rundir.save_target(row["index"],
+                                                                   comp["dataset"][row["index"]]["image"])
                             rundir.append(row)
                     bar.log_trace(b, trace)
                     bar.postfix(rows)

@@ -7,6 +7,7 @@ declared per-sample shape). Measurements carry additive Gaussian noise of standa
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -150,6 +151,32 @@ class ProblemInstance:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@torch.no_grad()
+def adjoint_quantile(y: Tensor, operator: ForwardOperator, percentile: float = 0.99) -> Tensor:
+    """(B,) the `percentile` quantile of magnitude(A^H y) per sample, floored at 1e-12: the measurement's
+    own scale (DESIGN.md, "Scaling"), a constant (no gradient)."""
+    mag = magnitude(operator.adjoint(y).detach()).flatten(1)
+    return torch.quantile(mag.float(), percentile, dim=1).clamp_min(1e-12)
+
+
+def check_int(name: str, value: object, minimum: int) -> int:
+    """value as an int >= minimum; a float, bool or string is refused (a coil count is never rounded)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_number(name: str, value: object, minimum: float | None = None) -> float:
+    """value as a finite float (>= minimum where given); a string, bool or NaN is refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum:g}, got {value}")
+    return float(value)
+
+
 class Problem:
     """An inverse problem: turns a batch of ground-truth images into measurements and operators.
 
@@ -171,8 +198,7 @@ class Problem:
     def measurement_scale(self, y: Tensor, operator: ForwardOperator, percentile: float = 0.99) -> Tensor:
         """Per-sample scale from the measurement only: a percentile of |A^H y| (never the target); a
         constant, so no gradient flows into the operator's adaptable parameters."""
-        mag = magnitude(operator.adjoint(y)).flatten(1)
-        return torch.quantile(mag.float(), percentile, dim=1).clamp_min(1e-12)
+        return adjoint_quantile(y, operator, percentile)
 
     def info(self, operator: ForwardOperator) -> dict[str, Any]:
         """Facts about the realised problem recorded with every sample (e.g. the acceleration)."""

@@ -1,16 +1,81 @@
 """Datasets of ground-truth images: items are {"id": str, "image": (C, H, W) float32 tensor}.
 
 Every dataset is deterministic: item i of a split is the same on every machine and every run.
+An item that cannot be used (an unreadable or truncated file, NaN/Inf or all-zero data, a size the
+data cannot give) raises `DataError`, naming the file, the key and the fix; a runner records it as a
+failed sample and goes on (`read_item` turns any read error of an item into one).
 """
 from __future__ import annotations
 
 import hashlib
+import zlib
+from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 SPLITS = ("train", "val", "test")
+# errors a file reader may raise on a corrupt or truncated file (h5py: OSError; gzip: EOFError, zlib.error)
+READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
+GIB = 2**30
+
+
+class DataError(ValueError):
+    """One item (or file) cannot be used; the message names the file, the key and the fix.
+
+    `path` is the file at fault (or None) and `item_id` the id the item would have had, where known.
+    """
+
+    def __init__(self, message: str, path: str | Path | None = None, item_id: str | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else str(path)
+        self.item_id = item_id
+
+
+def check_allocation(shape: tuple[int, ...], itemsize: int, limit_gb: float, what: str,
+                     option: str = "dataset.max_slice_gb") -> None:
+    """Refuse, before reading, a declared array whose allocation would exceed `limit_gb` GiB."""
+    nbytes = itemsize
+    for n in shape:
+        nbytes *= int(n)
+    if nbytes > limit_gb * GIB:
+        raise DataError(f"{what} declares shape {tuple(int(n) for n in shape)}: reading it would allocate "
+                        f"{nbytes / GIB:.1f} GiB, above the limit of {limit_gb:g} GiB; the file is corrupt or not "
+                        f"what it claims (if it is real, raise {option})")
+
+
+def check_image(image: object, source: str) -> Tensor:
+    """The item's image if it is a finite, non-empty floating tensor; else a DataError naming `source`."""
+    if not isinstance(image, Tensor) or not image.is_floating_point():
+        kind = type(image).__name__ if not isinstance(image, Tensor) else f"tensor of {image.dtype}"
+        raise DataError(f"{source}: 'image' is a {kind}; expected a float tensor (C, H, W)")
+    if not bool(torch.isfinite(image).all()):
+        bad = int((~torch.isfinite(image)).sum())
+        raise DataError(f"{source}: 'image' contains {bad} NaN or Inf value(s); fix or remove the item's file")
+    if not bool(image.any()):
+        raise DataError(f"{source}: 'image' is all zero (an empty slice or file?); choose other slices or remove it")
+    return image
+
+
+def read_item(dataset: Dataset, i: int) -> dict[str, object]:
+    """dataset[i], checked (finite, non-empty image); a read error of the item becomes a DataError.
+
+    IndexError passes through (the end of a dataset); every other failure to produce a usable item
+    (DataError, a corrupt file's OSError/EOFError/zlib.error, a NaN image) is a DataError naming the
+    dataset, the index and the cause, so a runner can record the sample as failed and go on.
+    """
+    name = type(dataset).__name__
+    try:
+        item = dataset[i]
+    except DataError:
+        raise
+    except READ_ERRORS as exc:
+        raise DataError(f"{name} item {i}: cannot read it ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(item, dict) or "image" not in item:
+        raise DataError(f"{name} item {i}: expected a dict with 'id' and 'image', got {type(item).__name__}")
+    check_image(item["image"], f"{name} item {i} ({item.get('id', '?')})")
+    return item
 
 
 def item_seed(*parts: object) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import h5py
 import numpy as np
@@ -26,12 +26,14 @@ from torch import Tensor
 
 from inverse_problems.coils import birdcage_maps
 from inverse_problems.coils import rss as rss_combine
-from inverse_problems.datasets import ImageDataset
+from inverse_problems.datasets import READ_ERRORS, DataError, ImageDataset, check_allocation
 from inverse_problems.espirit import espirit_maps
 from inverse_problems.fft import fft2c, ifft2c
 from inverse_problems.phantom_datasets import normalise_p99
 
 COMBINE = ("rss", "espirit")
+T = TypeVar("T")
+MAX_SLICE_GB = 4.0  # a declared slice above this many GiB is refused before it is read
 ISMRMRD_NS = "http://www.ismrm.org/ISMRMRD"
 
 
@@ -41,7 +43,8 @@ def parse_header(xml: str | bytes, source: str = "header") -> dict[str, tuple[in
     try:
         root = ET.fromstring(xml)
     except ET.ParseError as exc:
-        raise ValueError(f"{source}: 'ismrmrd_header' is not valid XML ({exc}); expected an ISMRMRD header") from exc
+        raise DataError(f"{source}: 'ismrmrd_header' is not valid XML ({exc}); expected an ISMRMRD header",
+                        source) from exc
 
     def child(node: ET.Element | None, name: str) -> ET.Element | None:
         if node is None:
@@ -57,7 +60,7 @@ def parse_header(xml: str | bytes, source: str = "header") -> dict[str, tuple[in
         try:
             out[key] = tuple(int(child(m, a).text) for a in ("x", "y", "z"))  # type: ignore[union-attr,arg-type]
         except (AttributeError, TypeError, ValueError) as exc:
-            raise ValueError(f"{source}: 'ismrmrd_header' {space}/matrixSize needs integer x, y, z") from exc
+            raise DataError(f"{source}: 'ismrmrd_header' {space}/matrixSize needs integer x, y, z", source) from exc
     return out
 
 
@@ -96,54 +99,87 @@ def write_fastmri_h5(path: str | Path, kspace: Tensor | np.ndarray, reconstructi
 
 # ---------------------------------------------------------------- reading
 class FastMRIFile:
-    """One fastMRI h5 file, validated on open, read one slice at a time (nothing is held open)."""
+    """One fastMRI h5 file, validated on open, read one slice at a time (nothing is held open).
 
-    def __init__(self, path: str | Path) -> None:
+    Every problem with the file raises a DataError naming it and the key: not HDF5 or truncated, a
+    missing or malformed `kspace`, a declared slice larger than `max_slice_gb` GiB (checked before any
+    read), NaN/Inf or all-zero values in the slice read.
+    """
+
+    def __init__(self, path: str | Path, max_slice_gb: float = MAX_SLICE_GB) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such fastMRI file")
         try:
             f = h5py.File(self.path, "r")
-        except OSError as exc:
-            raise ValueError(f"{self.path}: not an HDF5 file ({exc}); expected a fastMRI .h5 file") from exc
-        with f:
-            if "kspace" not in f:
-                raise ValueError(f"{self.path}: missing key 'kspace'; expected complex k-space (slices, coils, H, W) "
-                                 f"(found keys: {', '.join(sorted(f.keys())) or 'none'})")
-            ks = f["kspace"]
-            if ks.ndim not in (3, 4):
-                raise ValueError(f"{self.path}: key 'kspace' has shape {ks.shape} (rank {ks.ndim}); expected rank 4 "
-                                 f"(slices, coils, H, W), or rank 3 (slices, H, W) for single-coil data")
-            if ks.dtype.kind != "c":
-                raise ValueError(f"{self.path}: key 'kspace' is real-valued ({ks.dtype}); expected complex k-space "
-                                 f"(complex64); store real and imaginary parts as one complex array")
-            self.single_coil = ks.ndim == 3
-            shape = ks.shape
-            self.n_slices = shape[0]
-            self.coils = 1 if self.single_coil else shape[1]
-            self.shape = tuple(shape[-2:])
-            self.has_rss = "reconstruction_rss" in f
-            if self.has_rss and f["reconstruction_rss"].ndim != 3:
-                raise ValueError(f"{self.path}: key 'reconstruction_rss' has shape {f['reconstruction_rss'].shape}; "
-                                 f"expected (slices, h, w)")
-            raw = f["ismrmrd_header"][()] if "ismrmrd_header" in f else None
-            self.attrs = dict(f.attrs)
-        self.header_xml = raw.decode() if isinstance(raw, bytes) else (str(raw) if raw is not None else None)
+        except READ_ERRORS as exc:
+            raise DataError(f"{self.path}: not an HDF5 file or truncated ({exc}); expected a fastMRI .h5 file "
+                            f"(re-copy or remove it)", self.path) from exc
+        try:
+            with f:
+                self._inspect(f, max_slice_gb)
+        except READ_ERRORS as exc:
+            raise DataError(f"{self.path}: corrupt HDF5 file ({exc}); re-copy or remove it", self.path) from exc
         self.header = parse_header(self.header_xml, f"{self.path}") if self.header_xml else {"encoded": None,
                                                                                           "recon": None}
+
+    def _inspect(self, f: h5py.File, max_slice_gb: float) -> None:
+        if "kspace" not in f:
+            raise DataError(f"{self.path}: missing key 'kspace'; expected complex k-space (slices, coils, H, W) "
+                            f"(found keys: {', '.join(sorted(f.keys())) or 'none'})", self.path)
+        ks = f["kspace"]
+        if not isinstance(ks, h5py.Dataset):
+            raise DataError(f"{self.path}: key 'kspace' is a group, not an array; expected complex k-space", self.path)
+        if ks.ndim not in (3, 4):
+            raise DataError(f"{self.path}: key 'kspace' has shape {ks.shape} (rank {ks.ndim}); expected rank 4 "
+                            f"(slices, coils, H, W), or rank 3 (slices, H, W) for single-coil data", self.path)
+        if ks.dtype.kind != "c":
+            raise DataError(f"{self.path}: key 'kspace' is real-valued ({ks.dtype}); expected complex k-space "
+                            f"(complex64); store real and imaginary parts as one complex array", self.path)
+        check_allocation(ks.shape[1:], 8, max_slice_gb, f"{self.path}: key 'kspace' (one slice as complex64)")
+        if min(ks.shape) < 1:
+            raise DataError(f"{self.path}: key 'kspace' has shape {ks.shape} with an empty axis", self.path)
+        self.single_coil = ks.ndim == 3
+        shape = ks.shape
+        self.n_slices = shape[0]
+        self.coils = 1 if self.single_coil else shape[1]
+        self.shape = tuple(shape[-2:])
+        self.has_rss = "reconstruction_rss" in f
+        if self.has_rss:
+            rss = f["reconstruction_rss"]
+            if not isinstance(rss, h5py.Dataset) or rss.ndim != 3:
+                raise DataError(f"{self.path}: key 'reconstruction_rss' has shape {getattr(rss, 'shape', None)}; "
+                                f"expected (slices, h, w)", self.path)
+            check_allocation(rss.shape[1:], 4, max_slice_gb, f"{self.path}: key 'reconstruction_rss' (one slice)")
+        raw = f["ismrmrd_header"][()] if "ismrmrd_header" in f else None
+        self.attrs = dict(f.attrs)
+        if isinstance(raw, bytes):
+            raw = raw.decode(errors="replace")
+        self.header_xml = None if raw is None else str(raw)
 
     def _check_slice(self, s: int) -> int:
         if not -self.n_slices <= s < self.n_slices:
             raise IndexError(f"{self.path}: slice {s} out of range for {self.n_slices} slices")
         return s % self.n_slices
 
+    def _read(self, key: str, s: int) -> np.ndarray:
+        try:
+            with h5py.File(self.path, "r") as f:
+                return np.asarray(f[key][s])
+        except READ_ERRORS as exc:
+            raise DataError(f"{self.path}: key {key!r} slice {s} cannot be read ({exc}); the file is truncated or "
+                            f"corrupt: re-copy or remove it", self.path) from exc
+
     def kspace(self, s: int) -> Tensor:
-        """Slice s as complex64 (coils, H, W); NaN or Inf raise a ValueError."""
+        """Slice s as complex64 (coils, H, W); NaN/Inf or all-zero values raise a DataError."""
         s = self._check_slice(s)
-        with h5py.File(self.path, "r") as f:
-            k = np.asarray(f["kspace"][s])
+        k = self._read("kspace", s)
         if not np.isfinite(k).all():
-            raise ValueError(f"{self.path}: key 'kspace' slice {s} contains NaN or Inf values; expected finite k-space")
+            raise DataError(f"{self.path}: key 'kspace' slice {s} contains NaN or Inf values; expected finite "
+                            f"k-space (fix or remove the file)", self.path)
+        if not k.any():
+            raise DataError(f"{self.path}: key 'kspace' slice {s} is all zero (no signal); choose other slices "
+                            f"(dataset.slices=...) or remove the file", self.path)
         t = torch.from_numpy(k.astype(np.complex64))
         return t[None] if self.single_coil else t
 
@@ -152,10 +188,9 @@ class FastMRIFile:
         if not self.has_rss:
             return None
         s = self._check_slice(s)
-        with h5py.File(self.path, "r") as f:
-            r = np.asarray(f["reconstruction_rss"][s], dtype=np.float32)
+        r = self._read("reconstruction_rss", s).astype(np.float32)
         if not np.isfinite(r).all():
-            raise ValueError(f"{self.path}: key 'reconstruction_rss' slice {s} contains NaN or Inf values")
+            raise DataError(f"{self.path}: key 'reconstruction_rss' slice {s} contains NaN or Inf values", self.path)
         return torch.from_numpy(r)
 
     def crop_size(self) -> tuple[int, int]:
@@ -253,21 +288,56 @@ def split_folder(root: str | Path | None, split: str, prefixes: Sequence[str] = 
     return root
 
 
+def open_files(paths: Sequence[Path], opener: Callable[[Path], T], kind: str) -> list[T | DataError]:
+    """Open every file; an unusable one stays in the list as its DataError (read as one failed item).
+
+    Only when no file at all can be used is the first error raised (with the count), so one bad file
+    in a folder costs one failed sample while a folder of nothing usable is refused at once.
+    """
+    files: list[T | DataError] = []
+    for p in paths:
+        try:
+            files.append(opener(p))
+        except DataError as exc:
+            files.append(exc)
+    if files and all(isinstance(f, DataError) for f in files):
+        first = files[0]
+        raise DataError(f"{kind}: none of the {len(files)} file(s) can be read; the first: {first}", paths[0])
+    return files
+
+
+def check_resolution(path: Path, available: tuple[int, int], size: int, what: str) -> None:
+    """Refuse to make `size` x `size` images from data with fewer samples (that would be interpolation)."""
+    if min(available) < size:
+        raise DataError(f"{path}: {what} is {available[0]}x{available[1]}, smaller than the requested size "
+                        f"{size}x{size} (it would be upsampled, not measured); the largest size this file gives is "
+                        f"{min(available)}: set dataset.size={min(available)} or less (and problem.size to match), "
+                        f"or remove the file", path)
+
+
 class FastMRIDataset(ImageDataset):
-    """fastMRI multi-coil h5 folder: coil-combined (RSS or ESPIRiT SENSE-1) slices, resampled to size."""
+    """fastMRI multi-coil h5 folder: coil-combined (RSS or ESPIRiT SENSE-1) slices, resampled to size.
+
+    A file that cannot be opened is one item that raises its DataError when read (a failed sample);
+    `max_slice_gb` bounds the memory a file's declared slice shape may ask for.
+    """
 
     def __init__(self, root: str | None = None, split: str = "test", size: int = 64, slices: str | int = "middle",
-                 combine: str = "rss", crop: tuple[int, int] | None = None) -> None:
+                 combine: str = "rss", crop: tuple[int, int] | None = None, max_slice_gb: float = MAX_SLICE_GB) -> None:
         self.split = self.check_split(split)
         if combine not in COMBINE:
             raise ValueError(f"unknown coil combination {combine!r}; choose one of {COMBINE}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"dataset.size must be a positive integer, got {size!r}")
         self.folder = split_folder(root, split, kind="fastmri")
         paths = sorted(list(self.folder.glob("*.h5")) + list(self.folder.glob("*.hdf5")))
         if not paths:
             raise FileNotFoundError(f"fastmri: no .h5 files in {str(self.folder)!r}; point dataset.root at a fastMRI "
                                     f"folder (or export some with `bench export-data`)")
-        self.files = [FastMRIFile(p) for p in paths]
-        self.index = [(fi, s) for fi, f in enumerate(self.files) for s in parse_slices(slices, f.n_slices)]
+        self.paths = paths
+        self.files = open_files(paths, lambda p: FastMRIFile(p, max_slice_gb), "fastmri")
+        self.index = [(fi, s) for fi, f in enumerate(self.files)
+                      for s in ([None] if isinstance(f, DataError) else parse_slices(slices, f.n_slices))]
         self.size = (size, size)
         self.channels = 2
         self.combine = combine
@@ -280,11 +350,20 @@ class FastMRIDataset(ImageDataset):
         self.check_index(i)
         fi, s = self.index[i]
         f = self.files[fi]
-        crop = self.crop or f.crop_size()
-        coil_images = resample_coil_images(f.kspace(s), crop, self.size[0])
-        z = combine_coils(coil_images, self.combine)
-        image = torch.stack([z.real, z.imag]).to(torch.float32)
-        return {"id": f"{f.path.stem}-s{s:03d}", "image": normalise_p99(image)}
+        if isinstance(f, DataError):
+            raise DataError(str(f), self.paths[fi], self.paths[fi].stem)
+        try:
+            crop = self.crop or f.crop_size()
+            check_resolution(f.path, crop, self.size[0], f"k-space (field of view {crop[0]}x{crop[1]} pixels)")
+            coil_images = resample_coil_images(f.kspace(s), crop, self.size[0])
+            z = combine_coils(coil_images, self.combine)
+            image = normalise_p99(torch.stack([z.real, z.imag]).to(torch.float32))
+        except DataError as exc:
+            exc.item_id = f"{f.path.stem}-s{s:03d}"
+            raise
+        except ValueError as exc:  # e.g. an image with no signal after the crop
+            raise DataError(f"{f.path}: slice {s}: {exc}", f.path, f"{f.path.stem}-s{s:03d}") from exc
+        return {"id": f"{f.path.stem}-s{s:03d}", "image": image}
 
 
 # ---------------------------------------------------------------- export

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from inverse_problems.base import SVD, ForwardOperator, Problem
+from inverse_problems.base import SVD, ForwardOperator, Problem, check_int, check_number
 
 
 class Inpainting(ForwardOperator):
@@ -44,6 +44,8 @@ class InpaintingProblem(Problem):
 
     def __init__(self, size: int = 32, channels: int = 1, keep: float = 0.5, noise_std: float = 0.01,
                  mask_seed: int = 0) -> None:
+        size, channels = check_int("size", size, 2), check_int("channels", channels, 1)
+        keep, noise_std = check_number("keep", keep), check_number("noise_std", noise_std, 0.0)
         if not 0 < keep <= 1:
             raise ValueError(f"keep must be in (0, 1], got {keep}")
         self.image_shape = (channels, size, size)

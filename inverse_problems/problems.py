@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from inverse_problems.base import ForwardOperator, Problem
+from inverse_problems.base import ForwardOperator, Problem, check_int, check_number
 from inverse_problems.coils import birdcage_maps
 from inverse_problems.espirit import espirit_maps, kernel_shape
 from inverse_problems.lowfield import LowField
@@ -51,14 +51,18 @@ class CSMRIProblem(Problem):
                  mask: str = "random", mask_seed: int = 0, noise_std: float = 0.005, snr_db: float | None = None,
                  coil_maps: str | bool = "estimated", coil_radius: float = 1.5, correction_size: int = 4,
                  espirit_kernel: int = 6, espirit_threshold: float = 0.02, espirit_crop: float = 0.95) -> None:
+        size, coils = check_int("size", size, 2), check_int("coils", coils, 1)
+        acceleration = check_number("acceleration", acceleration, 1.0)
+        center_fraction = check_number("center_fraction", center_fraction)
+        noise_std = check_number("noise_std", noise_std)
+        if snr_db is not None:
+            snr_db = check_number("snr_db", snr_db)
         if mask not in MASK_TYPES:
             raise ValueError(f"unknown mask {mask!r}; choose one of {', '.join(MASK_TYPES)}")
         if isinstance(coil_maps, bool):  # YAML / hydra read a bare `true` as a boolean
             coil_maps = "true" if coil_maps else "estimated"
         if coil_maps not in COIL_MAPS:
             raise ValueError(f"coil_maps must be one of {COIL_MAPS} (estimated: ESPIRiT; true: oracle), got {coil_maps!r}")
-        if coils < 1:
-            raise ValueError(f"coils must be >= 1 (1 = single-coil), got {coils}")
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
         self.image_shape = (2, size, size)
@@ -117,6 +121,10 @@ class LowFieldProblem(Problem):
 
     def __init__(self, size: int = 64, k: float = 2.0, fwhm: float = 2.0, noise_std: float = 0.01,
                  fwhm_recon: float | None = None, snr_db: float | None = None) -> None:
+        size = check_int("size", size, 2)
+        k, fwhm, noise_std = check_number("k", k), check_number("fwhm", fwhm), check_number("noise_std", noise_std)
+        if snr_db is not None:
+            snr_db = check_number("snr_db", snr_db)
         if k < 1:
             raise ValueError(f"k must be >= 1 (k = 2 keeps the central half of each k-space axis), got {k}")
         if fwhm < 0 or (fwhm_recon is not None and fwhm_recon < 0):

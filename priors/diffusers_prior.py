@@ -61,19 +61,20 @@ class DiffusersPrior(Prior):
     """A diffusers UNet2DModel (epsilon, sample or v prediction) as an EDM denoiser D(x, sigma).
 
     Load with `path` (a local diffusers directory, pipeline layout unet/ + scheduler/ or a bare model
-    folder with scheduler_config.json, or a hub id when online) and optional `subfolder`; or pass a
-    built `unet` module and `scheduler_config` dict directly.
+    folder with scheduler_config.json, or a hub id from the local cache; `download=True` lets it fetch
+    one) and optional `subfolder`; or pass a built `unet` module and `scheduler_config` dict directly.
+    Weights that hold NaN or Inf are refused.
     """
 
     def __init__(self, path: str | None = None, subfolder: str | None = None, unet: nn.Module | None = None,
                  scheduler_config: dict[str, Any] | None = None, prediction_type: str | None = None,
-                 dtype: str | None = None) -> None:
+                 dtype: str | None = None, download: bool = False) -> None:
         super().__init__()
         if unet is None:
             if path is None:
                 raise ValueError("DiffusersPrior needs `path` (a diffusers model directory, e.g. prior.path=DIR) "
                                  "or a `unet` module and its `scheduler_config`")
-            unet, scheduler_config = load_diffusers(path, subfolder)
+            unet, scheduler_config = load_diffusers(path, subfolder, download)
         if scheduler_config is None:
             raise ValueError("DiffusersPrior needs the scheduler config (betas / alphas_cumprod, prediction_type)")
         self.unet = unet
@@ -143,14 +144,42 @@ def save_scheduler_config(directory: Path, config: dict[str, Any]) -> None:
     (directory / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
 
 
-def load_diffusers(path: str | os.PathLike, subfolder: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """The UNet2DModel and scheduler config at a local directory or hub id.
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+def check_finite_weights(module: nn.Module, source: str | os.PathLike) -> None:
+    """Refuse a model whose parameters or buffers hold NaN or Inf (a corrupt or diverged checkpoint)."""
+    bad = [name for name, t in [*module.named_parameters(), *module.named_buffers()]
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ValueError(f"{source}: {len(bad)} weight tensor(s) contain NaN or Inf (first: {bad[0]}); the "
+                         f"checkpoint is corrupt or its training diverged: re-train or re-copy it")
+
+
+def _load_unet(source: str, subfolder: str | None, where: str | os.PathLike, **kwargs: Any) -> nn.Module:
+    """UNet2DModel.from_pretrained with any failure (corrupt weights, bad config) named by file."""
+    from diffusers import UNet2DModel
+
+    try:
+        unet = UNet2DModel.from_pretrained(source, subfolder=subfolder, **kwargs)
+    except Exception as exc:  # safetensors, torch, json and diffusers each raise their own types
+        raise ValueError(f"{where}: cannot load the diffusers UNet ({type(exc).__name__}: {exc}); the weights or "
+                         f"config.json are corrupt: re-copy or re-train it") from exc
+    check_finite_weights(unet, where)
+    return unet
+
+
+def load_diffusers(path: str | os.PathLike, subfolder: str | None = None,
+                   download: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+    """The UNet2DModel and scheduler config at a local directory (or a hub id, from the local cache).
 
     Local: `subfolder` if given, else unet/ when present (pipeline layout), else the folder itself; the
-    scheduler config comes from scheduler/ or the same folder. A missing local path raises
-    FileNotFoundError naming it and the `bench train-prior` command that makes one.
+    scheduler config comes from scheduler/ or the same folder. A path that does not exist is looked up
+    as a hub id (owner/name) in the local Hugging Face cache only, unless `download` is set, so an
+    offline machine fails at once; the error names the path looked for and how to give one. Weights
+    that do not load, or that hold NaN/Inf, are refused naming the file.
     """
-    from diffusers import DDPMScheduler, UNet2DModel
+    from diffusers import DDPMScheduler
 
     path = str(path)
     if _local_dir(path):
@@ -160,24 +189,42 @@ def load_diffusers(path: str | os.PathLike, subfolder: str | None = None) -> tup
         if not (model_dir / "config.json").exists():
             raise FileNotFoundError(f"no diffusers model at {model_dir} (config.json missing); make one with "
                                     f"`{TRAIN_HINT.format(path=path)}`")
-        unet = UNet2DModel.from_pretrained(str(root), subfolder=sub)
+        weights = next((model_dir / w for w in WEIGHT_FILES if (model_dir / w).exists()), model_dir)
+        unet = _load_unet(str(root), sub, weights)
         for cand in (root / "scheduler", root, model_dir):
             if (cand / "scheduler_config.json").exists():
-                return unet, dict(DDPMScheduler.load_config(str(cand)))
+                try:
+                    return unet, dict(DDPMScheduler.load_config(str(cand)))
+                except Exception as exc:
+                    raise ValueError(f"{cand / 'scheduler_config.json'}: cannot read the scheduler config "
+                                     f"({type(exc).__name__}: {exc}); re-copy or re-train the model") from exc
         raise FileNotFoundError(f"no scheduler_config.json under {root} (looked in scheduler/ and the folder itself); "
                                 f"`{TRAIN_HINT.format(path=path)}` writes one")
+    where = Path(path).expanduser().resolve()
     if not _looks_like_hub_id(path):
-        raise FileNotFoundError(f"diffusers prior path {path} does not exist; train one with "
-                                f"`{TRAIN_HINT.format(path=path)}` or pass prior.path=DIR (or a hub id owner/name)")
-    sub = subfolder
+        raise FileNotFoundError(f"diffusers prior path {path} does not exist (looked for {where}); pass "
+                                f"prior.path=DIR (a diffusers model directory), or train one with "
+                                f"`{TRAIN_HINT.format(path=path)}`")
+    from diffusers import UNet2DModel
+
+    hub = {"local_files_only": not download}
     try:
-        unet = UNet2DModel.from_pretrained(path, subfolder=sub if sub is not None else "unet")
-        sched_sub = "scheduler" if sub is None else None
-    except (OSError, EnvironmentError):
-        unet = UNet2DModel.from_pretrained(path, subfolder=sub)
-        sched_sub = None
-    try:
-        config = DDPMScheduler.load_config(path, subfolder=sched_sub or "scheduler")
-    except (OSError, EnvironmentError):
-        config = DDPMScheduler.load_config(path)
+        try:
+            unet = UNet2DModel.from_pretrained(path, subfolder=subfolder if subfolder is not None else "unet", **hub)
+            sched_sub = "scheduler" if subfolder is None else None
+        except (OSError, EnvironmentError, ValueError):
+            unet = UNet2DModel.from_pretrained(path, subfolder=subfolder, **hub)
+            sched_sub = None
+        try:
+            config = DDPMScheduler.load_config(path, subfolder=sched_sub or "scheduler", **hub)
+        except (OSError, EnvironmentError):
+            config = DDPMScheduler.load_config(path, **hub)
+    except Exception as exc:  # huggingface_hub and diffusers raise OSError subclasses, ValueError, HTTP errors
+        how = ("" if download else "it is not in the local Hugging Face cache and downloads are off "
+               "(prior.download=true allows one); ")
+        raise FileNotFoundError(f"diffusers prior {path!r}: no local folder {where} and no hub model {path}: {how}"
+                                f"pass prior.path=DIR (a diffusers model directory), or train one with "
+                                f"`{TRAIN_HINT.format(path=path)}` ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    check_finite_weights(unet, f"hub model {path}")
     return unet, dict(config)

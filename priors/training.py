@@ -17,6 +17,7 @@ import argparse
 import copy
 import json
 import math
+import pickle
 import shlex
 import time
 from dataclasses import asdict, dataclass, field
@@ -163,7 +164,11 @@ def load_training_images(cfg: TrainConfig) -> tuple[Tensor, dict[str, Any]]:
         raise ValueError(f"dataset {cfg.dataset!r} (train split) is empty; check its options {opts}")
     cache = Path(cfg.cache) if cfg.cache else None
     if cache is not None and cache.exists():
-        x = torch.load(cache, map_location="cpu", weights_only=True)[:n].float()
+        x = load_checkpoint(cache, "delete it (it is rewritten from the dataset) or pass another --cache")
+        if not isinstance(x, Tensor) or x.ndim != 4:
+            raise ValueError(f"{cache}: not an image cache (expected an (N, C, H, W) tensor); delete it or pass another "
+                             f"--cache")
+        x = x[:n].float()
     else:
         from tqdm.auto import tqdm
 
@@ -177,6 +182,22 @@ def load_training_images(cfg: TrainConfig) -> tuple[Tensor, dict[str, Any]]:
     if cfg.normalize:
         x = normalise(x)
     return x, opts
+
+
+def load_checkpoint(path: Path, fix: str = "start without --resume or from another --out") -> Any:
+    """A checkpoint (or cache) read with torch.load(weights_only=True): tensors and plain values only.
+
+    Anything else (a pickled object, which could run code on load) is refused, naming the file and `fix`.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{path}: refused to load: it holds objects other than tensors and plain values, which "
+                         f"could run code (torch.load weights_only=True); use a file written by "
+                         f"`bench train-prior`, or {fix} ({str(exc).splitlines()[0]})") from exc
+    except (OSError, EOFError, RuntimeError) as exc:
+        raise ValueError(f"{path}: cannot read it ({type(exc).__name__}: {exc}); it is truncated or corrupt: "
+                         f"{fix}") from exc
 
 
 def save_model(directory: Path, unet: nn.Module, prediction: str) -> None:
@@ -281,14 +302,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     ema = EMA(model, cfg.ema)
     step, losses, wall = 0, [], 0.0
     if cfg.resume:
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = load_checkpoint(ckpt_path)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["lr_scheduler"])
         step, losses, wall = int(state["step"]), list(state["losses"]), float(state["wall_seconds"])
         rng_file = ckpt_path.parent / f"rng_rank{acc.process_index}.pt"
-        rng = torch.load(rng_file, weights_only=False) if rng_file.exists() else state["rng"].get(acc.process_index)
+        rng = load_checkpoint(rng_file) if rng_file.exists() else state["rng"].get(acc.process_index)
         if rng is not None:
             gen.set_state(rng["generator"])
             torch.set_rng_state(rng["torch"])
@@ -307,7 +328,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             torch.save({"model": acc.unwrap_model(model).state_dict(), "ema": ema.state_dict(),
                         "optimizer": opt.state_dict(), "lr_scheduler": sched.state_dict(), "step": step,
                         "losses": losses, "wall_seconds": wall + time.time() - t0, "rng": rng,
-                        "config": asdict(cfg)}, tmp)
+                        "config": json.loads(json.dumps(asdict(cfg), default=str))}, tmp)  # plain values only
             tmp.replace(ckpt_path)
 
     t0 = time.time()

@@ -39,7 +39,7 @@ def test_slices_crop_and_normalise_exactly(tmp_path: Path):
 
 
 def test_resize_and_axis(tmp_path: Path):
-    save(tmp_path / "b.nii", volume((30, 24, 4), seed=1))
+    save(tmp_path / "b.nii", volume((30, 24, 16), seed=1))  # axis-0 slices 24 x 16: cropped to 16, resized to 12
     ds = NiftiDataset(str(tmp_path), size=12, axis=0, slices="middle:3")
     assert len(ds) == 3 and ds[0]["id"] == "b-a0-s014"
     x = ds[1]["image"]

@@ -1,12 +1,13 @@
 """Behaviour of the diffusion solvers: NFE counts, seeding, divergence handling, step callbacks, errors."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from algorithms.base import Step
 from algorithms.daps import DAPS
-from algorithms.data_consistency import prox_data, vp_grid
+from algorithms.data_consistency import prox_data, vp_grid, vp_timesteps
 from algorithms.ddrm import DDRM
 from algorithms.diffdeur import DiffDeuR
 from algorithms.diffpir import DiffPIR
@@ -63,7 +64,7 @@ SOLVERS = {
     "dps": (lambda: DPS(n_steps=12), 12),
     "ddrm": (lambda: DDRM(n_steps=10), 10),
     "daps": (lambda: DAPS(budget=None, n_steps=6, ode_steps=3, langevin_steps=5), 18),
-    "diffpir": (lambda: DiffPIR(n_steps=10), 10),
+    "diffpir": (lambda: DiffPIR(n_steps=10), 9),  # the last step (t = 0) calls no network (the official code)
     "diffdeur": (lambda: DiffDeuR(n_steps=4, inr_iters=5, width=16, n_freq=8), 4),
 }
 
@@ -132,15 +133,88 @@ def test_prox_data_svd_and_cg_agree_with_dense_solution():
     assert torch.allclose(prox_data(MaskNoSVD(op.mask), y, z, rho), exact, atol=1e-5)
 
 
+def official_diffpir_timesteps(n: int, T: int = 1000) -> list[int]:
+    """DiffPIR's `skip_type='quad'` as its main scripts compute it: seq = int(sqrt(linspace(0, T^2, n))), last - 1;
+    step i runs at the timestep whose sigma is sigmas[seq[i]] = reduced_alpha_cumprod[T - 1 - seq[i]]."""
+    seq = [int(v) for v in np.sqrt(np.linspace(0, T**2, n))]
+    seq[-1] -= 1
+    return [T - 1 - s for s in seq]
+
+
+@pytest.mark.parametrize("n", [20, 100])
+def test_quad_grid_visits_the_official_diffpir_timesteps(n):
+    t = vp_timesteps(n, "quad").tolist()
+    assert t == official_diffpir_timesteps(n)
+    assert torch.equal(vp_grid(n, "quad")[:-1], vp_sigma_table()[torch.tensor(t)].float())
+    if n == 100:  # large strides at high noise, dense near t = 0
+        assert t[:4] == [999, 899, 857, 825] and t[-3:] == [10, 5, 0]
+    else:
+        assert t == [999, 770, 675, 602, 541, 487, 438, 393, 351, 311, 274, 239, 205, 172, 141, 111, 82, 54, 26, 0]
+
+
 def test_grids():
     table = vp_sigma_table().float()
     u = vp_grid(20, "uniform")
     assert len(u) == 21 and u[-1] == 0 and torch.isclose(u[0], table[950]) and torch.isclose(u[-2], table[0])
+    assert vp_timesteps(20, "uniform").tolist() == list(reversed(range(0, 1000, 1000 // 20)))  # DDRM's range, reversed
+    assert vp_timesteps(30, "uniform").tolist() == list(reversed(range(0, 1000, 33)))[1:]  # the first 30 of 31
     q = vp_grid(100, "quad")
-    assert len(q) == 101 and torch.isclose(q[0], table[999]) and torch.isclose(q[1], table[994])
-    assert (q[1:] <= q[:-1]).all()
+    assert len(q) == 101 and torch.isclose(q[0], table[999]) and torch.isclose(q[1], table[899])
+    assert (q[1:] < q[:-1]).all()
     d = DAPS().annealing()
     assert len(d) == 201 and d[0] == pytest.approx(100.0) and d[-1] == 0 and 0.1 < d[-2] < 0.12
+    with pytest.raises(ValueError, match="spacing"):
+        vp_timesteps(10, "cubic")
+
+
+@pytest.mark.parametrize("name,n", [("diffpir", 20), ("diffdeur", 5)])
+def test_hqs_solvers_visit_the_quad_grid_in_order(name, n):
+    """DiffPIR and DiffDeuR query the denoiser at the official timesteps, from t = 999 down."""
+    prior, op, y = setup(b=1)
+    seen = []
+    alg = DiffPIR(n_steps=n) if name == "diffpir" else DiffDeuR(n_steps=n, inr_iters=2, width=8, n_freq=4)
+    alg.reconstruct(y, op, prior, torch.Generator().manual_seed(0), callback=lambda s: seen.append(float(s.sigma[0])))
+    t = official_diffpir_timesteps(n)
+    visited = t[:-1] if name == "diffpir" else t  # DiffPIR's last step (t = 0) calls no network
+    assert seen == pytest.approx(vp_sigma_table()[torch.tensor(visited)].tolist(), rel=1e-6)
+
+
+def test_diffpir_last_step_returns_the_previous_iterate():
+    """The official last step (t = 0) takes no data step and no re-noising: the result is the iterate at t = 0 made
+    by the step before. Replayed by hand from the start (zeta = 0 makes every step after the start deterministic)."""
+    prior, op, y = setup(b=2)
+    n, lam = 6, 0.5
+    first = []
+    r = DiffPIR(n_steps=n, lam=lam, zeta=0.0).reconstruct(
+        y, op, prior, torch.Generator().manual_seed(0), callback=lambda s: first.append(s.x.clone()) if not first else None)
+    sig = vp_sigma_table()[torch.tensor(official_diffpir_timesteps(n))].float().tolist()
+    x = first[0]
+    for s, s_next in zip(sig[:-1], sig[1:]):
+        z = prior.denoise(x, torch.full((2,), s))
+        x0 = prox_data(op, y, z, torch.full((2,), lam * 0.05**2 / s**2))
+        x = x0 + s_next * (x - x0) / s
+    assert r.nfe == n - 1
+    assert torch.allclose(r.image, x, atol=1e-5)
+    assert not torch.allclose(r.image, prior.denoise(x, torch.full((2,), sig[-1])), atol=1e-4)
+
+
+def test_daps_langevin_step_decays_as_the_official_code():
+    """eta_i = lr (1 + (i/(N+1)) (lr_min_ratio - 1)): the official MCMC sampler's get_lr(step / (N + 1))."""
+    used = []
+
+    class Recording(DAPS):
+        def langevin(self, x0, y, operator, sigma, lr, tau, generator):
+            used.append(lr)
+            return x0
+
+    n, lr, ratio = 8, 1e-4, 0.01
+    prior, op, y = setup(b=1)
+    Recording(budget=None, n_steps=n, ode_steps=1, lr=lr, lr_min_ratio=ratio).reconstruct(
+        y, op, prior, torch.Generator().manual_seed(0))
+    assert len(used) == n
+    for i in (0, n // 2, n - 1):
+        assert used[i] == pytest.approx(lr * (1 + i / (n + 1) * (ratio - 1)), rel=1e-12)
+    assert used[-1] > ratio * lr * 1.5  # the official schedule never reaches lr_min_ratio * lr
 
 
 def test_daps_budgets_and_errors():

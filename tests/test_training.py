@@ -42,7 +42,7 @@ def test_train_prior_writes_a_loadable_diffusers_directory(tmp_path):
     with torch.no_grad():
         assert prior.denoise(x, torch.tensor([0.1, 1.0])).shape == (2, 2, 16, 16)
     # the saved weights are the EMA weights of the checkpoint
-    state = torch.load(out / "checkpoint/state.pt", weights_only=False)
+    state = torch.load(out / "checkpoint/state.pt", weights_only=True)
     saved = load_file(out / "unet/diffusion_pytorch_model.safetensors")
     assert all(torch.equal(saved[k], v) for k, v in state["ema"]["model"].items())
     # the recorded command reproduces these options
@@ -56,10 +56,10 @@ def test_resume_continues_the_step_counter_and_equals_an_uninterrupted_run(tmp_p
     straight, split = tmp_path / "straight", tmp_path / "split"
     train(straight, "--steps", "4", "--save-every", "2")
     train(split, "--steps", "2")
-    assert torch.load(split / "checkpoint/state.pt", weights_only=False)["step"] == 2
+    assert torch.load(split / "checkpoint/state.pt", weights_only=True)["step"] == 2
     train(split, "--steps", "4", "--resume")
-    a = torch.load(straight / "checkpoint/state.pt", weights_only=False)
-    b = torch.load(split / "checkpoint/state.pt", weights_only=False)
+    a = torch.load(straight / "checkpoint/state.pt", weights_only=True)
+    b = torch.load(split / "checkpoint/state.pt", weights_only=True)
     assert b["step"] == 4 and len(b["losses"]) == 4
     assert a["losses"] == b["losses"]
     for k in a["model"]:

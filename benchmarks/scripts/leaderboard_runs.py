@@ -1,16 +1,22 @@
-"""Run the README's leaderboard: every method on cs_mri (R = 4, 8) and lowfield, then `bench leaderboard`.
+"""Run the README's leaderboard: every method on cs_mri (R = 4, 8; 8 coils and single-coil) and lowfield,
+with default options and tuned on val, then `bench leaderboard`.
 
-    python benchmarks/scripts/leaderboard_runs.py [--n 4] [--only SUBSTRING] [--out benchmarks/results/runs]
+    python benchmarks/scripts/leaderboard_runs.py [--n 4] [--trials 8] [--n-val 2] [--stage all]
+                                                  [--only SUBSTRING] [--out benchmarks/results/runs]
 
-Writes run directories under --out (resumable: an existing run is finished with --resume, a finished one
-is skipped) and benchmarks/results/leaderboard.{json,md}. Diffusion solvers run on the shipped prior
-`phantom-brain-64`; the step budgets below are the methods' defaults unless the line says otherwise.
+Stages (in this order with `--stage all`):
+- `defaults`: every classical and diffusion method with its registered defaults, plus the `+tda` rows;
+- `tune`: `bench tune` studies (Optuna TPE, seed 0) of the diffusion solvers on the **val** split, the same
+  number of trials and val samples for every method, into OUT/studies/<setting>-<method>/;
+- `tuned`: the test runs with each study's best options (`bench run ... --tuned STUDY`).
+Test run directories go to OUT/test/<name>/ (resumable: an unfinished run is finished with --resume, a
+finished one is skipped); the leaderboard is built from OUT/test only (the studies' val runs stay out) and
+written to benchmarks/results/leaderboard.{json,md}. Diffusion solvers use the shipped prior.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -27,63 +33,68 @@ SETTINGS = {
 }
 CLASSICAL = ["zero-filled", "cg-sense", "l1-wavelet", "tv"]
 DIFFUSION = ["ddrm", "diffpir", "daps", "dps", "diffdeur"]  # cheapest first
-# Rows beside the defaults (the leaderboard labels them with the changed options). Each value was chosen on
-# the val split (4 samples), never on the test split the leaderboard reports:
-# - DiffPIR's rho_t = lam sigma_n^2 / sigma_t^2 trusts the data to the thermal noise, but ESPIRiT maps carry a
-#   ~5 % model error: lam 1/10/30/100/300 gave 18.78/21.99/23.24/22.76/21.37 dB at R = 4 (CG-SENSE 22.33).
-# - DDRM's 20 steps are too coarse for the CPU prior: 20/50/100 steps gave 20.57/21.63/22.48 dB on lowfield
-#   (CG-SENSE 20.69).
-# - diffpir+tda, ddrm+tda: the same model error, absorbed from the measurements by TDA's noise level (no tuning;
-#   DDRM keeps the SVD of the operator it was given, so only the noise level is adapted).
-EXTRA = [
-    ("cs_mri-R4", "diffpir", ["algorithm.lam=30"]),
-    ("cs_mri-R8", "diffpir", ["algorithm.lam=30"]),
-    ("cs_mri-R4", "daps+tda", []),
-    ("cs_mri-R4", "diffpir+tda", []),
-    ("cs_mri-R8", "diffpir+tda", []),
-    ("cs_mri-R4", "ddrm+tda", ["adapters.tda.parameters=[noise_std]"]),
-    ("cs_mri-R4", "ddrm+tda", ["algorithm.n_steps=100", "adapters.tda.parameters=[noise_std]"]),  # val: 23.26 dB
-    ("cs_mri-1coil-R4", "ddrm", ["algorithm.n_steps=100"]),
-    ("lowfield", "ddrm", ["algorithm.n_steps=100"]),
-]
+ADAPTED = [("cs_mri-R4", "daps+tda"), ("cs_mri-R4", "diffpir+tda"), ("cs_mri-R8", "diffpir+tda"),
+           ("cs_mri-R4", "ddrm+tda"), ("lowfield", "daps+tda"), ("lowfield", "diffpir+tda")]
 
 
-def plan() -> list[tuple[str, str, str, list[str]]]:
-    jobs = []
-    for algo in CLASSICAL + DIFFUSION:  # every setting of a method before the next (costlier) method
-        for setting, (problem, overrides) in SETTINGS.items():
-            jobs.append((f"{setting}-{algo}", problem, algo, overrides))
-    for setting, algo, extra in EXTRA:
-        problem, overrides = SETTINGS[setting]
-        suffix = "-".join(re.sub(r"[^A-Za-z0-9_.]", "", o.split(".")[-1]) for o in extra)
-        jobs.append((f"{setting}-{algo}" + (f"-{suffix}" if suffix else ""), problem, algo, overrides + extra))
-    return jobs
+def finished(run: Path, n: int) -> bool:
+    done = run / "summary.json"
+    return done.exists() and json.loads(done.read_text())["n"] >= n
+
+
+def run(name: str, run_dir: Path, problem: str, algo: str, n: int, overrides: list[str], timing: dict) -> None:
+    if finished(run_dir, n):
+        return
+    start = time.time()
+    resume = ["--resume"] if (run_dir / "config.yaml").exists() else []
+    code = bench(["run", "--problem", problem, "--algo", algo, "--n", str(n), "--batch-size", str(n),
+                  "--out", str(run_dir), "--quiet", *resume, *overrides])
+    timing[name] = round(time.time() - start, 1)
+    print(f"{name}: exit {code}, {timing[name]} s", flush=True)
+
+
+def tune(name: str, study: Path, problem: str, algo: str, trials: int, n_val: int, overrides: list[str],
+         timing: dict) -> None:
+    if (study / "study.json").exists():
+        return
+    start = time.time()
+    resume = ["--resume"] if study.exists() else []
+    code = bench(["tune", "--problem", problem, "--algo", algo, "--trials", str(trials), "--n-val", str(n_val),
+                  "--out", str(study), *resume, *overrides])
+    timing[f"tune {name}"] = round(time.time() - start, 1)
+    print(f"tune {name}: exit {code}, {timing[f'tune {name}']} s", flush=True)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=4)
-    ap.add_argument("--only", default="")
+    ap.add_argument("--n", type=int, default=4, help="test samples per row")
+    ap.add_argument("--trials", type=int, default=8, help="Optuna trials per study (one budget for every method)")
+    ap.add_argument("--n-val", type=int, default=2, help="val samples per trial")
+    ap.add_argument("--stage", choices=["all", "defaults", "tune", "tuned", "board"], default="all")
+    ap.add_argument("--only", default="", help="run only the jobs whose name contains this")
     ap.add_argument("--out", default=str(RESULTS / "runs"))
     args = ap.parse_args()
     out = Path(args.out)
-    timing = {}
-    for name, problem, algo, overrides in plan():
-        if args.only not in name:
-            continue
-        run = out / name
-        done = run / "summary.json"
-        if done.exists() and json.loads(done.read_text())["n"] >= args.n:
-            continue
-        start = time.time()
-        resume = ["--resume"] if (run / "config.yaml").exists() else []
-        code = bench(["run", "--problem", problem, "--algo", algo, "--n", str(args.n), "--batch-size", str(args.n),
-                      "--out", str(run), "--quiet", *resume, *overrides])
-        timing[name] = round(time.time() - start, 1)
-        print(f"{name}: exit {code}, {timing[name]} s", flush=True)
-    code = bench(["leaderboard", str(out), "-o", str(RESULTS / "leaderboard.json"), "--markdown",
+    timing: dict[str, float] = {}
+    stages = ["defaults", "tune", "tuned"] if args.stage == "all" else [args.stage]
+    for stage in stages:
+        for setting, (problem, overrides) in SETTINGS.items():
+            methods = (CLASSICAL + DIFFUSION + [a for s, a in ADAPTED if s == setting]) if stage == "defaults" \
+                else DIFFUSION
+            for algo in methods:
+                name = f"{setting}-{algo}"
+                if args.only not in name:
+                    continue
+                study = out / "studies" / name
+                if stage == "defaults":
+                    run(name, out / "test" / name, problem, algo, args.n, overrides, timing)
+                elif stage == "tune":
+                    tune(name, study, problem, algo, args.trials, args.n_val, overrides, timing)
+                elif stage == "tuned" and (study / "study.json").exists():
+                    run(f"{name}-tuned", out / "test" / f"{name}-tuned", problem, algo, args.n,
+                        overrides + ["--tuned", str(study)], timing)
+    return bench(["leaderboard", str(out / "test"), "-o", str(RESULTS / "leaderboard.json"), "--markdown",
                   str(RESULTS / "leaderboard.md")])
-    return code
 
 
 if __name__ == "__main__":

@@ -1,0 +1,255 @@
+"""`bench run -m`: hydra's own multirun over benchmark runs (one sweep = one directory of numbered jobs).
+
+The sweep's primary config is built from configs/bench.yaml and put, with every selected component's
+options (constructor defaults overlaid by its yaml, as for a single run) and the yaml files under
+configs/hydra/, into hydra's ConfigStore under the components' own names, so `algorithm=cg-sense,l1-wavelet`
+is a sweep over the choice. Hydra then composes, sweeps and launches as it documents: any installed sweeper
+(basic, optuna) or launcher (basic, joblib, submitit_local, submitit_slurm) plugin works, `hydra.*` keys are
+overrides, and the launchers that run jobs in other processes carry the ConfigStore with hydra's singleton
+state. Each job is `runner.execute` into SWEEP_DIR/<job number>, so a job directory is an ordinary run
+directory (resume, JSON lines, leaderboard), and its return value is the run's val score (`score`), the
+objective of the Optuna sweeper.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from benchmarks.config import ConfigError, Selection, _store, load_shift, resolve
+from configs import CONFIG_DIR
+
+PRIMARY = "bench_sweep"
+FAILED_PSNR = 0.0  # a failed sample's PSNR in the tuning score: a clear penalty, below any real reconstruction
+
+
+@dataclass
+class SweepSpec:
+    """What `bench run -m` was asked for; lists are swept (one value: fixed)."""
+
+    problems: list[str]
+    algorithms: list[str]
+    adapters: list[str]
+    out: Path
+    priors: list[str] | None = None
+    datasets: list[str] | None = None
+    shift: str | None = None
+    resume: bool = False
+    progress: bool = True
+    tuning: dict[str, Any] | None = None
+
+
+def score(summary: dict[str, Any]) -> float:
+    """Mean PSNR over all samples of a run, a failed sample counting FAILED_PSNR (0 dB)."""
+    n_ok, n_failed = int(summary["n_ok"]), int(summary["n_failed"])
+    if n_ok + n_failed == 0:
+        raise ConfigError("the run has no samples to score; pass --n-val (or run.n) >= 1")
+    mean = summary["metrics"].get("psnr", {}).get("mean")
+    total = (mean or 0.0) * n_ok + FAILED_PSNR * n_failed
+    return float(total / (n_ok + n_failed))
+
+
+def ranks() -> tuple[int, int, int]:
+    """(rank, world size, local rank): torchrun/accelerate variables, else a submitit job's tasks, else one."""
+    if "WORLD_SIZE" in os.environ:
+        return int(os.environ.get("RANK", "0")), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if os.environ.get("SUBMITIT_EXECUTOR"):
+        import submitit
+
+        env = submitit.JobEnvironment()
+        return env.global_rank, env.num_tasks, env.local_rank
+    return 0, 1, 0
+
+
+class Job:
+    """The task function of every job: compose names, run `execute` into the job directory, return the score.
+
+    A plain picklable object, so that joblib and submitit can send it to other processes."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.adapters = list(spec.adapters)
+        self.prior_given = spec.priors is not None
+        self.dataset_given = spec.datasets is not None
+        self.shift = spec.shift
+        self.resume, self.progress, self.tuning = spec.resume, spec.progress, spec.tuning
+
+    def __call__(self, cfg: DictConfig) -> float | None:
+        from hydra.core.hydra_config import HydraConfig
+
+        from benchmarks.cli import merge_ranks, print_run
+        from benchmarks.runner import execute
+
+        hc = HydraConfig.get()
+        out = Path(hc.runtime.output_dir)
+        ch = hc.runtime.choices
+        sel = resolve(Selection(ch["problem"], ch["algorithm"], self.adapters,
+                                ch.get("prior") if self.prior_given else None,
+                                ch.get("dataset") if self.dataset_given else None, self.shift))
+        cfg = run_config(cfg, sel, self.tuning)
+        rank, world, local = ranks()
+        if world > 1 and cfg.run.device == "auto":
+            import torch
+
+            if torch.cuda.is_available():  # one GPU per task
+                cfg.run.device = f"cuda:{local}"
+        # a SLURM job requeued after a timeout or preemption finishes its run directory
+        resume = self.resume or int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+        try:
+            summary = execute(cfg, out, resume=resume, progress=self.progress, rank=rank, world_size=world)
+        finally:
+            if world > 1:
+                (out / f"rank{rank}.done").write_text("")
+        if world > 1:
+            summary = merge_ranks(cfg, out, world) if rank == 0 else None
+        if summary is None:
+            return None
+        print_run(cfg, out, summary, list(hc.overrides.task))
+        return score(summary)
+
+
+def run_config(cfg: DictConfig, sel: Selection, tuning: dict[str, Any] | None = None) -> DictConfig:
+    """A job's composed config in the layout of a single run's (`config.compose_config`): names added, no prior
+    options for an algorithm that uses none, and the `tuning` block of a `--tuned` run."""
+    with open_dict(cfg):
+        if sel.prior is None or "prior" not in cfg:
+            cfg.prior = {}
+        if "adapters" not in cfg:
+            cfg.adapters = {}
+        cfg.names = OmegaConf.create({"problem": sel.problem, "algorithm": sel.algorithm, "adapters": sel.adapters,
+                                      "prior": sel.prior, "dataset": sel.dataset, "shift": sel.shift})
+        if tuning is not None:
+            cfg.tuning = OmegaConf.create(tuning)
+    return cfg
+
+
+def _choice(names: list[str], given: list[str] | None, default_of: dict[str, str | None],
+            alias: str) -> tuple[list[str], str | None, dict[str, str]]:
+    """The options of the dataset (or prior) group, its defaults-list value and {option: name} aliases.
+
+    Given names are options of their own. Else the problems' defaults: one shared name is the option; differing
+    ones get an option per problem, `<problem>-<alias>`, chosen by interpolating the problem choice."""
+    if given:
+        return given, given[0], {}
+    found = {p: d for p, d in default_of.items() if d is not None}
+    if not found:
+        return [], None, {}
+    if len(set(found.values())) == 1 and len(found) == len(names):
+        name = next(iter(found.values()))
+        return [name], name, {}
+    aliases = {f"{p}-{alias}": d for p, d in found.items()}
+    return list(aliases), "${problem}-" + alias, aliases
+
+
+def store_configs(spec: SweepSpec) -> None:
+    """Put the sweep's primary config, its components and configs/hydra/**.yaml in hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    sels = [resolve(Selection(p, a, spec.adapters, (spec.priors or [None])[0], (spec.datasets or [None])[0],
+                              spec.shift)) for p in spec.problems for a in spec.algorithms]
+    uses_prior = any(s.prior is not None for s in sels)
+    datasets, dataset_choice, d_alias = _choice(spec.problems, spec.datasets,
+                                                {s.problem: s.dataset for s in sels}, "dataset")
+    priors, prior_choice, p_alias = _choice(spec.problems, spec.priors,
+                                            {s.problem: s.prior for s in sels if s.prior is not None}, "prior")
+    for p in spec.problems:
+        _store("problems", p, p)
+    for a in spec.algorithms:
+        _store("algorithms", a, a)
+    for d in datasets:
+        _store("datasets", d_alias.get(d, d), d)
+    if uses_prior:
+        for pr in priors:
+            _store("priors", p_alias.get(pr, pr), pr)
+    for a in spec.adapters:
+        _store("adapters", a, a)
+    defaults: list[Any] = ["_self_", {"problem": spec.problems[0]}, {"algorithm": spec.algorithms[0]},
+                           {"dataset": dataset_choice}]
+    if uses_prior and prior_choice is not None:
+        defaults.append({"optional prior": prior_choice} if p_alias and len(p_alias) < len(spec.problems)
+                        else {"prior": prior_choice})
+    defaults += [{f"adapter@adapters.{a}": a} for a in spec.adapters]
+    defaults.append({"override hydra/job_logging": "stdout"})  # no log file inside a run directory
+    primary = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "bench.yaml"))
+    primary.pop("defaults", None)
+    primary = {"defaults": defaults, **primary,
+               "hydra": {"sweep": {"dir": str(spec.out), "subdir": "${hydra.job.num}"}, "output_subdir": None,
+                         "job": {"chdir": False}}}
+    cs.store(name=PRIMARY, node=OmegaConf.create(primary), replace=True)
+    for path in sorted((CONFIG_DIR / "hydra").rglob("*.yaml")):
+        group = path.parent.relative_to(CONFIG_DIR).as_posix()
+        cs.store(group=group, name=path.stem, node=OmegaConf.load(path), replace=True)
+
+
+def sweep_dir(spec_out: str | None, overrides: list[str], default: str) -> Path:
+    """--out, or a literal `hydra.sweep.dir=` override, or the default; the two given and different is an error."""
+    given = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "hydra.sweep.dir"]
+    if given and "${" in given[-1]:
+        raise ConfigError(f"hydra.sweep.dir={given[-1]}: give a literal folder (or use --out DIR)")
+    if given and spec_out and Path(given[-1]).resolve() != Path(spec_out).resolve():
+        raise ConfigError(f"--out {spec_out} and hydra.sweep.dir={given[-1]} disagree; pass one of them")
+    return Path(spec_out or (given[-1] if given else default))
+
+
+def check_sweep_dir(out: Path, resume: bool) -> None:
+    """A sweep directory whose jobs have finished samples needs --resume (as a run directory does)."""
+    if resume or not out.is_dir():
+        return
+    done = [d.name for d in sorted(out.iterdir()) if d.is_dir() and d.name.isdigit() and any(d.glob("samples*.jsonl"))]
+    if done:
+        raise ConfigError(f"{out} already holds the sweep jobs {', '.join(done)}; pass --resume to finish that sweep "
+                          f"(the same command), or choose another --out")
+
+
+def default_name(kind: str, problems: list[str], algorithms: list[str], adapters: list[str]) -> str:
+    method = "_".join(algorithms) + "".join("+" + a for a in adapters)
+    return os.path.join("runs", f"{kind}-{'_'.join(problems)}-{method}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def multirun(spec: SweepSpec, overrides: list[str]) -> Any:
+    """Hydra's multirun (`Hydra.multirun`, what `@hydra.main` runs for `--multirun`) of `Job` over the overrides."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    if spec.shift and len(spec.problems) > 1:
+        raise ConfigError(f"--shift {spec.shift} belongs to one problem ({load_shift(spec.shift).get('problem')}); "
+                          f"sweep several problems without --shift")
+    check_sweep_dir(spec.out, spec.resume)
+    store_configs(spec)
+    choices = []
+    for group, names in (("problem", spec.problems), ("algorithm", spec.algorithms), ("dataset", spec.datasets),
+                         ("prior", spec.priors)):
+        if names and len(names) > 1:
+            choices.append(f"{group}={','.join(names)}")
+    shift = [str(o) for o in load_shift(spec.shift).get("overrides", [])] if spec.shift else []
+    overrides = choices + shift + [o for o in overrides if o.split("=", 1)[0].lstrip("+") != "hydra.sweep.dir"]
+    GlobalHydra.instance().clear()
+    hydra = Hydra.create_main_hydra2(task_name="bench", config_search_path=create_config_search_path(None))
+    try:
+        return hydra.multirun(config_name=PRIMARY, task_function=Job(spec), overrides=overrides)
+    except HydraException as exc:
+        raise ConfigError(f"bad override: {exc}") from exc
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def job_dirs(out: Path) -> list[Path]:
+    """The numbered job directories of a sweep, in job order."""
+    return sorted((d for d in out.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name))
+
+
+def split_list(value: str | None, what: str) -> list[str] | None:
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",")]
+    if not all(names):
+        raise ConfigError(f"bad {what} {value!r}: write NAME or NAME,NAME,... (a sweep)")
+    return names
+

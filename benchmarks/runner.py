@@ -166,17 +166,19 @@ def batches_of(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
 
 
-def load_item(dataset, i: int, shape: tuple[int, ...]) -> tuple[dict[str, Any] | None, str | None]:
-    """Item i, or None and the reason it cannot be used (unreadable, NaN/Inf, wrong shape)."""
+def load_item(dataset, i: int, shape: tuple[int, ...]) -> tuple[dict[str, Any], str | None]:
+    """Item i and None, or what is known of it ({"id"}) and the reason it cannot be used (unreadable, NaN/Inf,
+    wrong shape)."""
     try:
         item = dataset[i]
         image = item["image"]
-    except LOAD_ERRORS as exc:
-        return None, f"item {i} could not be read: {type(exc).__name__}: {exc}"
+    except LOAD_ERRORS as exc:  # a DataError names the file and key (and the item's id)
+        return {"id": getattr(exc, "item_id", None)}, f"item {i} could not be read: {type(exc).__name__}: {exc}"
     if tuple(image.shape) != tuple(shape):
-        return None, f"item {i} ({item.get('id')}) has shape {tuple(image.shape)}, the problem takes {tuple(shape)}"
+        return {"id": item.get("id")}, (f"item {i} ({item.get('id')}) has shape {tuple(image.shape)}, the problem "
+                                        f"takes {tuple(shape)}")
     if not bool(torch.isfinite(image).all()):
-        return None, f"item {i} ({item.get('id')}) holds NaN or Inf values"
+        return {"id": item.get("id")}, f"item {i} ({item.get('id')}) holds NaN or Inf values"
     return item, None
 
 
@@ -186,9 +188,10 @@ def run_batch(comp: dict[str, Any], indices: list[int], seed: int, device: torch
     an item that failed to load) and the trace. Sample k's randomness comes from (seed, its id) alone."""
     shape = tuple(comp["problem"].image_shape)
     loaded = {i: load_item(comp["dataset"], i, shape) for i in indices}
-    good = [i for i in indices if loaded[i][0] is not None]
-    rows: dict[int, dict[str, Any]] = {i: {"index": i, "id": None, "status": "failed", "reason": loaded[i][1],
-                                           **{m: None for m in METRICS}} for i in indices if i not in good}
+    good = [i for i in indices if loaded[i][1] is None]
+    rows: dict[int, dict[str, Any]] = {
+        i: {"index": i, "id": loaded[i][0]["id"], "status": "failed", "reason": loaded[i][1], **dict.fromkeys(METRICS)}
+        for i in indices if i not in good}
     images: dict[int, Any] = {i: None for i in rows}
     trace: list[dict[str, Any]] = []
     if good:

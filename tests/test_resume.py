@@ -209,11 +209,12 @@ def test_unreadable_and_nan_items_are_failed_lines_and_the_run_goes_on(tmp_path,
 
     monkeypatch.setattr(runner, "build_dataset", lambda *a: Broken(real(*a)))
     cfg = compose_config(Selection("inpainting", "zero-filled", []), ["run.n=4", "run.batch_size=4", "run.device=cpu"])
+    ref_id = lambda i: real("grf", cfg, "test")[i]["id"]  # noqa: E731
     summary = runner.execute(cfg, tmp_path / "r", progress=False)
     rows = {r["index"]: r for r in lines(tmp_path / "r" / "samples.jsonl")}
     assert [rows[i]["status"] for i in range(4)] == ["ok", "failed", "failed", "ok"]
     assert "scan_0001.h5" in rows[1]["reason"] and "kspace" in rows[1]["reason"]
-    assert "NaN" in rows[2]["reason"] and rows[2]["psnr"] is None
+    assert "NaN" in rows[2]["reason"] and rows[2]["psnr"] is None and rows[2]["id"] == ref_id(2)
     assert summary["n"] == 4 and summary["n_ok"] == 2 and summary["n_failed"] == 2
     assert {f["index"] for f in summary["failures"]} == {1, 2}
     # the good samples are those of a clean run: a failed neighbour changes no number
@@ -256,5 +257,6 @@ def test_tensorboard_logs_steps_and_adaptation(tmp_path):
     acc.Reload()
     tags = acc.Tags()["scalars"]
     assert "sample_000000/data_misfit" in tags and "sample_000001/phase" in tags
-    assert len(acc.Scalars("sample_000000/data_misfit")) == 4
+    steps = [e.step for e in acc.Scalars("sample_000000/data_misfit")]  # one per sampler step handed to adapters
+    assert len(steps) >= 3 and steps == list(range(len(steps)))
     assert any(t.startswith("adaptation/tda/") for t in tags)

@@ -151,3 +151,30 @@ def test_dict_valued_options_take_new_keys_but_typos_stay_errors():
     assert cfg.adapters.tda.param_lr.phase == 0.1 and cfg.adapters.tda.param_lr.coil_correction == 0.002
     with pytest.raises(ConfigError, match="adapters.tda.lrr"):
         compose_config(Selection("cs_mri", "daps", ["tda"]), ["adapters.tda.lrr=0.1"])
+
+
+def test_component_yamls_hold_only_values_that_differ_from_the_constructor():
+    """Every configs/<group>/<name>.yaml key is a constructor option (or `search`, or a prior's `dataset_options`)
+    whose value differs from the constructor's default, for every registered component that has a yaml."""
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    from benchmarks import registry
+    from configs import CONFIG_DIR
+
+    checked = 0
+    for group, folder in registry.CONFIG_DIR.items():
+        for path in sorted((CONFIG_DIR / folder).glob("*.yaml")):
+            assert path.stem in registry.names(group), f"{path} belongs to no registered {group} entry"
+            params = inspect.signature(registry.load(group, path.stem)).parameters
+            for key, value in (OmegaConf.to_container(OmegaConf.load(path)) or {}).items():
+                if key == "search" or (group == "priors" and key == "dataset_options"):
+                    continue
+                assert key in params, f"{path}: {key!r} is not an option of {group} {path.stem!r}"
+                default = params[key].default
+                default = list(default) if isinstance(default, tuple) else default
+                assert default is inspect.Parameter.empty or default != value, \
+                    f"{path}: {key}={value!r} repeats the constructor's default; drop it from the yaml"
+                checked += 1
+    assert checked > 0

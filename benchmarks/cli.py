@@ -37,10 +37,9 @@ def cmd_list(args: argparse.Namespace) -> int:
                 print(f"  {s:<22} {description}")
             continue
         print(f"{g}:")
-        for name in registry.names(g):
-            dist = registry.distribution(g, name)
+        for name, description, dist in registry.listing(g):
             origin = "" if dist == "medtta-bench" else f"  [plugin: {dist}]"
-            print(f"  {name:<22} {registry.describe(g, name)}{origin}")
+            print(f"  {name:<22} {description}{origin}")
     return 0
 
 

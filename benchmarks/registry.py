@@ -79,7 +79,11 @@ def describe(group: str, name: str) -> str:
     an assignment, an inherited docstring) is imported and asked with inspect.getdoc.
     """
     eps = entry_points(group)
-    doc = source_docstring(eps[name].value) if name in eps else None
+    return _describe(group, name, eps[name] if name in eps else None)
+
+
+def _describe(group: str, name: str, ep: metadata.EntryPoint | None) -> str:
+    doc = source_docstring(ep.value) if ep is not None else None
     if doc is None:
         try:
             obj = load(group, name)
@@ -87,6 +91,11 @@ def describe(group: str, name: str) -> str:
             return f"(broken: {exc})"
         doc = inspect.getdoc(obj) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def listing(group: str) -> list[tuple[str, str, str]]:
+    """(name, description, distribution) of every component of a group, from one scan of the entry points."""
+    return [(name, _describe(group, name, ep), _dist_name(ep)) for name, ep in entry_points(group).items()]
 
 
 def module_source(module: str) -> Path | None:

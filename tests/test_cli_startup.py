@@ -57,6 +57,8 @@ def test_list_describes_every_registered_component_as_its_docstring_does():
             first = doc.splitlines()[0] if doc else ""
             assert registry.describe(group, name) == first, (group, name)
             assert any(line.split()[:1] == [name] and line.rstrip().endswith(first) for line in listed), (group, name)
+        assert registry.listing(group) == [(n, registry.describe(group, n), registry.distribution(group, n))
+                                           for n in registry.names(group)]
     from benchmarks.config import load_shift, shift_names  # the hydra reader gives the same shift lines
 
     for shift in shift_names():

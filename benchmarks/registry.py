@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import collections.abc
 import importlib.machinery
+import importlib.util
 import inspect
 import math
 import sys
@@ -101,15 +102,15 @@ def listing(group: str) -> list[tuple[str, str, str]]:
 def module_source(module: str) -> Path | None:
     """The source file of a module, found without importing it or its parent packages (None if there is none).
 
-    importlib.util.find_spec("a.b") would import package `a`; here each level is looked up with the path
-    finders on its parent's folder, so only file-system lookups happen.
+    importlib.util.find_spec("a.b") would import package `a`; here only the top-level name goes through
+    find_spec (which does not run it), and each level below is looked up in its parent's folders.
     """
     if module in sys.modules:
         origin = getattr(sys.modules[module], "__file__", None)
         return Path(origin) if origin and origin.endswith(".py") else None
     parts = module.split(".")
-    try:
-        spec = importlib.machinery.PathFinder.find_spec(parts[0])
+    try:  # a top-level name is found without running it (by every finder: an editable install has its own)
+        spec = importlib.util.find_spec(parts[0])
         for depth in range(1, len(parts)):
             if spec is None or not spec.submodule_search_locations:
                 return None

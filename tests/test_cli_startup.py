@@ -92,6 +92,28 @@ def test_docstrings_and_sources_are_found_without_importing(tmp_path, monkeypatc
     assert "lazy_pkg_probe" not in sys.modules
 
 
+def test_sources_are_found_through_any_finder_without_importing(tmp_path, monkeypatch):
+    """An editable install serves packages through a meta-path finder, not from sys.path: found all the same."""
+    import importlib.util
+
+    root = tmp_path / "elsewhere" / "lazy_meta_probe"
+    root.mkdir(parents=True)
+    (root / "__init__.py").write_text("raise RuntimeError('the package was imported')\n")
+    (root / "sub.py").write_text('def g():\n    """g from a finder."""\n')
+
+    class Finder:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name != "lazy_meta_probe":
+                return None
+            return importlib.util.spec_from_file_location(name, root / "__init__.py",
+                                                          submodule_search_locations=[str(root)])
+
+    monkeypatch.setattr(sys, "meta_path", [Finder, *sys.meta_path])
+    assert registry.source_docstring("lazy_meta_probe.sub:g") == "g from a finder."
+    assert "lazy_meta_probe" not in sys.modules
+
+
 def test_train_prior_parser_facts_equal_the_training_module():
     """The preset names, prediction types, resumable options and defaults read with ast are the module's own."""
     from dataclasses import MISSING, fields

@@ -109,7 +109,8 @@ def config_from_plain(stored: dict[str, Any]) -> TrainConfig:
 
 
 def resume_conflicts(stored: TrainConfig, cfg: TrainConfig) -> list[str]:
-    """Each option outside RESUMABLE whose value in cfg differs from the checkpoint's, as 'option: old -> new'."""
+    """Each option outside RESUMABLE whose value in cfg differs from the checkpoint's, as
+    "--option: <old> in the checkpoint, <new> now"."""
     old, new = plain_config(stored), plain_config(cfg)
     return [f"{option_name(k)}: {old[k]!r} in the checkpoint, {new[k]!r} now" for k in old
             if k not in RESUMABLE + BOOKKEEPING and old[k] != new[k]]

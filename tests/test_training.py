@@ -116,6 +116,15 @@ def test_resume_refuses_a_changed_architecture_option_and_names_it(tmp_path):
     res = bench("train-prior", "--out", str(out), "--steps", "1", "--resume", check=False)
     assert res.returncode == 2 and "step 2" in res.stderr and "--steps 2" in res.stderr
     assert (out / "checkpoint/state.pt").read_bytes() == before  # a refused leg leaves the checkpoint alone
+    # the Python API checks the same: a resumed TrainConfig must agree with the stored one outside RESUMABLE
+    from dataclasses import replace
+
+    from priors.training import config_from_plain
+    from priors.training import train as train_api
+
+    stored = config_from_plain(torch.load(out / "checkpoint/state.pt", weights_only=True)["config"])
+    with pytest.raises(ValueError, match="--warmup: 2 in the checkpoint, 5 now"):
+        train_api(replace(stored, warmup=5, resume=True), dataset=None)
     # an option equal to the checkpoint's, and a resumable one that changes, are accepted
     bench("train-prior", "--out", str(out), "--steps", "3", "--resume", "--model", "tiny", "--samples", "1")
     assert json.loads((out / "metadata.json").read_text())["steps"] == 3

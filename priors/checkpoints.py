@@ -8,6 +8,7 @@ unexpected and wrongly shaped keys.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -28,7 +29,9 @@ def read_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint {p} does not exist; pass prior.path=FILE (a .pt/.pth torch checkpoint)")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # the weights-only reader notes any pickle protocol it was not written with
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle.UnpicklingError, RuntimeError (zip), EOFError ...
         if p.suffix == ".pkl" or "persistence" in str(exc) or "dnnlib" in str(exc) or "GLOBAL" in str(exc):
             raise ValueError(f"{p}: holds pickled modules, not tensors ({type(exc).__name__}); "

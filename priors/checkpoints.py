@@ -7,6 +7,7 @@ unexpected and wrongly shaped keys.
 """
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -87,3 +88,26 @@ def load_strict(module: nn.Module, state: Mapping[str, Tensor], source: Any, hin
                          f"{hint}")
     module.load_state_dict(state, strict=True)
     check_finite_weights(module, source)
+
+
+def config_beside(path: str | os.PathLike) -> Path | None:
+    """`<stem>.json` or `config.json` next to a weights file, if one exists."""
+    p = Path(path).expanduser()
+    for cand in (p.with_suffix(".json"), p.parent / "config.json"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def read_json_config(source: str | os.PathLike) -> dict[str, Any]:
+    """A JSON object of constructor arguments (its `source` entry, a provenance note, dropped)."""
+    source = Path(source).expanduser()
+    if not source.is_file():
+        raise FileNotFoundError(f"network config {source} does not exist")
+    try:
+        cfg = json.loads(source.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{source}: not valid JSON ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{source}: must hold a JSON object of constructor arguments, got {type(cfg).__name__}")
+    return {k: v for k, v in cfg.items() if k != "source"}

@@ -13,7 +13,6 @@ bare state dict, loaded with strict=True.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from priors.base import Prior, sigma_like
-from priors.checkpoints import load_strict, read_state_dict, strip_prefix
+from priors.checkpoints import config_beside, load_strict, read_json_config, read_state_dict, strip_prefix
 from priors.edm_nets import PRECONDITIONERS
 
 _INVERSEBENCH_MRI = dict(class_name="EDMPrecond", img_resolution=320, img_channels=2, label_dim=0,
@@ -55,15 +54,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_SIGMA_RANGE = (0.002, 80.0)
 
 
-def config_beside(path: str | os.PathLike) -> Path | None:
-    """`<stem>.json` or `config.json` next to a weights file, if one exists."""
-    p = Path(path).expanduser()
-    for cand in (p.with_suffix(".json"), p.parent / "config.json"):
-        if cand.is_file():
-            return cand
-    return None
-
-
 def network_config(path: str | os.PathLike | None = None, preset: str | None = None,
                    config: str | os.PathLike | None = None) -> dict[str, Any]:
     """The preconditioner's constructor arguments plus `class_name`, from a preset, a json, or the json beside `path`."""
@@ -77,15 +67,7 @@ def network_config(path: str | os.PathLike | None = None, preset: str | None = N
         beside = "" if path is None else f" (no {Path(path).with_suffix('.json').name} or config.json beside {path})"
         raise ValueError(f"the EDM prior needs the network's architecture{beside}: pass prior.preset=NAME (one of "
                          f"{', '.join(PRESETS)}) or prior.config=FILE.json")
-    if not source.is_file():
-        raise FileNotFoundError(f"EDM network config {source} does not exist")
-    try:
-        cfg = json.loads(source.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{source}: not valid JSON ({exc})") from exc
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{source}: must hold a JSON object of constructor arguments, got {type(cfg).__name__}")
-    cfg = {k: v for k, v in cfg.items() if k != "source"}
+    cfg = read_json_config(source)
     if "_target_" in cfg:
         cfg["class_name"] = cfg.pop("_target_")
     return cfg

@@ -19,7 +19,7 @@ with `strict=True`; the code is this project's own.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -202,6 +202,21 @@ class FourierEmbedding(nn.Module):
         return torch.cat([arg.cos(), arg.sin()], dim=1)
 
 
+def add_decoder_level(dec: nn.ModuleDict, res: int, lowest: bool, cout: int, skips: list[int], width: int,
+                      num_blocks: int, attention_at: Callable[[int], bool], blk: dict[str, Any]) -> int:
+    """One decoder resolution of SongUNet / DhariwalUNet: `in0` (attention) + `in1` at the lowest, else `up`; then
+    num_blocks + 1 blocks that each take one encoder skip; attention_at(idx) places attention. Returns the width."""
+    if lowest:
+        dec[f"{res}x{res}_in0"] = UNetBlock(cout, cout, attention=True, **blk)
+        dec[f"{res}x{res}_in1"] = UNetBlock(cout, cout, **blk)
+    else:
+        dec[f"{res}x{res}_up"] = UNetBlock(cout, cout, up=True, **blk)
+    for idx in range(num_blocks + 1):
+        cin, cout = cout + skips.pop(), width
+        dec[f"{res}x{res}_block{idx}"] = UNetBlock(cin, cout, attention=attention_at(idx), **blk)
+    return cout
+
+
 class SongUNet(nn.Module):
     """DDPM++ / NCSN++ (Song et al. 2021) as in EDM: `enc`/`dec` ModuleDicts keyed '{res}x{res}_{kind}'."""
 
@@ -257,15 +272,8 @@ class SongUNet(nn.Module):
         self.dec = nn.ModuleDict()
         for level, mult in reversed(list(enumerate(channel_mult))):
             res = img_resolution >> level
-            if level == len(channel_mult) - 1:
-                self.dec[f"{res}x{res}_in0"] = UNetBlock(cout, cout, attention=True, **blk)
-                self.dec[f"{res}x{res}_in1"] = UNetBlock(cout, cout, **blk)
-            else:
-                self.dec[f"{res}x{res}_up"] = UNetBlock(cout, cout, up=True, **blk)
-            for idx in range(num_blocks + 1):
-                cin, cout = cout + skips.pop(), model_channels * mult
-                attn = idx == num_blocks and res in attn_resolutions
-                self.dec[f"{res}x{res}_block{idx}"] = UNetBlock(cin, cout, attention=attn, **blk)
+            cout = add_decoder_level(self.dec, res, level == len(channel_mult) - 1, cout, skips, model_channels * mult,
+                                     num_blocks, lambda idx: idx == num_blocks and res in attn_resolutions, blk)
             if decoder_type == "skip" or level == 0:
                 if decoder_type == "skip" and level < len(channel_mult) - 1:
                     self.dec[f"{res}x{res}_aux_up"] = Conv2d(out_channels, out_channels, 0, up=True,
@@ -352,14 +360,8 @@ class DhariwalUNet(nn.Module):
         self.dec = nn.ModuleDict()
         for level, mult in reversed(list(enumerate(channel_mult))):
             res = img_resolution >> level
-            if level == len(channel_mult) - 1:
-                self.dec[f"{res}x{res}_in0"] = UNetBlock(cout, cout, attention=True, **blk)
-                self.dec[f"{res}x{res}_in1"] = UNetBlock(cout, cout, **blk)
-            else:
-                self.dec[f"{res}x{res}_up"] = UNetBlock(cout, cout, up=True, **blk)
-            for idx in range(num_blocks + 1):
-                cin, cout = cout + skips.pop(), model_channels * mult
-                self.dec[f"{res}x{res}_block{idx}"] = UNetBlock(cin, cout, attention=res in attn_resolutions, **blk)
+            cout = add_decoder_level(self.dec, res, level == len(channel_mult) - 1, cout, skips, model_channels * mult,
+                                     num_blocks, lambda idx: res in attn_resolutions, blk)
         self.out_norm = GroupNorm(cout)
         self.out_conv = Conv2d(cout, out_channels, 3, **init_zero)
 

@@ -29,6 +29,7 @@ from priors.adm import LINEAR_SCHEDULE, PRESETS, ADMPrior, build_unet, preset_of
 from priors.adm_nets import UNetModel
 from priors.schedules import sigma_to_t, vp_alphas_cumprod
 from test_edm import edm_registered  # noqa: F401  (fixture: `edm` and `adm` registered)
+from test_edm import fill_like_reference, load_golden  # the reference script's seeded fill (no key here is a resample_filter)
 
 torch.set_num_threads(1)
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -49,19 +50,9 @@ TINY_FLAGS = dict(image_size=16, num_channels=32, num_res_blocks=1, channel_mult
                   attention_resolutions="8", num_heads=2, use_scale_shift_norm=True, resblock_updown=True)
 
 
-def fill_like_reference(net: torch.nn.Module, seed: int = 1234) -> None:
-    g = torch.Generator().manual_seed(seed)
-    sd = net.state_dict()
-    for name in sorted(sd):
-        t = sd[name]
-        scale = 1 / math.sqrt(max(1, t[0].numel())) if t.ndim >= 2 else 0.5
-        t.copy_(torch.randn(t.shape, generator=g) * scale)
-
-
 @pytest.fixture(scope="module")
 def golden():
-    with np.load(FIXTURES / "adm_golden.npz") as data:
-        return {k: torch.from_numpy(data[k]) for k in data.files}
+    return load_golden("adm_golden.npz")
 
 
 @pytest.mark.parametrize("name", list(TINY))

@@ -67,10 +67,15 @@ def tiny_net(name: str) -> torch.nn.Module:
     return net
 
 
+def load_golden(filename: str) -> dict[str, torch.Tensor]:
+    """A committed reference fixture (tests/fixtures/*.npz) as tensors by name."""
+    with np.load(FIXTURES / filename) as data:
+        return {k: torch.from_numpy(data[k]) for k in data.files}
+
+
 @pytest.fixture(scope="module")
 def golden():
-    with np.load(FIXTURES / "edm_golden.npz") as data:
-        return {k: torch.from_numpy(data[k]) for k in data.files}
+    return load_golden("edm_golden.npz")
 
 
 @pytest.mark.parametrize("name", list(TINY))

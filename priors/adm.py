@@ -57,7 +57,8 @@ def preset_of(state: dict[str, Tensor]) -> str | None:
 
 def load_unet(path: str, preset: str | None = None, config: str | None = None, key: str | None = None) -> UNetModel:
     """The checkpoint's UNetModel, architecture from preset / config / json beside / the matching preset."""
-    state = strip_prefix(read_state_dict(path, key), "module.")
+    # DataParallel's `module.`; InverseBench's ffhq256.pt wraps the UNet in its VPPrecond (`model.`)
+    state = strip_prefix(strip_prefix(read_state_dict(path, key), "module."), "model.")
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown ADM preset {preset!r}; choose one of {', '.join(PRESETS)} or give prior.config=FILE.json")
     source = config if config is not None else (None if preset is not None else config_beside(path))
@@ -76,7 +77,8 @@ def load_unet(path: str, preset: str | None = None, config: str | None = None, k
 class ADMPrior(DiffusersPrior):
     """A guided-diffusion UNetModel checkpoint (epsilon, learned or fixed variance, linear 1000-step schedule) as D(x, sigma).
 
-    `path`: a torch state dict (e.g. DPS's ffhq_10m.pt) or a dict holding one under ema / model / state_dict;
+    `path`: a torch state dict (e.g. DPS's ffhq_10m.pt) or a dict holding one under ema / model / state_dict
+    (InverseBench's ffhq256.pt: its VPPrecond's `model.` prefix is dropped);
     `preset` (ffhq256-dps, imagenet256-uncond) or `config` (json of create_model flags) names the
     architecture, else a json beside the weights, else the preset the weights fit. Images are in [-1, 1].
     """

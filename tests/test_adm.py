@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from priors.adm import LINEAR_SCHEDULE, PRESETS, ADMPrior, build_unet, preset_of
+from priors.adm import PRESETS, ADMPrior, build_unet, preset_of
 from priors.adm_nets import UNetModel
 from priors.schedules import sigma_to_t, vp_alphas_cumprod
 from test_edm import edm_registered  # noqa: F401  (fixture: `edm` and `adm` registered)
@@ -93,12 +93,14 @@ def tiny_checkpoint(tmp_path: Path, form: str = "bare") -> tuple[Path, UNetModel
     fill_like_reference(net)
     sd = net.state_dict()
     path = tmp_path / f"{form}.pt"
-    torch.save({"ema": sd} if form == "ema" else sd, path)
+    obj = {"ema": sd} if form == "ema" else {"ema": {f"model.{k}": v for k, v in sd.items()}, "step": 1} \
+        if form == "inversebench" else sd
+    torch.save(obj, path)
     path.with_suffix(".json").write_text(json.dumps({**TINY_FLAGS, "model_path": str(path)}))
     return path, net
 
 
-@pytest.mark.parametrize("form", ["bare", "ema"])
+@pytest.mark.parametrize("form", ["bare", "ema", "inversebench"])
 def test_prior_is_the_epsilon_network_in_the_edm_convention(tmp_path, form):
     path, net = tiny_checkpoint(tmp_path, form)
     prior = ADMPrior(path=str(path))

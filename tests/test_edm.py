@@ -270,25 +270,32 @@ def test_pickle_converter_writes_a_state_dict_and_config_the_prior_loads(tmp_pat
         main(["--edm-src", str(tmp_path), str(tmp_path / "snap.pkl"), str(tmp_path / "o2.pt")])
 
 
-@pytest.fixture(scope="module")
-def edm_registered(tmp_path_factory):
-    """The path to put on sys.path so that `edm` and `adm` are registered priors: None once the installed
-    distribution declares them (pyproject.toml), else a tiny dist-info declaring the same entry points."""
-    import textwrap
+# the entry points issue 16 adds to pyproject.toml, by group
+NEW_ENTRY_POINTS = {
+    "priors": {"edm": "priors.edm:EDMPrior", "adm": "priors.adm:ADMPrior"},
+    "problems": {"inpainting-box": "inverse_problems.natural:BoxInpaintingProblem",
+                 "inpainting-random": "inverse_problems.natural:RandomInpaintingProblem",
+                 "super-resolution": "inverse_problems.natural:SuperResolutionProblem",
+                 "deblur-gaussian": "inverse_problems.natural:GaussianDeblurProblem"},
+    "datasets": {"images": "inverse_problems.images:ImagesDataset"},
+}
 
+
+@pytest.fixture(scope="session")
+def edm_registered(tmp_path_factory):
+    """The path to put on sys.path so that the priors, problems and dataset of issue 16 are registered: None once
+    the installed distribution declares them (pyproject.toml), else a tiny dist-info declaring the same entry points."""
     from benchmarks import registry
 
-    if {"edm", "adm"} <= set(registry.names("priors")):
+    if all(set(eps) <= set(registry.names(group)) for group, eps in NEW_ENTRY_POINTS.items()):
         return None
-    root = tmp_path_factory.mktemp("edm_entry_points")
-    dist = root / "medtta_edm_entry_points-0.1.dist-info"
+    root = tmp_path_factory.mktemp("issue16_entry_points")
+    dist = root / "medtta_issue16_entry_points-0.1.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: medtta-edm-entry-points\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(textwrap.dedent("""\
-        [medtta_bench.priors]
-        edm = priors.edm:EDMPrior
-        adm = priors.adm:ADMPrior
-        """))
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: medtta-issue16-entry-points\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("".join(
+        f"[medtta_bench.{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n"
+        for group, eps in NEW_ENTRY_POINTS.items()))
     (dist / "RECORD").write_text("")
     return root
 

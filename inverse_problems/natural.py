@@ -7,7 +7,8 @@ RGB images in [-1, 1] (the range those priors were trained on, so measurements a
 - `inpainting-random`: a fraction 1 - `keep` of the pixels removed (70 %), one seeded mask;
 - `super-resolution`: antialiased bicubic downsampling by `factor` (4x), separable, exact SVD;
 - `deblur-gaussian`: a `kernel_size`^2 Gaussian blur of width `sigma` (61 taps, sigma 3.0) with zero padding,
-  separable, exact SVD.
+  separable, exact SVD;
+- `deblur-motion`: a 61 x 61 motion-blur kernel (intensity 0.5), seeded, or read from a file; zero padding.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor
 
 from inverse_problems.base import ForwardOperator, Problem, check_int, check_number
+from inverse_problems.convolution import Convolution, load_kernel, motion_kernel
 from inverse_problems.inpainting import Inpainting
 from inverse_problems.separable import SeparableOperator, bicubic_matrix, gaussian_blur_matrix
 
@@ -104,3 +106,20 @@ class GaussianDeblurProblem(NaturalImageProblem):
 
     def acquisition_operator(self, x: Tensor, generator: torch.Generator | None = None) -> SeparableOperator:
         return SeparableOperator(self.matrix, self.matrix, self.image_shape[0], self.noise_std).to(x.device)
+
+
+class MotionDeblurProblem(NaturalImageProblem):
+    """Motion deblurring: one motion-blur kernel for every image and channel, 'same' convolution, zero padding.
+
+    The kernel is `kernel` (a .npy / .pt file, e.g. the kernel a paper's run used) or
+    convolution.motion_kernel(kernel_size, intensity, kernel_seed).
+    """
+
+    def __init__(self, size: int = 256, channels: int = 3, kernel_size: int = 61, intensity: float = 0.5,
+                 kernel_seed: int = 0, kernel: str | None = None, noise_std: float = 0.05) -> None:
+        super().__init__(size, channels, noise_std)
+        self.kernel = load_kernel(kernel) if kernel is not None else motion_kernel(
+            check_int("kernel_size", kernel_size, 3), check_number("intensity", intensity, 0.0), kernel_seed)
+
+    def acquisition_operator(self, x: Tensor, generator: torch.Generator | None = None) -> Convolution:
+        return Convolution(self.kernel, self.image_shape, self.noise_std).to(x.device)

@@ -276,7 +276,8 @@ NEW_ENTRY_POINTS = {
     "problems": {"inpainting-box": "inverse_problems.natural:BoxInpaintingProblem",
                  "inpainting-random": "inverse_problems.natural:RandomInpaintingProblem",
                  "super-resolution": "inverse_problems.natural:SuperResolutionProblem",
-                 "deblur-gaussian": "inverse_problems.natural:GaussianDeblurProblem"},
+                 "deblur-gaussian": "inverse_problems.natural:GaussianDeblurProblem",
+                 "deblur-motion": "inverse_problems.natural:MotionDeblurProblem"},
     "datasets": {"images": "inverse_problems.images:ImagesDataset"},
 }
 

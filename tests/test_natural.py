@@ -25,6 +25,8 @@ CASES = [  # (problem, options, known ||A||): run through tests/test_operators.p
     ("super-resolution", dict(channels=1, factor=2, noise_std=0.0), None),
     ("deblur-gaussian", dict(channels=3, sigma=3.0, kernel_size=61), None),
     ("deblur-gaussian", dict(channels=2, sigma=1.0, kernel_size=5), None),
+    ("deblur-motion", dict(channels=3, kernel_size=7, intensity=0.5), None),
+    ("deblur-motion", dict(channels=1, kernel_size=31, intensity=1.0, kernel_seed=4), None),
 ]
 
 
@@ -60,6 +62,38 @@ def test_gaussian_blur_is_the_zero_padded_2d_convolution():
     torch.testing.assert_close(op(x).double(), ref, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="odd kernel_size"):
         gaussian_blur_matrix(8, 1.0, 4)
+
+
+def test_motion_blur_kernels_and_convolution():
+    from inverse_problems.convolution import Convolution, motion_kernel
+
+    k = motion_kernel(61, 0.5, seed=1)
+    assert k.shape == (61, 61) and float(k.sum()) == pytest.approx(1.0) and float(k.min()) >= 0
+    assert torch.equal(k, motion_kernel(61, 0.5, seed=1)) and not torch.equal(k, motion_kernel(61, 0.5, seed=2))
+    # intensity 0: a straight streak through the centre, symmetric under a half turn
+    line = motion_kernel(31, 0.0, seed=3)
+    torch.testing.assert_close(line, line.flip(0, 1), rtol=0, atol=1e-6)
+    assert int((line > 1e-4).sum()) < 31 * 3
+    # a true convolution: a delta image returns the kernel itself (not its flip)
+    kern = torch.rand(5, 5, generator=torch.Generator().manual_seed(0))
+    op = Convolution(kern, (1, 11, 11))
+    delta = torch.zeros(1, 1, 11, 11)
+    delta[0, 0, 5, 5] = 1
+    torch.testing.assert_close(op(delta)[0, 0, 3:8, 3:8], kern)
+    with pytest.raises(ValueError, match="odd"):
+        Convolution(torch.ones(4, 4), (1, 8, 8))
+
+
+def test_motion_kernel_file_is_used_as_given(tmp_path):
+    from inverse_problems.natural import MotionDeblurProblem
+
+    kern = np.zeros((5, 5), dtype=np.float32)
+    kern[2, :] = 2.0
+    np.save(tmp_path / "k.npy", kern)
+    p = MotionDeblurProblem(size=16, kernel=str(tmp_path / "k.npy"))
+    torch.testing.assert_close(p.kernel, torch.from_numpy(kern) / 10)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        MotionDeblurProblem(size=16, kernel=str(tmp_path / "none.npy"))
 
 
 def test_box_and_random_masks_and_the_unscaled_measurement():

@@ -38,7 +38,19 @@ class NaturalImageProblem(Problem):
         return torch.ones(y.shape[0], device=y.device)
 
 
-class BoxInpaintingProblem(NaturalImageProblem):
+class MaskedProblem(NaturalImageProblem):
+    """Inpainting with one (H, W) mask `self.mask` for every image and channel."""
+
+    mask: Tensor
+
+    def acquisition_operator(self, x: Tensor, generator: torch.Generator | None = None) -> Inpainting:
+        return Inpainting(self.mask, self.image_shape[0], self.noise_std).to(x.device)
+
+    def info(self, operator: Inpainting) -> dict:
+        return {"observed_fraction": float(operator.mask.mean())}
+
+
+class BoxInpaintingProblem(MaskedProblem):
     """Box inpainting: a square of side round(box * size) is unobserved (centred, or seeded random with
     `position=random`, at least 1/16 of the side from the border as DPS's 16 px in 256)."""
 
@@ -61,19 +73,12 @@ class BoxInpaintingProblem(NaturalImageProblem):
         self.mask = torch.ones(size, size)
         self.mask[top:top + side, left:left + side] = 0
 
-    def acquisition_operator(self, x: Tensor, generator: torch.Generator | None = None) -> Inpainting:
-        return Inpainting(self.mask, self.image_shape[0], self.noise_std).to(x.device)
-
-    def info(self, operator: Inpainting) -> dict:
-        return {"observed_fraction": float(operator.mask.mean())}
-
-
-class RandomInpaintingProblem(BoxInpaintingProblem):
+class RandomInpaintingProblem(MaskedProblem):
     """Random inpainting: each pixel (all channels) observed with probability `keep` (0.3: 70 % missing), one seeded mask."""
 
     def __init__(self, size: int = 256, channels: int = 3, keep: float = 0.3, noise_std: float = 0.05,
                  mask_seed: int = 0) -> None:
-        NaturalImageProblem.__init__(self, size, channels, noise_std)
+        super().__init__(size, channels, noise_std)
         keep = check_number("keep", keep)
         if not 0 < keep <= 1:
             raise ValueError(f"keep must be in (0, 1], got {keep}")

@@ -81,18 +81,30 @@ class ADMPrior(DiffusersPrior):
     (InverseBench's ffhq256.pt: its VPPrecond's `model.` prefix is dropped);
     `preset` (ffhq256-dps, imagenet256-uncond) or `config` (json of create_model flags) names the
     architecture, else a json beside the weights, else the preset the weights fit. Images are in [-1, 1].
+    A class-conditional network (class_cond) needs `class_label`, the class every call is conditioned on.
     """
 
     def __init__(self, path: str | None = None, preset: str | None = None, config: str | None = None,
-                 key: str | None = None, unet: nn.Module | None = None) -> None:
+                 key: str | None = None, class_label: int | None = None, unet: nn.Module | None = None) -> None:
         if unet is None:
             if path is None:
                 raise ValueError("the ADM prior needs prior.path=FILE (a guided-diffusion checkpoint, e.g. ffhq_10m.pt)")
             unet = load_unet(path, preset, config, key)
+        classes = getattr(unet, "num_classes", None)
+        if classes is None and class_label is not None:
+            raise ValueError("the network is unconditional: drop prior.class_label")
+        if classes is not None and (class_label is None or not 0 <= class_label < classes):
+            raise ValueError(f"the network is class-conditional ({classes} classes): pass prior.class_label=K with "
+                             f"0 <= K < {classes}" + ("" if class_label is None else f", got {class_label}"))
         super().__init__(unet=unet, scheduler_config=LINEAR_SCHEDULE)
+        self.class_label = class_label
         self.resolution = (int(unet.image_size), int(unet.image_size))
         self.source = None if path is None else str(path)
 
     def model_output(self, x_vp: Tensor, t: Tensor) -> Tensor:
         """epsilon: the first C of the network's C (fixed variance) or 2C (learned variance) channels."""
-        return super().model_output(x_vp, t)[:, : self.channels]
+        if self.class_label is None:
+            return super().model_output(x_vp, t)[:, : self.channels]
+        dtype = next(self.unet.parameters()).dtype
+        y = torch.full((x_vp.shape[0],), self.class_label, dtype=torch.long, device=x_vp.device)
+        return self.unet(x_vp.to(dtype), t, y)[:, : self.channels].to(x_vp.dtype)

@@ -119,6 +119,25 @@ def test_prior_is_the_epsilon_network_in_the_edm_convention(tmp_path, form):
     assert float(prior.timestep(s500)) == pytest.approx(500, abs=1e-3)
 
 
+def test_class_conditional_network_needs_a_class_label(tmp_path):
+    flags = {**TINY_FLAGS, "class_cond": True, "learn_sigma": False}
+    net = build_unet(flags).eval()
+    fill_like_reference(net)
+    path = tmp_path / "cond.pt"
+    torch.save(net.state_dict(), path)
+    (tmp_path / "cond.json").write_text(json.dumps(flags))
+    with pytest.raises(ValueError, match="class-conditional .1000 classes.: pass prior.class_label"):
+        ADMPrior(path=str(path))
+    prior = ADMPrior(path=str(path), class_label=7)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(8))
+    t = sigma_to_t(torch.tensor([0.5, 0.5]), vp_alphas_cumprod())
+    with torch.no_grad():
+        eps = net(x / math.sqrt(1.25), t, torch.tensor([7, 7]))
+        torch.testing.assert_close(prior.denoise(x, 0.5), x - 0.5 * eps)
+    with pytest.raises(ValueError, match="unconditional"):
+        ADMPrior(path=str(tiny_checkpoint(tmp_path)[0]), class_label=1)
+
+
 def test_architecture_is_inferred_or_refused_with_the_fix(tmp_path):
     path, _ = tiny_checkpoint(tmp_path)
     path.with_suffix(".json").unlink()

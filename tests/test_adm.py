@@ -28,7 +28,7 @@ import torch
 from priors.adm import PRESETS, ADMPrior, build_unet, preset_of
 from priors.adm_nets import UNetModel
 from priors.schedules import sigma_to_t, vp_alphas_cumprod
-from test_edm import edm_registered  # noqa: F401  (fixture: `edm` and `adm` registered)
+from test_edm import issue16_entry_points  # noqa: F401  (fixture: `edm` and `adm` registered)
 from test_edm import fill_like_reference, load_golden  # the reference script's seeded fill (no key here is a resample_filter)
 
 torch.set_num_threads(1)
@@ -158,7 +158,7 @@ def test_architecture_is_inferred_or_refused_with_the_fix(tmp_path):
         ADMPrior(path=str(path), config=str(cfg))
 
 
-def test_bench_run_inpainting_with_a_dps_style_checkpoint(tmp_path, edm_registered, plugin_path, monkeypatch):
+def test_bench_run_inpainting_with_a_dps_style_checkpoint(tmp_path, issue16_entry_points, plugin_path, monkeypatch):
     """`bench run --prior adm prior.path=FILE` with a bare state dict as DPS ships it (config json beside it); the
     test plugin's one-call algorithm, since a random network is no prior a sampler could converge with."""
     from conftest import bench
@@ -168,7 +168,7 @@ def test_bench_run_inpainting_with_a_dps_style_checkpoint(tmp_path, edm_register
     out = tmp_path / "run"
     bench("run", "--problem", "inpainting", "--algo", "denoise-adjoint", "--prior", "adm", "--n", "1",
           "problem.size=16", "problem.channels=3", "dataset.size=16", "dataset.channels=3", f"prior.path={path}",
-          "--out", str(out), "--quiet", plugin=edm_registered)
+          "--out", str(out), "--quiet", plugin=issue16_entry_points)
     rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["status"] == "ok" and math.isfinite(rows[0]["psnr"])
     y_adj = torch.from_numpy(np.load(out / rows[0]["reconstruction"]))

@@ -283,7 +283,7 @@ NEW_ENTRY_POINTS = {
 
 
 @pytest.fixture(scope="session")
-def edm_registered(tmp_path_factory):
+def issue16_entry_points(tmp_path_factory):
     """The path to put on sys.path so that the priors, problems and dataset of issue 16 are registered: None once
     the installed distribution declares them (pyproject.toml), else a tiny dist-info declaring the same entry points."""
     from benchmarks import registry
@@ -301,7 +301,7 @@ def edm_registered(tmp_path_factory):
     return root
 
 
-def test_bench_run_cs_mri_with_an_inversebench_style_checkpoint(tmp_path, edm_registered):
+def test_bench_run_cs_mri_with_an_inversebench_style_checkpoint(tmp_path, issue16_entry_points):
     """`bench run --problem cs_mri --prior edm prior.path=...` on a tiny DhariwalUNet saved as InverseBench does
     ({'ema': state_dict}), the architecture from a config json given on the command line."""
     from conftest import bench
@@ -312,11 +312,11 @@ def test_bench_run_cs_mri_with_an_inversebench_style_checkpoint(tmp_path, edm_re
     out = tmp_path / "run"
     bench("run", "--problem", "cs_mri", "--algo", "dps", "--prior", "edm", "--n", "1", "problem.size=16",
           "dataset.size=16", "problem.coils=2", "problem.coil_maps=true", "algorithm.n_steps=3", f"prior.path={path}", f"prior.config={cfg}", "--out", str(out),
-          "--quiet", plugin=edm_registered)
+          "--quiet", plugin=issue16_entry_points)
     rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["status"] == "ok" and math.isfinite(rows[0]["psnr"])
     # the preset for the full 320x320 network is refused before any compute: its keys are not these weights'
     res = bench("run", "--problem", "cs_mri", "--algo", "dps", "--prior", "edm", "--n", "1", "problem.size=16",
                 "dataset.size=16", "problem.coil_maps=true", "prior.preset=inversebench-mri-knee", f"prior.path={path}", "--out", str(tmp_path / "r2"), "--quiet",
-                plugin=edm_registered, check=False)
+                plugin=issue16_entry_points, check=False)
     assert res.returncode != 0 and "missing key" in res.stderr

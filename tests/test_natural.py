@@ -13,7 +13,7 @@ from inverse_problems.images import ImagesDataset
 from inverse_problems.natural import (BoxInpaintingProblem, GaussianDeblurProblem, RandomInpaintingProblem,
                                       SuperResolutionProblem)
 from inverse_problems.separable import SeparableOperator, bicubic_matrix, cubic, gaussian_blur_matrix
-from test_edm import edm_registered  # noqa: F401  (fixture: the new problems and dataset registered)
+from test_edm import issue16_entry_points  # noqa: F401  (fixture: the new problems and dataset registered)
 from test_operators import test_operator as operator_battery
 
 torch.set_num_threads(1)
@@ -31,9 +31,9 @@ CASES = [  # (problem, options, known ||A||): run through tests/test_operators.p
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c[0] + "-" + "-".join(f"{k}={v}" for k, v in c[1].items()))
-def test_operator_battery(case, edm_registered, monkeypatch):
-    if edm_registered is not None:
-        monkeypatch.syspath_prepend(str(edm_registered))
+def test_operator_battery(case, issue16_entry_points, monkeypatch):
+    if issue16_entry_points is not None:
+        monkeypatch.syspath_prepend(str(issue16_entry_points))
     operator_battery(case)
 
 
@@ -155,7 +155,7 @@ def test_images_dataset_reads_crops_resizes_and_maps_to_minus_one_one(tmp_path):
         ImagesDataset(str(tmp_path / "faces"), size=8)[0]
 
 
-def test_bench_run_box_inpainting_with_an_adm_checkpoint_on_an_image_folder(tmp_path, edm_registered, plugin_path,
+def test_bench_run_box_inpainting_with_an_adm_checkpoint_on_an_image_folder(tmp_path, issue16_entry_points, plugin_path,
                                                                           monkeypatch):
     """The newcomer's command, `--problem inpainting-box --prior adm prior.path=... --dataset images dataset.root=DIR`,
     at 16 px with a tiny DPS-format checkpoint (the test plugin's one-call algorithm: a random net is no prior)."""
@@ -168,7 +168,7 @@ def test_bench_run_box_inpainting_with_an_adm_checkpoint_on_an_image_folder(tmp_
     out = tmp_path / "run"
     bench("run", "--problem", "inpainting-box", "--algo", "denoise-adjoint", "--prior", "adm", "--dataset", "images",
           f"dataset.root={tmp_path / 'faces'}", "dataset.size=16", "problem.size=16", f"prior.path={path}", "--n", "2",
-          "--out", str(out), "--quiet", plugin=edm_registered)
+          "--out", str(out), "--quiet", plugin=issue16_entry_points)
     rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert [r["status"] for r in rows] == ["ok", "ok"] and all(math.isfinite(r["psnr"]) for r in rows)
     assert {r["id"] for r in rows} == {"img0", "img1"}

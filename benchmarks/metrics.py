@@ -65,7 +65,8 @@ def image_metrics(x: Tensor, ref: Tensor) -> list[dict[str, float | None]]:
         }
         if lpips is not None:
             with torch.no_grad():
-                row["lpips"] = float(lpips((xc / data_range).repeat(1, 3, 1, 1), (ri / data_range).repeat(1, 3, 1, 1)))
+                rgb = (lambda v: v) if xc.shape[1] == 3 else (lambda v: v.mean(1, keepdim=True).repeat(1, 3, 1, 1))
+                row["lpips"] = float(lpips(rgb(xc / data_range), rgb(ri / data_range)))
         rows.append(row)
     return rows
 

@@ -14,6 +14,7 @@ trials' run directories:
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from benchmarks.config import ConfigError, search_space
 from benchmarks.sweep import FAILED_PSNR, SweepSpec, job_dirs, multirun, score
 
 STUDY = "study.json"
+DEFAULTS = "defaults"  # the study's trial 0: the registered defaults
 
 
 def method_space(algorithm: str, adapters: list[str]) -> dict[str, str]:
@@ -57,24 +59,52 @@ def tune(spec: SweepSpec, trials: int, n_val: int, seed: int, overrides: list[st
                "run.split": "val", "run.n": n_val}
     fixed = [f"{k}={v}" for k, v in sweeper.items() if k not in given]
     searched = [f"{k}={v}" for k, v in space.items() if k not in given]  # an option set by hand is not searched
-    multirun(spec, fixed + searched + list(overrides))
-    return write_study(spec.out)
+    # Trial 0 of every study is the method with its registered defaults, so that a study never ends below the
+    # defaults on val; the sampler spends the other trials - 1.
+    swept = sweep_keys(overrides)  # a search space given on the command line, e.g. algorithm.lam=choice(1, 10)
+    val = [o for o in fixed if o.startswith("run.")]
+    multirun(replace(spec, out=spec.out / DEFAULTS), val + [o for o in overrides if _key(o) not in swept])
+    if trials > 1:
+        multirun(spec, [o for o in fixed if not o.startswith("hydra.sweeper.n_trials")]
+                 + [f"hydra.sweeper.n_trials={trials - 1}"] * ("hydra.sweeper.n_trials" not in given)
+                 + searched + list(overrides))
+    return write_study(spec.out, [k for k in space if k not in given] + sorted(swept))
 
 
-def write_study(out: Path) -> dict[str, Any]:
-    """study.json from the Optuna sweeper's optimization_results.yaml and the trials' run directories."""
-    results = OmegaConf.to_container(OmegaConf.load(out / "optimization_results.yaml"))
-    best_params = results["best_params"]
+def sweep_keys(overrides: list[str]) -> set[str]:
+    """The keys of the overrides that are sweeps (`choice(...)`, `interval(...)`, `a,b`, ...)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith("hydra")])
+    except HydraException as exc:
+        raise ConfigError(f"bad override: {exc}") from exc
+    return {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
+
+
+def write_study(out: Path, keys: list[str] | None = None) -> dict[str, Any]:
+    """study.json from the Optuna sweeper's optimization_results.yaml and the trials' run directories.
+
+    The defaults trial (OUT/defaults/0, written by `bench tune`) is trial 0 and wins when the sampler found
+    nothing better on val; the sampler's jobs OUT/<k> are trials k + 1."""
+    results_path = out / "optimization_results.yaml"
+    results = OmegaConf.to_container(OmegaConf.load(results_path)) if results_path.exists() else None
+    best_params = results["best_params"] if results else {}
+    keys = list(best_params) if keys is None else keys
     trials, names, split, n_val = [], set(), set(), set()
-    for d in job_dirs(out):
+    default_dirs = job_dirs(out / DEFAULTS) if (out / DEFAULTS).is_dir() else []
+    for d in default_dirs + job_dirs(out):
         cfg = OmegaConf.load(d / "config.yaml")
         summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else None
         names.add((cfg.names.problem, cfg.names.algorithm, tuple(cfg.names.adapters), cfg.names.dataset,
                    cfg.names.get("shift")))
         split.add(cfg.run.split)
         n_val.add(int(cfg.run.n))
-        trials.append({"number": int(d.name), "run_dir": d.name,
-                       "options": {k: OmegaConf.select(cfg, k) for k in best_params},
+        is_default = d.parent.name == DEFAULTS
+        trials.append({"number": 0 if is_default else int(d.name) + len(default_dirs),
+                       "run_dir": str(d.relative_to(out)), "defaults": is_default,
+                       "options": {k: OmegaConf.select(cfg, k) for k in keys},
                        "score": None if summary is None else score(summary),
                        "n_ok": None if summary is None else summary["n_ok"],
                        "n_failed": None if summary is None else summary["n_failed"]})
@@ -82,18 +112,25 @@ def write_study(out: Path) -> dict[str, Any]:
         raise ConfigError(f"{out}: the trials differ in problem/method/dataset ({sorted(names)}); a study tunes one "
                           f"method on one problem")
     problem, algorithm, adapters, dataset, shift = names.pop()
-    best = [t for t in trials if t["options"] == best_params and t["score"] is not None
+    best = [t for t in trials if results and not t["defaults"] and t["score"] is not None
+            and all(t["options"][k] == v for k, v in best_params.items())
             and abs(t["score"] - results["best_value"]) <= 1e-9 * max(1.0, abs(t["score"]))]
-    if not best:
+    if results and not best:
         raise ConfigError(f"{out}: no trial directory matches the sweeper's best trial {best_params}; the study is "
                           f"incomplete (rerun it with --resume)")
+    defaults = [t for t in trials if t["defaults"] and t["score"] is not None]
+    if defaults and (not best or defaults[0]["score"] >= best[0]["score"]):
+        best = defaults
+    if not best:
+        raise ConfigError(f"{out}: no finished trial; the study is incomplete (rerun it with --resume)")
     study = {"problem": problem, "algorithm": algorithm, "adapters": list(adapters),
              "method": algorithm + "".join("+" + a for a in adapters), "dataset": dataset, "shift": shift,
              "metric": "psnr", "split": split.pop() if len(split) == 1 else sorted(split),
              "n_val": n_val.pop() if len(n_val) == 1 else sorted(n_val), "n_trials": len(trials),
              "sampler": "optuna TPE (hydra-optuna-sweeper)", "failed_sample_psnr": FAILED_PSNR,
-             "search_space": sorted(best_params), "trials": trials,
-             "best": {"trial": best[0]["number"], "options": best_params, "score": results["best_value"]}}
+             "search_space": sorted(keys), "trials": trials,
+             "best": {"trial": best[0]["number"], "defaults": best[0]["defaults"], "options": best[0]["options"],
+                      "score": best[0]["score"]}}
     (out / STUDY).write_text(json.dumps(study, indent=2))
     return study
 

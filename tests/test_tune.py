@@ -51,11 +51,28 @@ def test_three_trial_study_recovers_the_known_optimum(tmp_path):
     assert by_lam[1.0] > by_lam[1e8] + 2.0
     assert study["best"]["score"] == pytest.approx(by_lam[1.0])
     assert OmegaConf.load(out / "optimization_results.yaml").best_params == {"algorithm.lam": 1.0}
+    first = study["trials"][0]  # trial 0 is the registered defaults (DiffPIR's lam = 1)
+    assert first["defaults"] and first["number"] == 0 and first["run_dir"] == "defaults/0"
+    assert first["options"] == {"algorithm.lam": 1.0}
+    assert sum(t["defaults"] for t in study["trials"]) == 1
     for t in study["trials"]:  # every trial is a val run directory with the trial's options
         cfg = OmegaConf.load(out / t["run_dir"] / "config.yaml")
         assert cfg.run.split == "val" and cfg.algorithm.lam == t["options"]["algorithm.lam"]
         summary = json.loads((out / t["run_dir"] / "summary.json").read_text())
         assert t["score"] == pytest.approx(summary["metrics"]["psnr"]["mean"])
+
+
+def test_defaults_win_when_the_sampler_finds_nothing_better(tmp_path):
+    """Both searched values make the data step ignore y; the defaults trial (lam = 1) stays the study's best, so a
+    tuned run is never worse than the defaults on val."""
+    out = tmp_path / "study"
+    bench("tune", "--problem", "inpainting", "--algo", "diffpir", "--trials", "3", "--n-val", "2", "--quiet",
+          "--out", str(out), *SMALL, "algorithm.lam=choice(100000000.0, 10000000.0)")
+    study = json.loads((out / "study.json").read_text())
+    sampled = [t for t in study["trials"] if not t["defaults"]]
+    assert len(sampled) == 2 and {t["options"]["algorithm.lam"] for t in sampled} <= {1e8, 1e7}
+    assert study["best"]["defaults"] and study["best"]["options"] == {"algorithm.lam": 1.0}
+    assert study["best"]["score"] > max(t["score"] for t in sampled)
 
 
 def test_hydra_form_study_and_tuned_run(tmp_path):

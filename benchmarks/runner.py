@@ -32,7 +32,8 @@ from adaptation.schemes import Scheme
 from algorithms.base import Algorithm, Step
 from benchmarks import registry
 from benchmarks.config import ConfigError, options
-from benchmarks.metrics import IMAGE_METRICS, image_metrics, peak_memory_mb, reset_peak_memory
+from benchmarks.metrics import (IMAGE_METRICS, VOLUME_METRICS, image_metrics, peak_memory_mb, reset_peak_memory,
+                                volume_metrics)
 from benchmarks.results import METRICS, RunDir, aggregate, problem_info, run_defaults
 from inverse_problems.base import Problem
 from inverse_problems.random import SampleGenerators
@@ -240,7 +241,7 @@ def run_batch(comp: dict[str, Any], indices: list[int], seed: int, device: torch
             if not failed and it.get("image") is None:
                 row["reason"] = NO_TARGET
             row.update({"tier": tier, "target_convention": it.get("target_convention", "dataset image")})
-            row.update({key: it[key] for key in ("volume", "slice") if key in it})
+            row.update({key: it[key] for key in ("volume", "slice", "data_scale") if key in it})
             row.update({m: (None if failed else v) for m, v in metrics[k].items()})
             row["data_misfit"] = None if failed else misfit[k]
             row.update({"seconds": recon.seconds / len(good), "nfe": recon.nfe, "peak_memory_mb": mem,
@@ -434,8 +435,69 @@ def summarise(cfg: DictConfig, rundir: RunDir, device: torch.device | str) -> di
     summary["problem_info"] = problem_info(rows)
     failures = [{"index": r["index"], "reason": r.get("reason")} for r in rows if r.get("status") != "ok"]
     summary["failures"] = failures
+    summary["tier"] = "+".join(sorted({str(r["tier"]) for r in rows if r.get("tier")})) or "simulated"
+    summary["target_convention"] = "+".join(sorted({str(r["target_convention"]) for r in rows
+                                                     if r.get("target_convention")})) or None
+    summary["metric_convention"] = "per-slice"
+    volumes = per_volume(rows, Path(rundir.path))
+    if volumes:
+        summary["metric_convention"] = "per-slice + per-volume (fastMRI)"
+        summary["volumes"] = volumes
+        summary["volume_metrics"] = aggregate(volumes, VOLUME_METRICS)["metrics"]
+    untargeted = [r for r in rows if r.get("status") == "ok" and r.get("reason") == NO_TARGET]
+    if untargeted:
+        summary["n_no_target"] = len(untargeted)
+        summary["no_target"] = (f"{len(untargeted)} sample(s) have no target (prospective data): their "
+                                f"reconstructions are written and they are excluded from every metric")
+        summary["submission"] = write_submission(untargeted, Path(rundir.path))
     rundir.write_summary(summary)
     return summary
+
+
+def _volume_stack(rows: list[dict[str, Any]], path: Path, key: str) -> Any:
+    """(slices, H, W) magnitudes of the rows' `key` files (reconstruction | target), in the file's units."""
+    import numpy as np
+
+    out = []
+    for r in sorted(rows, key=lambda r: r.get("slice", 0)):
+        a = np.load(path / r[key]).astype(np.float64)
+        out.append(np.sqrt((a**2).sum(0)) * float(r.get("data_scale") or 1.0))
+    return np.stack(out)
+
+
+def per_volume(rows: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
+    """fastMRI's per-volume metrics (benchmarks.metrics.volume_metrics) of every volume whose slices all finished
+    with a target and saved files; slices in the file's units (x data_scale), as fastMRI scores them."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("volume") is not None:
+            groups.setdefault(str(r["volume"]), []).append(r)
+    out = []
+    for vol, vrows in sorted(groups.items()):
+        if not all(r.get("status") == "ok" and r.get("target") and r.get("reconstruction") for r in vrows):
+            continue
+        m = volume_metrics(_volume_stack(vrows, path, "reconstruction"), _volume_stack(vrows, path, "target"))
+        out.append({"volume": vol, "slices": len(vrows), "status": "ok", **m})
+    return out
+
+
+def write_submission(rows: list[dict[str, Any]], path: Path) -> str:
+    """RUN_DIR/submission/<volume>.h5 with `reconstruction` (slices, H, W) float32 magnitude in the file's units
+    (fastMRI's submission layout), for the samples without a target."""
+    import h5py
+
+    folder = path / "submission"
+    folder.mkdir(exist_ok=True)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("reconstruction"):
+            groups.setdefault(str(r.get("volume") or r["id"]), []).append(r)
+    for vol, vrows in groups.items():
+        tmp = folder / f".{vol}.h5.tmp"
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("reconstruction", data=_volume_stack(vrows, path, "reconstruction").astype("float32"))
+        os.replace(tmp, folder / f"{vol}.h5")
+    return "submission/"
 
 
 def format_table(summary: dict[str, Any], metrics: tuple[str, ...] = ("psnr", "ssim", "nmse", "ncc", "lpips",

@@ -470,6 +470,7 @@ class FastMRIDataset(ImageDataset):
             raise DataError(f"{f.path}: slice {s} has no signal in the cropped field of view; choose other slices "
                             f"(dataset.slices=...) or remove the file", f.path)
         item["kspace"] = (fft2c(coil_images) / scale).to(torch.complex64)
+        item["data_scale"] = float(scale)  # image and k-space were divided by it: x data_scale gives the file's units
         return item
 
     def convention(self, coils: int, maps: Tensor | None) -> str:

@@ -14,16 +14,17 @@ k-space: sum_c conj(S_c) m_c, a complex image whose phase is the object's plus c
 the 99th percentile of the magnitude is 1 (as the phantoms).
 
 Measured k-space (DESIGN.md, "Simulated and measured data"): every item also carries `kspace`, the
-coil k-space of the same resampled coil images (C, size, size), divided by the same constant, so that
-the target is exactly the named combination of the fully sampled `kspace` (`target_convention`:
+coil k-space of the same resampled coil images (C, size, size) in the file's units, and `data_scale`,
+the constant the target was divided by, so that the target times data_scale is exactly the named
+combination of the fully sampled `kspace` (`target_convention`:
 `fastmri-rss` (multi-coil RSS magnitude), `fastmri-esc` (single-coil magnitude, fastMRI's
 `reconstruction_esc`), `sense1-espirit` or `sense1-stored-maps` (InverseBench's complex SENSE-1/MVUE)).
 Optional keys of a file: `sensitivity_maps` (slices, coils, H, W) complex (item `maps`, for
 coil_maps=true) and `mask` ((W,) columns or (H, W); a prospective file: its k-space is zero off the
 mask and it has no reference, so the item's `image` is None). A prospective file is cropped to the recon
 FOV in image space along the readout axis (H, fully sampled) only; its phase-encode axis is cut in
-k-space (central columns), so the mask stays the file's own columns; its constant is the 99th
-percentile of the zero-filled RSS (there is no target). Items also carry `volume` (the file's stem, the
+k-space (central columns), so the mask stays the file's own columns; its data_scale is 1 (there is no
+target). Items also carry `volume` (the file's stem, the
 patient) and `slice`.
 """
 from __future__ import annotations
@@ -445,11 +446,8 @@ class FastMRIDataset(ImageDataset):
         coil_images = resample_coil_images(f.kspace(s), crop, n)
         item: dict[str, object] = {"volume": f.path.stem, "slice": s}
         maps = f.maps(s)
-        if maps is not None:
-            if tuple(crop) != tuple(f.shape) or n != crop[0] or crop[0] != crop[1]:
-                raise DataError(f"{f.path}: key {MAPS_KEY!r} holds maps at {f.shape[0]}x{f.shape[1]}; stored maps are "
-                                f"used only without resampling: set dataset.size={f.shape[0]} (and problem.size) for a "
-                                f"square file whose recon matrix is its encoded one, or remove the key", f.path)
+        if maps is not None:  # brought to the item's grid as the coil images are (image crop, Fourier resampling)
+            maps = resample_coil_images(fft2c(maps), crop, n) * (float(np.sqrt(crop[0] * crop[1])) / n)
             item["maps"] = maps
         if prospective:
             if not bool((f.file_mask == f.file_mask[:1]).all()) and crop[0] != f.shape[0]:
@@ -459,7 +457,7 @@ class FastMRIDataset(ImageDataset):
             mask = center_crop(f.file_mask, (n, n))
             if f.coils > 1 and maps is None:
                 check_file_acs(f.path, mask, f.coils)
-            scale = torch.quantile(rss_combine(ifft2c(fft2c(coil_images) * mask), dim=0).flatten(), 0.99)
+            scale = torch.ones(())  # no target: reconstructions stay in the file's units
             item.update({"image": None, "mask": mask, "target_convention": None})
         else:
             z = combine_coils(coil_images, self.combine, maps=maps)
@@ -469,8 +467,8 @@ class FastMRIDataset(ImageDataset):
         if not torch.isfinite(scale) or scale <= 0:
             raise DataError(f"{f.path}: slice {s} has no signal in the cropped field of view; choose other slices "
                             f"(dataset.slices=...) or remove the file", f.path)
-        item["kspace"] = (fft2c(coil_images) / scale).to(torch.complex64)
-        item["data_scale"] = float(scale)  # image and k-space were divided by it: x data_scale gives the file's units
+        item["kspace"] = fft2c(coil_images).to(torch.complex64)  # the file's units
+        item["data_scale"] = float(scale)  # the target was divided by it: x data_scale gives the file's units
         return item
 
     def convention(self, coils: int, maps: Tensor | None) -> str:

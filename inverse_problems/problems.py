@@ -99,7 +99,8 @@ class CSMRIProblem(Problem):
 
     def measured(self, items: list[dict[str, Any]], device: torch.device | str) -> ProblemInstance:
         """y = M k: the acquired k-space enters only through this product (unacquired samples never reach the
-        reconstruction); ESPIRiT maps from the ACS of y (or the items' stored maps); scale from y alone."""
+        reconstruction); ESPIRiT maps from the ACS of y (or the items' stored maps); scale from y alone. The
+        item's `data_scale` (k-space units per target unit) only converts the reported reconstruction."""
         missing = [str(it.get("id")) for it in items if not isinstance(it.get("kspace"), Tensor)]
         if missing:
             raise ValueError(f"cs_mri with data=measured needs items with measured k-space (key 'kspace'); items "
@@ -130,9 +131,10 @@ class CSMRIProblem(Problem):
                 maps = espirit_maps(y, acs_region(mask), **self.espirit)
             op = MultiCoilMRI(maps, mask, self.noise_std, self.correction_size, batch=b)
         scale = self.measurement_scale(y, op)
-        op.set_noise_std(op.noise_std.detach() / scale)
-        y = y / scale.view(-1, 1, 1, 1)
-        return ProblemInstance(y, op, copy.deepcopy(op), scale, self.info(op))
+        y = y / scale.view(-1, 1, 1, 1)  # noise_std is already in these units (see the class docstring)
+        units = torch.tensor([float(it.get("data_scale") or 1.0) for it in items], device=scale.device)
+        # the reported scale also converts to the target's units (the file's units / data_scale); y never sees it
+        return ProblemInstance(y, op, copy.deepcopy(op), scale / units, self.info(op))
 
     def acquisition_operator(self, x: Tensor, generator: torch.Generator | None = None) -> ForwardOperator:
         mask = self.mask.to(x.device)

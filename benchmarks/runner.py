@@ -513,4 +513,12 @@ def format_table(summary: dict[str, Any], metrics: tuple[str, ...] = ("psnr", "s
     lines.append(f"samples: {summary['n_ok']} ok, {summary['n_failed']} failed")
     for k, v in summary.get("problem_info", {}).items():
         lines.append(f"{k}: {v:.4g}")
+    if summary.get("tier") == "measured" or summary.get("volumes"):
+        lines.append(f"tier: {summary.get('tier')}, target: {summary.get('target_convention')}, "
+                     f"metrics: {summary.get('metric_convention')}")
+    for m, s in (summary.get("volume_metrics") or {}).items():
+        if s.get("mean") is not None:
+            lines.append(f"volume {m} (fastMRI, {s['n']} volume(s)): {s['mean']:.4g} ± {s['std']:.3g}")
+    if summary.get("no_target"):
+        lines.append(f"{summary['no_target']}; submission files in {summary.get('submission')}")
     return "\n".join(lines)

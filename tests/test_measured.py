@@ -259,3 +259,23 @@ def test_committed_prospective_fixture(tmp_path: Path):
     assert [r["reason"] for r in samples(out)] == [NO_TARGET] * 2
     with h5py.File(out / "submission" / "brain-t2-test-00004-vol2.h5") as f:
         assert f["reconstruction"].shape == (2, SIZE, SIZE)
+
+
+def test_leaderboard_rows_say_tier_target_and_metric_convention(tmp_path: Path):
+    from benchmarks import leaderboard
+
+    root = FIXTURE / "multicoil"
+    run(tmp_path, root, "runs/measured", "problem.data=measured", "problem.center_fraction=0.16")
+    run(tmp_path, root, "runs/simulated", "problem.center_fraction=0.16")
+    board = leaderboard.build([tmp_path / "runs"])
+    leaderboard.validate(board)
+    rows = {e["tier"]: e for e in board["entries"]}
+    assert set(rows) == {"measured", "simulated"}
+    assert rows["measured"]["target_convention"] == "fastmri-rss"
+    assert rows["measured"]["metric_convention"] == "per-slice + per-volume (fastMRI)"
+    assert rows["measured"]["metrics"]["volume_psnr"]["n"] == 1
+    md = leaderboard.markdown(board)
+    head = [c.strip() for c in md.splitlines()[0].strip("|").split("|")]
+    assert {"tier", "target", "vol PSNR", "vol SSIM"} <= set(head)
+    cells = {line.split(" | ")[head.index("tier")] for line in md.splitlines()[2:]}
+    assert cells == {"measured", "simulated"}

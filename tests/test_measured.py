@@ -207,6 +207,7 @@ def test_prospective_files_use_their_mask_and_write_a_submission(tmp_path: Path)
     assert rec.shape == (2, SIZE, SIZE) and rec.dtype == np.float32
     mag = np.sqrt((np.load(out / rows[0]["reconstruction"]) ** 2).sum(0))
     assert np.allclose(rec[rows[0]["slice"]], mag)  # data_scale 1: the file's units
+    assert bench("report", str(out)).returncode == 0  # no target to draw: those samples are left out of the figure
     sim = run(tmp_path, root, "sim")  # the simulated tier needs a target image
     assert all(r["status"] == "failed" and "problem.data=measured" in r["reason"] for r in samples(sim))
 

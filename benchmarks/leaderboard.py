@@ -402,7 +402,7 @@ def _flat(entry: dict[str, Any]) -> dict[str, str]:
 
 def _cells(e: dict[str, Any], label: str) -> list[str]:
     accel = e["problem_info"].get("acceleration")
-    coils = e["problem_options"].get("coils")
+    coils = e["problem_info"].get("coils") or e["problem_options"].get("coils")  # measured: the data's own
     return [e["problem"], f"{accel:.1f}" if accel else "–", str(coils) if coils else "–", str(e["dataset"]),
             e["shift"] or "–", label, e["prior"] or "–", tuning_label(e), e.get("tier") or "simulated",
             e.get("target_convention") or "dataset image"]

@@ -365,6 +365,13 @@ def open_files(paths: Sequence[Path], opener: Callable[[Path], T], kind: str) ->
     return files
 
 
+def open_raw(path: Path, max_slice_gb: float = MAX_SLICE_GB) -> FastMRIFile:
+    """A fastMRI file, or a Cartesian ISMRMRD raw file read into the same layout (inverse_problems.ismrmrd_raw)."""
+    from inverse_problems.ismrmrd_raw import IsmrmrdFile, is_ismrmrd
+
+    return IsmrmrdFile(path, max_slice_gb) if is_ismrmrd(path) else FastMRIFile(path, max_slice_gb)
+
+
 def check_file_acs(path: Path, mask: Tensor, coils: int) -> None:
     """A file's own mask must hold a calibration (ACS) block wide enough for ESPIRiT (2 x 2 kernel at least)."""
     h, w = mask.shape
@@ -392,6 +399,8 @@ def check_resolution(path: Path, available: tuple[int, int], size: int, what: st
 class FastMRIDataset(ImageDataset):
     """fastMRI multi-coil h5 folder: coil-combined (RSS or ESPIRiT SENSE-1) slices, resampled to size.
 
+    Cartesian ISMRMRD raw files (.h5, .mrd) in the folder are read into the same layout (ismrmrd_raw).
+
     A file that cannot be opened is one item that raises its DataError when read (a failed sample);
     `max_slice_gb` bounds the memory a file's declared slice shape may ask for.
     """
@@ -404,12 +413,12 @@ class FastMRIDataset(ImageDataset):
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"dataset.size must be a positive integer, got {size!r}")
         self.folder = split_folder(root, split, kind="fastmri")
-        paths = sorted(list(self.folder.glob("*.h5")) + list(self.folder.glob("*.hdf5")))
+        paths = sorted(list(self.folder.glob("*.h5")) + list(self.folder.glob("*.hdf5")) + list(self.folder.glob("*.mrd")))
         if not paths:
             raise FileNotFoundError(f"fastmri: no .h5 files in {str(self.folder)!r}; point dataset.root at a fastMRI "
                                     f"folder (or export some with `bench export-data`)")
         self.paths = paths
-        self.files = open_files(paths, lambda p: FastMRIFile(p, max_slice_gb), "fastmri")
+        self.files = open_files(paths, lambda p: open_raw(p, max_slice_gb), "fastmri")
         self.index = [(fi, s) for fi, f in enumerate(self.files)
                       for s in ([None] if isinstance(f, DataError) else parse_slices(slices, f.n_slices))]
         self.size = (size, size)

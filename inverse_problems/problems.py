@@ -83,7 +83,7 @@ class CSMRIProblem(Problem):
         self.coil_maps = coil_maps
         self.correction_size = correction_size
         self.espirit = {"kernel_size": espirit_kernel, "threshold": espirit_threshold, "crop": espirit_crop}
-        if coils > 1 and coil_maps == "estimated":
+        if coils > 1 and coil_maps == "estimated" and data == "simulated":  # measured: checked on the data's coils
             rows, cols = acs_region(self.mask)
             try:
                 kernel_shape((rows.stop - rows.start, cols.stop - cols.start), coils, espirit_kernel)
@@ -128,7 +128,13 @@ class CSMRIProblem(Problem):
                                      "problem.coil_maps=estimated (ESPIRiT from the ACS)")
                 maps = torch.stack([it["maps"] for it in items]).to(device)
             else:
-                maps = espirit_maps(y, acs_region(mask), **self.espirit)
+                rows, cols = acs_region(mask)
+                try:
+                    kernel_shape((rows.stop - rows.start, cols.stop - cols.start), coils, self.espirit["kernel_size"])
+                except ValueError as exc:
+                    raise ValueError(f"cs_mri with data=measured ({coils} coils in the data, items "
+                                     f"{', '.join(str(it.get('id')) for it in items)}): {exc}") from exc
+                maps = espirit_maps(y, (rows, cols), **self.espirit)
             op = MultiCoilMRI(maps, mask, self.noise_std, self.correction_size, batch=b)
         scale = self.measurement_scale(y, op)
         y = y / scale.view(-1, 1, 1, 1)  # noise_std is already in these units (see the class docstring)

@@ -280,3 +280,66 @@ def test_leaderboard_rows_say_tier_target_and_metric_convention(tmp_path: Path):
     assert {"tier", "target", "vol PSNR", "vol SSIM"} <= set(head)
     cells = {line.split(" | ")[head.index("tier")] for line in md.splitlines()[2:]}
     assert cells == {"measured", "simulated"}
+
+
+def ismrmrd_header(encoded: tuple[int, int], recon: tuple[int, int], fov_x: tuple[float, float], centre: int,
+                   trajectory: str = "cartesian") -> str:
+    def space(m: tuple[int, int], fx: float) -> str:
+        return (f"<matrixSize><x>{m[0]}</x><y>{m[1]}</y><z>1</z></matrixSize>"
+                f"<fieldOfView_mm><x>{fx}</x><y>200</y><z>5</z></fieldOfView_mm>")
+    return (f'<?xml version="1.0"?><ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"><encoding>'
+            f"<encodedSpace>{space(encoded, fov_x[0])}</encodedSpace><reconSpace>{space(recon, fov_x[1])}</reconSpace>"
+            f"<encodingLimits><kspace_encoding_step_1><minimum>0</minimum><maximum>{encoded[1] - 1}</maximum>"
+            f"<center>{centre}</center></kspace_encoding_step_1></encodingLimits>"
+            f"<trajectory>{trajectory}</trajectory></encoding></ismrmrdHeader>")
+
+
+def write_ismrmrd(path: Path, k: np.ndarray, header: str, columns: list[int] | None = None) -> Path:
+    """k (slices, coils, X, Y) as ISMRMRD readout lines (a noise line first, every other line reversed)."""
+    ismrmrd = pytest.importorskip("ismrmrd")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds = ismrmrd.Dataset(str(path), "dataset", create_if_needed=True)
+    ds.write_xml_header(header)
+    noise = ismrmrd.Acquisition.from_array(np.ones((k.shape[1], 8), np.complex64) * 99)
+    noise.set_flag(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)
+    ds.append_acquisition(noise)
+    for s in range(k.shape[0]):
+        for y in columns if columns is not None else range(k.shape[3]):
+            line = k[s, :, :, y]
+            reverse = y % 2 == 1
+            acq = ismrmrd.Acquisition.from_array(np.ascontiguousarray(line[:, ::-1] if reverse else line))
+            if reverse:
+                acq.set_flag(ismrmrd.ACQ_IS_REVERSE)
+            acq.idx.kspace_encode_step_1, acq.idx.slice = y, s
+            acq.center_sample = k.shape[2] // 2
+            ds.append_acquisition(acq)
+    ds.close()
+    return path
+
+
+def test_ismrmrd_raw_reads_as_the_fastmri_file(tmp_path: Path):
+    """A Cartesian ISMRMRD file (readout oversampled 2x, reversed lines, a noise line) gives the items of the same
+    data written as fastMRI; skipped columns make it prospective; non-Cartesian files are refused."""
+    from inverse_problems.ismrmrd_raw import IsmrmrdFile
+
+    fm = export(tmp_path / "fm", "--slices-per-file", "2", "--phase", "1.0", "--encoded", "64", "32")
+    with h5py.File(next(fm.glob("*.h5"))) as f:
+        k = f["kspace"][()]
+    # fastMRI's own convention keeps the oversampled readout (encoded x 64, recon 32); ISMRMRD says so in the FOV
+    raw = write_ismrmrd(tmp_path / "raw" / "scan.h5", k, ismrmrd_header((64, 32), (32, 32), (400.0, 200.0), 16))
+    f = IsmrmrdFile(raw)
+    assert (f.n_slices, f.coils, f.shape, f.file_mask) == (2, 8, (32, 32), None)
+    for combine in ("rss", "espirit"):
+        a = FastMRIDataset(str(fm), size=SIZE, slices="all", combine=combine)
+        b = FastMRIDataset(str(tmp_path / "raw"), size=SIZE, slices="all", combine=combine)
+        for i in range(2):
+            assert torch.allclose(a[i]["image"], b[i]["image"], atol=1e-4)
+            assert torch.allclose(a[i]["kspace"], b[i]["kspace"], atol=1e-4 * float(a[i]["kspace"].abs().max()))
+    half = write_ismrmrd(tmp_path / "pr" / "scan.h5", k, ismrmrd_header((64, 32), (32, 32), (400.0, 200.0), 16),
+                         columns=[c for c in range(32) if c % 2 == 0 or 12 <= c < 20])
+    item = FastMRIDataset(str(tmp_path / "pr"), size=SIZE)[0]
+    assert item["image"] is None and float(item["mask"][0].sum()) == 20
+    radial = write_ismrmrd(tmp_path / "rad" / "scan.h5", k[:1],
+                           ismrmrd_header((64, 32), (32, 32), (400.0, 200.0), 16, trajectory="radial"))
+    with pytest.raises(DataError, match=r"scan\.h5: key 'dataset/xml': the trajectory is 'radial'; only Cartesian"):
+        IsmrmrdFile(radial)

@@ -231,6 +231,11 @@ def test_bad_measured_input_fails_clearly(tmp_path: Path):
         CSMRIProblem(size=16, data="measured", snr_db=20.0)
     with pytest.raises(ValueError, match="data must be one of"):
         CSMRIProblem(size=16, data="real")
+    items = [FastMRIDataset(str(export(tmp_path / "e", n=1)), size=SIZE)[0]]
+    narrow_acs = CSMRIProblem(size=SIZE, coils=2, data="measured", center_fraction=0.04)  # coils: the data's, 8
+    with pytest.raises(ValueError, match=r"data=measured \(8 coils in the data, items brain-t2-test-00000-s000\).*"
+                                         r"too small for ESPIRiT"):
+        narrow_acs.instance(items, "cpu")
     res = bench("run", "--problem", "cs_mri", "--algo", "cg-sense", "--n", "1", "--quiet", "--out",
                 str(tmp_path / "r"), "problem.size=32", "dataset.size=32", "problem.data=measured", check=False)
     assert res.returncode != 0 and "needs a dataset of measurements" in res.stderr

@@ -241,7 +241,7 @@ def run_batch(comp: dict[str, Any], indices: list[int], seed: int, device: torch
             if not failed and it.get("image") is None:
                 row["reason"] = NO_TARGET
             row.update({"tier": tier, "target_convention": it.get("target_convention", "dataset image")})
-            row.update({key: it[key] for key in ("volume", "slice", "data_scale") if key in it})
+            row.update({key: it[key] for key in ("volume", "patient", "slice", "data_scale") if key in it})
             row.update({m: (None if failed else v) for m, v in metrics[k].items()})
             row["data_misfit"] = None if failed else misfit[k]
             row.update({"seconds": recon.seconds / len(good), "nfe": recon.nfe, "peak_memory_mb": mem,

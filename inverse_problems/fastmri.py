@@ -24,8 +24,8 @@ coil_maps=true) and `mask` ((W,) columns or (H, W); a prospective file: its k-sp
 mask and it has no reference, so the item's `image` is None). A prospective file is cropped to the recon
 FOV in image space along the readout axis (H, fully sampled) only; its phase-encode axis is cut in
 k-space (central columns), so the mask stays the file's own columns; its data_scale is 1 (there is no
-target). Items also carry `volume` (the file's stem, the
-patient) and `slice`.
+target). Items also carry `volume` (the file's stem: per-volume metrics group by it), `patient`
+(the file's `patient_id` attribute, else its stem; DESIGN.md's patient id) and `slice`.
 """
 from __future__ import annotations
 
@@ -453,7 +453,9 @@ class FastMRIDataset(ImageDataset):
         check_resolution(f.path, crop, self.size[0], f"k-space (field of view {crop[0]}x{crop[1]} pixels)")
         n = self.size[0]
         coil_images = resample_coil_images(f.kspace(s), crop, n)
-        item: dict[str, object] = {"volume": f.path.stem, "slice": s}
+        patient = f.attrs.get("patient_id", f.path.stem)
+        patient = patient.decode(errors="replace") if isinstance(patient, bytes) else str(patient)
+        item: dict[str, object] = {"volume": f.path.stem, "slice": s, "patient": patient}
         maps = f.maps(s)
         if maps is not None:  # brought to the item's grid as the coil images are (image crop, Fourier resampling)
             maps = resample_coil_images(fft2c(maps), crop, n) * (float(np.sqrt(crop[0] * crop[1])) / n)

@@ -111,6 +111,10 @@ class CSMRIProblem(Problem):
             raise ValueError("the items of one batch carry different sampling masks (prospective files); one "
                              "operator takes one mask: run with --batch-size 1")
         mask = masks[0].to(device)
+        shapes = sorted({tuple(it["kspace"].shape) for it in items})
+        if len(shapes) > 1:
+            raise ValueError(f"the items of one batch carry k-space of shapes {shapes} (e.g. single- and multi-coil "
+                             f"files, or other coil counts); run with --batch-size 1 or one folder per kind")
         k = torch.stack([it["kspace"] for it in items]).to(device)
         if tuple(k.shape[-2:]) != tuple(mask.shape):
             raise ValueError(f"measured k-space is {tuple(k.shape[-2:])} but the mask is {tuple(mask.shape)}; set "

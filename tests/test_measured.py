@@ -236,6 +236,9 @@ def test_bad_measured_input_fails_clearly(tmp_path: Path):
     with pytest.raises(ValueError, match=r"data=measured \(8 coils in the data, items brain-t2-test-00000-s000\).*"
                                          r"too small for ESPIRiT"):
         narrow_acs.instance(items, "cpu")
+    single = FastMRIDataset(str(export(tmp_path / "s", n=1, coils=1)), size=SIZE)[0]
+    with pytest.raises(ValueError, match=r"k-space of shapes \[\(1, 32, 32\), \(8, 32, 32\)\].*--batch-size 1"):
+        CSMRIProblem(size=SIZE, data="measured").instance(items + [single], "cpu")
     res = bench("run", "--problem", "cs_mri", "--algo", "cg-sense", "--n", "1", "--quiet", "--out",
                 str(tmp_path / "r"), "problem.size=32", "dataset.size=32", "problem.data=measured", check=False)
     assert res.returncode != 0 and "needs a dataset of measurements" in res.stderr

@@ -9,25 +9,37 @@ import sys
 from pathlib import Path
 
 from benchmarks import registry
+from benchmarks.train_prior_cli import add_cli as add_train_prior
 
 USAGE_ERRORS: tuple[type[BaseException], ...] = (LookupError, ValueError, TypeError, RuntimeError, FileNotFoundError)
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    from benchmarks.config import load_shift, shift_names
+def shift_descriptions() -> dict[str, str]:
+    """Each shift's `description:` read from configs/shift/<name>.yaml with PyYAML (no hydra at `bench list`)."""
+    import yaml
 
+    from configs import CONFIG_DIR
+
+    out = {}
+    for path in sorted((CONFIG_DIR / "shift").glob("*.yaml"), key=lambda p: p.stem):
+        node = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        out[path.stem] = str(node.get("description", "")) if isinstance(node, dict) else ""
+    return out
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Names and one-line descriptions, read from sources and yamls without importing the components."""
     groups = [args.group] if args.group else list(registry.GROUPS) + ["shifts"]
     for g in groups:
         if g == "shifts":
             print("shifts:")
-            for s in shift_names():
-                print(f"  {s:<22} {load_shift(s).get('description', '')}")
+            for s, description in shift_descriptions().items():
+                print(f"  {s:<22} {description}")
             continue
         print(f"{g}:")
-        for name in registry.names(g):
-            dist = registry.distribution(g, name)
+        for name, description, dist in registry.listing(g):
             origin = "" if dist == "medtta-bench" else f"  [plugin: {dist}]"
-            print(f"  {name:<22} {registry.describe(g, name)}{origin}")
+            print(f"  {name:<22} {description}{origin}")
     return 0
 
 
@@ -290,12 +302,7 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("options", nargs="*", help="dataset options key=value, e.g. size=32")
     q.set_defaults(func=cmd_export_data)
 
-    try:
-        from priors.training import add_cli as add_train_prior  # the train-prior verb
-    except ImportError:
-        pass
-    else:
-        add_train_prior(sub)
+    add_train_prior(sub)  # argparse only: priors.training (torch) is imported when the verb runs
     return p
 
 

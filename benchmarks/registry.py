@@ -6,12 +6,17 @@ declaring entry points in the same groups.
 """
 from __future__ import annotations
 
+import ast
 import collections.abc
+import importlib.machinery
+import importlib.util
 import inspect
 import math
+import sys
 import types
 import typing
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 GROUPS = ("problems", "priors", "algorithms", "adapters", "datasets")
@@ -68,13 +73,76 @@ def load(group: str, name: str) -> Any:
 
 
 def describe(group: str, name: str) -> str:
-    """The first line of the component's docstring, or the load error."""
-    try:
-        obj = load(group, name)
-    except RegistryError as exc:
-        return f"(broken: {exc})"
-    doc = inspect.getdoc(obj) or ""
+    """The first line of the component's docstring, or the load error.
+
+    Read from the entry point's source file with `ast`, without importing it (so `bench list` does not
+    import torch); a component whose docstring is not there to read (no source file, an object built by
+    an assignment, an inherited docstring) is imported and asked with inspect.getdoc.
+    """
+    eps = entry_points(group)
+    return _describe(group, name, eps[name] if name in eps else None)
+
+
+def _describe(group: str, name: str, ep: metadata.EntryPoint | None) -> str:
+    doc = source_docstring(ep.value) if ep is not None else None
+    if doc is None:
+        try:
+            obj = load(group, name)
+        except RegistryError as exc:
+            return f"(broken: {exc})"
+        doc = inspect.getdoc(obj) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def listing(group: str) -> list[tuple[str, str, str]]:
+    """(name, description, distribution) of every component of a group, from one scan of the entry points."""
+    return [(name, _describe(group, name, ep), _dist_name(ep)) for name, ep in entry_points(group).items()]
+
+
+def module_source(module: str) -> Path | None:
+    """The source file of a module, found without importing it or its parent packages (None if there is none).
+
+    importlib.util.find_spec("a.b") would import package `a`; here only the top-level name goes through
+    find_spec (which does not run it), and each level below is looked up in its parent's folders.
+    """
+    if module in sys.modules:
+        origin = getattr(sys.modules[module], "__file__", None)
+        return Path(origin) if origin and origin.endswith(".py") else None
+    parts = module.split(".")
+    try:  # a top-level name is found without running it (by every finder: an editable install has its own)
+        spec = importlib.util.find_spec(parts[0])
+        for depth in range(1, len(parts)):
+            if spec is None or not spec.submodule_search_locations:
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(".".join(parts[:depth + 1]),
+                                                            list(spec.submodule_search_locations))
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    return Path(spec.origin)
+
+
+def source_docstring(value: str) -> str | None:
+    """The docstring of the class or function an entry-point value 'module:attr' names, read with `ast`.
+
+    None when it cannot be read that way: no source, a syntax error, `attr` not a top-level class or
+    function definition, or no docstring written there (inspect.getdoc would look in the base classes).
+    """
+    module, _, attr = value.partition(":")
+    path = module_source(module.strip())
+    if path is None or not attr:
+        return None
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    target = attr.strip()
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == target:
+            doc = ast.get_docstring(node)
+            return inspect.cleandoc(doc) if doc else None
+    return None
 
 
 def distribution(group: str, name: str) -> str:

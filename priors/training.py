@@ -10,17 +10,18 @@ by default, randomly rescaled by U(0.75, 1.25): at test time each image is divid
 estimated from undersampled measurements, which is off by roughly that much.
 Runs on one CPU, one GPU or many GPUs (`accelerate launch -m benchmarks.cli train-prior ...`), with
 EMA weights, resumable checkpoints, a loss curve and a grid of PF-ODE samples from the EMA model.
+A checkpoint stores its TrainConfig; a resumed leg reuses it, and only the options in RESUMABLE may change.
+The command line lives in the harness (benchmarks/train_prior_cli.py), which builds the dataset and passes it in.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
 import pickle
-import shlex
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,75 @@ class TrainConfig:
     threads: int | None = None
     log_every: int = 10
     command: str = ""
+
+    def dataset_kwargs(self) -> dict[str, Any]:
+        """The options the train split is built with: dataset_options, with size defaulting to `size`."""
+        return {"size": self.size, **self.dataset_options}
+
+
+# options a resumed leg may change (how long, how often to save or log, the samples drawn at the end, where it runs);
+# every other option shapes the network, the data or the optimisation and must equal the checkpoint's
+RESUMABLE = ("steps", "save_every", "log_every", "samples", "sample_steps", "threads", "cpu", "mixed_precision", "cache")
+BOOKKEEPING = ("out", "resume", "command")  # per leg, never compared
+
+
+def option_name(key: str) -> str:
+    """A TrainConfig field as `bench train-prior` spells it (--batch-size, --no-normalize, dataset key=value)."""
+    return {"normalize": "--no-normalize", "dataset_options": "the dataset options (key=value)"}.get(
+        key, "--" + key.replace("_", "-"))
+
+
+def plain_config(cfg: TrainConfig) -> dict[str, Any]:
+    """cfg as JSON-plain values (tuples become lists), as stored in the checkpoint and metadata.json."""
+    return json.loads(json.dumps(asdict(cfg), default=str))
+
+
+def config_from_plain(stored: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig a checkpoint stored; fields it lacks take their defaults, unknown keys are an error."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(stored) - known)
+    if unknown:
+        raise ValueError(f"the checkpoint's configuration has options this version does not know: {', '.join(unknown)}; "
+                         f"resume it with the version that wrote it, or start a new --out")
+    values = dict(stored)
+    if values.get("channels_mult") is not None:
+        values["channels_mult"] = tuple(values["channels_mult"])
+    return TrainConfig(**values)
+
+
+def resume_conflicts(stored: TrainConfig, cfg: TrainConfig) -> list[str]:
+    """Each option outside RESUMABLE whose value in cfg differs from the checkpoint's, as
+    "--option: <old> in the checkpoint, <new> now"."""
+    old, new = plain_config(stored), plain_config(cfg)
+    return [f"{option_name(k)}: {old[k]!r} in the checkpoint, {new[k]!r} now" for k in old
+            if k not in RESUMABLE + BOOKKEEPING and old[k] != new[k]]
+
+
+def checkpoint_path(out: str | Path) -> Path:
+    return Path(out) / "checkpoint" / "state.pt"
+
+
+def resume_config(out: str | Path, options: dict[str, Any]) -> TrainConfig:
+    """The configuration of a resumed leg: the checkpoint's, with this leg's `options` (the ones given) applied.
+
+    A given option outside RESUMABLE that differs from the checkpoint's value is an error naming it; the
+    RESUMABLE ones (e.g. steps) take the new value.
+    """
+    path = checkpoint_path(out)
+    if not path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without --resume")
+    state = load_checkpoint(path)
+    if "config" not in state:
+        raise ValueError(f"{path}: the checkpoint stores no configuration (written before train-prior stored it); "
+                         f"start a new --out")
+    stored = config_from_plain(state["config"])
+    cfg = replace(stored, **{**options, "out": str(out), "resume": True})
+    conflicts = resume_conflicts(stored, cfg)
+    if conflicts:
+        raise ValueError(f"--resume reuses the checkpoint's configuration, and these options differ from it: "
+                         f"{'; '.join(conflicts)}. Drop them (or give the checkpoint's values), or start a new --out; "
+                         f"a resumed leg may change only {', '.join(option_name(k) for k in RESUMABLE)}")
+    return cfg
 
 
 def build_unet(channels: int, size: int, model: str = "small", channels_mult: tuple[int, ...] | None = None,
@@ -152,16 +222,11 @@ class EMA:
         self.updates = int(state["updates"])
 
 
-def load_training_images(cfg: TrainConfig) -> tuple[Tensor, dict[str, Any]]:
-    """The first n_images of the dataset's train split, (N, C, H, W), normalised if asked."""
-    from benchmarks import registry  # lazily: priors/ stays harness-free at import time
-
-    opts = dict(cfg.dataset_options)
-    opts.setdefault("size", cfg.size)
-    ds = registry.build("datasets", cfg.dataset, split="train", **opts)
-    n = min(cfg.n_images, len(ds))
+def load_training_images(cfg: TrainConfig, dataset: Any) -> Tensor:
+    """The first n_images of `dataset` (the train split of cfg.dataset), (N, C, H, W), normalised if asked."""
+    n = min(cfg.n_images, len(dataset))
     if n < 1:
-        raise ValueError(f"dataset {cfg.dataset!r} (train split) is empty; check its options {opts}")
+        raise ValueError(f"dataset {cfg.dataset!r} (train split) is empty; check its options {cfg.dataset_kwargs()}")
     cache = Path(cfg.cache) if cfg.cache else None
     if cache is not None and cache.exists():
         x = load_checkpoint(cache, "delete it (it is rewritten from the dataset) or pass another --cache")
@@ -172,7 +237,7 @@ def load_training_images(cfg: TrainConfig) -> tuple[Tensor, dict[str, Any]]:
     else:
         from tqdm.auto import tqdm
 
-        x = torch.stack([ds[i]["image"] for i in tqdm(range(n), desc=f"loading {cfg.dataset}", leave=False)]).float()
+        x = torch.stack([dataset[i]["image"] for i in tqdm(range(n), desc=f"loading {cfg.dataset}", leave=False)]).float()
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             torch.save(x, cache)
@@ -181,7 +246,7 @@ def load_training_images(cfg: TrainConfig) -> tuple[Tensor, dict[str, Any]]:
                          f"pass --size {x.shape[-1]} or a matching dataset option (size=...)")
     if cfg.normalize:
         x = normalise(x)
-    return x, opts
+    return x
 
 
 def load_checkpoint(path: Path, fix: str = "start without --resume or from another --out") -> Any:
@@ -268,8 +333,14 @@ def sample_grid(unet: nn.Module, prediction: str, n: int, steps: int, seed: int,
     return x
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train (or resume) and write the diffusers directory, checkpoint, loss curve, samples and metadata."""
+def train(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
+    """Train (or resume) on `dataset` (the train split of cfg.dataset, built by the caller with
+    cfg.dataset_kwargs()) and write the diffusers directory, checkpoint, loss curve, samples and metadata.
+
+    With cfg.resume the checkpoint's stored configuration must agree with cfg outside RESUMABLE (see
+    resume_config, which builds such a cfg); each leg (its command, steps, wall time) is appended to the
+    checkpoint's and metadata.json's `legs`.
+    """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -280,18 +351,29 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise ValueError(f"unknown --mixed-precision {cfg.mixed_precision!r}; choose no, fp16 or bf16")
     if cfg.steps < 1 or cfg.batch_size < 1:
         raise ValueError(f"--steps and --batch-size must be positive, got {cfg.steps} and {cfg.batch_size}")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)  # on a shared CPU, 1 thread avoids OpenMP oversubscription
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu)
     out = Path(cfg.out)
-    ckpt_path = out / "checkpoint" / "state.pt"
+    ckpt_path = checkpoint_path(out)
     if cfg.resume and not ckpt_path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
     if ckpt_path.exists() and not cfg.resume:
         raise ValueError(f"{out} already holds a training checkpoint ({ckpt_path}); pass --resume to continue "
-                              f"it or choose another --out")
+                         f"it or choose another --out")
+    state: dict[str, Any] | None = None
+    if cfg.resume:
+        state = load_checkpoint(ckpt_path)
+        if "config" in state:
+            conflicts = resume_conflicts(config_from_plain(state["config"]), cfg)
+            if conflicts:
+                raise ValueError(f"--resume: these options differ from the checkpoint's: {'; '.join(conflicts)}; "
+                                 f"only {', '.join(option_name(k) for k in RESUMABLE)} may change on resume")
+        if int(state["step"]) > cfg.steps:
+            raise ValueError(f"--resume: the checkpoint is at step {int(state['step'])}, past --steps {cfg.steps} "
+                             f"(the total to reach); pass --steps {int(state['step'])} or more")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)  # on a shared CPU, 1 thread avoids OpenMP oversubscription
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu)
     set_seed(cfg.seed + acc.process_index)
-    images, dataset_options = load_training_images(cfg)
+    images = load_training_images(cfg, dataset)
     channels = images.shape[1]
     model = build_unet(channels, cfg.size, cfg.model, cfg.channels_mult, cfg.base_channels)
     n_params = sum(p.numel() for p in model.parameters())
@@ -300,24 +382,32 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     abar = vp_alphas_cumprod().float()
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + acc.process_index)
     ema = EMA(model, cfg.ema)
-    step, losses, wall = 0, [], 0.0
-    if cfg.resume:
-        state = load_checkpoint(ckpt_path)
+    step, losses, wall, legs = 0, [], 0.0, []
+    if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["lr_scheduler"])
         step, losses, wall = int(state["step"]), list(state["losses"]), float(state["wall_seconds"])
+        legs = list(state.get("legs") or [{  # a checkpoint written before legs were recorded: its legs as one
+            "command": state.get("config", {}).get("command", ""), "from_step": 0, "to_step": step,
+            "wall_seconds": wall, "cumulative_wall_seconds": wall}])
         rng_file = ckpt_path.parent / f"rng_rank{acc.process_index}.pt"
         rng = load_checkpoint(rng_file) if rng_file.exists() else state["rng"].get(acc.process_index)
         if rng is not None:
             gen.set_state(rng["generator"])
             torch.set_rng_state(rng["torch"])
+        print(f"train-prior: resuming {out} at step {step} of {cfg.steps} with the checkpoint's configuration",
+              file=sys.stderr)
+    leg = {"command": cfg.command, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "from_step": step}
     model, opt = acc.prepare(model, opt)
     ema.model.to(acc.device)
     images = images.to(acc.device)
 
+    written: dict[str, Any] = {}
+
     def checkpoint() -> None:
+        written["legs"] = legs_so_far()
         rng = {acc.process_index: {"generator": gen.get_state(), "torch": torch.get_rng_state()}}
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         if acc.num_processes > 1:  # every process keeps its own random stream
@@ -327,9 +417,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             tmp = ckpt_path.with_suffix(".tmp")
             torch.save({"model": acc.unwrap_model(model).state_dict(), "ema": ema.state_dict(),
                         "optimizer": opt.state_dict(), "lr_scheduler": sched.state_dict(), "step": step,
-                        "losses": losses, "wall_seconds": wall + time.time() - t0, "rng": rng,
-                        "config": json.loads(json.dumps(asdict(cfg), default=str))}, tmp)  # plain values only
+                        "losses": losses, "wall_seconds": written["legs"][-1]["cumulative_wall_seconds"], "rng": rng,
+                        "config": plain_config(cfg), "legs": written["legs"]}, tmp)  # plain values only
             tmp.replace(ckpt_path)
+
+    def legs_so_far() -> list[dict[str, Any]]:
+        """The earlier legs and this one up to now (a killed leg keeps what its last checkpoint saved)."""
+        now = time.time() - t0
+        return legs + [{**leg, "to_step": step, "wall_seconds": round(now, 3),
+                        "cumulative_wall_seconds": round(wall + now, 3)}]
 
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="train-prior", disable=not acc.is_local_main_process)
@@ -368,90 +464,17 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         tail = losses[-min(100, len(losses)):]
         weights = out / "unet" / "diffusion_pytorch_model.safetensors"
         meta = {
-            "dataset": cfg.dataset, "dataset_options": dataset_options, "size": cfg.size, "channels": channels,
+            "dataset": cfg.dataset, "dataset_options": cfg.dataset_kwargs(), "size": cfg.size, "channels": channels,
             "steps": step, "batch_size": cfg.batch_size, "lr": cfg.lr, "ema_decay": cfg.ema,
             "prediction_type": cfg.prediction, "model": cfg.model,
             "block_out_channels": list(ema_model.config.block_out_channels),
             "n_training_images": int(images.shape[0]), "normalize": "magnitude 99th percentile = 1" if cfg.normalize else None,
             "scale_augmentation": [1 - cfg.scale_aug, 1 + cfg.scale_aug], "seed": cfg.seed,
             "mixed_precision": cfg.mixed_precision, "processes": acc.num_processes, "device": str(acc.device),
-            "final_loss": sum(tail) / len(tail), "wall_seconds": round(wall + time.time() - t0, 1),
+            "final_loss": sum(tail) / len(tail), "wall_seconds": round(written["legs"][-1]["cumulative_wall_seconds"], 1),
             "parameters": n_params, "weights_bytes": weights.stat().st_size, "command": cfg.command,
-            "schedule": "DDPM VP-linear betas 1e-4..0.02, T=1000",
+            "legs": written["legs"], "config": plain_config(cfg), "schedule": "DDPM VP-linear betas 1e-4..0.02, T=1000",
             "torch": torch.__version__, "diffusers": __import__("diffusers").__version__,
         }
         (out / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
-
-
-def parse_dataset_options(items: list[str]) -> dict[str, Any]:
-    """['channels=2', 'alpha=3.0'] -> {'channels': 2, 'alpha': 3.0} (values parsed as YAML scalars)."""
-    import yaml
-
-    opts: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.removeprefix("dataset.")
-        if not sep or not key:
-            raise ValueError(f"bad dataset option {item!r}: write key=value, e.g. channels=2")
-        opts[key] = yaml.safe_load(value)
-    return opts
-
-
-def command_line(args: argparse.Namespace) -> str:
-    """The exact, fully spelled-out `bench train-prior` command of these arguments (for metadata.json)."""
-    parts = ["bench", "train-prior"]
-    for key, value in sorted(vars(args).items()):
-        if key in ("func", "verb", "dataset_options") or value is None or value is False:
-            continue
-        flag = "--" + key.replace("_", "-")
-        parts += [flag] if value is True else [flag, str(value)]
-    return " ".join(shlex.quote(p) for p in parts + list(args.dataset_options))
-
-
-def command(args: argparse.Namespace) -> int:
-    mult = tuple(int(m) for m in args.channels_mult.split(",")) if args.channels_mult else None
-    cfg = TrainConfig(dataset=args.dataset, dataset_options=parse_dataset_options(args.dataset_options),
-                      size=args.size, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-                      ema=args.ema, model=args.model, channels_mult=mult, base_channels=args.base_channels,
-                      prediction=args.prediction, out=args.out, resume=args.resume, save_every=args.save_every,
-                      seed=args.seed, mixed_precision=args.mixed_precision, n_images=args.n_images,
-                      scale_aug=args.scale_aug, normalize=not args.no_normalize, samples=args.samples,
-                      sample_steps=args.sample_steps, cpu=args.cpu, cache=args.cache, threads=args.threads,
-                      command=command_line(args))
-    meta = train(cfg)
-    if meta:
-        print(f"trained {meta['parameters']:,} parameters for {meta['steps']} steps in {meta['wall_seconds']:.0f} s; "
-              f"final loss {meta['final_loss']:.4f} -> {cfg.out} (load with --prior diffusers prior.path={cfg.out})")
-    return 0
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Register `bench train-prior`."""
-    q = subparsers.add_parser("train-prior", help="train a diffusion prior (diffusers UNet2DModel) on a dataset")
-    q.add_argument("--dataset", default="phantom-brain-t2", help="registered dataset (`bench list datasets`)")
-    q.add_argument("--size", type=int, default=64, help="image size H = W")
-    q.add_argument("--steps", type=int, default=2000, help="optimiser steps in total (a resumed run continues to it)")
-    q.add_argument("--batch-size", type=int, default=32)
-    q.add_argument("--lr", type=float, default=2e-4)
-    q.add_argument("--warmup", type=int, default=100, help="linear learning-rate warm-up steps")
-    q.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights")
-    q.add_argument("--model", choices=list(PRESETS), default="small", help="UNet size preset")
-    q.add_argument("--channels-mult", help="per-level width multipliers, e.g. 1,2,2,4 (overrides the preset)")
-    q.add_argument("--base-channels", type=int, help="width of the first level (with --channels-mult)")
-    q.add_argument("--prediction", choices=list(PREDICTIONS), default="epsilon")
-    q.add_argument("--out", default="runs/train-prior", help="output directory (diffusers layout)")
-    q.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint/state.pt")
-    q.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (0: only at the end)")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
-    q.add_argument("--n-images", type=int, default=2048, help="training images drawn from the dataset, kept in memory")
-    q.add_argument("--scale-aug", type=float, default=0.25, help="random intensity scale U(1-a, 1+a); 0 disables")
-    q.add_argument("--no-normalize", action="store_true", help="do not scale images to a magnitude 99th percentile of 1")
-    q.add_argument("--samples", type=int, default=16, help="unconditional samples in samples.png")
-    q.add_argument("--sample-steps", type=int, default=18, help="EDM Heun steps for the samples")
-    q.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
-    q.add_argument("--threads", type=int, help="CPU threads for torch (1 is fastest on a busy shared CPU)")
-    q.add_argument("--cache", help="a .pt file holding the training images (written on first use, then read)")
-    q.add_argument("dataset_options", nargs="*", help="dataset options key=value, e.g. channels=2 length=4096")
-    q.set_defaults(func=command)

@@ -1,0 +1,190 @@
+"""`bench train-prior`: the command line of priors.training.
+
+Only the argparse definition lives here; priors.training (torch, diffusers, accelerate) is imported when the
+verb runs, so `bench --help` does not import torch. The preset names, prediction types, resumable options and
+TrainConfig's defaults shown in the help are read from priors/training.py with `ast` (imported only where its
+source is not there to read). Every option defaults to "not given", so that `--resume` can tell the options of
+this leg from the checkpoint's stored configuration.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import shlex
+from dataclasses import MISSING, dataclass, fields, replace
+from typing import Any
+
+from benchmarks.registry import module_source
+
+TRAINING = "priors.training"
+
+
+@dataclass(frozen=True)
+class TrainingFacts:
+    """What the parser shows of priors.training: preset names, prediction types, resumable options, defaults."""
+
+    presets: tuple[str, ...]
+    predictions: tuple[str, ...]
+    resumable: tuple[str, ...]
+    defaults: dict[str, Any]
+
+
+def training_facts() -> TrainingFacts:
+    """TrainingFacts read from priors/training.py's source with ast; imported from the module if unreadable."""
+    path = module_source(TRAINING)
+    if path is not None:
+        try:
+            return _facts_from_source(ast.parse(path.read_text(encoding="utf-8")))
+        except (OSError, SyntaxError, ValueError, KeyError):
+            pass
+    import priors.training as t
+
+    defaults = {f.name: f.default for f in fields(t.TrainConfig) if f.default is not MISSING}
+    return TrainingFacts(tuple(t.PRESETS), tuple(t.PREDICTIONS), tuple(t.RESUMABLE), defaults)
+
+
+def _facts_from_source(tree: ast.Module) -> TrainingFacts:
+    values: dict[str, ast.expr] = {}
+    defaults: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            values[node.targets[0].id] = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            values[node.target.id] = node.value
+        elif isinstance(node, ast.ClassDef) and node.name == "TrainConfig":
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value is not None:
+                    try:
+                        defaults[item.target.id] = ast.literal_eval(item.value)
+                    except ValueError:  # field(default_factory=...): no literal default
+                        continue
+    presets = values["PRESETS"]
+    if not isinstance(presets, ast.Dict):
+        raise ValueError("PRESETS is not a dict literal")
+    return TrainingFacts(tuple(ast.literal_eval(k) for k in presets.keys if k is not None),
+                         tuple(ast.literal_eval(values["PREDICTIONS"])), tuple(ast.literal_eval(values["RESUMABLE"])),
+                         defaults)
+
+
+def parse_dataset_options(items: list[str]) -> dict[str, Any]:
+    """['channels=2', 'alpha=3.0'] -> {'channels': 2, 'alpha': 3.0} (values parsed as YAML scalars)."""
+    import yaml
+
+    opts: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.removeprefix("dataset.")
+        if not sep or not key:
+            raise ValueError(f"bad dataset option {item!r}: write key=value, e.g. channels=2")
+        opts[key] = yaml.safe_load(value)
+    return opts
+
+
+def given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields this command line sets (options left out are absent, not defaulted)."""
+    opts = {k: v for k, v in vars(args).items() if k not in ("func", "verb", "dataset_options", "resume")}
+    if opts.pop("no_normalize", False):
+        opts["normalize"] = False
+    if "channels_mult" in opts:
+        try:
+            opts["channels_mult"] = tuple(int(m) for m in str(opts["channels_mult"]).split(","))
+        except ValueError:
+            raise ValueError(f"--channels-mult {opts['channels_mult']!r}: write integers separated by commas, "
+                             f"e.g. 1,2,2,4") from None
+    if getattr(args, "dataset_options", None):
+        opts["dataset_options"] = parse_dataset_options(list(args.dataset_options))
+    return opts
+
+
+def _word(value: Any) -> str:
+    """A dataset option value as a key=value word that parse_dataset_options reads back unchanged."""
+    import yaml
+
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if yaml.safe_load(text) == value else json.dumps(value)
+
+
+def command_line(cfg: Any) -> str:
+    """The fully spelled-out `bench train-prior` command of a TrainConfig (for the checkpoint and metadata.json)."""
+    parts = ["bench", "train-prior"]
+    for f in fields(cfg):
+        key, value = f.name, getattr(cfg, f.name)
+        if key in ("command", "dataset_options", "resume") or value is None:
+            continue
+        if key == "normalize":
+            parts += [] if value else ["--no-normalize"]
+        elif isinstance(value, bool):
+            parts += ["--" + key.replace("_", "-")] if value else []
+        elif key == "channels_mult":
+            parts += ["--channels-mult", ",".join(str(m) for m in value)]
+        else:
+            parts += ["--" + key.replace("_", "-"), str(value)]
+    if cfg.resume:
+        parts.append("--resume")
+    parts += [f"{k}={_word(v)}" for k, v in cfg.dataset_options.items()]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def command(args: argparse.Namespace) -> int:
+    """Run `bench train-prior`: resolve the configuration (the checkpoint's on --resume), build the dataset, train."""
+    from benchmarks import registry
+    from priors import training
+
+    options = given_options(args)
+    if getattr(args, "resume", False):
+        cfg = training.resume_config(options.get("out", training.TrainConfig.out), options)
+    else:
+        cfg = training.TrainConfig(**options)
+    cfg = replace(cfg, command=command_line(cfg))
+    dataset = registry.build("datasets", cfg.dataset, split="train", **cfg.dataset_kwargs())
+    meta = training.train(cfg, dataset)
+    if meta:
+        print(f"trained {meta['parameters']:,} parameters for {meta['steps']} steps in {meta['wall_seconds']:.0f} s "
+              f"({len(meta['legs'])} leg(s)); final loss {meta['final_loss']:.4f} -> {cfg.out} (load with --prior "
+              f"diffusers prior.path={cfg.out})")
+    return 0
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Register `bench train-prior`."""
+    facts = training_facts()
+    d = facts.defaults
+
+    def default(key: str) -> str:
+        return f" (default: {d[key]})" if key in d else ""
+
+    may_change = ", ".join("--" + k.replace("_", "-") for k in facts.resumable)
+    q = subparsers.add_parser("train-prior", help="train a diffusion prior (diffusers UNet2DModel) on a dataset",
+                              argument_default=argparse.SUPPRESS)
+    q.add_argument("--dataset", help="registered dataset (`bench list datasets`)" + default("dataset"))
+    q.add_argument("--size", type=int, help="image size H = W" + default("size"))
+    q.add_argument("--steps", type=int, help="optimiser steps in total (a resumed run continues to it)" + default("steps"))
+    q.add_argument("--batch-size", type=int, help="images per step" + default("batch_size"))
+    q.add_argument("--lr", type=float, help="AdamW learning rate" + default("lr"))
+    q.add_argument("--warmup", type=int, help="linear learning-rate warm-up steps" + default("warmup"))
+    q.add_argument("--ema", type=float, help="EMA decay of the saved weights" + default("ema"))
+    q.add_argument("--model", choices=list(facts.presets), help="UNet size preset" + default("model"))
+    q.add_argument("--channels-mult", help="per-level width multipliers, e.g. 1,2,2,4 (overrides the preset)")
+    q.add_argument("--base-channels", type=int, help="width of the first level (with --channels-mult)")
+    q.add_argument("--prediction", choices=list(facts.predictions), help="network output" + default("prediction"))
+    q.add_argument("--out", help="output directory (diffusers layout)" + default("out"))
+    q.add_argument("--resume", action="store_true",
+                   help="continue OUT/checkpoint/state.pt with the configuration stored in it; only " + may_change
+                        + " may change (any other option given must equal the checkpoint's)")
+    q.add_argument("--save-every", type=int, help="checkpoint every N steps (0: only at the end)" + default("save_every"))
+    q.add_argument("--seed", type=int, help="seed of the training noise and batches" + default("seed"))
+    q.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="autocast" + default("mixed_precision"))
+    q.add_argument("--n-images", type=int, help="training images drawn from the dataset, kept in memory"
+                                                + default("n_images"))
+    q.add_argument("--scale-aug", type=float, help="random intensity scale U(1-a, 1+a); 0 disables" + default("scale_aug"))
+    q.add_argument("--no-normalize", action="store_true", help="do not scale images to a magnitude 99th percentile of 1")
+    q.add_argument("--samples", type=int, help="unconditional samples in samples.png" + default("samples"))
+    q.add_argument("--sample-steps", type=int, help="EDM Heun steps for the samples" + default("sample_steps"))
+    q.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    q.add_argument("--threads", type=int, help="CPU threads for torch (1 is fastest on a busy shared CPU)")
+    q.add_argument("--log-every", type=int, help="steps per loss shown on the progress bar" + default("log_every"))
+    q.add_argument("--cache", help="a .pt file holding the training images (written on first use, then read)")
+    q.add_argument("dataset_options", nargs="*", default=[],
+                   help="dataset options key=value, e.g. channels=2 length=4096")
+    q.set_defaults(func=command)

@@ -43,7 +43,7 @@ from inverse_problems.coils import rss as rss_combine
 from inverse_problems.datasets import READ_ERRORS, DataError, ImageDataset, check_allocation
 from inverse_problems.espirit import espirit_maps, kernel_shape
 from inverse_problems.fft import fft2c, ifft2c
-from inverse_problems.masks import acs_region, make_mask
+from inverse_problems.masks import acs_region, calibration_block, make_mask
 
 COMBINE = ("rss", "espirit")
 MAPS_KEY = "sensitivity_maps"  # coil maps stored beside the k-space (written by `bench export-data --store-maps`)
@@ -292,7 +292,8 @@ def resample_coil_images(kspace: Tensor, crop: tuple[int, int], size: int) -> Te
 
 def combine_coils(images: Tensor, method: str = "rss", acs: int = 24, maps: Tensor | None = None) -> Tensor:
     """(C, H, W) coil images -> (H, W) complex: 'rss' (magnitude, zero phase) or 'espirit' (SENSE-1:
-    sum_c conj(S_c) m_c / sum_c |S_c|^2 with `maps` where given, else ESPIRiT maps from the central acs^2)."""
+    sum_c conj(S_c) m_c / sum_c |S_c|^2 with `maps` where given, else ESPIRiT maps from the central acs x acs
+    block, `calibration_block`)."""
     if method == "rss":
         return rss_combine(images, dim=0)[0].to(torch.complex64)
     if method == "espirit":
@@ -302,10 +303,7 @@ def combine_coils(images: Tensor, method: str = "rss", acs: int = 24, maps: Tens
             maps = maps.to(images.dtype)
             return (maps.conj() * images).sum(0) / (maps.abs() ** 2).sum(0).clamp_min(1e-12)
         k = fft2c(images)[None]
-        h, w = images.shape[-2:]
-        a = min(acs, h, w)
-        rows, cols = slice(h // 2 - a // 2, h // 2 - a // 2 + a), slice(w // 2 - a // 2, w // 2 - a // 2 + a)
-        maps = espirit_maps(k, (rows, cols))[0]
+        maps = espirit_maps(k, calibration_block(tuple(images.shape[-2:]), acs))[0]
         return (maps.conj() * images).sum(0) / (maps.abs() ** 2).sum(0).clamp_min(1e-12)
     raise ValueError(f"unknown coil combination {method!r}; choose one of {COMBINE}")
 
@@ -406,8 +404,13 @@ class FastMRIDataset(ImageDataset):
     """
 
     def __init__(self, root: str | None = None, split: str = "test", size: int = 64, slices: str | int = "middle",
-                 combine: str = "rss", crop: tuple[int, int] | None = None, max_slice_gb: float = MAX_SLICE_GB) -> None:
+                 combine: str = "rss", crop: tuple[int, int] | None = None, max_slice_gb: float = MAX_SLICE_GB,
+                 calib: int = 24) -> None:
         self.split = self.check_split(split)
+        if isinstance(calib, bool) or not isinstance(calib, int) or calib < 2:
+            raise ValueError(f"dataset.calib (the ESPIRiT calibration block of combine=espirit) must be an integer >= 2, "
+                             f"got {calib!r}")
+        self.calib = calib
         if combine not in COMBINE:
             raise ValueError(f"unknown coil combination {combine!r}; choose one of {COMBINE}")
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
@@ -471,7 +474,7 @@ class FastMRIDataset(ImageDataset):
             scale = torch.ones(())  # no target: reconstructions stay in the file's units
             item.update({"image": None, "mask": mask, "target_convention": None})
         else:
-            z = combine_coils(coil_images, self.combine, maps=maps)
+            z = combine_coils(coil_images, self.combine, acs=self.calib, maps=maps)
             target = torch.stack([z.real, z.imag]).to(torch.float32)
             scale = torch.quantile(target.pow(2).sum(0).sqrt().flatten(), 0.99)
             item.update({"image": target / scale, "target_convention": self.convention(f.coils, maps)})

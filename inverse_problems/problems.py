@@ -17,7 +17,7 @@ from inverse_problems.base import ForwardOperator, Problem, ProblemInstance, che
 from inverse_problems.coils import birdcage_maps
 from inverse_problems.espirit import espirit_maps, kernel_shape
 from inverse_problems.lowfield import LowField
-from inverse_problems.masks import MASK_TYPES, acs_region, make_mask, realised_acceleration
+from inverse_problems.masks import MASK_TYPES, acs_region, calibration_block, make_mask, realised_acceleration
 from inverse_problems.mri import MultiCoilMRI, SingleCoilMRI
 
 COIL_MAPS = ("estimated", "true")
@@ -53,7 +53,7 @@ class CSMRIProblem(Problem):
                  mask: str = "random", mask_seed: int = 0, noise_std: float = 0.005, snr_db: float | None = None,
                  coil_maps: str | bool = "estimated", coil_radius: float = 1.5, correction_size: int = 4,
                  espirit_kernel: int = 6, espirit_threshold: float = 0.02, espirit_crop: float = 0.95,
-                 data: str = "simulated") -> None:
+                 data: str = "simulated", espirit_calib: int | None = None) -> None:
         size, coils = check_int("size", size, 2), check_int("coils", coils, 1)
         if data not in DATA:
             raise ValueError(f"data must be one of {DATA} (simulated: the suite makes the k-space; measured: the "
@@ -83,6 +83,9 @@ class CSMRIProblem(Problem):
         self.coil_maps = coil_maps
         self.correction_size = correction_size
         self.espirit = {"kernel_size": espirit_kernel, "threshold": espirit_threshold, "crop": espirit_crop}
+        if espirit_calib is not None:
+            espirit_calib = check_int("espirit_calib", espirit_calib, 2)
+        self.espirit_calib = espirit_calib
         if coils > 1 and coil_maps == "estimated" and data == "simulated":  # measured: checked on the data's coils
             rows, cols = acs_region(self.mask)
             try:
@@ -133,6 +136,8 @@ class CSMRIProblem(Problem):
                 maps = torch.stack([it["maps"] for it in items]).to(device)
             else:
                 rows, cols = acs_region(mask)
+                if self.espirit_calib is not None:  # the dataset's calibration block: InverseBench's "same maps"
+                    rows, cols = calibration_block(tuple(mask.shape), self.espirit_calib, (rows, cols))
                 try:
                     kernel_shape((rows.stop - rows.start, cols.stop - cols.start), coils, self.espirit["kernel_size"])
                 except ValueError as exc:

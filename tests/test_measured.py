@@ -351,3 +351,21 @@ def test_ismrmrd_raw_reads_as_the_fastmri_file(tmp_path: Path):
                            ismrmrd_header((64, 32), (32, 32), (400.0, 200.0), 16, trajectory="radial"))
     with pytest.raises(DataError, match=r"scan\.h5: key 'dataset/xml': the trajectory is 'radial'; only Cartesian"):
         IsmrmrdFile(radial)
+
+
+def test_inversebench_target_and_reconstruction_share_their_maps(tmp_path: Path):
+    """dataset.calib = problem.espirit_calib: the SENSE-1 target is the combination of the fully sampled coil images
+    with exactly the maps the reconstruction estimates from the ACS of the undersampled data."""
+    from inverse_problems.fft import ifft2c
+
+    item = FastMRIDataset(str(export(tmp_path / "d", "--phase", "1.0", "--noise-std", "0.01", n=1)), size=SIZE,
+                          combine="espirit", calib=8)[0]
+    assert item["target_convention"] == "sense1-espirit"
+    inst = CSMRIProblem(size=SIZE, data="measured", center_fraction=0.25, espirit_calib=8).instance([item], "cpu")
+    maps = inst.operator.maps[0]
+    coil_images = ifft2c(item["kspace"])
+    sense1 = (maps.conj() * coil_images).sum(0) / (maps.abs() ** 2).sum(0).clamp_min(1e-12)
+    target = torch.complex(item["image"][0], item["image"][1]) * item["data_scale"]
+    assert torch.allclose(sense1, target, atol=1e-4 * float(target.abs().max()))
+    other = CSMRIProblem(size=SIZE, data="measured", center_fraction=0.25).instance([item], "cpu").operator.maps[0]
+    assert not torch.allclose(other, maps, atol=1e-3)  # the whole ACS (8 x 32) gives other maps

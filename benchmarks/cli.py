@@ -217,7 +217,10 @@ def cmd_export_data(args: argparse.Namespace) -> int:
     opts = OmegaConf.load(yaml) if yaml.exists() else OmegaConf.create({})
     opts = OmegaConf.to_container(OmegaConf.merge(opts, OmegaConf.from_dotlist(list(args.options))), resolve=True)
     dataset = registry.build("datasets", args.dataset, split=args.split, **opts)
-    paths = export_fastmri(dataset, args.n, args.out, coils=args.coils)
+    mask = None if args.prospective is None else {"kind": "equispaced", "acceleration": args.prospective}
+    paths = export_fastmri(dataset, args.n, args.out, coils=args.coils, phase=args.phase, noise_std=args.noise_std,
+                           store_maps=args.store_maps, slices_per_file=args.slices_per_file,
+                           encoded=tuple(args.encoded) if args.encoded else None, mask=mask, seed=args.seed)
     print(f"wrote {len(paths)} fastMRI file(s) ({args.coils} coil(s)) of {args.dataset} ({args.split}) -> {args.out}")
     return 0
 
@@ -286,6 +289,16 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="output folder (one .h5 file per item)")
     q.add_argument("--coils", type=int, default=1, help="simulated birdcage receive coils")
     q.add_argument("--split", default="test", choices=["train", "val", "test"])
+    q.add_argument("--phase", type=float, default=0.0, help="amplitude (radians) of a known smooth image phase")
+    q.add_argument("--noise-std", type=float, default=0.0, help="complex k-space noise, std per real component")
+    q.add_argument("--store-maps", action="store_true", help="store the coil maps (key sensitivity_maps)")
+    q.add_argument("--slices-per-file", type=int, default=1, help="items written as the slices of one volume")
+    q.add_argument("--encoded", type=int, nargs=2, metavar=("H", "W"),
+                   help="encoded matrix (zero-padded field of view, e.g. 2x readout oversampling)")
+    q.add_argument("--prospective", type=float, metavar="R",
+                   help="write prospective files: k-space zero off an equispaced mask of acceleration R (key mask), "
+                        "no reference")
+    q.add_argument("--seed", type=int, default=0, help="seed of the noise")
     q.add_argument("options", nargs="*", help="dataset options key=value, e.g. size=32")
     q.set_defaults(func=cmd_export_data)
 

@@ -4,8 +4,10 @@ A row holds the runs that computed the same thing. Its key is everything that ch
 problem, dataset, shift (only when the shift changed the run's config), algorithm, adapters (those that
 adapted something), prior name, prior options and the fingerprint of its weights (`names.prior_hash`,
 benchmarks.fingerprint; "unknown" for runs made before it was recorded), `run.scheme`, `run.split`, the
-tuning provenance (`tuning.trials/metric/split`, or defaults) and every option of the problem, dataset,
-algorithm and adapters. Per row: mean and std of every metric over the finished samples, n, device, NFE,
+tuning provenance (`tuning.trials/metric/split`, or defaults), the data tier (simulated | measured k-space) and
+target convention (both from the sample lines; runs written before they were recorded: simulated, "dataset
+image") and every option of the problem, dataset, algorithm and adapters. Per-volume metrics (fastMRI's
+convention, `volume_*`) come from the runs' summary.json `volumes`, each volume once. Per row: mean and std of every metric over the finished samples, n, device, NFE,
 seconds per sample and the run ids. Samples are read from samples*.jsonl (the source of truth).
 
 Honesty rules: a sample id counted twice in one row is an error naming both run directories; a run whose
@@ -26,9 +28,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.results import METRICS
 
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "2.1"
 SCHEMA_PATH = Path(__file__).resolve().parent / "leaderboard.schema.json"
-KEY = ("problem", "dataset", "shift", "algorithm", "adapters", "prior", "prior_hash", "scheme", "split", "tuning",
+KEY = ("problem", "dataset", "tier", "target_convention", "shift", "algorithm", "adapters", "prior", "prior_hash", "scheme", "split", "tuning",
        "problem_options", "dataset_options", "prior_options", "algorithm_options", "adapter_options")
 TABLE = ("psnr", "ssim", "nmse", "data_misfit", "seconds", "nfe")
 UNKNOWN_HASH = "unknown"
@@ -239,8 +241,19 @@ def load_run(path: Path) -> dict[str, Any]:
         shift, shift_noop = None, str(shift)
     prior = names.get("prior")
     prior_hash = names.get("prior_hash", UNKNOWN_HASH if prior is not None else None)
+    tiers = sorted({str(r.get("tier") or "simulated") for r, _ in rows}) or ["simulated"]
+    if len(tiers) > 1:
+        raise LeaderboardError(f"{path}: its samples mix the tiers {tiers}; a run is simulated or measured, not both")
+    targets = sorted({str(r.get("target_convention") or "dataset image") for r, _ in rows}) or ["dataset image"]
+    volumes: list[dict[str, Any]] = []
+    if (path / "summary.json").exists():
+        try:
+            volumes = list(json.loads((path / "summary.json").read_text()).get("volumes") or [])
+        except (json.JSONDecodeError, AttributeError):
+            volumes = []
     run = cfg.get("run") or {}
-    key = {"problem": names.problem, "dataset": names.get("dataset"), "shift": shift, "algorithm": names.algorithm,
+    key = {"problem": names.problem, "dataset": names.get("dataset"), "tier": tiers[0],
+           "target_convention": "+".join(targets), "shift": shift, "algorithm": names.algorithm,
            "adapters": "+".join(adapters), "prior": prior, "prior_hash": prior_hash,
            "scheme": run.get("scheme"), "split": run.get("split"), "tuning": _tuning_key(cfg),
            "problem_options": _container(cfg.get("problem")), "dataset_options": _container(cfg.get("dataset")),
@@ -250,7 +263,7 @@ def load_run(path: Path) -> dict[str, Any]:
     tuning = _container(cfg.get("tuning")) if cfg.get("tuning") is not None else None
     return {"key": key, "rows": rows, "device": str(env.get("device", "unknown")), "run_id": str(path),
             "adapters_noop": noop, "shift_noop": shift_noop, "variant": (tuple(noop), shift_noop or ""),
-            "tuning": tuning}
+            "tuning": tuning, "volumes": volumes}
 
 
 # --- aggregation ----------------------------------------------------------------------------------------
@@ -389,9 +402,10 @@ def _flat(entry: dict[str, Any]) -> dict[str, str]:
 
 def _cells(e: dict[str, Any], label: str) -> list[str]:
     accel = e["problem_info"].get("acceleration")
-    coils = e["problem_options"].get("coils")
+    coils = e["problem_info"].get("coils") or e["problem_options"].get("coils")  # measured: the data's own
     return [e["problem"], f"{accel:.1f}" if accel else "–", str(coils) if coils else "–", str(e["dataset"]),
-            e["shift"] or "–", label, e["prior"] or "–", tuning_label(e)]
+            e["shift"] or "–", label, e["prior"] or "–", tuning_label(e), e.get("tier") or "simulated",
+            e.get("target_convention") or "dataset image"]
 
 
 def _label_entries(entries: list[dict[str, Any]]) -> None:
@@ -427,6 +441,10 @@ def build(paths: Iterable[str | Path]) -> dict[str, Any]:
         rows = _dedupe(runs, notes)
         ok = [r for r in rows if r.get("status") == "ok"]
         metrics = _metric_stats(ok, METRICS, notes)
+        volumes = {str(v.get("volume")): v for run in runs for v in run["volumes"] if isinstance(v, dict)}
+        if volumes:
+            vm = _metric_stats(list(volumes.values()), ("psnr", "ssim", "nmse"), notes)
+            metrics.update({f"volume_{m}": v for m, v in vm.items()})
         tuning = None
         if runs[0]["key"]["tuning"] is not None:
             studies = {str(r["tuning"].get("study")): r["tuning"].get("score") for r in runs}
@@ -446,6 +464,7 @@ def build(paths: Iterable[str | Path]) -> dict[str, Any]:
             "device": sorted({run["device"] for run in runs}),
             "problem_info": _problem_info(rows),
             "run_ids": sorted(run["run_id"] for run in runs),
+            "metric_convention": "per-slice + per-volume (fastMRI)" if volumes else "per-slice",
             "notes": notes,
         })
     entries.sort(key=lambda e: (e["problem"], e["problem_info"].get("acceleration", 0),
@@ -502,15 +521,20 @@ def _fmt(v: float | None, m: str) -> str:
 
 
 def markdown(board: dict[str, Any], metrics: tuple[str, ...] = TABLE) -> str:
-    head = ["problem", "R", "coils", "dataset", "shift", "method", "prior", "tuning", "n"] + [
-        "s/sample" if m == "seconds" else m.upper() if m in ("psnr", "ssim", "nmse", "nfe") else m for m in metrics]
+    """The table: PSNR/SSIM/NMSE are per-slice means; `vol PSNR`/`vol SSIM` (fastMRI's per-volume convention)
+    are added where some row has them."""
+    if any("volume_psnr" in e["metrics"] for e in board["entries"]):
+        metrics = tuple(metrics) + ("volume_psnr", "volume_ssim")
+    names = {"seconds": "s/sample", "volume_psnr": "vol PSNR", "volume_ssim": "vol SSIM"}
+    head = ["problem", "R", "coils", "dataset", "shift", "method", "prior", "tuning", "tier", "target", "n"] + [
+        names.get(m, m.upper() if m in ("psnr", "ssim", "nmse", "nfe") else m) for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in board["entries"]:
         cells = _cells(e, e.get("label") or method_label(e)) + [str(e["n"])]
         for m in metrics:
-            mm = e["metrics"][m]
-            cell = _fmt(mm["mean"], m)
-            if m in ("psnr", "ssim") and mm["std"] is not None:
+            mm = e["metrics"].get(m, {"mean": None, "std": None})
+            cell = _fmt(mm["mean"], m.removeprefix("volume_"))
+            if m.removeprefix("volume_") in ("psnr", "ssim") and mm["std"] is not None:
                 cell += f" ± {_fmt(mm['std'], m)}"
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")

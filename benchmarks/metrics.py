@@ -5,15 +5,24 @@ complex data, max - min for real single-channel data (both images shifted by the
 the reconstruction is clipped to [0, range] as piq requires. NMSE = ||x - ref||^2 / ||ref||^2 and
 NCC (Pearson correlation) are on magnitudes too. LPIPS (piq, VGG16) is computed only when its
 weights are already in the torch hub cache: offline without them it is null, with one warning.
+
+`volume_metrics` is fastMRI's convention (Zbontar et al. 2018; fastmri/evaluate.py): per volume of
+magnitude slices, NMSE = ||gt - pred||^2 / ||gt||^2, PSNR = 10 log10(max(gt)^2 / mean((gt - pred)^2))
+over the whole volume, SSIM the mean over slices of the mean SSIM of a slice with data_range = the
+volume's max(gt), a 7 x 7 uniform window, K1 = 0.01, K2 = 0.03 and sample (co)variances (N / (N - 1)),
+averaged over the windows that lie inside the image (skimage's structural_similarity defaults).
 """
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from functools import lru_cache
 
+import numpy as np
 import piq
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from inverse_problems.complex import magnitude
@@ -69,6 +78,40 @@ def image_metrics(x: Tensor, ref: Tensor) -> list[dict[str, float | None]]:
                 row["lpips"] = float(lpips(rgb(xc / data_range), rgb(ri / data_range)))
         rows.append(row)
     return rows
+
+
+VOLUME_METRICS = ("psnr", "ssim", "nmse")
+
+
+def window_ssim(gt: Tensor, pred: Tensor, data_range: float, win: int = 7, k1: float = 0.01,
+                k2: float = 0.03) -> Tensor:
+    """(S,) mean SSIM of each slice of (S, H, W) float64 images over every win x win window inside the image."""
+    x, y = gt[:, None], pred[:, None]
+    mean = lambda t: F.avg_pool2d(t, win, stride=1)  # noqa: E731 - windows inside the image only
+    n = win * win
+    ux, uy = mean(x), mean(y)
+    vx = (mean(x * x) - ux * ux) * n / (n - 1)
+    vy = (mean(y * y) - uy * uy) * n / (n - 1)
+    vxy = (mean(x * y) - ux * uy) * n / (n - 1)
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    s = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1)
+
+
+def volume_metrics(pred: np.ndarray | Tensor, gt: np.ndarray | Tensor) -> dict[str, float]:
+    """fastMRI's per-volume PSNR, SSIM and NMSE of magnitude volumes (S, H, W) (see the module docstring)."""
+    p = torch.as_tensor(np.asarray(pred), dtype=torch.float64)
+    g = torch.as_tensor(np.asarray(gt), dtype=torch.float64)
+    if g.ndim != 3 or p.shape != g.shape:
+        raise ValueError(f"volume_metrics takes two (slices, H, W) volumes of one shape, got {tuple(p.shape)} and "
+                         f"{tuple(g.shape)}")
+    if min(g.shape[-2:]) < 7:
+        raise ValueError(f"fastMRI's SSIM needs images of at least 7 x 7 pixels, got {tuple(g.shape[-2:])}")
+    peak = float(g.max())
+    mse = float(((g - p) ** 2).mean())
+    return {"psnr": 10 * math.log10(peak**2 / mse) if mse > 0 else math.inf,
+            "ssim": float(window_ssim(g, p, peak).mean()),
+            "nmse": float(((g - p) ** 2).sum() / (g**2).sum())}
 
 
 def peak_memory_mb(device: torch.device) -> float:

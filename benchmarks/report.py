@@ -116,7 +116,9 @@ def report(run_dir: Path, max_samples: int = 4) -> str:
     summary["problem_info"] = problem_info(all_rows)
     title = run_title(cfg, all_rows)
     text = title + "\n" + format_table(summary)
-    rows = sorted((r for r in all_rows if r.get("reconstruction")), key=lambda r: r["index"])[:max_samples]
+    # samples of prospective data (target_convention null) have no target to draw
+    rows = sorted((r for r in all_rows if r.get("reconstruction") and r.get("target_convention", "") is not None),
+                  key=lambda r: r["index"])[:max_samples]
     if rows:
         fig = samples_figure(run_dir, cfg, rows, title)
         (run_dir / "figures").mkdir(exist_ok=True)

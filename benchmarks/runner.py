@@ -32,7 +32,8 @@ from adaptation.schemes import Scheme
 from algorithms.base import Algorithm, Step
 from benchmarks import registry
 from benchmarks.config import ConfigError, options
-from benchmarks.metrics import image_metrics, peak_memory_mb, reset_peak_memory
+from benchmarks.metrics import (IMAGE_METRICS, VOLUME_METRICS, image_metrics, peak_memory_mb, reset_peak_memory,
+                                volume_metrics)
 from benchmarks.results import METRICS, RunDir, aggregate, problem_info, run_defaults
 from inverse_problems.base import Problem
 from inverse_problems.random import SampleGenerators
@@ -42,6 +43,7 @@ try:  # the dataset readers' own error type, where they define one
     from inverse_problems.datasets import DataError  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - older readers raise these directly
     DataError = ValueError  # type: ignore[misc,assignment]
+NO_TARGET = "no target (prospective data: the file has no reference): reconstruction written, excluded from metrics"
 LOAD_ERRORS: tuple[type[BaseException], ...] = (DataError, ValueError, OSError, EOFError, KeyError)
 
 
@@ -119,7 +121,12 @@ def build_components(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     names = cfg.names
     dataset = build_dataset(names.dataset, cfg, cfg.run.split)
     problem: Problem = registry.build("problems", names.problem, **options(cfg, "problem"))
-    item_shape = tuple(first_readable(dataset)["image"].shape)
+    first = first_readable(dataset)
+    if getattr(problem, "tier", "simulated") == "measured" and "kspace" not in first:
+        raise ConfigError(f"problem {names.problem!r} with data=measured needs a dataset of measurements (items with "
+                          f"'kspace', e.g. --dataset fastmri); dataset {names.dataset!r} gives images only: use "
+                          f"problem.data=simulated")
+    item_shape = image_shape(first)
     if item_shape != tuple(problem.image_shape):
         raise ConfigError(
             f"dataset {names.dataset!r} yields images of shape {item_shape} but problem {names.problem!r} takes "
@@ -150,6 +157,13 @@ def build_components(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     return {"dataset": dataset, "problem": problem, "algorithm": algorithm, "prior": prior, "adapters": adapters}
 
 
+def image_shape(item: dict[str, Any]) -> tuple[int, ...]:
+    """The item's image shape; for a measurement without a target (prospective data) (2, H, W) of its k-space."""
+    if item.get("image") is None and isinstance(item.get("kspace"), torch.Tensor):
+        return (2, *item["kspace"].shape[-2:])
+    return tuple(item["image"].shape)
+
+
 def first_readable(dataset, tries: int = 8) -> dict[str, Any]:
     """The first item among the first `tries` that loads (a bad item is the run's business, not the setup's)."""
     errors = []
@@ -166,7 +180,7 @@ def batches_of(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
 
 
-def load_item(dataset, i: int, shape: tuple[int, ...]) -> tuple[dict[str, Any], str | None]:
+def load_item(dataset, i: int, shape: tuple[int, ...], tier: str = "simulated") -> tuple[dict[str, Any], str | None]:
     """Item i and None, or what is known of it ({"id"}) and the reason it cannot be used (unreadable, NaN/Inf,
     wrong shape)."""
     try:
@@ -174,8 +188,15 @@ def load_item(dataset, i: int, shape: tuple[int, ...]) -> tuple[dict[str, Any], 
         image = item["image"]
     except LOAD_ERRORS as exc:  # a DataError names the file and key (and the item's id)
         return {"id": getattr(exc, "item_id", None)}, f"item {i} could not be read: {type(exc).__name__}: {exc}"
-    if tuple(image.shape) != tuple(shape):
-        return {"id": item.get("id")}, (f"item {i} ({item.get('id')}) has shape {tuple(image.shape)}, the problem "
+    if image is None:  # a measurement without a reference (prospective data): reconstructed, not scored
+        if not isinstance(item.get("kspace"), torch.Tensor):
+            return {"id": item.get("id")}, f"item {i} ({item.get('id')}) has neither an image nor measurements"
+        if tier != "measured":
+            return {"id": item.get("id")}, (f"item {i} ({item.get('id')}) has no target image (prospective data): "
+                                            f"it can only be reconstructed from its own k-space: problem.data=measured")
+        image = torch.view_as_real(item["kspace"])
+    if tuple(image_shape(item)) != tuple(shape):
+        return {"id": item.get("id")}, (f"item {i} ({item.get('id')}) has shape {image_shape(item)}, the problem "
                                         f"takes {tuple(shape)}")
     if not bool(torch.isfinite(image).all()):
         return {"id": item.get("id")}, f"item {i} ({item.get('id')}) holds NaN or Inf values"
@@ -187,7 +208,8 @@ def run_batch(comp: dict[str, Any], indices: list[int], seed: int, device: torch
     """Reconstruct one batch; returns the JSON rows (index order), the reconstructions (target units; None for
     an item that failed to load) and the trace. Sample k's randomness comes from (seed, its id) alone."""
     shape = tuple(comp["problem"].image_shape)
-    loaded = {i: load_item(comp["dataset"], i, shape) for i in indices}
+    tier = getattr(comp["problem"], "tier", "simulated")
+    loaded = {i: load_item(comp["dataset"], i, shape, tier) for i in indices}
     good = [i for i in indices if loaded[i][1] is None]
     rows: dict[int, dict[str, Any]] = {
         i: {"index": i, "id": loaded[i][0]["id"], "status": "failed", "reason": loaded[i][1], **dict.fromkeys(METRICS)}
@@ -196,22 +218,30 @@ def run_batch(comp: dict[str, Any], indices: list[int], seed: int, device: torch
     trace: list[dict[str, Any]] = []
     if good:
         items = [loaded[i][0] for i in good]
-        x = torch.stack([it["image"] for it in items]).to(device)
         gen = SampleGenerators.seeded(seed, [it["id"] for it in items], device)
         reset_peak_memory(device)
-        inst = comp["problem"].simulate(x, gen)
+        inst = comp["problem"].instance(items, device, gen)
         recon = comp["algorithm"].reconstruct(inst.y, inst.operator, comp["prior"], gen, callback)
         scale = inst.scale.view(-1, 1, 1, 1).to(recon.image)
         image = recon.image * scale
         with torch.no_grad():
             misfit = inst.operator.data_misfit(recon.image, inst.y).tolist()
-        metrics = image_metrics(image, x)
+        scored = [k for k, it in enumerate(items) if it.get("image") is not None]  # prospective items: no target
+        metrics: list[dict[str, Any]] = [dict.fromkeys(IMAGE_METRICS) for _ in items]
+        if scored:
+            x = torch.stack([items[k]["image"] for k in scored]).to(device)
+            for k, m in zip(scored, image_metrics(image[scored], x)):
+                metrics[k] = m
         mem = peak_memory_mb(device)
         trace = recon.trace
         for k, (i, it) in enumerate(zip(good, items)):
             failed = bool(recon.failed[k])
             row: dict[str, Any] = {"index": i, "id": it["id"], "status": "failed" if failed else "ok",
                                    "reason": recon.failure[k]}
+            if not failed and it.get("image") is None:
+                row["reason"] = NO_TARGET
+            row.update({"tier": tier, "target_convention": it.get("target_convention", "dataset image")})
+            row.update({key: it[key] for key in ("volume", "patient", "slice", "data_scale") if key in it})
             row.update({m: (None if failed else v) for m, v in metrics[k].items()})
             row["data_misfit"] = None if failed else misfit[k]
             row.update({"seconds": recon.seconds / len(good), "nfe": recon.nfe, "peak_memory_mb": mem,
@@ -381,8 +411,9 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
                                 continue
                             if save and image is not None:
                                 row["reconstruction"] = rundir.save_reconstruction(row["index"], image)
-                                row["target"] = rundir.save_target(row["index"],
-                                                                   comp["dataset"][row["index"]]["image"])
+                                target = comp["dataset"][row["index"]]["image"]
+                                if target is not None:
+                                    row["target"] = rundir.save_target(row["index"], target)
                             rundir.append(row)
                     bar.log_trace(b, trace)
                     bar.postfix(rows)
@@ -404,8 +435,69 @@ def summarise(cfg: DictConfig, rundir: RunDir, device: torch.device | str) -> di
     summary["problem_info"] = problem_info(rows)
     failures = [{"index": r["index"], "reason": r.get("reason")} for r in rows if r.get("status") != "ok"]
     summary["failures"] = failures
+    summary["tier"] = "+".join(sorted({str(r["tier"]) for r in rows if r.get("tier")})) or "simulated"
+    summary["target_convention"] = "+".join(sorted({str(r["target_convention"]) for r in rows
+                                                     if r.get("target_convention")})) or None
+    summary["metric_convention"] = "per-slice"
+    volumes = per_volume(rows, Path(rundir.path))
+    if volumes:
+        summary["metric_convention"] = "per-slice + per-volume (fastMRI)"
+        summary["volumes"] = volumes
+        summary["volume_metrics"] = aggregate(volumes, VOLUME_METRICS)["metrics"]
+    untargeted = [r for r in rows if r.get("status") == "ok" and r.get("reason") == NO_TARGET]
+    if untargeted:
+        summary["n_no_target"] = len(untargeted)
+        summary["no_target"] = (f"{len(untargeted)} sample(s) have no target (prospective data): their "
+                                f"reconstructions are written and they are excluded from every metric")
+        summary["submission"] = write_submission(untargeted, Path(rundir.path))
     rundir.write_summary(summary)
     return summary
+
+
+def _volume_stack(rows: list[dict[str, Any]], path: Path, key: str) -> Any:
+    """(slices, H, W) magnitudes of the rows' `key` files (reconstruction | target), in the file's units."""
+    import numpy as np
+
+    out = []
+    for r in sorted(rows, key=lambda r: r.get("slice", 0)):
+        a = np.load(path / r[key]).astype(np.float64)
+        out.append(np.sqrt((a**2).sum(0)) * float(r.get("data_scale") or 1.0))
+    return np.stack(out)
+
+
+def per_volume(rows: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
+    """fastMRI's per-volume metrics (benchmarks.metrics.volume_metrics) of every volume whose slices all finished
+    with a target and saved files; slices in the file's units (x data_scale), as fastMRI scores them."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("volume") is not None:
+            groups.setdefault(str(r["volume"]), []).append(r)
+    out = []
+    for vol, vrows in sorted(groups.items()):
+        if not all(r.get("status") == "ok" and r.get("target") and r.get("reconstruction") for r in vrows):
+            continue
+        m = volume_metrics(_volume_stack(vrows, path, "reconstruction"), _volume_stack(vrows, path, "target"))
+        out.append({"volume": vol, "slices": len(vrows), "status": "ok", **m})
+    return out
+
+
+def write_submission(rows: list[dict[str, Any]], path: Path) -> str:
+    """RUN_DIR/submission/<volume>.h5 with `reconstruction` (slices, H, W) float32 magnitude in the file's units
+    (fastMRI's submission layout), for the samples without a target."""
+    import h5py
+
+    folder = path / "submission"
+    folder.mkdir(exist_ok=True)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("reconstruction"):
+            groups.setdefault(str(r.get("volume") or r["id"]), []).append(r)
+    for vol, vrows in groups.items():
+        tmp = folder / f".{vol}.h5.tmp"
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("reconstruction", data=_volume_stack(vrows, path, "reconstruction").astype("float32"))
+        os.replace(tmp, folder / f"{vol}.h5")
+    return "submission/"
 
 
 def format_table(summary: dict[str, Any], metrics: tuple[str, ...] = ("psnr", "ssim", "nmse", "ncc", "lpips",
@@ -421,4 +513,12 @@ def format_table(summary: dict[str, Any], metrics: tuple[str, ...] = ("psnr", "s
     lines.append(f"samples: {summary['n_ok']} ok, {summary['n_failed']} failed")
     for k, v in summary.get("problem_info", {}).items():
         lines.append(f"{k}: {v:.4g}")
+    if summary.get("tier") == "measured" or summary.get("volumes"):
+        lines.append(f"tier: {summary.get('tier')}, target: {summary.get('target_convention')}, "
+                     f"metrics: {summary.get('metric_convention')}")
+    for m, s in (summary.get("volume_metrics") or {}).items():
+        if s.get("mean") is not None:
+            lines.append(f"volume {m} (fastMRI, {s['n']} volume(s)): {s['mean']:.4g} ± {s['std']:.3g}")
+    if summary.get("no_target"):
+        lines.append(f"{summary['no_target']}; submission files in {summary.get('submission')}")
     return "\n".join(lines)

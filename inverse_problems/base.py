@@ -186,6 +186,7 @@ class Problem:
     """
 
     image_shape: tuple[int, int, int]
+    tier = "simulated"  # or "measured": the data are a dataset's own measurements (DESIGN.md)
 
     def acquisition_operator(self, x: Tensor, generator: Randomness = None) -> ForwardOperator:
         raise NotImplementedError
@@ -203,6 +204,12 @@ class Problem:
     def info(self, operator: ForwardOperator) -> dict[str, Any]:
         """Facts about the realised problem recorded with every sample (e.g. the acceleration)."""
         return {}
+
+    def instance(self, items: list[dict[str, Any]], device: torch.device | str, generator: Randomness = None
+                 ) -> ProblemInstance:
+        """The problem instance of a batch of dataset items: by default their images, simulated; a measured
+        tier reads the items' own measurements instead (the runner does not care which)."""
+        return self.simulate(torch.stack([it["image"] for it in items]).to(device), generator)
 
     def simulate(self, x: Tensor, generator: Randomness = None) -> ProblemInstance:
         """Measure x with the true operator; scale from the measurement; build the recon operator.

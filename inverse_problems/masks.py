@@ -230,3 +230,14 @@ def acs_region(mask: Tensor) -> tuple[slice, slice]:
         if c1 < w and m[r0:r1, c1].all():
             c1, grown = c1 + 1, True
     return slice(r0, r1), slice(c0, c1)
+
+
+def calibration_block(shape: tuple[int, int], size: int, within: tuple[slice, slice] | None = None
+                      ) -> tuple[slice, slice]:
+    """The central size x size k-space block (rows, cols), DC at (H // 2, W // 2), clipped to `within` (an ACS)."""
+    out = []
+    for n, region in zip(shape, within or (slice(0, shape[0]), slice(0, shape[1]))):
+        a = min(size, n, region.stop - region.start)
+        start = min(max(n // 2 - a // 2, region.start), region.stop - a)
+        out.append(slice(start, start + a))
+    return out[0], out[1]

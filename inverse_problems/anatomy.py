@@ -18,7 +18,7 @@ before (and do not depend on) the contrast, so one seed gives the same subject i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from torch import Tensor
 from inverse_problems.datasets import ImageDataset, item_seed
 from inverse_problems.phantom_datasets import DEFAULT_LENGTH, normalise_p99
 from inverse_problems.phantoms import (BRAIN_TISSUES, CONTRASTS, KNEE_TISSUES, N_ACQUISITION_DRAWS, Contrast, Tissue,
-                                       _Draws, _grid, _poly2, get_contrast)
+                                       _Draws, _grid, _poly2, get_contrast, make_phantom)
 
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "anatomy_colin27.npz"
 _BY_NAME = {t.name: t for t in BRAIN_TISSUES + KNEE_TISSUES}
@@ -253,3 +253,59 @@ class AnatomyBrainFLAIR(_AnatomyBrain):
     """Anatomical brain phantom, FLAIR (inversion recovery TR 9000 / TE 100 ms, TI nulling CSF, 3 T)."""
 
     CONTRAST = "flair"
+
+
+def randomised_contrast(contrast: str | Contrast, u: Tensor, spread: float) -> Contrast:
+    """`contrast` with TR, TE (and TI of an IR with a fixed TI, flip of a GRE) each scaled by exp(spread (2 u_k - 1)),
+    u: 4 uniforms in [0, 1). spread = 0 returns it unchanged (domain randomisation of the sequence)."""
+    con = get_contrast(contrast)
+    if spread <= 0:
+        return con
+    f = [math.exp(spread * (2 * float(v) - 1)) for v in u[:4]]
+    return replace(con, name=f"{con.name}~", tr=con.tr * f[0], te=con.te * f[1],
+                   ti=None if con.ti is None else con.ti * f[2], flip_deg=min(90.0, con.flip_deg * f[3]))
+
+
+class AnatomyBrainMix(ImageDataset):
+    """Training mixture: anatomical and (a share `procedural` of) procedural brain phantoms, contrasts drawn per item.
+
+    Item i draws, from Generator(item_seed("anatomy-mix", seed, split, i)): procedural or anatomical
+    (probability `procedural`), a contrast uniformly from `contrasts`, its sequence randomised by
+    `randomised_contrast(spread=sequence_spread)`, then the phantom. Anatomical items keep the
+    slab split of AnatomyDataset; p99 magnitude = 1.
+    """
+
+    def __init__(self, split: str = "train", size: int = 64, length: int | None = None, seed: int = 0,
+                 contrasts: tuple[str, ...] = ("t2",), procedural: float = 0.25, sequence_spread: float = 0.0,
+                 lesion_prob: float = 0.5) -> None:
+        self.split = self.check_split(split)
+        if not isinstance(size, int) or size < 8:
+            raise ValueError(f"size must be an int >= 8, got {size!r}")
+        contrasts = (contrasts,) if isinstance(contrasts, str) else tuple(contrasts)
+        bad = [c for c in contrasts if c not in CONTRASTS]
+        if bad or not contrasts:
+            raise ValueError(f"contrasts {list(contrasts)}: choose a non-empty list from {sorted(CONTRASTS)}")
+        if not 0.0 <= procedural <= 1.0 or sequence_spread < 0:
+            raise ValueError(f"procedural must be in [0, 1] and sequence_spread >= 0, got {procedural}, {sequence_spread}")
+        self.size, self.channels, self.seed = (size, size), 2, seed
+        self.length = DEFAULT_LENGTH[split] if length is None else int(length)
+        self.contrasts, self.procedural, self.spread, self.lesion_prob = contrasts, procedural, sequence_spread, lesion_prob
+        self.model = load_model()
+        self.z_ranges = slab_ranges(split, self.model.memberships.shape[1])
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, object]:
+        self.check_index(i)
+        g = torch.Generator().manual_seed(item_seed("anatomy-mix", self.seed, self.split, i))
+        u = torch.rand(6, generator=g, dtype=torch.float64)
+        name = self.contrasts[min(int(u[1] * len(self.contrasts)), len(self.contrasts) - 1)]
+        con = randomised_contrast(name, u[2:], self.spread)
+        if u[0] < self.procedural:
+            image, kind = make_phantom("brain", con, self.size[0], g, lesion_prob=self.lesion_prob).image, "phantom"
+        else:
+            image = make_anatomy_phantom(con, self.size[0], g, self.z_ranges, lesion_prob=self.lesion_prob,
+                                         model=self.model).image
+            kind = "anatomy"
+        return {"id": f"mix-{kind}-{name}-{self.split}-{i:05d}", "image": normalise_p99(image)}

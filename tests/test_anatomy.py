@@ -120,3 +120,20 @@ def test_bad_options_are_named():
         AnatomyBrainFLAIR("dev")
     with pytest.raises(ValueError, match="size"):
         AnatomyBrainT2(size=4)
+
+
+def test_training_mixture():
+    from inverse_problems.anatomy import AnatomyBrainMix, randomised_contrast
+
+    ds = AnatomyBrainMix("train", size=16, length=24, contrasts=("t2", "flair"), procedural=0.5, sequence_spread=0.3)
+    ids = [ds[i]["id"] for i in range(len(ds))]
+    assert {i.split("-")[1] for i in ids} == {"phantom", "anatomy"}
+    assert {i.split("-")[2] for i in ids} == {"t2", "flair"}
+    assert torch.equal(ds[5]["image"], ds[5]["image"]) and ds[5]["image"].shape == (2, 16, 16)
+    only = AnatomyBrainMix("train", size=16, length=8, procedural=0.0)
+    assert all(only[i]["id"].startswith("mix-anatomy-t2") for i in range(8))
+    con = randomised_contrast("flair", torch.tensor([1.0, 0.0, 0.5, 0.5]), 0.5)
+    assert con.tr == pytest.approx(9000 * np.exp(0.5)) and con.te == pytest.approx(100 * np.exp(-0.5))
+    assert con.ti is None                                              # TI still nulls CSF at the new TR
+    with pytest.raises(ValueError, match="contrasts"):
+        AnatomyBrainMix(contrasts=("t3",))

@@ -177,7 +177,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--sigma-data", type=float,
                    help="EDM's sigma_data (--recipe edm; default: the RMS of the normalised training pixels)")
     q.add_argument("--dropout", type=float, help="dropout in the EDM network (--recipe edm)" + default("dropout"))
-    q.add_argument("--model", choices=list(facts.presets), help="network size preset (diffusers widths for ddpm, EDM widths for edm; see README)" + default("model"))
+    q.add_argument("--model", choices=list(facts.presets),
+                   help="network size preset (diffusers widths for ddpm, EDM widths for edm; see README)" + default("model"))
     q.add_argument("--channels-mult", help="per-level width multipliers, e.g. 1,2,2,4 (overrides the preset)")
     q.add_argument("--base-channels", type=int, help="width of the first level (with --channels-mult)")
     q.add_argument("--prediction", choices=list(facts.predictions),

@@ -28,6 +28,8 @@ class TrainingFacts:
     predictions: tuple[str, ...]
     resumable: tuple[str, ...]
     defaults: dict[str, Any]
+    recipes: tuple[str, ...] = ("ddpm", "edm")
+    archs: tuple[str, ...] = ("songunet", "dhariwalunet")
 
 
 def training_facts() -> TrainingFacts:
@@ -41,7 +43,8 @@ def training_facts() -> TrainingFacts:
     import priors.training as t
 
     defaults = {f.name: f.default for f in fields(t.TrainConfig) if f.default is not MISSING}
-    return TrainingFacts(tuple(t.PRESETS), tuple(t.PREDICTIONS), tuple(t.RESUMABLE), defaults)
+    return TrainingFacts(tuple(t.PRESETS), tuple(t.PREDICTIONS), tuple(t.RESUMABLE), defaults, tuple(t.RECIPES),
+                         tuple(t.ARCHS))
 
 
 def _facts_from_source(tree: ast.Module) -> TrainingFacts:
@@ -64,7 +67,7 @@ def _facts_from_source(tree: ast.Module) -> TrainingFacts:
         raise ValueError("PRESETS is not a dict literal")
     return TrainingFacts(tuple(ast.literal_eval(k) for k in presets.keys if k is not None),
                          tuple(ast.literal_eval(values["PREDICTIONS"])), tuple(ast.literal_eval(values["RESUMABLE"])),
-                         defaults)
+                         defaults, tuple(ast.literal_eval(values["RECIPES"])), tuple(ast.literal_eval(values["ARCHS"])))
 
 
 def parse_dataset_options(items: list[str]) -> dict[str, Any]:
@@ -140,9 +143,9 @@ def command(args: argparse.Namespace) -> int:
     dataset = registry.build("datasets", cfg.dataset, split="train", **cfg.dataset_kwargs())
     meta = training.train(cfg, dataset)
     if meta:
+        load = meta.get("load_with", f"--prior diffusers prior.path={cfg.out}")
         print(f"trained {meta['parameters']:,} parameters for {meta['steps']} steps in {meta['wall_seconds']:.0f} s "
-              f"({len(meta['legs'])} leg(s)); final loss {meta['final_loss']:.4f} -> {cfg.out} (load with --prior "
-              f"diffusers prior.path={cfg.out})")
+              f"({len(meta['legs'])} leg(s)); final loss {meta['final_loss']:.4f} -> {cfg.out} (load with {load})")
     return 0
 
 
@@ -155,7 +158,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         return f" (default: {d[key]})" if key in d else ""
 
     may_change = ", ".join("--" + k.replace("_", "-") for k in facts.resumable)
-    q = subparsers.add_parser("train-prior", help="train a diffusion prior (diffusers UNet2DModel) on a dataset",
+    q = subparsers.add_parser("train-prior", help="train a diffusion prior (DDPM recipe: diffusers UNet2DModel; EDM "
+                                                  "recipe: EDMPrecond network) on a dataset",
                               argument_default=argparse.SUPPRESS)
     q.add_argument("--dataset", help="registered dataset (`bench list datasets`)" + default("dataset"))
     q.add_argument("--size", type=int, help="image size H = W" + default("size"))
@@ -164,11 +168,22 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--lr", type=float, help="AdamW learning rate" + default("lr"))
     q.add_argument("--warmup", type=int, help="linear learning-rate warm-up steps" + default("warmup"))
     q.add_argument("--ema", type=float, help="EMA decay of the saved weights" + default("ema"))
-    q.add_argument("--model", choices=list(facts.presets), help="UNet size preset" + default("model"))
+    q.add_argument("--recipe", choices=list(facts.recipes),
+                   help="ddpm: diffusers UNet2DModel, DDPM loss on the VP-linear schedule (OUT/unet, OUT/scheduler); "
+                        "edm: Karras et al. 2022 (EDMPrecond, log-normal sigma, lambda(sigma) weighting), written as "
+                        "OUT/model.pt + OUT/model.json for --prior edm" + default("recipe"))
+    q.add_argument("--arch", choices=list(facts.archs),
+                   help="EDM network (--recipe edm): songunet (DDPM++) or dhariwalunet (ADM)" + default("arch"))
+    q.add_argument("--sigma-data", type=float,
+                   help="EDM's sigma_data (--recipe edm; default: the RMS of the normalised training pixels)")
+    q.add_argument("--dropout", type=float, help="dropout in the EDM network (--recipe edm)" + default("dropout"))
+    q.add_argument("--model", choices=list(facts.presets),
+                   help="network size preset (diffusers widths for ddpm, EDM widths for edm; see README)" + default("model"))
     q.add_argument("--channels-mult", help="per-level width multipliers, e.g. 1,2,2,4 (overrides the preset)")
     q.add_argument("--base-channels", type=int, help="width of the first level (with --channels-mult)")
-    q.add_argument("--prediction", choices=list(facts.predictions), help="network output" + default("prediction"))
-    q.add_argument("--out", help="output directory (diffusers layout)" + default("out"))
+    q.add_argument("--prediction", choices=list(facts.predictions),
+                   help="network output (--recipe ddpm)" + default("prediction"))
+    q.add_argument("--out", help="output directory" + default("out"))
     q.add_argument("--resume", action="store_true",
                    help="continue OUT/checkpoint/state.pt with the configuration stored in it; only " + may_change
                         + " may change (any other option given must equal the checkpoint's)")

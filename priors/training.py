@@ -1,9 +1,18 @@
-"""`bench train-prior`: train a diffusers UNet2DModel on a registered dataset with the DDPM loss.
+"""`bench train-prior`: train a diffusion prior on a registered dataset, with the DDPM or EDM recipe.
 
-Objective (Ho et al. 2020): t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps on
+Recipe `ddpm` (the default) trains a diffusers UNet2DModel. Objective (Ho et al. 2020): t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps on
 the VP-linear schedule (betas 1e-4..0.02, T = 1000), loss = ||f(x_t, t) - target||^2 with target eps,
 x0 or v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (Salimans & Ho 2022). The result is a plain diffusers
 directory (unet/ + scheduler/) that `priors.diffusers_prior.DiffusersPrior` loads as an EDM denoiser.
+
+Recipe `edm` (Karras et al. 2022, Table 1 and Sec. 5) trains an EDMPrecond network (priors/edm_nets.py,
+SongUNet = DDPM++ or DhariwalUNet = ADM): D(x; sigma) = c_skip x + c_out F(c_in x, c_noise) with
+c_skip = s_d^2 / (sigma^2 + s_d^2), c_out = sigma s_d / sqrt(sigma^2 + s_d^2), c_in = 1 / sqrt(sigma^2 + s_d^2),
+c_noise = ln(sigma) / 4; ln sigma ~ N(P_mean = -1.2, P_std = 1.2); loss = lambda(sigma) ||D(x0 + sigma n) - x0||^2
+with lambda(sigma) = (sigma^2 + s_d^2) / (sigma s_d)^2. s_d (sigma_data) is --sigma-data, else the root mean
+square of the (normalised) training pixels, the second moment EDM's derivation of c_skip and c_out uses. The
+result is OUT/model.pt ({"ema": state dict}) with OUT/model.json (EDMPrecond's arguments), which the `edm`
+prior (priors/edm.py) loads: `--prior edm prior.path=OUT/model.pt`.
 
 Images are normalised like the benchmark normalises its inputs (magnitude 99th percentile = 1) and,
 by default, randomly rescaled by U(0.75, 1.25): at test time each image is divided by a factor
@@ -39,6 +48,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     "base": {"block_out_channels": (64, 128, 256, 256), "layers_per_block": 2, "attention": (False, False, True, True)},
 }
 PREDICTIONS = ("epsilon", "sample", "v_prediction")
+RECIPES = ("ddpm", "edm")
+ARCHS = ("songunet", "dhariwalunet")
+# the same preset names for --recipe edm: EDM network widths (model_channels, channel_mult), residual blocks per
+# resolution and the resolutions carrying self-attention
+EDM_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"model_channels": 16, "channel_mult": (1, 2), "num_blocks": 1, "attn_resolutions": ()},
+    "compact": {"model_channels": 32, "channel_mult": (1, 2, 2), "num_blocks": 1, "attn_resolutions": ()},
+    "small": {"model_channels": 32, "channel_mult": (1, 2, 2), "num_blocks": 1, "attn_resolutions": (16,)},
+    "medium": {"model_channels": 64, "channel_mult": (1, 2, 2), "num_blocks": 2, "attn_resolutions": (16,)},
+    "base": {"model_channels": 128, "channel_mult": (1, 2, 2, 2), "num_blocks": 2, "attn_resolutions": (16,)},
+}
+EDM_P_MEAN, EDM_P_STD = -1.2, 1.2  # Karras et al. 2022, Table 1: ln sigma ~ N(P_mean, P_std^2)
 
 
 @dataclass
@@ -57,6 +78,10 @@ class TrainConfig:
     channels_mult: tuple[int, ...] | None = None
     base_channels: int | None = None
     prediction: str = "epsilon"
+    recipe: str = "ddpm"
+    arch: str = "songunet"
+    sigma_data: float | None = None
+    dropout: float = 0.0
     out: str = "runs/train-prior"
     resume: bool = False
     save_every: int = 500
@@ -197,6 +222,74 @@ def diffusion_loss(model: nn.Module, x0: Tensor, abar: Tensor, prediction: str, 
     return torch.mean((out.float() - target) ** 2)
 
 
+def check_recipe(cfg: TrainConfig) -> None:
+    """Refuse options that the chosen recipe does not use or does not know, naming them."""
+    if cfg.recipe not in RECIPES:
+        raise ValueError(f"unknown --recipe {cfg.recipe!r}; choose one of {', '.join(RECIPES)}")
+    if cfg.recipe == "ddpm":
+        unused = [name for name, value, default in (("--arch", cfg.arch, "songunet"), ("--sigma-data", cfg.sigma_data, None),
+                                                    ("--dropout", cfg.dropout, 0.0)) if value != default]
+        if unused:
+            raise ValueError(f"{', '.join(unused)} apply to --recipe edm only; drop them or pass --recipe edm")
+        return
+    if cfg.arch not in ARCHS:
+        raise ValueError(f"unknown --arch {cfg.arch!r}; choose one of {', '.join(ARCHS)}")
+    if cfg.prediction != "epsilon":
+        raise ValueError(f"--prediction {cfg.prediction} applies to --recipe ddpm only (EDM's network predicts through "
+                         f"its preconditioning); drop it")
+    if cfg.model not in EDM_PRESETS:
+        raise ValueError(f"unknown model preset {cfg.model!r}; choose one of {', '.join(EDM_PRESETS)}")
+    if cfg.sigma_data is not None and not cfg.sigma_data > 0:
+        raise ValueError(f"--sigma-data must be positive, got {cfg.sigma_data}")
+    if not 0 <= cfg.dropout < 1:
+        raise ValueError(f"--dropout must lie in [0, 1), got {cfg.dropout}")
+
+
+def edm_network_config(cfg: TrainConfig, channels: int, sigma_data: float) -> dict[str, Any]:
+    """EDMPrecond's constructor arguments plus class_name (the json priors/edm.py reads) for cfg's preset and arch.
+
+    SongUNet is configured as EDM's DDPM++ (positional embedding, standard encoder/decoder, box resampling);
+    --channels-mult / --base-channels override the preset's channel_mult / model_channels.
+    """
+    preset = EDM_PRESETS[cfg.model]
+    mult = list(cfg.channels_mult or preset["channel_mult"])
+    if cfg.size % (2 ** (len(mult) - 1)):
+        raise ValueError(f"--size {cfg.size} is not divisible by 2^{len(mult) - 1} (the network's {len(mult)} levels)")
+    net: dict[str, Any] = {"class_name": "EDMPrecond", "img_resolution": cfg.size, "img_channels": channels,
+                           "label_dim": 0, "sigma_data": float(sigma_data),
+                           "model_type": {"songunet": "SongUNet", "dhariwalunet": "DhariwalUNet"}[cfg.arch],
+                           "model_channels": int(cfg.base_channels or preset["model_channels"]), "channel_mult": mult,
+                           "num_blocks": preset["num_blocks"], "attn_resolutions": list(preset["attn_resolutions"]),
+                           "dropout": cfg.dropout}
+    if cfg.arch == "songunet":
+        net.update(embedding_type="positional", encoder_type="standard", decoder_type="standard",
+                   channel_mult_noise=1, resample_filter=[1, 1])
+    return net
+
+
+def measured_sigma_data(images: Tensor) -> float:
+    """Root mean square of the training pixels, sqrt(E[x^2]) (EDM's sigma_data for data that need not be centred)."""
+    return float(images.double().pow(2).mean().sqrt())
+
+
+def edm_sigmas(n: int, generator: torch.Generator, p_mean: float = EDM_P_MEAN, p_std: float = EDM_P_STD) -> Tensor:
+    """n noise levels with ln sigma ~ N(p_mean, p_std^2) (Karras et al. 2022, Table 1)."""
+    return (torch.randn(n, generator=generator, device=generator.device) * p_std + p_mean).exp()
+
+
+def edm_loss_weight(sigma: Tensor, sigma_data: float) -> Tensor:
+    """lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 (Karras et al. 2022, Table 1)."""
+    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+
+
+def edm_loss(net: nn.Module, x0: Tensor, sigma_data: float, generator: torch.Generator) -> Tensor:
+    """EDM loss lambda(sigma) |D(x0 + sigma n; sigma) - x0|^2 at log-normal sigma (mean over batch and elements)."""
+    sigma = edm_sigmas(x0.shape[0], generator).to(x0.device).view(-1, 1, 1, 1)
+    noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0.device)
+    denoised = net(x0 + sigma * noise, sigma)
+    return torch.mean(edm_loss_weight(sigma, sigma_data) * (denoised.float() - x0) ** 2)
+
+
 class EMA:
     """Exponential moving average of parameters, decay ramped as min(decay, (1 + n) / (10 + n))."""
 
@@ -265,6 +358,15 @@ def load_checkpoint(path: Path, fix: str = "start without --resume or from anoth
                          f"{fix}") from exc
 
 
+def save_edm_model(directory: Path, net: nn.Module, config: dict[str, Any]) -> Path:
+    """Write directory/model.pt ({"ema": state dict}) and directory/model.json (the architecture), as priors/edm.py reads."""
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / "model.pt"
+    torch.save({"ema": net.state_dict()}, weights)
+    weights.with_suffix(".json").write_text(json.dumps(config, indent=2) + "\n")
+    return weights
+
+
 def save_model(directory: Path, unet: nn.Module, prediction: str) -> None:
     from priors.diffusers_prior import save_scheduler_config
 
@@ -273,7 +375,7 @@ def save_model(directory: Path, unet: nn.Module, prediction: str) -> None:
     save_scheduler_config(directory, scheduler_config(prediction))
 
 
-def plot_loss(losses: list[float], path: Path) -> None:
+def plot_loss(losses: list[float], path: Path, label: str = "DDPM loss") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -288,7 +390,7 @@ def plot_loss(losses: list[float], path: Path) -> None:
         ax.plot(range(k - 1, len(losses)), smooth.tolist(), lw=1.5, label=f"mean of {k}")
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("DDPM loss")
+    ax.set_ylabel(label)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -320,12 +422,19 @@ def save_grid(images: Tensor, path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
-def sample_grid(unet: nn.Module, prediction: str, n: int, steps: int, seed: int, path: Path) -> Tensor:
-    """PF-ODE (EDM Heun) samples of a model, saved as a PNG grid; returns them."""
-    from priors.diffusers_prior import DiffusersPrior
+def sample_grid(unet: nn.Module, prediction: str | None, n: int, steps: int, seed: int, path: Path) -> Tensor:
+    """PF-ODE (EDM Heun) samples of a model (a diffusers UNet, or an EDM preconditioner when prediction is None),
+    saved as a PNG grid; returns them."""
     from priors.sampling import sample_prior
 
-    prior = DiffusersPrior(unet=unet, scheduler_config=scheduler_config(prediction)).eval()
+    if prediction is None:
+        from priors.edm import EDMPrior
+
+        prior = EDMPrior(net=unet).eval()
+    else:
+        from priors.diffusers_prior import DiffusersPrior
+
+        prior = DiffusersPrior(unet=unet, scheduler_config=scheduler_config(prediction)).eval()
     dev = next(unet.parameters()).device
     gen = torch.Generator(device="cpu").manual_seed(seed)
     x = sample_prior(prior, n, steps=steps, generator=gen, device=dev)
@@ -349,6 +458,7 @@ def train(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
         raise ValueError(f"unknown --prediction {cfg.prediction!r}; choose one of {', '.join(PREDICTIONS)}")
     if cfg.mixed_precision not in ("no", "fp16", "bf16"):
         raise ValueError(f"unknown --mixed-precision {cfg.mixed_precision!r}; choose no, fp16 or bf16")
+    check_recipe(cfg)
     if cfg.steps < 1 or cfg.batch_size < 1:
         raise ValueError(f"--steps and --batch-size must be positive, got {cfg.steps} and {cfg.batch_size}")
     out = Path(cfg.out)
@@ -375,7 +485,19 @@ def train(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
     set_seed(cfg.seed + acc.process_index)
     images = load_training_images(cfg, dataset)
     channels = images.shape[1]
-    model = build_unet(channels, cfg.size, cfg.model, cfg.channels_mult, cfg.base_channels)
+    edm = cfg.recipe == "edm"
+    net_config: dict[str, Any] = {}
+    sigma_data = 0.0
+    if edm:
+        from priors.edm import build_network
+
+        sigma_data = (cfg.sigma_data if cfg.sigma_data is not None else
+                      float(state["sigma_data"]) if state is not None and "sigma_data" in state else
+                      measured_sigma_data(images))
+        net_config = edm_network_config(cfg, channels, sigma_data)
+        model = build_network(net_config, "--recipe edm")
+    else:
+        model = build_unet(channels, cfg.size, cfg.model, cfg.channels_mult, cfg.base_channels)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
@@ -418,7 +540,8 @@ def train(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
             torch.save({"model": acc.unwrap_model(model).state_dict(), "ema": ema.state_dict(),
                         "optimizer": opt.state_dict(), "lr_scheduler": sched.state_dict(), "step": step,
                         "losses": losses, "wall_seconds": written["legs"][-1]["cumulative_wall_seconds"], "rng": rng,
-                        "config": plain_config(cfg), "legs": written["legs"]}, tmp)  # plain values only
+                        "config": plain_config(cfg), "legs": written["legs"],
+                        **({"sigma_data": sigma_data} if edm else {})}, tmp)  # plain values only
             tmp.replace(ckpt_path)
 
     def legs_so_far() -> list[dict[str, Any]]:
@@ -437,7 +560,8 @@ def train(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
             s = 1 + cfg.scale_aug * (2 * torch.rand(cfg.batch_size, generator=gen) - 1)
             x0 = x0 * s.to(acc.device).view(-1, 1, 1, 1)
         with acc.autocast():
-            loss = diffusion_loss(model, x0, abar, cfg.prediction, gen)
+            loss = (edm_loss(model, x0, sigma_data, gen) if edm else
+                    diffusion_loss(model, x0, abar, cfg.prediction, gen))
         acc.backward(loss)
         if acc.sync_gradients:
             acc.clip_grad_norm_(model.parameters(), 1.0)
@@ -458,22 +582,32 @@ def train(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     if acc.is_main_process:
         ema_model = ema.model.eval()
-        save_model(out, ema_model, cfg.prediction)
-        plot_loss(losses, out / "loss.png")
-        sample_grid(ema_model, cfg.prediction, cfg.samples, cfg.sample_steps, cfg.seed, out / "samples.png")
+        if edm:
+            weights = save_edm_model(out, ema_model, net_config)
+        else:
+            save_model(out, ema_model, cfg.prediction)
+            weights = out / "unet" / "diffusion_pytorch_model.safetensors"
+        plot_loss(losses, out / "loss.png", "EDM loss" if edm else "DDPM loss")
+        sample_grid(ema_model, None if edm else cfg.prediction, cfg.samples, cfg.sample_steps, cfg.seed,
+                    out / "samples.png")
         tail = losses[-min(100, len(losses)):]
-        weights = out / "unet" / "diffusion_pytorch_model.safetensors"
         meta = {
             "dataset": cfg.dataset, "dataset_options": cfg.dataset_kwargs(), "size": cfg.size, "channels": channels,
             "steps": step, "batch_size": cfg.batch_size, "lr": cfg.lr, "ema_decay": cfg.ema,
-            "prediction_type": cfg.prediction, "model": cfg.model,
-            "block_out_channels": list(ema_model.config.block_out_channels),
+            "recipe": cfg.recipe, "model": cfg.model,
+            **({"arch": cfg.arch, "network": net_config, "sigma_data": sigma_data,
+                "sigma_data_source": "--sigma-data" if cfg.sigma_data is not None else "RMS of the training pixels",
+                "noise_distribution": f"ln sigma ~ N({EDM_P_MEAN}, {EDM_P_STD}^2)",
+                "loss_weight": "(sigma^2 + sigma_data^2) / (sigma sigma_data)^2", "weights": "model.pt",
+                "load_with": f"--prior edm prior.path={out / 'model.pt'}"} if edm else
+               {"prediction_type": cfg.prediction, "block_out_channels": list(ema_model.config.block_out_channels),
+                "schedule": "DDPM VP-linear betas 1e-4..0.02, T=1000"}),
             "n_training_images": int(images.shape[0]), "normalize": "magnitude 99th percentile = 1" if cfg.normalize else None,
             "scale_augmentation": [1 - cfg.scale_aug, 1 + cfg.scale_aug], "seed": cfg.seed,
             "mixed_precision": cfg.mixed_precision, "processes": acc.num_processes, "device": str(acc.device),
             "final_loss": sum(tail) / len(tail), "wall_seconds": round(written["legs"][-1]["cumulative_wall_seconds"], 1),
             "parameters": n_params, "weights_bytes": weights.stat().st_size, "command": cfg.command,
-            "legs": written["legs"], "config": plain_config(cfg), "schedule": "DDPM VP-linear betas 1e-4..0.02, T=1000",
+            "legs": written["legs"], "config": plain_config(cfg),
             "torch": torch.__version__, "diffusers": __import__("diffusers").__version__,
         }
         (out / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -55,7 +55,7 @@ class MRSIProblem(Problem):
 
     def __init__(self, size: int = 32, n_t: int = 96, dwell_ms: float = 2.6, field_t: float = 7.0,
                  acceleration: float = 4.0, center_fraction: float = 0.25, mask: str = "vd2d", mask_seed: int = 0,
-                 noise_std: float = 0.05, b0_max_ppm: float = 0.3, oracle_physics: bool = False,
+                 noise_std: float = 0.02, b0_max_ppm: float = 0.3, oracle_physics: bool = False,
                  t2star_ms: Sequence[float] = T2STAR_MS) -> None:
         size, n_t = check_int("size", size, 2), check_int("n_t", n_t, 2)
         dwell_ms = check_number("dwell_ms", dwell_ms)

@@ -32,17 +32,11 @@ class CSIFit(Algorithm):
         self.damping = float(damping)
 
     def check(self, operator: ForwardOperator, prior: Prior | None) -> None:
-        if not hasattr(operator, "basis"):
+        if not hasattr(operator, "fit"):
             raise ValueError(f"csi-fit fits spectral line shapes and needs an MRSI operator (problem mrsi); "
-                             f"{type(operator).__name__} has no basis(): use zero-filled or cg-sense")
+                             f"{type(operator).__name__} has no line-shape fit: use zero-filled or cg-sense")
         super().check(operator, prior)
 
-    @torch.no_grad()
     def run(self, y: Tensor, operator: ForwardOperator, prior: Prior | None, generator: torch.Generator | None,
             callback=None) -> Tensor:
-        phi = operator.basis()  # (B', M, N_t, H, W)
-        gram = torch.einsum("bmthw,bnthw->bhwmn", phi.conj(), phi).real.double()
-        gram = gram + self.damping * torch.eye(gram.shape[-1], dtype=gram.dtype)
-        rhs = operator.adjoint(y).double().permute(0, 2, 3, 1).unsqueeze(-1)  # (B, H, W, M, 1)
-        x = torch.linalg.solve(gram.expand(rhs.shape[0], *gram.shape[1:]), rhs)
-        return x.squeeze(-1).permute(0, 3, 1, 2).float()
+        return operator.fit(y, self.damping)

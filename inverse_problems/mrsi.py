@@ -159,6 +159,18 @@ class MRSI(AdaptableMixin, ForwardOperator):
         z = self.voxel_signals(y) * self.modulation().conj()
         return torch.einsum("mt,bthw->bmhw", self.lines.conj(), z).real.to(torch.float32)
 
+    @torch.no_grad()
+    def fit(self, y: Tensor, damping: float = 0.0) -> Tensor:
+        """The per-voxel linear least-squares fit of the line shapes to the zero-filled voxel FIDs z = F^H M y (the
+        CSI pipeline): x(r) = (Re Phi(r)^H Phi(r) + damping I)^{-1} Re Phi(r)^H z(r, .), (B, M, H, W) real; with
+        Re Phi^H z = A^H y. Exact for fully sampled noiseless data."""
+        phi = self.basis()  # (B', M, N_t, H, W)
+        gram = torch.einsum("bmthw,bnthw->bhwmn", phi.conj(), phi).real.double()
+        gram = gram + damping * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+        rhs = self.adjoint(y).double().permute(0, 2, 3, 1).unsqueeze(-1)  # (B, H, W, M, 1)
+        x = torch.linalg.solve(gram.expand(rhs.shape[0], *gram.shape[1:]), rhs)
+        return x.squeeze(-1).permute(0, 3, 1, 2).float()
+
     def basis(self) -> Tensor:
         """phi_m(r, t) of the current parameters, (B', M, N_t, H, W) complex."""
         return self.lines[None, :, :, None, None] * self.modulation()[:, None]

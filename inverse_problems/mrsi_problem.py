@@ -8,7 +8,7 @@ phantom-dmi dataset does): `b0_ppm` (H, W) B0 map, `drift_hz`, `linewidth_hz`, `
 The data are made with all of it. The reconstruction is given the B0 map (a separately measured field map)
 but not the frame's drift, extra linewidth or phase: its operator starts at 0 for those, the unknowns that
 test-time adaptation estimates; `oracle_physics=true` gives it the true values (the oracle of the drift
-shift). Per-sample scale: the base class's, from the measurement only.
+shift). Per-sample scale: the 99th percentile of the CSI fit of y (`measurement_scale`), from y alone.
 """
 from __future__ import annotations
 
@@ -133,6 +133,14 @@ class MRSIProblem(Problem):
         scale = self.measurement_scale(y, op)
         op.set_noise_std(op.noise_std.detach() / scale)
         return ProblemInstance(y / per_sample(scale, y), op, true_op, scale, self.info(true_op))
+
+    @torch.no_grad()
+    def measurement_scale(self, y: Tensor, operator: MRSI, percentile: float = 0.99) -> Tensor:
+        """(B,) the `percentile` quantile of |x_fit| per sample, x_fit the per-voxel line-shape fit of the zero-filled
+        data (MRSI.fit: the CSI estimate of the maps, from y alone); floored at 1e-12. Unlike |A^H y| it is in
+        the maps' own units (A^H y weighs each metabolite by its basis energy)."""
+        x = operator.fit(y).abs().flatten(1)
+        return torch.quantile(x.float(), percentile, dim=1).clamp_min(1e-12)
 
     def info(self, operator: MRSI) -> dict[str, Any]:
         return {"acceleration": realised_acceleration(operator.mask), "field_t": operator.field_t,

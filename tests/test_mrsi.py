@@ -195,3 +195,42 @@ def test_csi_fit_on_undersampled_noisy_phantom_is_finite_and_close() -> None:
     rec = CSIFit().reconstruct(inst.y, inst.operator)
     m = problem.metrics(rec.image[0] * inst.scale[0], items[0]["image"], items[0])
     assert m["nrmse_water"] < 0.4 and m["nrmse_glc"] < 0.4
+
+
+def test_runner_stores_the_problem_metrics_per_sample() -> None:
+    """The runner's one hook: Problem.metrics lands in each row's problem_metrics, in target units."""
+    from benchmarks.runner import run_batch
+
+    ds = dmi()
+    comp = {"dataset": ds, "problem": MRSIProblem(size=16, n_t=16, acceleration=1, center_fraction=0.0, noise_std=0.0,
+                                                  oracle_physics=True),
+            "algorithm": CSIFit(), "prior": None}
+    rows, images, _ = run_batch(comp, [0, 1], seed=0, device=torch.device("cpu"))
+    for row, image in zip(rows, images):
+        pm = row["problem_metrics"]
+        assert set(pm) == {f"{k}_{m}" for k in ("nrmse", "psnr") for m in ("water", "glc", "glx", "lac")}
+        assert pm["nrmse_water"] < 1e-4 and pm["nrmse_lac"] < 1e-3  # noiseless, fully sampled, oracle: exact
+        assert torch.allclose(image, ds[row["index"]]["image"], rtol=1e-3, atol=1e-3)
+
+
+def registered(name: str) -> bool:
+    from benchmarks import registry
+    return name in registry.names("problems")
+
+
+@pytest.mark.skipif(not registered("mrsi"), reason="the mrsi entry points are not installed (pip install -e . --no-deps)")
+def test_bench_run_mrsi_csi_fit(tmp_path) -> None:
+    """`bench run --problem mrsi --algo csi-fit` end to end: summary with the per-metabolite block."""
+    import json
+
+    from tests.conftest import bench
+
+    out = tmp_path / "run"
+    res = bench("run", "--problem", "mrsi", "--algo", "csi-fit", "--n", "2", "--out", str(out), "--quiet",
+                "problem.size=16", "dataset.size=16", "problem.n_t=16")
+    assert "nrmse_lac" in res.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_ok"] == 2 and summary["problem_metrics"]["nrmse_glc"]["n"] == 2
+    refused = bench("run", "--problem", "mrsi", "--algo", "daps", "--prior", "phantom-brain-64", "--n", "1", "--out",
+                    str(tmp_path / "r2"), "--quiet", check=False)
+    assert refused.returncode != 0 and "(2, 64, 64)" in refused.stderr and "(4, 32, 32)" in refused.stderr

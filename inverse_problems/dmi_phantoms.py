@@ -17,10 +17,11 @@ partial volumes mix the tissues' curves. Skull, scalp and background carry no si
 Frames k = 0..n_frames-1 of a subject sit at t_k = 180 (k + 1) / n_frames min. Each frame carries the physics
 the `mrsi` problem simulates with: a smooth B0 map (a random quadratic, peak |B0| uniform in [0.5, 1] x
 `b0_max_ppm`; fixed per subject), a global frequency drift drift_hz(t) = r t / 180 + 0.1 r_max sin(2 pi t / 90 +
-psi) (r uniform in +-`drift_max_hz`), an extra linewidth uniform in [0, `linewidth_max_hz`], a zero-order phase
-uniform in +-`phase_max_rad` and a noise multiplier 1 + `snr_drift` sin(2 pi t / 180 + psi') (SNR fluctuating
-over the scan). Everything comes from generators seeded by (seed, split, subject), so an item is the same on
-every machine, and train, val and test hold different subjects.
+psi) (|r| uniform in [0.5, 1] x `drift_max_hz` = r_max, random sign: every subject drifts), an extra linewidth
+uniform in [0, `linewidth_max_hz`], a zero-order phase uniform in +-`phase_max_rad` and a noise multiplier
+1 + `snr_drift` sin(2 pi t / 180 + psi') (SNR fluctuating over the scan). Everything comes from generators
+seeded by (seed, split, subject), so an item is the same on every machine, and train, val and test hold different
+subjects.
 """
 from __future__ import annotations
 
@@ -192,7 +193,8 @@ def _render(key: tuple, s: int) -> dict[str, Tensor]:
         maps += k.curves(times)[:, :, None, None] * fractions[TISSUE[name]][None, None]
     field = _poly2(size[0], [0.0] + [d(-1, 1) for _ in range(5)])
     b0 = field / field.abs().max().clamp_min(1e-12) * b0_max_ppm * d(0.5, 1.0)
-    rate, psi, psi2 = drift_max_hz * d(-1, 1), d(0, 2 * math.pi), d(0, 2 * math.pi)
+    rate = drift_max_hz * d(0.5, 1.0) * (1.0 if d() < 0.5 else -1.0)
+    psi, psi2 = d(0, 2 * math.pi), d(0, 2 * math.pi)
     drift = rate * times / SCAN_MINUTES + 0.1 * drift_max_hz * torch.sin(2 * math.pi * times / 90 + psi)
     noise_scale = 1 + snr_drift * torch.sin(2 * math.pi * times / SCAN_MINUTES + psi2)
     return {"curves": maps.float(), "fractions": fractions, "b0_ppm": b0.float(), "drift_hz": drift,

@@ -14,15 +14,16 @@ Gaussian noise of `noise_std` per real component on the acquired samples (CSI: B
 - f_m: chemical shift of metabolite m in Hz at the field's 2H Larmor frequency (6.536 MHz/T: 45.75 MHz at
   7.0 T, 19.61 MHz at 3.0 T), relative to the receiver frequency, which sits at the middle of the shifts
   (water 4.7, Glc 3.8, Glx 2.4, Lac 1.3 ppm). The sampled band [-BW/2, BW/2), BW = 1/dwell, then holds every
-  peak without aliasing iff BW >= span of the shifts + the B0 range (checked: `check_bandwidth`).
+  peak without aliasing when BW >= span of the shifts + the B0 range 2 max |df| (checked: `check_bandwidth`).
 - df(r): a B0 map in Hz (a separate, measured field map: known to the reconstruction).
 - T2*_m: per-metabolite decay times (the nominal line shapes).
 - Adaptable (nn.Parameters, per sample or shared; 0 = the nominal operator): `drift` delta (Hz, a global
   frequency offset: B0 drift over the scan), `linewidth` lw (Hz, extra Lorentzian broadening), `phase`
   theta (rad, zero-order phase) and `noise_std`.
 - ||Phi_0||: the norm of the nominal N_t x M basis matrix (no B0, no drift, no extra width, no phase) on
-  real maps, i.e. the spectral norm of the real 2 N_t x M matrix [Re Phi_0; Im Phi_0]. The factor exp(i theta + 2 pi i (df(r) + delta) t) is unitary in t per voxel and the extra damping
-  is a contraction, so ||A|| <= 1 always, with equality for df = 0, lw = 0.
+  real maps, i.e. the spectral norm of the real 2 N_t x M matrix [Re Phi_0; Im Phi_0]. The factor
+  exp(i theta + 2 pi i (df(r) + delta) t) is unitary in t per voxel and the extra damping is a contraction,
+  so ||A|| <= 1 always, with equality for df = 0, lw = 0.
 
 Data are complex (B, N_t, H, W) on the full k-space grid, exactly zero off the mask (as cs_mri's).
 """
@@ -101,7 +102,7 @@ class MRSI(AdaptableMixin, ForwardOperator):
         dev = mask.device
         b0 = torch.zeros((1, h, w), device=dev) if b0_hz is None else torch.as_tensor(b0_hz, dtype=torch.float32)
         b0 = b0.to(dev).reshape(-1, h, w)
-        check_bandwidth(dwell_ms, shifts_ppm, field_t, float(b0.max() - b0.min()))
+        check_bandwidth(dwell_ms, shifts_ppm, field_t, 2 * float(b0.abs().max()))
         self.n_t, self.dwell_ms, self.field_t = n_t, dwell_ms, field_t
         self.shifts_ppm, self.t2star_ms = tuple(shifts_ppm), tuple(t2star_ms)
         self.image_shape = (len(shifts_ppm), h, w)
@@ -110,12 +111,13 @@ class MRSI(AdaptableMixin, ForwardOperator):
         self.register_buffer("b0_hz", b0)
         self.register_buffer("times", torch.arange(n_t, device=dev, dtype=torch.float32) * (dwell_ms / 1000.0))
         rates = 1000.0 / torch.as_tensor(t2star_ms, dtype=torch.float32)
-        nominal = torch.exp(torch.complex(-rates[:, None] * self.times.cpu()[None],
-                                          2 * math.pi * shifts_hz(shifts_ppm, field_t)[:, None] * self.times.cpu()[None]))
+        t = self.times.cpu()[None]
+        nominal = torch.exp(torch.complex(-rates[:, None] * t, 2 * math.pi * shifts_hz(shifts_ppm, field_t)[:, None] * t))
         # the norm on real maps: of the 2 N_t x M real matrix [Re Phi_0; Im Phi_0]
         norm = torch.linalg.matrix_norm(torch.view_as_real(nominal.T.to(torch.complex128)).permute(0, 2, 1)
                                         .reshape(-1, len(shifts_ppm)), ord=2).float()
-        self.register_buffer("lines", (nominal / norm).to(dev))  # (M, N_t): g_m(t) = exp((2 pi i f_m - R_m) t) / ||Phi_0||
+        # (M, N_t): g_m(t) = exp((2 pi i f_m - R_m) t) / ||Phi_0||
+        self.register_buffer("lines", (nominal / norm).to(dev))
         values = {"drift": drift, "linewidth": linewidth, "phase": phase}
         nb = max([batch, b0.shape[0]] + [torch.as_tensor(v).numel() for v in values.values()])
         for name, v in values.items():
@@ -136,7 +138,8 @@ class MRSI(AdaptableMixin, ForwardOperator):
         t = self.times.view(1, -1, 1, 1)
         freq = self.b0_hz[:, None] + self.drift.view(-1, 1, 1, 1)
         damp = math.pi * self.linewidth.view(-1, 1, 1, 1) * t
-        return torch.exp(torch.complex(-damp.expand_as(freq * t), 2 * math.pi * freq * t + self.phase.view(-1, 1, 1, 1)))
+        angle = 2 * math.pi * freq * t + self.phase.view(-1, 1, 1, 1)
+        return torch.exp(torch.complex(-damp.expand_as(angle), angle))
 
     def fid(self, x: Tensor) -> Tensor:
         """s(r, t) = sum_m x_m(r) phi_m(r, t): the voxel signals, (B, N_t, H, W) complex."""

@@ -97,6 +97,33 @@ def config_diff(old: Any, new: Any, ignore: Iterable[str] = RESUMABLE) -> list[s
     return lines
 
 
+def added_defaults(cfg: DictConfig) -> dict[str, Any]:
+    """The current defaults of the components a config names (problem, algorithm, dataset, prior, adapters), in
+    the config's layout; a component no longer registered contributes nothing."""
+    from benchmarks.config import component_defaults
+    from benchmarks.registry import RegistryError
+
+    names = cfg.get("names") or {}
+    parts = [("problem", "problems", names.get("problem")), ("algorithm", "algorithms", names.get("algorithm")),
+             ("dataset", "datasets", names.get("dataset")), ("prior", "priors", names.get("prior"))]
+    out: dict[str, Any] = {}
+    for key, group, name in parts:
+        if name is not None and key in cfg:
+            try:
+                out[key] = component_defaults(group, name)
+            except RegistryError:
+                pass
+    adapters = {}
+    for name in names.get("adapters") or []:
+        try:
+            adapters[name] = component_defaults("adapters", name)
+        except RegistryError:
+            pass
+    if adapters:
+        out["adapters"] = adapters
+    return out
+
+
 def is_run_dir(path: Path) -> bool:
     """A folder made by `bench run`: its config.yaml holds the run's `names` and `run` sections."""
     cfg = path / CONFIG
@@ -215,8 +242,10 @@ class RunDir:
                 what = f"{len(existing)} finished samples" if existing else "a run"
                 raise RunDirError(f"{self.path} already holds {what}; pass --resume to finish that run, or choose "
                                   f"another --out")
-            # a run made before a run.* option existed ran with its default
-            old = OmegaConf.merge(OmegaConf.create({"run": run_defaults()}), OmegaConf.load(cfg_path))
+            # a run made before an option existed (run.*, or a component's new constructor option) ran with its
+            # default, so the missing key reads as the default and does not block the resume
+            old = OmegaConf.load(cfg_path)
+            old = OmegaConf.merge(OmegaConf.create({"run": run_defaults(), **added_defaults(old)}), old)
             diff = config_diff(old, cfg)
             if diff:
                 raise RunDirError(

@@ -167,6 +167,22 @@ def test_resume_with_a_changed_option_is_refused_with_the_diff(change, key, tmp_
     assert len(lines(out / "samples.jsonl")) == 4 and len(lines(out / "resumes.jsonl")) == 1
 
 
+def test_a_run_made_before_an_option_existed_resumes(tmp_path):
+    """A key missing from an older config.yaml reads as the component's default (it ran with it); a key whose
+    value differs from the default is still a change that refuses the resume."""
+    from omegaconf import OmegaConf
+
+    out = tmp_path / "run"
+    bench(*ZF, "--out", str(out))
+    cfg = OmegaConf.load(out / "config.yaml")
+    del cfg.problem["keep"]  # as if `keep` had been added to the problem after this run was made
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    bench(*ZF, "--out", str(out), "--resume")  # accepted (nothing left to do)
+    assert len(lines(out / "samples.jsonl")) == 4 and len(lines(out / "resumes.jsonl")) == 1
+    res = bench(*ZF, "--out", str(out), "--resume", "problem.keep=0.9", check=False)
+    assert res.returncode == 2 and "problem.keep: 0.5 -> 0.9" in res.stderr, res.stderr
+
+
 @pytest.mark.parametrize("args,message", [
     (["--batch-size", "0"], r"run.batch_size \(--batch-size\) must be a whole number >= 1, got 0"),
     (["--n", "0"], r"run.n \(--n\) must be a whole number >= 1, got 0"),

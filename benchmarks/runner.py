@@ -232,6 +232,12 @@ def run_batch(comp: dict[str, Any], indices: list[int], seed: int, device: torch
             x = torch.stack([items[k]["image"] for k in scored]).to(device)
             for k, m in zip(scored, image_metrics(image[scored], x)):
                 metrics[k] = m
+        # the problem's own metrics (DESIGN.md: one hook), per sample, in target units: row["problem_metrics"]
+        hook = getattr(comp["problem"], "metrics", None)
+        extra: list[dict[str, Any]] = [{} for _ in items]
+        if callable(hook):
+            for k in scored:
+                extra[k] = hook(image[k], items[k]["image"].to(image), items[k])
         mem = peak_memory_mb(device)
         trace = recon.trace
         for k, (i, it) in enumerate(zip(good, items)):
@@ -244,6 +250,8 @@ def run_batch(comp: dict[str, Any], indices: list[int], seed: int, device: torch
             row.update({key: it[key] for key in ("volume", "patient", "slice", "data_scale") if key in it})
             row.update({m: (None if failed else v) for m, v in metrics[k].items()})
             row["data_misfit"] = None if failed else misfit[k]
+            if extra[k]:
+                row["problem_metrics"] = {m: (None if failed else v) for m, v in extra[k].items()}
             row.update({"seconds": recon.seconds / len(good), "nfe": recon.nfe, "peak_memory_mb": mem,
                         "batch_size": len(good), "scale": float(inst.scale[k])})
             row.update({f"problem_{k2}": v for k2, v in inst.info.items()})
@@ -433,6 +441,10 @@ def summarise(cfg: DictConfig, rundir: RunDir, device: torch.device | str) -> di
     summary.update({"names": OmegaConf.to_container(cfg.names), "device": str(device), "run_id": Path(rundir.path).resolve().name,
                     "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
     summary["problem_info"] = problem_info(rows)
+    extra = sorted({m for r in rows for m in (r.get("problem_metrics") or {})})
+    if extra:  # the problem's own metrics: mean and std over the ok samples, as the image metrics
+        summary["problem_metrics"] = aggregate([{"status": r.get("status"), **(r.get("problem_metrics") or {})}
+                                                for r in rows], extra)["metrics"]
     failures = [{"index": r["index"], "reason": r.get("reason")} for r in rows if r.get("status") != "ok"]
     summary["failures"] = failures
     summary["tier"] = "+".join(sorted({str(r["tier"]) for r in rows if r.get("tier")})) or "simulated"
@@ -510,6 +522,8 @@ def format_table(summary: dict[str, Any], metrics: tuple[str, ...] = ("psnr", "s
             lines.append(f"{m:<14}{'null':>12}{'':>12}")
         else:
             lines.append(f"{m:<14}{s['mean']:>12.4g}{s['std']:>12.3g}")
+    for m, s in (summary.get("problem_metrics") or {}).items():
+        lines.append(f"{m:<14}{'null':>12}" if s.get("mean") is None else f"{m:<14}{s['mean']:>12.4g}{s['std']:>12.3g}")
     lines.append(f"samples: {summary['n_ok']} ok, {summary['n_failed']} failed")
     for k, v in summary.get("problem_info", {}).items():
         lines.append(f"{k}: {v:.4g}")

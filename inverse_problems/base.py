@@ -205,6 +205,11 @@ class Problem:
         """Facts about the realised problem recorded with every sample (e.g. the acceleration)."""
         return {}
 
+    def metrics(self, recon: Tensor, target: Tensor, item: dict[str, Any]) -> dict[str, Any]:
+        """The problem's own metrics of one sample (recon and target (C, H, W), target units), by name; the runner
+        stores them as the row's `problem_metrics` and the summary aggregates them (DESIGN.md: one hook)."""
+        return {}
+
     def instance(self, items: list[dict[str, Any]], device: torch.device | str, generator: Randomness = None
                  ) -> ProblemInstance:
         """The problem instance of a batch of dataset items: by default their images, simulated; a measured

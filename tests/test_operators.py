@@ -32,6 +32,7 @@ CASES = [  # (problem, options, known ||A|| or None)
     ("lowfield", dict(k=2, fwhm=0.0, noise_std=0.05), 1.0),
     ("inpainting", dict(channels=1, keep=0.5), 1.0),
     ("inpainting", dict(channels=2, keep=0.3), 1.0),
+    ("mrsi", dict(n_t=16, acceleration=2, mask="vd2d"), 1.0),  # no B0 map: ||A|| = 1 exactly (inverse_problems.mrsi)
 ]
 
 

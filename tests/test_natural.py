@@ -172,3 +172,10 @@ def test_bench_run_box_inpainting_with_an_adm_checkpoint_on_an_image_folder(tmp_
     rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert [r["status"] for r in rows] == ["ok", "ok"] and all(math.isfinite(r["psnr"]) for r in rows)
     assert {r["id"] for r in rows} == {"img0", "img1"}
+    dps = tmp_path / "dps"  # the issue's exact command, DPS included (few steps): it runs end to end; a random
+    bench("run", "--problem", "inpainting-box", "--algo", "dps", "--prior", "adm", "--dataset", "images",  # net may
+          f"dataset.root={tmp_path / 'faces'}", "dataset.size=16", "problem.size=16", f"prior.path={path}",  # explode:
+          "algorithm.n_steps=5", "--n", "2", "--out", str(dps), "--quiet", plugin=issue16_entry_points)  # a failed line
+    rows = [json.loads(x) for x in (dps / "samples.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["img0", "img1"] and all(r["nfe"] == 5 for r in rows)
+    assert all(r["status"] == "ok" or r["reason"] for r in rows)

@@ -381,7 +381,10 @@ def method_label(entry: dict[str, Any]) -> str:
 
 def tuning_label(entry: dict[str, Any]) -> str:
     t = entry.get("tuning")
-    return "defaults" if not t else f"tuned on {t.get('split')}, {t.get('trials')} trials"
+    if not t:
+        return "defaults"
+    kept = "" if entry.get("changed_options") else ": defaults kept"  # the study's trial 0 (the defaults) won
+    return f"tuned on {t.get('split')}, {t.get('trials')} trials{kept}"
 
 
 def _flat(entry: dict[str, Any]) -> dict[str, str]:
@@ -403,7 +406,7 @@ def _flat(entry: dict[str, Any]) -> dict[str, str]:
 def _cells(e: dict[str, Any], label: str) -> list[str]:
     accel = e["problem_info"].get("acceleration")
     coils = e["problem_info"].get("coils") or e["problem_options"].get("coils")  # measured: the data's own
-    return [e["problem"], f"{accel:.1f}" if accel else "–", str(coils) if coils else "–", str(e["dataset"]),
+    return [e["problem"], f"{accel:.1f}" if accel else "–", f"{coils:g}" if isinstance(coils, (int, float)) and coils else "–", str(e["dataset"]),
             e["shift"] or "–", label, e["prior"] or "–", tuning_label(e), e.get("tier") or "simulated",
             e.get("target_convention") or "dataset image"]
 

@@ -409,3 +409,10 @@ def test_no_warning_for_a_clean_tree(tmp_path):
         warnings.simplefilter("error")
         board = leaderboard.build([tmp_path])
     assert board["skipped"] == [] and board["entries"][0]["notes"] == []
+
+
+def test_tuning_label_says_when_the_defaults_won():
+    tuned = {"tuning": {"split": "val", "trials": 8}, "changed_options": {"algorithm": {"lam": 30.0}}}
+    assert leaderboard.tuning_label(tuned) == "tuned on val, 8 trials"
+    assert leaderboard.tuning_label({**tuned, "changed_options": {}}) == "tuned on val, 8 trials: defaults kept"
+    assert leaderboard.tuning_label({"tuning": None, "changed_options": {}}) == "defaults"

@@ -374,7 +374,8 @@ def method_label(entry: dict[str, Any]) -> str:
     """algorithm[+adapters], then the changed options and the adapters that adapted nothing, e.g.
     `diffpir (lam=30)`, `cg-sense (+tda adapted nothing)`."""
     name = entry["algorithm"] + (f"+{entry['adapters']}" if entry["adapters"] else "")
-    opts = [f"{k}={_opt(v)}" for part in entry["changed_options"].values() for k, v in part.items()]
+    opts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={_opt(v)}"  # a tuned float: 4 significant digits
+            for part in entry["changed_options"].values() for k, v in part.items()]
     opts += [f"+{a} adapted nothing" for a in entry.get("adapters_noop", [])]
     return name + (f" ({', '.join(opts)})" if opts else "")
 

@@ -117,7 +117,7 @@ def test_runs_with_other_options_are_other_rows(tmp_path):
     assert set(by_lam) == {1.0, 30.0}
     assert by_lam[1.0]["changed_options"] == {} and by_lam[30.0]["changed_options"] == {"algorithm": {"lam": 30.0}}
     md = leaderboard.markdown(board)
-    assert "| diffpir (lam=30.0) |" in md and "| diffpir |" in md
+    assert "| diffpir (lam=30) |" in md and "| diffpir |" in md
 
 
 def _labels(board):

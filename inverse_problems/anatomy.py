@@ -29,8 +29,8 @@ from torch import Tensor
 
 from inverse_problems.datasets import ImageDataset, item_seed
 from inverse_problems.phantom_datasets import DEFAULT_LENGTH, normalise_p99
-from inverse_problems.phantoms import (BRAIN_TISSUES, CONTRASTS, KNEE_TISSUES, N_ACQUISITION_DRAWS, Contrast, Tissue,
-                                       _Draws, _grid, _poly2, get_contrast, make_phantom)
+from inverse_problems.phantoms import (BRAIN_TISSUES, CONTRASTS, KNEE_TISSUES, Contrast, Tissue, _Draws,
+                                       _grid, get_contrast, make_phantom, receive)
 
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "anatomy_colin27.npz"
 _BY_NAME = {t.name: t for t in BRAIN_TISSUES + KNEE_TISSUES}
@@ -172,13 +172,7 @@ def make_anatomy_phantom(contrast: str | Contrast = "t2", size: int = 64,
     params = {key: torch.tensor([getattr(t, key) * (1 + jitter * d(-1, 1)) for t in ANATOMY_TISSUES])
               for key in ("pd", "t1", "t2", "t2star")}
     signal = con.signal(params["pd"], params["t1"], params["t2"], params["t2star"])
-    fine = torch.einsum("k,khw->hw", signal, maps)
-    mag = F.avg_pool2d(fine[None, None], oversample)[0, 0] if oversample > 1 else fine
-    a = _Draws(generator, N_ACQUISITION_DRAWS)
-    bias_field = torch.exp(bias * _poly2(size, [0.0] + [a(-1, 1) for _ in range(5)]))
-    ph = _poly2(size, [a(-math.pi, math.pi)] + [phase * a(-1, 1) for _ in range(5)]) if phase > 0 else 0.0 * mag
-    zc = mag * bias_field
-    image = torch.stack([zc * torch.cos(ph), zc * torch.sin(ph)]).to(torch.float32)
+    image = receive(torch.einsum("k,khw->hw", signal, maps), size, oversample, generator, bias, phase)
     return AnatomyPhantom(image=image, memberships=maps, oversample=oversample, z=z)
 
 

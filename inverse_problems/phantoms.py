@@ -335,11 +335,17 @@ def make_phantom(anatomy: str = "brain", contrast: str | Contrast = "t2", size: 
     params = tissue_parameters(anatomy, d, jitter)
     signal = con.signal(params["pd"], params["t1"], params["t2"], params["t2star"])
     signal[0] = 0.0
-    fine = signal[labels]
+    image = receive(signal[labels], size, oversample, generator, bias, phase)
+    return Phantom(image=image, labels=labels, oversample=oversample)
+
+
+def receive(fine: torch.Tensor, size: int, oversample: int, generator: torch.Generator, bias: float,
+            phase: float) -> torch.Tensor:
+    """The fine-grid magnitude area-averaged to (size, size), times a smooth receive bias exp(bias * p(r)), with a
+    smooth background phase (quadratic polynomials p drawn from `generator`): (2, size, size) real/imaginary."""
     mag = F.avg_pool2d(fine[None, None], oversample)[0, 0] if oversample > 1 else fine
     a = _Draws(generator, N_ACQUISITION_DRAWS)
     bias_field = torch.exp(bias * _poly2(size, [0.0] + [a(-1, 1) for _ in range(5)]))
     ph = _poly2(size, [a(-math.pi, math.pi)] + [phase * a(-1, 1) for _ in range(5)]) if phase > 0 else 0.0 * mag
     z = mag * bias_field
-    image = torch.stack([z * torch.cos(ph), z * torch.sin(ph)]).to(torch.float32)
-    return Phantom(image=image, labels=labels, oversample=oversample)
+    return torch.stack([z * torch.cos(ph), z * torch.sin(ph)]).to(torch.float32)

@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from benchmarks.leaderboard import _fmt, method_label  # noqa: E402
+from benchmarks.leaderboard import _fmt, method_label, tuning_label  # noqa: E402
 from benchmarks.report import Targets, image_2d  # noqa: E402
 from benchmarks.results import RunDir  # noqa: E402
 
@@ -311,8 +311,9 @@ def table(board: dict[str, Any], links: dict[str, str]) -> str:
         cells = [_cell(e.get("problem")), _cell(accel, f"{accel:.1f}" if accel is not None else "–", "num"),
                  _cell(opts.get("coils"), None, "num"), _cell(e.get("dataset")), _cell(e.get("shift")),
                  _cell(tier(e)), _cell(method_label(e)),
-                 _cell(e.get("prior"), _text(e.get("prior")) + (f" [{h[:8]}]" if h else ""))]
-        cells += [_cell(_text(e.get(k)) if e.get(k) is not None else None) for k in optional]
+                 _cell(e.get("prior"), _text(e.get("prior")) + (f" [{h.removeprefix('sha256:')[:8]}]" if h else ""))]
+        cells += [_cell(tuning_label(e) if k == "tuning" else _text(e.get(k)) if e.get(k) is not None else None)
+                  for k in optional]
         cells += [_cell(e.get("n"), None, "num"), _cell(e.get("n_failed"), None, "num")]
         for m, _ in METRIC_COLUMNS:
             mm = (e.get("metrics") or {}).get(m) or {}

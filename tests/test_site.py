@@ -168,6 +168,6 @@ def test_entries_read_defensively(tmp_path):
     assert '<option value="measured">measured</option>' in text and '<option value="simulated">' in text
     assert ">scheme</th>" in text and ">tuning</th>" in text and "p [01234567]" in text
     row = re.search(r'<tr data-problem="cs_mri" data-shift="contrast" data-tier="measured">(.*?)</tr>', text).group(1)
-    assert ">online<" in row and "&quot;split&quot;: &quot;val&quot;" in row
+    assert ">online<" in row and ">tuned on val, None trials: defaults kept<" in row  # the leaderboard's tuning label
     assert text.count("no saved reconstructions") == 2 and text.count("curves.png") == 2
     assert "samples.png" not in text

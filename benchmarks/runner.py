@@ -204,9 +204,9 @@ def load_item(dataset, i: int, shape: tuple[int, ...], tier: str = "simulated") 
 
 
 def run_batch(comp: dict[str, Any], indices: list[int], seed: int, device: torch.device,
-              callback: Any = None) -> tuple[list[dict], list, list[dict[str, Any]]]:
+              callback: Any = None) -> tuple[list[dict], list, list, list[dict[str, Any]]]:
     """Reconstruct one batch; returns the JSON rows (index order), the reconstructions (target units; None for
-    an item that failed to load) and the trace. Sample k's randomness comes from (seed, its id) alone."""
+    an item that failed to load), the targets (None where there is none) and the trace. Sample k's randomness comes from (seed, its id) alone."""
     shape = tuple(comp["problem"].image_shape)
     tier = getattr(comp["problem"], "tier", "simulated")
     loaded = {i: load_item(comp["dataset"], i, shape, tier) for i in indices}
@@ -215,6 +215,7 @@ def run_batch(comp: dict[str, Any], indices: list[int], seed: int, device: torch
         i: {"index": i, "id": loaded[i][0]["id"], "status": "failed", "reason": loaded[i][1], **dict.fromkeys(METRICS)}
         for i in indices if i not in good}
     images: dict[int, Any] = {i: None for i in rows}
+    targets: dict[int, Any] = {}
     trace: list[dict[str, Any]] = []
     if good:
         items = [loaded[i][0] for i in good]
@@ -257,7 +258,8 @@ def run_batch(comp: dict[str, Any], indices: list[int], seed: int, device: torch
             row.update({f"problem_{k2}": v for k2, v in inst.info.items()})
             rows[i] = row
             images[i] = image[k]
-    return [rows[i] for i in indices], [images[i] for i in indices], trace
+            targets[i] = it.get("image")
+    return [rows[i] for i in indices], [images[i] for i in indices], [targets.get(i) for i in indices], trace
 
 
 class StepProgress:
@@ -410,16 +412,15 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
                 for b in todo:
                     scheme.before_batch()
                     with bar.batch(b):
-                        rows, images, trace = run_batch(comp, b, seed, device, bar)
+                        rows, images, targets, trace = run_batch(comp, b, seed, device, bar)
                     with guard.deferred():  # Ctrl-C waits for the lines: none is torn, none half-saved
                         if trace and tuple(b) not in traced:  # what the adapters learned on this batch
                             rundir.append({"indices": b, "trace": trace}, rundir.trace_path)
-                        for row, image in zip(rows, images):
+                        for row, image, target in zip(rows, images, targets):
                             if row["index"] in done:
                                 continue
                             if save and image is not None:
                                 row["reconstruction"] = rundir.save_reconstruction(row["index"], image)
-                                target = comp["dataset"][row["index"]]["image"]
                                 if target is not None:
                                     row["target"] = rundir.save_target(row["index"], target)
                             rundir.append(row)

@@ -429,7 +429,7 @@ def test_adaptation_never_sees_the_target(phase_setup):
         comp = {"dataset": ListDataset(target), "problem": FixedMeasurement(16),
                 "algorithm": AdaptedAlgorithm(HQS(10), [TDA(lr=0.05), AIR(), PriorAffine(sigmas=(0.1,))]),
                 "prior": prior}
-        rows, imgs, _ = run_batch(comp, [0, 1], seed=0, device=torch.device("cpu"))
+        rows, imgs, _, _ = run_batch(comp, [0, 1], seed=0, device=torch.device("cpu"))
         images.append(torch.stack(imgs))
         psnrs.append(rows[0]["psnr"])
     assert torch.equal(images[0], images[1])

@@ -117,7 +117,7 @@ def test_unacquired_samples_never_reach_the_reconstruction(tmp_path: Path, algo:
     comp = {"problem": problem, "algorithm": registry.build("algorithms", algo), "prior": None}
 
     def recon(dataset) -> list[torch.Tensor]:
-        rows, images, _ = run_batch({**comp, "dataset": dataset}, [0, 1], 0, torch.device("cpu"))
+        rows, images, _, _ = run_batch({**comp, "dataset": dataset}, [0, 1], 0, torch.device("cpu"))
         assert all(r["status"] == "ok" and r["tier"] == "measured" for r in rows)
         return images
 

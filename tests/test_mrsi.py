@@ -205,7 +205,7 @@ def test_runner_stores_the_problem_metrics_per_sample() -> None:
     comp = {"dataset": ds, "problem": MRSIProblem(size=16, n_t=16, acceleration=1, center_fraction=0.0, noise_std=0.0,
                                                   oracle_physics=True),
             "algorithm": CSIFit(), "prior": None}
-    rows, images, _ = run_batch(comp, [0, 1], seed=0, device=torch.device("cpu"))
+    rows, images, _, _ = run_batch(comp, [0, 1], seed=0, device=torch.device("cpu"))
     for row, image in zip(rows, images):
         pm = row["problem_metrics"]
         assert set(pm) == {f"{k}_{m}" for k in ("nrmse", "psnr") for m in ("water", "glc", "glx", "lac")}

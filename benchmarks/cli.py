@@ -186,6 +186,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmarks import leaderboard
 
     board = leaderboard.build(args.runs)
+    for earlier in args.keep or []:
+        board = leaderboard.keep(board, earlier)
     leaderboard.validate(board)
     Path(args.output).write_text(json.dumps(board, indent=2))
     md = leaderboard.markdown(board)
@@ -276,6 +278,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("runs", nargs="+", help="run directories (or folders holding them)")
     q.add_argument("-o", "--output", default="leaderboard.json")
     q.add_argument("--markdown", help="also write the markdown table here")
+    q.add_argument("--keep", action="append", metavar="LEADERBOARD.json",
+                   help="carry the rows of an earlier leaderboard file whose run directories are gone (repeatable)")
     q.add_argument("--html", metavar="DIR", help="also write the results page (static site, open DIR/index.html)")
     q.set_defaults(func=cmd_leaderboard)
 

@@ -432,6 +432,12 @@ def _freeze(value: Any) -> Any:
     return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
 
 
+def _order(e: dict[str, Any]) -> tuple:
+    return (e["problem"], e["problem_info"].get("acceleration", 0), -int(e["problem_options"].get("coils") or 0),
+            str(e["dataset"]), str(e["shift"]), str(e["prior"]), e["algorithm"], e["adapters"],
+            json.dumps({k: e[k] for k in KEY}, sort_keys=True, default=str))
+
+
 def build(paths: Iterable[str | Path]) -> dict[str, Any]:
     """The leaderboard of the run directories under `paths`: {schema_version, created, entries, skipped}."""
     skipped: list[dict[str, str]] = []
@@ -471,13 +477,41 @@ def build(paths: Iterable[str | Path]) -> dict[str, Any]:
             "metric_convention": "per-slice + per-volume (fastMRI)" if volumes else "per-slice",
             "notes": notes,
         })
-    entries.sort(key=lambda e: (e["problem"], e["problem_info"].get("acceleration", 0),
-                                -int(e["problem_options"].get("coils") or 0), str(e["dataset"]), str(e["shift"]),
-                                str(e["prior"]), e["algorithm"], e["adapters"],
-                                json.dumps({k: e[k] for k in KEY}, sort_keys=True, default=str)))
+    entries.sort(key=_order)
     _label_entries(entries)
     return {"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "entries": entries,
             "skipped": skipped}
+
+
+def keep(board: dict[str, Any], earlier: str | Path) -> dict[str, Any]:
+    """Carry into `board` the entries of an earlier leaderboard file (rows whose run directories are gone, e.g.
+    those of a former default prior): each is kept as it was, with a note naming the file. Its schema must have
+    the same major version; an entry whose key is also a row of `board` is an error (the two would merge unlike
+    or repeated runs), naming the row and the fix."""
+    path = Path(earlier)
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LeaderboardError(f"--keep {path}: cannot read it as a leaderboard JSON ({exc})") from exc
+    version = str(old.get("schema_version", ""))
+    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise LeaderboardError(f"--keep {path}: schema {version or 'unknown'} cannot join schema {SCHEMA_VERSION} "
+                               f"(another major version); rebuild it from its run directories")
+    have = {tuple(_freeze(e.get(k)) for k in KEY): e for e in board["entries"]}
+    for e in old.get("entries", []):
+        key = tuple(_freeze(e.get(k)) for k in KEY)
+        if key in have:
+            raise LeaderboardError(
+                f"--keep {path}: its row {e.get('label') or method_label(e)!r} ({e['problem']}, {e['dataset']}, prior "
+                f"{e['prior']}) has the same key as the row of runs {have[key]['run_ids']}; the same computation "
+                f"would be counted twice: drop --keep or leave those run directories out")
+        kept = {**e, "notes": list(e.get("notes", [])) + [f"kept from {path.name} (created {old.get('created')}); "
+                                                          f"its run directories are not part of this build"]}
+        board["entries"].append(kept)
+        have[key] = kept
+    board["entries"].sort(key=_order)
+    _label_entries(board["entries"])
+    return board
 
 
 def _non_finite(value: Any, where: str = "") -> str | None:

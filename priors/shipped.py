@@ -1,9 +1,12 @@
-"""The prior that ships with the project: `phantom-brain-64`.
+"""The priors that ship with the project: `brain-64` (the default) and `phantom-brain-64` (the former default).
 
-A small diffusers UNet2DModel (v-prediction, DDPM VP-linear schedule) trained by `bench train-prior`
-on 64x64 complex (2-channel) T2-weighted brain phantoms (dataset `phantom-brain-t2`), stored as
-package data in priors/weights/phantom-brain-64 (safetensors). metadata.json there records the exact
-training command, wall time, parameter count and final loss.
+- `brain-64`: an EDM-preconditioned SongUNet (Karras et al., NeurIPS 2022: log-normal sigma sampling,
+  loss weight (sigma^2 + sigma_data^2)/(sigma sigma_data)^2, EMA) trained by `bench train-prior --recipe edm`
+  on 64x64 complex anatomical brain phantoms of mixed contrast (dataset `anatomy-brain-mix`, derived from
+  Colin27), stored in priors/weights/brain-64 (model.pt: EMA weights; model.json: architecture).
+- `phantom-brain-64`: a small diffusers UNet2DModel (v-prediction, DDPM VP-linear schedule) trained on
+  procedural T2-weighted brain phantoms (dataset `phantom-brain-t2`), in priors/weights/phantom-brain-64.
+metadata.json beside each records the exact training command(s), wall time, parameter count and final loss.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from pathlib import Path
 import torch
 
 from priors.diffusers_prior import DiffusersPrior
+from priors.edm import EDMPrior
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "phantom-brain-64"
 TRAIN_COMMAND = ("bench train-prior --dataset phantom-brain-t2 --size 64 --steps 2400 --batch-size 16 --lr 5e-4 "
@@ -26,6 +30,26 @@ def phantom_brain_64(device: str | None = None, path: str | None = None) -> Diff
         raise FileNotFoundError(f"the shipped prior's weights are missing at {where} (need unet/ and scheduler/); "
                                 f"recreate them with `{TRAIN_COMMAND.format(path=where)}`")
     prior = DiffusersPrior(path=str(where))
+    if device is not None:
+        prior = prior.to(torch.device(device))
+    return prior.eval()
+
+
+BRAIN_64 = Path(__file__).resolve().parent / "weights" / "brain-64"
+BRAIN_64_COMMAND = ("bench train-prior --recipe edm --arch songunet --model small --base-channels 16 --channels-mult 1,2,2,4 "
+                    "--dataset anatomy-brain-mix --size 64 --batch-size 16 --lr 5e-4 --warmup 200 --ema 0.999 "
+                    "--n-images 5000 --seed 0 --threads 1 'contrasts=[t2,t2,t1,pd,flair]' procedural=0.25 "
+                    "sequence_spread=0.2 --steps N --out {path} (see {path}/metadata.json for the legs run)")
+
+
+def brain_64(device: str | None = None, path: str | None = None) -> EDMPrior:
+    """Shipped default prior: 64x64 complex anatomical brain phantoms of mixed contrast (EDM SongUNet)."""
+    where = Path(path) if path else BRAIN_64
+    if not (where / "model.pt").exists() or not (where / "model.json").exists():
+        raise FileNotFoundError(f"the shipped prior's weights are missing at {where} (need model.pt and model.json); "
+                                f"recreate them with `{BRAIN_64_COMMAND.format(path=where)}` and copy its model.pt, "
+                                f"model.json and metadata.json there")
+    prior = EDMPrior(path=str(where / "model.pt"))
     if device is not None:
         prior = prior.to(torch.device(device))
     return prior.eval()

@@ -416,3 +416,25 @@ def test_tuning_label_says_when_the_defaults_won():
     assert leaderboard.tuning_label(tuned) == "tuned on val, 8 trials"
     assert leaderboard.tuning_label({**tuned, "changed_options": {}}) == "tuned on val, 8 trials: defaults kept"
     assert leaderboard.tuning_label({"tuning": None, "changed_options": {}}) == "defaults"
+
+
+def test_keep_carries_rows_of_an_earlier_board_and_refuses_a_repeat(tmp_path):
+    """--keep: the rows of an earlier leaderboard file join (noted as kept); a row the runs also hold is an error."""
+    fake_run(tmp_path / "old" / "a", "daps", [20.0, 21.0], prior="phantom-brain-64", prior_hash="sha256:" + "1" * 64)
+    earlier = tmp_path / "earlier.json"
+    bench("leaderboard", str(tmp_path / "old"), "-o", str(earlier))
+    fake_run(tmp_path / "new" / "a", "daps", [30.0, 31.0], prior="brain-64", prior_hash="sha256:" + "2" * 64)
+    out = tmp_path / "lb.json"
+    bench("leaderboard", str(tmp_path / "new"), "--keep", str(earlier), "-o", str(out))
+    board = json.loads(out.read_text())
+    leaderboard.validate(board)
+    by_prior = {e["prior"]: e for e in board["entries"]}
+    assert set(by_prior) == {"phantom-brain-64", "brain-64"}
+    assert by_prior["phantom-brain-64"]["metrics"]["psnr"]["mean"] == pytest.approx(20.5)
+    assert any("kept from earlier.json" in n for n in by_prior["phantom-brain-64"]["notes"])
+    assert not any("kept from" in n for n in by_prior["brain-64"]["notes"])
+    res = bench("leaderboard", str(tmp_path / "old"), "--keep", str(earlier), "-o", str(out), check=False)
+    assert res.returncode == 2 and "counted twice" in res.stderr
+    earlier.write_text(json.dumps({**json.loads(earlier.read_text()), "schema_version": "1.0"}))
+    res = bench("leaderboard", str(tmp_path / "new"), "--keep", str(earlier), "-o", str(out), check=False)
+    assert res.returncode == 2 and "major version" in res.stderr

@@ -73,6 +73,8 @@ def main() -> int:
     ap.add_argument("--stage", choices=["all", "defaults", "tune", "tuned", "board"], default="all")
     ap.add_argument("--only", default="", help="run only the jobs whose name contains this")
     ap.add_argument("--out", default=str(RESULTS / "runs"))
+    ap.add_argument("--keep", action="append", default=[], metavar="LEADERBOARD.json",
+                    help="carry the rows of an earlier board (e.g. the former default prior's) into the new one")
     args = ap.parse_args()
     out = Path(args.out)
     timing: dict[str, float] = {}
@@ -93,7 +95,8 @@ def main() -> int:
                 elif stage == "tuned" and (study / "study.json").exists():
                     run(f"{name}-tuned", out / "test" / f"{name}-tuned", problem, algo, args.n,
                         overrides + ["--tuned", str(study)], timing)
-    return bench(["leaderboard", str(out / "test"), "-o", str(RESULTS / "leaderboard.json"), "--markdown",
+    keep = [a for k in args.keep for a in ("--keep", k)]
+    return bench(["leaderboard", str(out / "test"), *keep, "-o", str(RESULTS / "leaderboard.json"), "--markdown",
                   str(RESULTS / "leaderboard.md")])
 
 

@@ -120,8 +120,10 @@ class MRINR(nn.Module):
         z = self.latents[index]  # (b, latent)
         v = torch.cat([feats.expand(len(index), -1, -1), z[:, None].expand(-1, h * w, -1)], dim=-1)
         image, film = self.siren(v)
-        return (image.transpose(1, 2).reshape(len(index), c, h, w),
-                film.transpose(1, 2).reshape(len(index), 2 * self.film_channels, h, w))
+        # contiguous (B, C, H, W): a strided map would give the modulated features another layout, and the
+        # convolutions after them other rounding
+        return (image.transpose(1, 2).reshape(len(index), c, h, w).contiguous(),
+                film.transpose(1, 2).reshape(len(index), 2 * self.film_channels, h, w).contiguous())
 
 
 class FiLMNet(NetWrapper):

@@ -290,6 +290,7 @@ class SliceNetworkAdapter(NetworkAdapter):
         self.lr, self.max_iters, self.holdout, self.window, self.start = lr, max_iters, holdout, window, start
         EarlyStop(window, start)  # validates
         self.splits: list[tuple[Tensor, Tensor]] = []  # the last batch's (train, held-out) masks, per slice
+        self.curves: list[dict[str, list[float]]] = []  # the last batch's training and held-out errors, per slice
 
     def adapted(self, net: nn.Module, generator: Randomness = None) -> tuple[nn.Module, list[nn.Parameter]]:
         raise NotImplementedError
@@ -306,6 +307,8 @@ class SliceNetworkAdapter(NetworkAdapter):
         opt = torch.optim.Adam(params, lr=self.lr) if params else None
         stop = EarlyStop(self.window, self.start)
         op_tr = restrict(operator, train)
+        curve: dict[str, list[float]] = {"loss": [], "held_out": []}
+        self.curves.append(curve)
         info: dict[str, Any] = {"iterations": 0, "stopped_early": False, "loss_first": None, "loss_last": None,
                                 "held_out_first": None, "held_out_last": None}
         if opt is not None:
@@ -320,6 +323,8 @@ class SliceNetworkAdapter(NetworkAdapter):
                     loss.backward()
                     opt.step()
                     info["iterations"] = it + 1
+                    curve["loss"].append(float(loss.detach()))
+                    curve["held_out"].append(held_err)
                     info["loss_last"], info["held_out_last"] = float(loss.detach()), held_err
                     if it == 0:
                         info["loss_first"], info["held_out_first"] = info["loss_last"], held_err
@@ -334,7 +339,7 @@ class SliceNetworkAdapter(NetworkAdapter):
         alg = self.network_algorithm()
         start = time.perf_counter()
         b = y.shape[0]
-        self.splits = []
+        self.splits, self.curves = [], []
         self._record = {"adapter": self.name, "adapting": bool(self.adapting), "slices": []}
         if not self.adapting or self.max_iters == 0:
             self._record["seconds"] = time.perf_counter() - start

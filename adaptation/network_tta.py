@@ -201,6 +201,10 @@ class SSDU(PatientNetworkAdapter):
         self.theta: Tensor | None = None
         self.lam: Tensor | None = None
 
+    def reset(self) -> None:
+        super().reset()
+        self.theta = self.lam = None
+
     def setup(self, y: Tensor, operator: ForwardOperator, omega: Tensor) -> None:
         self.theta, self.lam = ssdu_split(omega, self.rho, self.stream("split"), self.acs, self.std)
         self._record["lambda_fraction"] = float(self.lam.sum() / omega.sum())
@@ -244,8 +248,11 @@ class NR2N(PatientNetworkAdapter):
             raise ValueError(f"q (the sub-mask's keep probability) must be in (0, 1), got {q}")
         self.q = q
         self.k: Tensor | None = None
-        self._gen: Randomness = None
-        self._full: ForwardOperator | None = None
+        self._batch: dict[str, Any] = {}  # per-batch streams and operators (plain references, not submodules)
+
+    def reset(self) -> None:
+        super().reset()
+        self.k, self._batch = None, {}
 
     def correction(self, omega: Tensor) -> Tensor:
         """K (1, 1, H, W) from the acquisition density of Omega (one mask per batch)."""
@@ -257,19 +264,19 @@ class NR2N(PatientNetworkAdapter):
 
     def setup(self, y: Tensor, operator: ForwardOperator, omega: Tensor) -> None:
         self.k = self.correction(omega)
-        self._gen = self.stream("submask")
-        self._full = unmasked(operator)
+        self._batch = {"generator": self.stream("submask"), "full": unmasked(operator)}
 
     def loss(self, net: nn.Module, y: Tensor, operator: ForwardOperator, omega: Tensor, index: list[int]) -> Tensor:
-        lam = nr2n_submask(omega, self.q, subset(self._gen, index))
+        lam = nr2n_submask(omega, self.q, subset(self._batch["generator"], index))
         pred = self.predict(y * lam, restrict(operator, lam), net)
-        full = SampleOperator(self._full, index, operator.batch)
+        full = SampleOperator(self._batch["full"], index, operator.batch)
         w = 1 / (1 - self.k)
         r = (full(pred) - y) * w
         return (r.abs().pow(2).flatten(1).sum(1) / (y * w).abs().pow(2).flatten(1).sum(1).clamp_min(1e-30)).mean()
 
     def wrap(self, net: nn.Module, y: Tensor, operator: ForwardOperator) -> nn.Module:
         k = self.k if self.k is not None else self.correction(batch_mask(operator, y.shape[0]))
+        self._batch = {}
         return NR2NCorrected(net, k.to(y.real.device))
 
 

@@ -6,13 +6,13 @@
   replacement for the clean estimate x0.
 - `refine(recon, y, operator, prior)`: after a run (single-slice refinement).
 
-Adapters see measurements only, never the target. `reset()` returns an adapter to its pretrained
+Adapters see measurements only, never the target. An adapter with `patient_level = True` gets one patient's
+slices per batch (the runner groups the items by their `patient` id, whatever run.batch_size). `reset()` returns an adapter to its pretrained
 state; `state_dict()`/`load_state_dict()` carry state between batches (the TTT schemes).
 Adapters of one `AdaptedAlgorithm` see each other through `peers` (AIR guides through TDA's adapted degradation).
 `algorithm` is the wrapped algorithm (set by `AdaptedAlgorithm`): network adapters (`needs_network = True`) adapt
 its `net` by installing an adapted copy for the batch; `AdaptedAlgorithm` puts the pretrained `net` back after every
-batch, so the pretrained weights are never left changed. `patient_level = True`: the adapter learns from all of a
-patient's slices at once (the runner gives it a patient per batch).
+batch, so the pretrained weights are never left changed.
 `generator` is the run's randomness for the batch (per-sample generators, inverse_problems.random), set before
 `prepare`; an adapter draws its own streams from it with `inverse_problems.random.spawn`.
 """
@@ -30,10 +30,13 @@ class Adapter(nn.Module):
     """Base adapter: every hook is the identity. `adapting=False` freezes it (the naive scheme's predict pass)."""
 
     adapting: bool = True
+    # patient-level (D2SA stage 1, FINE): the runner hands it all of a patient's slices in one batch
+    # (benchmarks.runner.patient_batches) before reconstructing them
+    patient_level: bool = False
     peers: tuple["Adapter", ...] = ()
-    needs_network: bool = False  # True: wraps only an end-to-end network algorithm (one with `predict` and `net`)
-    patient_level: bool = False  # True: adapts on a patient's slices together (the runner batches by patient)
     generator: Randomness = None  # the batch's randomness, set by AdaptedAlgorithm before `prepare`
+
+    needs_network: bool = False  # True: wraps only an end-to-end network algorithm (one with `predict` and `net`)
 
     def __init__(self) -> None:
         super().__init__()

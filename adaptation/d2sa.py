@@ -232,7 +232,7 @@ class MRINRAdapter(NetworkAdapter):
                 inp_all, loss_all = omega, omega
             sub_gen = self.stream("submask")
             opt = torch.optim.Adam([{"params": [inr.latents], "lr": self.latent_lr},
-                                    {"params": list(inr.siren.parameters()), "lr": self.lr}])
+                                    {"params": list(inr.siren.parameters()), "lr": self.lr}], foreach=True)
             epoch_losses = []
             with torch.enable_grad():
                 for _ in range(self.epochs):
@@ -264,31 +264,41 @@ class MRINRAdapter(NetworkAdapter):
 
 class DEConv(nn.Module):
     """Detail-enhanced convolution (Chen et al., DEA-Net, 2024): central, angular, horizontal, vertical and vanilla
-    difference convolutions, summed into one 3x3 kernel (exactly equal to summing the five convolutions)."""
+    difference convolutions, summed into one 3x3 kernel (exactly equal to summing the five convolutions).
 
-    ANGULAR = [3, 0, 1, 6, 4, 2, 7, 8, 5]  # each tap minus its clockwise neighbour (PiDiNet's APDC)
+    The five weights are one tensor (cout, cin, 9 + 9 + 9 + 3 + 3) and the summed kernel is weight @ basis, a fixed
+    (33, 9) matrix: central w -> w with centre w_4 - sum(w) (sum_i w_i (x_i - x_centre)); angular w -> w - w[perm]
+    (each tap minus its neighbour around the ring); horizontal h -> left column h, right column -h; vertical
+    v -> top row v, bottom row -v; vanilla w -> w."""
+
+    ANGULAR = [3, 0, 1, 6, 4, 2, 7, 8, 5]  # DEA-Net's ring permutation (PiDiNet's APDC)
+    PARTS = {"central": (0, 9), "angular": (9, 18), "vanilla": (18, 27), "horizontal": (27, 30), "vertical": (30, 33)}
 
     def __init__(self, cin: int, cout: int, generator: torch.Generator) -> None:
         super().__init__()
-        def kaiming(*shape: int) -> nn.Parameter:
-            bound = 1 / math.sqrt(cin * 9)
-            return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound, generator=generator))
-        self.central, self.angular, self.vanilla = (kaiming(cout, cin, 9) for _ in range(3))
-        self.horizontal, self.vertical = kaiming(cout, cin, 3), kaiming(cout, cin, 3)
+        bound = 1 / math.sqrt(cin * 9)
+        self.weight = nn.Parameter(torch.empty(cout, cin, 33).uniform_(-bound, bound, generator=generator))
         self.bias = nn.Parameter(torch.zeros(cout))
+        basis = torch.zeros(33, 9)
+        basis[0:9] = torch.eye(9)
+        basis[0:9, 4] -= 1
+        basis[9:18] = torch.eye(9)
+        for s, t in enumerate(self.ANGULAR):
+            basis[9 + t, s] -= 1
+        basis[18:27] = torch.eye(9)
+        for j in range(3):
+            basis[27 + j, 3 * j], basis[27 + j, 3 * j + 2] = 1, -1  # row j: left minus right
+            basis[30 + j, j], basis[30 + j, 6 + j] = 1, -1  # column j: top minus bottom
+        self.register_buffer("basis", basis)
+
+    def part(self, name: str) -> Tensor:
+        """One of the five weights (cout, cin, 9 or 3), a view of `weight`."""
+        a, b = self.PARTS[name]
+        return self.weight[:, :, a:b]
 
     def kernel(self) -> Tensor:
         """The re-parametrised (cout, cin, 3, 3) kernel."""
-        cd = self.central.clone()
-        cd[:, :, 4] = self.central[:, :, 4] - self.central.sum(2)  # sum_i w_i (x_i - x_centre)
-        ad = self.angular - self.angular[:, :, self.ANGULAR]
-        hd = torch.zeros_like(self.vanilla)
-        hd[:, :, [0, 3, 6]] = self.horizontal
-        hd[:, :, [2, 5, 8]] = -self.horizontal  # left column minus right column
-        vd = torch.zeros_like(self.vanilla)
-        vd[:, :, [0, 1, 2]] = self.vertical
-        vd[:, :, [6, 7, 8]] = -self.vertical  # top row minus bottom row
-        return (cd + ad + hd + vd + self.vanilla).reshape(*self.vanilla.shape[:2], 3, 3)
+        return (self.weight @ self.basis).reshape(*self.weight.shape[:2], 3, 3)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.kernel(), self.bias, padding=1)
@@ -356,7 +366,7 @@ class SST(SliceNetworkAdapter):
 
     name = "sst"
 
-    def __init__(self, lr: float = 1e-4, max_iters: int = 200, holdout: float = 0.05, window: int = 30,
+    def __init__(self, lr: float = 1e-4, max_iters: int = 100, holdout: float = 0.05, window: int = 30,
                  start: int = 0, k0: float = 1.0, seed: int = 0) -> None:
         super().__init__(lr, max_iters, holdout, window, start, seed)
         check_positive(k0=k0)

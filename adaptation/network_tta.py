@@ -152,7 +152,7 @@ class PatientNetworkAdapter(NetworkAdapter):
         if self.adapting and self.epochs > 0:
             self.setup(y, operator, omega)
             params = [p for p in net.parameters() if p.requires_grad]
-            opt = torch.optim.Adam(params, lr=self.lr)
+            opt = torch.optim.Adam(params, lr=self.lr, foreach=True)
             epoch_losses = []
             with torch.enable_grad():
                 for _ in range(self.epochs):
@@ -311,7 +311,7 @@ class SliceNetworkAdapter(NetworkAdapter):
         train, held = self.split(omega, generator)
         self.splits.append((train, held))
         model, params = self.adapted(net, init)
-        opt = torch.optim.Adam(params, lr=self.lr) if params else None
+        opt = torch.optim.Adam(params, lr=self.lr, foreach=True) if params else None
         stop = EarlyStop(self.window, self.start)
         op_tr = restrict(operator, train)
         curve: dict[str, list[float]] = {"loss": [], "held_out": []}
@@ -378,8 +378,8 @@ class DIPTTT(SliceNetworkAdapter):
 
     name = "dip-ttt"
 
-    def __init__(self, lr: float = 1e-4, max_iters: int = 400, holdout: float = 0.05, window: int = 50,
-                 start: int = 150, seed: int = 0) -> None:
+    def __init__(self, lr: float = 1e-4, max_iters: int = 300, holdout: float = 0.05, window: int = 50,
+                 start: int = 100, seed: int = 0) -> None:
         super().__init__(lr, max_iters, holdout, window, start, seed)
 
     def adapted(self, net: nn.Module, generator: Randomness = None) -> tuple[nn.Module, list[nn.Parameter]]:

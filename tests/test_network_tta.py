@@ -149,10 +149,11 @@ def test_deconv_is_the_sum_of_five_difference_convolutions():
     perm = DEConv.ANGULAR  # kernel w - w[perm]: each tap minus its angular neighbour perm^-1 (a rotation of the ring)
     inverse = [perm.index(t) for t in range(9)]
     assert inverse == [1, 2, 5, 0, 4, 8, 3, 6, 7]
-    expected = (apply(conv.central, patches - centre) + apply(conv.angular, patches - patches[:, :, inverse])
-                + apply(conv.horizontal, patches[:, :, [0, 3, 6]] - patches[:, :, [2, 5, 8]])
-                + apply(conv.vertical, patches[:, :, [0, 1, 2]] - patches[:, :, [6, 7, 8]])
-                + apply(conv.vanilla, patches)).view(1, 2, 6, 6) + conv.bias.view(1, -1, 1, 1)
+    w = conv.part
+    expected = (apply(w("central"), patches - centre) + apply(w("angular"), patches - patches[:, :, inverse])
+                + apply(w("horizontal"), patches[:, :, [0, 3, 6]] - patches[:, :, [2, 5, 8]])
+                + apply(w("vertical"), patches[:, :, [0, 1, 2]] - patches[:, :, [6, 7, 8]])
+                + apply(w("vanilla"), patches)).view(1, 2, 6, 6) + conv.bias.view(1, -1, 1, 1)
     assert torch.allclose(conv(x), expected, atol=1e-5)
     u = torch.zeros(1, 1, 4, 4)
     u[..., 2:] = 3.0  # a vertical edge: gradient 3 at column 1, zero elsewhere

@@ -3,8 +3,8 @@ NeurIPS 2025, "dual-stage distribution and slice adaptation").
 
 `mr-inr` (stage 1, patient level, in `prepare`): an implicit neural representation h = SIREN(gamma(v), z_s)
 (depth 4, width 256, omega_0 = 30) on Gaussian Fourier features gamma(v) = [cos 2 pi v B, sin 2 pi v B] of the
-pixel grid v (B ~ N(0, scale^2), 128 frequencies, scale 8) and a per-slice latent z_s in R^128 (init N(0, 0.01^2))
-outputs an image g_s and FiLM maps (gamma, beta) that modulate the network's `film_target` (its last decoder
+pixel grid v in [0, 1]^2 (B ~ N(0, scale^2), 128 frequencies, scale 8) and a per-slice latent z_s in R^128 (init N(0, 0.01^2))
+(depth counts the linear output layer) outputs an image g_s and FiLM maps (gamma, beta) that modulate the network's `film_target` (its last decoder
 block) output features h as gamma * h + beta. The FiLM head starts at zero with gamma = 1 + head, so the network
 is unchanged before adaptation. With input mask I and loss mask L of the baseline it follows (FINE: Omega, Omega;
 NR2N: Omega and a 2x sub-mask, Omega; SSDU: Theta, Lambda), per slice
@@ -14,12 +14,13 @@ NR2N: Omega and a 2x sub-mask, Omega; SSDU: Theta, Lambda), per slice
 
 Adam (latents lr 1e-3, the INR 1e-4), epochs over the patient's slices; the network's weights stay frozen.
 
-`sst` (stage 2, single slice, in `refine`): beside every frozen 3x3 convolution c of the network, a branch
-c(x) + P(g(x) * D(x)): D = the sum of central, angular, horizontal, vertical and vanilla difference convolutions
-(DEA-Net's detail-enhanced convolution, re-parametrised into one 3x3 kernel), g = 1 / (1 + (|grad u| / K)^2) the
-Perona-Malik gate on u = the channel mean of x with a learnable K, P a 1x1 convolution initialised at zero (the
-network is unchanged before adaptation). relL1 on the training part of Omega with 5 % held out; Adam 1e-4;
-early stop when the held-out error's mean over the last 30 iterations exceeds the 30 before.
+`sst` (stage 2, single slice, in `refine`): on the output h of every frozen conv block B of the network (each
+`ConvBlock`, else each 3x3 convolution), h = B(x) + P(g(D h) * D h): D = the sum of central, angular, horizontal,
+vertical and vanilla difference convolutions (DEA-Net's detail-enhanced convolution, re-parametrised into one 3x3
+kernel, dim -> dim / 4), g(s) = 1 / (1 + (s / K)^2) the Perona-Malik diffusivity of D's response with a learnable
+K, P a 1x1 convolution back to dim initialised at zero (the network is unchanged before adaptation). relL1 on the
+training part of Omega with 5 % held out; Adam 1e-4; after 3 windows, stop when the held-out error's mean over the
+last 30 iterations exceeds the 30 before.
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ class Siren(nn.Module):
                  omega0: float, generator: torch.Generator) -> None:
         super().__init__()
         self.omega0 = omega0
-        dims = [features] + [width] * depth
+        dims = [features] + [width] * (depth - 1)  # depth counts the output layer (D2SA's SIRENPrompt)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.image = nn.Linear(width, image_channels)
         self.film = nn.Linear(width, film_channels)
@@ -106,7 +107,7 @@ class MRINR(nn.Module):
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         c, h, w = shape
         self.shape, self.film_channels, self.latent_std = shape, film_channels, latent_std
-        ys, xs = torch.linspace(-1, 1, h), torch.linspace(-1, 1, w)
+        ys, xs = torch.linspace(0, 1, h), torch.linspace(0, 1, w)
         grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
         self.register_buffer("grid", grid)
         self.register_buffer("freqs", torch.randn(2, frequencies, generator=gen) * scale)
@@ -304,54 +305,62 @@ class DEConv(nn.Module):
         return F.conv2d(x, self.kernel(), self.bias, padding=1)
 
 
-def perona_malik(x: Tensor, k: Tensor) -> Tensor:
-    """g = 1 / (1 + (|grad u| / K)^2), u the channel mean of x, forward differences (zero at the last row/column);
-    (B, 1, H, W)."""
-    u = x.mean(1, keepdim=True)
-    dx = F.pad(u[..., :, 1:] - u[..., :, :-1], (0, 1))
-    dy = F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))
-    return 1 / (1 + (dx**2 + dy**2) / k**2)
+def perona_malik(s: Tensor, k: Tensor) -> Tensor:
+    """The Perona-Malik diffusivity g(s) = 1 / (1 + (s / K)^2), elementwise."""
+    return 1 / (1 + (s / k) ** 2)
 
 
 class SSTBranch(nn.Module):
-    """P(g(x) * D(x)): difference convolutions gated by Perona-Malik (learnable K = exp(log_k)), then a 1x1
-    convolution P initialised at zero."""
+    """h -> P(g(D h) * D h): difference convolutions D (dim -> dim / ratio) gated elementwise by the Perona-Malik
+    diffusivity of their own response (learnable K = exp(log_k)), then a 1x1 convolution P (-> dim) initialised
+    at zero (D2SA's DEBlock, with P at zero)."""
 
-    def __init__(self, cin: int, cout: int, k0: float, generator: torch.Generator) -> None:
+    def __init__(self, dim: int, ratio: int, k0: float, generator: torch.Generator) -> None:
         super().__init__()
-        self.deconv = DEConv(cin, cout, generator)
+        hidden = max(1, dim // ratio)
+        self.deconv = DEConv(dim, hidden, generator)
         self.log_k = nn.Parameter(torch.tensor(math.log(k0)))
-        self.out = nn.Conv2d(cout, cout, 1)
+        self.out = nn.Conv2d(hidden, dim, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.out(perona_malik(x, self.log_k.exp()) * self.deconv(x))
+    def forward(self, h: Tensor) -> Tensor:
+        d = self.deconv(h)
+        return self.out(perona_malik(d, self.log_k.exp()) * d)
 
 
-def branch_sites(net: nn.Module) -> list[tuple[str, nn.Conv2d]]:
-    """The frozen 3x3, stride-1, same-padding, ungrouped convolutions of the recon network, by name."""
-    return [(name, m) for name, m in core(net).named_modules()
+def branch_sites(net: nn.Module) -> list[tuple[str, int]]:
+    """Where SST adds branches in the recon network, as (module name, output channels): every `ConvBlock` (the
+    fastMRI U-Net's block, where D2SA puts them), else every 3x3, stride-1, same-padding convolution."""
+    def out_channels(m: nn.Module) -> int:
+        convs = [c for c in m.modules() if isinstance(c, nn.Conv2d)]
+        return convs[-1].out_channels
+    named = list(core(net).named_modules())
+    blocks = [(n, out_channels(m)) for n, m in named if type(m).__name__ == "ConvBlock"
+              and any(isinstance(c, nn.Conv2d) for c in m.modules())]
+    if blocks:
+        return blocks
+    return [(n, m.out_channels) for n, m in named
             if type(m) is nn.Conv2d and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1)
             and m.groups == 1 and m.dilation == (1, 1)]
 
 
 class SSTNet(NetWrapper):
-    """The inner network with an SST branch added to the output of each frozen 3x3 convolution."""
+    """The inner network with an SST branch on the output h of each conv block: h + branch(h)."""
 
-    def __init__(self, inner: nn.Module, k0: float, generator: torch.Generator) -> None:
+    def __init__(self, inner: nn.Module, k0: float, generator: torch.Generator, ratio: int = 4) -> None:
         super().__init__()
         self.inner = inner
-        self.sites = [name for name, _ in branch_sites(inner)]
-        if not self.sites:
-            raise ValueError(f"sst adds branches beside 3x3 convolutions, but {type(core(inner)).__name__} has none")
-        modules = dict(core(inner).named_modules())
-        self.branches = nn.ModuleList(SSTBranch(modules[n].in_channels, modules[n].out_channels, k0, generator)
-                                      for n in self.sites)
+        sites = branch_sites(inner)
+        if not sites:
+            raise ValueError(f"sst adds branches beside conv blocks, but {type(core(inner)).__name__} has no ConvBlock "
+                             f"and no 3x3 convolution")
+        self.sites = [name for name, _ in sites]
+        self.branches = nn.ModuleList(SSTBranch(dim, ratio, k0, generator) for _, dim in sites)
 
     def forward(self, y: Tensor, operator: ForwardOperator) -> Tensor:
         modules = dict(core(self.inner).named_modules())
-        handles = [modules[name].register_forward_hook(lambda m, i, out, br=branch: out + br(i[0]))
+        handles = [modules[name].register_forward_hook(lambda m, i, out, br=branch: out + br(out))
                    for name, branch in zip(self.sites, self.branches)]
         try:
             return self.inner(y, operator)
@@ -367,13 +376,15 @@ class SST(SliceNetworkAdapter):
     name = "sst"
 
     def __init__(self, lr: float = 1e-4, max_iters: int = 100, holdout: float = 0.05, window: int = 30,
-                 start: int = 0, k0: float = 1.0, seed: int = 0) -> None:
+                 start: int = 90, k0: float = 1.0, ratio: int = 4, seed: int = 0) -> None:
         super().__init__(lr, max_iters, holdout, window, start, seed)
         check_positive(k0=k0)
-        self.k0 = k0
+        if ratio < 1:
+            raise ValueError(f"ratio (the branch's channel reduction) must be >= 1, got {ratio}")
+        self.k0, self.ratio = k0, ratio
 
     def adapted(self, net: nn.Module, generator: Randomness = None) -> tuple[nn.Module, list[nn.Parameter]]:
-        model = SSTNet(net, self.k0, one_generator(generator, self.seed))
+        model = SSTNet(net, self.k0, one_generator(generator, self.seed), self.ratio)
         return model, list(model.branches.parameters())
 
 

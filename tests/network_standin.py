@@ -8,7 +8,7 @@ from algorithms.base import Algorithm
 from inverse_problems.base import ForwardOperator, adjoint_quantile
 
 
-class Block(nn.Module):
+class ConvBlock(nn.Module):
     """3x3 conv, instance norm, LeakyReLU, twice."""
 
     def __init__(self, cin: int, cout: int) -> None:
@@ -28,10 +28,10 @@ class TinyUNet(nn.Module):
         super().__init__()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.enc = Block(channels, chans)
-            self.bottom = Block(chans, 2 * chans)
+            self.enc = ConvBlock(channels, chans)
+            self.bottom = ConvBlock(chans, 2 * chans)
             self.up = nn.ConvTranspose2d(2 * chans, chans, 2, stride=2)
-            self.dec = Block(2 * chans, chans)
+            self.dec = ConvBlock(2 * chans, chans)
             self.out = nn.Conv2d(chans, channels, 1)
         self.film_target = self.dec
 

@@ -45,11 +45,12 @@ MASK_SCHEMES = ("auto", "fine", "nr2n", "ssdu")
 
 
 def one_generator(generator: Randomness, seed: int) -> torch.Generator:
-    """A single torch.Generator for initialising weights: the first per-sample one, the given one, or `seed`."""
+    """A CPU torch.Generator for initialising weights (on the CPU whatever the device, then moved), seeded from the
+    first per-sample generator, the given one, or `seed`."""
     if isinstance(generator, SampleGenerators):
-        return generator[0]
+        generator = generator[0]
     if isinstance(generator, torch.Generator):
-        return generator
+        return torch.Generator().manual_seed(generator.initial_seed())
     return torch.Generator().manual_seed(seed)
 
 
@@ -384,7 +385,9 @@ class SST(SliceNetworkAdapter):
         self.k0, self.ratio = k0, ratio
 
     def adapted(self, net: nn.Module, generator: Randomness = None) -> tuple[nn.Module, list[nn.Parameter]]:
+        device = next(core(net).parameters()).device
         model = SSTNet(net, self.k0, one_generator(generator, self.seed), self.ratio)
+        model.branches.to(device)
         return model, list(model.branches.parameters())
 
 

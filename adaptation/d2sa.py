@@ -36,9 +36,8 @@ from adaptation.kspace import (SampleOperator, SubsampledOperator, batch_mask, n
                                ssdu_split)
 from adaptation.network_tta import (NetWrapper, NetworkAdapter, SliceNetworkAdapter, check_positive, chunks, core,
                                     subset)
-from algorithms.base import Reconstruction
 from inverse_problems.base import ForwardOperator
-from inverse_problems.random import Randomness, SampleGenerators, randn
+from inverse_problems.random import Randomness, SampleGenerators
 from priors.base import Prior
 
 MASK_SCHEMES = ("auto", "fine", "nr2n", "ssdu")

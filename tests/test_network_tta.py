@@ -5,7 +5,6 @@ The networks here are tiny stand-ins with the interface of algorithms.networks (
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
@@ -15,8 +14,8 @@ from torch import Tensor
 from adaptation.base import AdaptedAlgorithm
 from adaptation.d2sa import SST, DEConv, FiLMNet, MRINR, MRINRAdapter, SSTNet, perona_malik, sample_index
 from adaptation.kspace import (EarlyStop, SampleOperator, SubsampledOperator, acquisition_density, batch_mask,
-                               centre_block, holdout_split, nr2n_k, rel_l1, ssdu_split, unmasked)
-from adaptation.network_tta import DIPTTT, FINE, NR2N, SSDU, NR2NCorrected, core
+                               centre_block, holdout_split, nr2n_k, ssdu_split, unmasked)
+from adaptation.network_tta import DIPTTT, FINE, NR2N, SSDU, NR2NCorrected
 from adaptation.schemes import Scheme
 from benchmarks.runner import run_batch
 from inverse_problems.base import ProblemInstance

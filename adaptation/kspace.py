@@ -168,17 +168,20 @@ def centre_block(shape: tuple[int, int], size: int, device: torch.device | str |
     return block
 
 
-def ssdu_split(omega: Tensor, rho: float, generator: Randomness, acs: int = 4, std: float = 0.25
+def ssdu_split(omega: Tensor, rho: float, generator: Randomness, acs: int = 4, std: float | None = 0.25
                ) -> tuple[Tensor, Tensor]:
     """SSDU's (Theta, Lambda): |Lambda| = round(rho |Omega|) samples of Omega outside the central acs x acs block,
     drawn without replacement with probability proportional to exp(-((ky/(std H))^2 + (kx/(std W))^2) / 2)
-    (Gumbel top-k: successive weighted sampling); Theta = Omega - Lambda."""
+    (Gumbel top-k: successive weighted sampling), or uniformly for std=None; Theta = Omega - Lambda."""
     if not 0 < rho < 1:
         raise ValueError(f"rho = |Lambda| / |Omega| must be in (0, 1), got {rho}")
     h, w = omega.shape[-2:]
-    ky = (torch.arange(h, device=omega.device) - h // 2).float().view(-1, 1) / (std * h)
-    kx = (torch.arange(w, device=omega.device) - w // 2).float().view(1, -1) / (std * w)
-    log_w = -(ky**2 + kx**2) / 2
+    if std is None:
+        log_w = torch.zeros(h, w, device=omega.device)
+    else:
+        ky = (torch.arange(h, device=omega.device) - h // 2).float().view(-1, 1) / (std * h)
+        kx = (torch.arange(w, device=omega.device) - w // 2).float().view(1, -1) / (std * w)
+        log_w = -(ky**2 + kx**2) / 2
     allowed = omega * (1 - centre_block((h, w), acs, omega.device))
     counts = (omega.flatten(1).sum(1) * rho).round().long()
     counts = torch.minimum(counts, allowed.flatten(1).sum(1).long())

@@ -191,13 +191,15 @@ class SSDU(PatientNetworkAdapter):
     name = "ssdu"
     mask_scheme = "ssdu"
 
-    def __init__(self, rho: float = 0.4, acs: int = 4, std: float = 0.25, lr: float = 1e-4, epochs: int = 25,
-                 batch_size: int = 1, seed: int = 0) -> None:
+    def __init__(self, rho: float = 0.4, acs: int = 4, selection: str = "gaussian", std: float = 0.25,
+                 lr: float = 1e-4, epochs: int = 25, batch_size: int = 1, seed: int = 0) -> None:
         super().__init__(lr, epochs, batch_size, seed)
         if not 0 < rho < 1 or acs < 0:
             raise ValueError(f"rho must be in (0, 1) and acs >= 0, got rho={rho}, acs={acs}")
+        if selection not in ("gaussian", "uniform"):
+            raise ValueError(f"unknown SSDU selection {selection!r}; choose gaussian (SSDU's) or uniform (D2SA's code)")
         check_positive(std=std)
-        self.rho, self.acs, self.std = rho, acs, std
+        self.rho, self.acs, self.selection, self.std = rho, acs, selection, std
         self.theta: Tensor | None = None
         self.lam: Tensor | None = None
 
@@ -206,7 +208,8 @@ class SSDU(PatientNetworkAdapter):
         self.theta = self.lam = None
 
     def setup(self, y: Tensor, operator: ForwardOperator, omega: Tensor) -> None:
-        self.theta, self.lam = ssdu_split(omega, self.rho, self.stream("split"), self.acs, self.std)
+        std = self.std if self.selection == "gaussian" else None
+        self.theta, self.lam = ssdu_split(omega, self.rho, self.stream("split"), self.acs, std)
         self._record["lambda_fraction"] = float(self.lam.sum() / omega.sum())
 
     def loss(self, net: nn.Module, y: Tensor, operator: ForwardOperator, omega: Tensor, index: list[int]) -> Tensor:
@@ -237,16 +240,18 @@ class NR2NCorrected(NetWrapper):
 class NR2N(PatientNetworkAdapter):
     """Noisier2Noise: y~ = M_Lambda y (Lambda keeps each non-ACS acquired sample with probability q, fresh per
     step), weighted loss ||(F S f(y~) - y) / (1 - K)||^2 / ||y / (1 - K)||^2, K = (1 - p)/(1 - p q); the inference
-    correction is installed around the trained network."""
+    correction is installed around the trained network. `correction=False`: D2SA's N2N baseline, loss
+    ||A f(y~) - y||^2 / ||y||^2 on Omega and f(y) at inference."""
 
     name = "nr2n"
     mask_scheme = "nr2n"
 
-    def __init__(self, q: float = 0.5, lr: float = 1e-4, epochs: int = 25, batch_size: int = 1, seed: int = 0) -> None:
+    def __init__(self, q: float = 0.5, correction: bool = True, lr: float = 1e-4, epochs: int = 25,
+                 batch_size: int = 1, seed: int = 0) -> None:
         super().__init__(lr, epochs, batch_size, seed)
         if not 0 < q < 1:
             raise ValueError(f"q (the sub-mask's keep probability) must be in (0, 1), got {q}")
-        self.q = q
+        self.q, self.correct = q, bool(correction)
         self.k: Tensor | None = None
         self._batch: dict[str, Any] = {}  # per-batch streams and operators (plain references, not submodules)
 
@@ -269,12 +274,17 @@ class NR2N(PatientNetworkAdapter):
     def loss(self, net: nn.Module, y: Tensor, operator: ForwardOperator, omega: Tensor, index: list[int]) -> Tensor:
         lam = nr2n_submask(omega, self.q, subset(self._batch["generator"], index))
         pred = self.predict(y * lam, restrict(operator, lam), net)
+        if not self.correct:  # D2SA's N2N baseline: input Omega and a sub-mask, loss on Omega, no correction
+            return rel_l2(y, operator(pred), omega).pow(2).mean()
         full = SampleOperator(self._batch["full"], index, operator.batch)
         w = 1 / (1 - self.k)
         r = (full(pred) - y) * w
         return (r.abs().pow(2).flatten(1).sum(1) / (y * w).abs().pow(2).flatten(1).sum(1).clamp_min(1e-30)).mean()
 
     def wrap(self, net: nn.Module, y: Tensor, operator: ForwardOperator) -> nn.Module:
+        if not self.correct:
+            self._batch = {}
+            return net
         k = self.k if self.k is not None else self.correction(batch_mask(operator, y.shape[0]))
         self._batch = {}
         return NR2NCorrected(net, k.to(y.real.device))

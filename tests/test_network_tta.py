@@ -338,3 +338,23 @@ def test_bad_options_are_refused():
 
     with pytest.raises(ValueError, match="cs_mri"):
         batch_mask(ForwardOperator(), 1)  # no sampling mask: nothing to re-subsample
+
+
+def test_variants_of_ssdu_and_nr2n(case):
+    """SSDU's uniform selection (D2SA's code) and NR2N without the K correction (D2SA's N2N baseline)."""
+    omega = problem().mask[None, None].expand(2, 1, S, S).clone()
+    theta, lam = ssdu_split(omega, 0.4, SampleGenerators.seeded(0, [1, 2]), std=None)
+    assert torch.equal(theta + lam, omega) and float((lam * centre_block((S, S), 4)).sum()) == 0
+    _, _, inst = case
+    alg = NetAlgorithm(TinyUNet())
+    nr2n = NR2N(correction=False, epochs=1)
+    AdaptedAlgorithm(alg, [nr2n])
+    nr2n.generator = gens()
+    nr2n.prepare(inst.y, inst.operator, None)
+    assert type(alg.net) is TinyUNet  # the trained copy itself, no correction around it
+    nr2n = NR2N(epochs=1)
+    AdaptedAlgorithm(alg, [nr2n])
+    nr2n.prepare(inst.y, inst.operator, None)
+    assert isinstance(alg.net, NR2NCorrected)
+    with pytest.raises(ValueError, match="selection"):
+        SSDU(selection="poisson")

@@ -6,9 +6,13 @@
   replacement for the clean estimate x0.
 - `refine(recon, y, operator, prior)`: after a run (single-slice refinement).
 
-Adapters see measurements only, never the target. `reset()` returns an adapter to its pretrained
+Adapters see measurements only, never the target. An adapter with `patient_level = True` gets one patient's
+slices per batch (the runner groups the items by their `patient` id, whatever run.batch_size). `reset()` returns an adapter to its pretrained
 state; `state_dict()`/`load_state_dict()` carry state between batches (the TTT schemes).
 Adapters of one `AdaptedAlgorithm` see each other through `peers` (AIR guides through TDA's adapted degradation).
+`algorithm` is the wrapped algorithm (set by `AdaptedAlgorithm`): network adapters (`needs_network = True`) adapt
+its `net` by installing an adapted copy for the batch; `AdaptedAlgorithm` puts the pretrained `net` back after every
+batch, so the pretrained weights are never left changed.
 `generator` is the run's randomness for the batch (per-sample generators, inverse_problems.random), set before
 `prepare`; an adapter draws its own streams from it with `inverse_problems.random.spawn`.
 """
@@ -26,8 +30,13 @@ class Adapter(nn.Module):
     """Base adapter: every hook is the identity. `adapting=False` freezes it (the naive scheme's predict pass)."""
 
     adapting: bool = True
+    # patient-level (D2SA stage 1, FINE): the runner hands it all of a patient's slices in one batch
+    # (benchmarks.runner.patient_batches) before reconstructing them
+    patient_level: bool = False
     peers: tuple["Adapter", ...] = ()
     generator: Randomness = None  # the batch's randomness, set by AdaptedAlgorithm before `prepare`
+
+    needs_network: bool = False  # True: wraps only an end-to-end network algorithm (one with `predict` and `net`)
 
     def __init__(self) -> None:
         super().__init__()
@@ -38,6 +47,15 @@ class Adapter(nn.Module):
 
     def set_extra_state(self, state: dict[str, dict[str, Tensor]]) -> None:
         self.carried = {k: v.detach().clone() for k, v in state.get("carried", {}).items()}
+
+    @property
+    def algorithm(self) -> Algorithm | None:
+        """The wrapped algorithm (set by AdaptedAlgorithm; None for an adapter used on its own)."""
+        return self.__dict__.get("_algorithm")
+
+    @algorithm.setter
+    def algorithm(self, algorithm: Algorithm | None) -> None:
+        self.__dict__["_algorithm"] = algorithm  # a plain reference: never a submodule, never in the state dict
 
     def degrade(self, x: Tensor, operator: ForwardOperator) -> Tensor:
         """The adapted degradation applied to a clean image; the operator itself unless the adapter learns one."""
@@ -67,12 +85,28 @@ class AdaptedAlgorithm(Algorithm):
         self.uses_prior = algorithm.uses_prior
         self.needs_svd = algorithm.needs_svd
         for a in adapters:
+            if getattr(a, "needs_network", False) and not is_network_algorithm(algorithm):
+                raise ValueError(
+                    f"adapter {type(a).__name__} adapts an end-to-end reconstruction network, but "
+                    f"{type(algorithm).__name__} has none (no `predict` and `net`); chain it onto a network "
+                    f"algorithm, e.g. --algo unet+{getattr(a, 'name', type(a).__name__.lower())}")
             a.peers = tuple(adapters)
+            a.algorithm = algorithm
 
     def reconstruct(self, y: Tensor, operator: ForwardOperator, prior: Prior | None = None,
                     generator: Randomness = None, callback: StepCallback | None = None) -> Reconstruction:
+        pretrained = getattr(self.algorithm, "net", None)
+        try:
+            return self._reconstruct(y, operator, prior, generator, callback)
+        finally:
+            if pretrained is not None:  # network adapters install adapted copies for one batch only
+                self.algorithm.net = pretrained
+
+    def _reconstruct(self, y: Tensor, operator: ForwardOperator, prior: Prior | None, generator: Randomness,
+                     callback: StepCallback | None) -> Reconstruction:
         for adapter in self.adapters:
             adapter.generator = generator
+            adapter.algorithm = self.algorithm
             operator, prior = adapter.prepare(y, operator, prior)
 
         def chained(step: Step) -> Tensor | None:
@@ -96,3 +130,8 @@ def adaptable_parameters(operator: ForwardOperator) -> dict[str, nn.Parameter]:
     if hasattr(operator, "adaptable_parameters"):
         return dict(operator.adaptable_parameters())
     return dict(operator.named_parameters())
+
+
+def is_network_algorithm(algorithm: object) -> bool:
+    """Duck-typed end-to-end network algorithm: `predict(y, operator, net=None)` and a `net` module."""
+    return callable(getattr(algorithm, "predict", None)) and isinstance(getattr(algorithm, "net", None), nn.Module)

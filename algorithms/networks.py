@@ -74,7 +74,7 @@ class UNetCore(nn.Module):
     """U(x): `pools` levels of average pooling, widths chans * 2^level, skip concatenations, 1x1 output conv.
 
     Inputs whose sides are not multiples of 2^pools are zero-padded to one and cropped back. `decoder[-1]` is the
-    last decoder block (full resolution, `chans` features)."""
+    last decoder block (full resolution, `chans` features). The output conv starts at zero (U = 0)."""
 
     def __init__(self, channels: int, chans: int = 16, pools: int = 3) -> None:
         super().__init__()
@@ -88,6 +88,8 @@ class UNetCore(nn.Module):
         self.up = nn.ModuleList(UpBlock(widths[k + 1], widths[k]) for k in reversed(range(pools)))
         self.decoder = nn.ModuleList(ConvBlock(2 * widths[k], widths[k]) for k in reversed(range(pools)))
         self.out = nn.Conv2d(widths[0], channels, 1)
+        nn.init.zeros_(self.out.weight)  # U = 0 at start: the residual U-Net starts as the zero-filled image, each
+        nn.init.zeros_(self.out.bias)    # VarNet cascade as a gradient step on the data term
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]

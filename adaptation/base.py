@@ -6,7 +6,8 @@
   replacement for the clean estimate x0.
 - `refine(recon, y, operator, prior)`: after a run (single-slice refinement).
 
-Adapters see measurements only, never the target. `reset()` returns an adapter to its pretrained
+Adapters see measurements only, never the target. An adapter with `patient_level = True` gets one patient's
+slices per batch (the runner groups the items by their `patient` id, whatever run.batch_size). `reset()` returns an adapter to its pretrained
 state; `state_dict()`/`load_state_dict()` carry state between batches (the TTT schemes).
 Adapters of one `AdaptedAlgorithm` see each other through `peers` (AIR guides through TDA's adapted degradation).
 `generator` is the run's randomness for the batch (per-sample generators, inverse_problems.random), set before
@@ -26,6 +27,9 @@ class Adapter(nn.Module):
     """Base adapter: every hook is the identity. `adapting=False` freezes it (the naive scheme's predict pass)."""
 
     adapting: bool = True
+    # patient-level (D2SA stage 1, FINE): the runner hands it all of a patient's slices in one batch
+    # (benchmarks.runner.patient_batches) before reconstructing them
+    patient_level: bool = False
     peers: tuple["Adapter", ...] = ()
     generator: Randomness = None  # the batch's randomness, set by AdaptedAlgorithm before `prepare`
 

@@ -193,10 +193,16 @@ def train(cfg: ReconTrainConfig, dataset: Any, problem: Problem, val_dataset: An
         torch.set_num_threads(cfg.threads)
     acc = Accelerator(cpu=cfg.cpu)
     torch.manual_seed(cfg.seed + acc.process_index)
-    chunks = simulate(problem, dataset, cfg.n_images, cfg.batch_size, cfg.seed, acc.device, "simulating train")
+    start_step = int(state["step"]) if state is not None else 0
+    n_train = min(cfg.n_images, len(dataset))
+    if n_train < 1:
+        raise ValueError(f"dataset {cfg.dataset!r} (train split) is empty; check its options {cfg.dataset_kwargs()}")
+    # a resumed run already at --steps only writes its outputs: no training data to simulate
+    chunks = simulate(problem, dataset, n_train, cfg.batch_size, cfg.seed, acc.device, "simulating train") \
+        if start_step < cfg.steps else []
     val = simulate(problem, val_dataset, cfg.n_val, max(cfg.batch_size, 8), cfg.seed, acc.device,
                    "simulating val") if val_dataset is not None and cfg.n_val > 0 else []
-    channels = int(chunks[0].target.shape[1])
+    channels = int(dataset[0]["image"].shape[0])
     net_config = cfg.network_config(channels)
     model = build_network(net_config)
     n_params = sum(p.numel() for p in model.parameters())
@@ -277,7 +283,7 @@ def train(cfg: ReconTrainConfig, dataset: Any, problem: Problem, val_dataset: An
                 grid = torch.cat([c.operator.adjoint(c.y)[:k], net(c.y, c.operator)[:k], c.target[:k]])
             save_grid(grid, out / "val.png", f"rows: zero-filled A^H y | {cfg.algo} | target ({cfg.dataset}, val)")
         meta = {**training, "network": net_config, "batch_size": cfg.batch_size, "lr": cfg.lr, "warmup": cfg.warmup,
-                "ema_decay": cfg.ema, "loss": cfg.loss, "n_training_images": sum(c.y.shape[0] for c in chunks),
+                "ema_decay": cfg.ema, "loss": cfg.loss, "n_training_images": n_train,
                 "seed": cfg.seed, "processes": acc.num_processes, "device": str(acc.device),
                 "final_loss": sum(tail) / len(tail), "wall_seconds": round(done[-1]["cumulative_wall_seconds"], 1),
                 "parameters": n_params, "weights_bytes": weights.stat().st_size, "weights": "model.pt",

@@ -40,7 +40,7 @@ WEIGHTS = Path(__file__).resolve().parent / "weights"
 # the shipped source models (algorithms/weights/<file>), by architecture and name; `algorithm.model=NAME`
 SHIPPED: dict[str, dict[str, str]] = {
     "unet": {"knee-pd": "unet-knee-pd-r4-64.pt"},
-    "varnet": {},
+    "varnet": {"knee-pd": "varnet-knee-pd-r4-64.pt"},
 }
 DEFAULT_MODEL = {"unet": "knee-pd", "varnet": "knee-pd"}
 

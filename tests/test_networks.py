@@ -272,3 +272,13 @@ def test_bench_train_recon_then_bench_run(tmp_path, issue14_entry_points):
           "--out", str(run), "--quiet", plugin=issue14_entry_points)
     rows = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(r["status"] == "ok" and r["nfe"] == 0 for r in rows)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_shipped_source_models_load_by_default(arch):
+    """The default weights are the shipped knee-PD models, frozen, with their training facts (cs_mri R = 4, 64x64)."""
+    alg = ALGORITHMS[arch]()
+    assert alg.path.endswith(f"{arch}-knee-pd-r4-64.pt") and alg.training["dataset"] == "phantom-knee-pd"
+    assert alg.training["problem"] == "cs_mri" and alg.training["problem_options"]["size"] == 64
+    assert alg.training["val_psnr_db"] > alg.training["val_psnr_zero_filled_db"] + 5
+    assert all(not p.requires_grad for p in alg.net.parameters())

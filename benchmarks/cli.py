@@ -1,4 +1,4 @@
-"""The `bench` command line: list, run, leaderboard, report, train-prior."""
+"""The `bench` command line: list, run, leaderboard, report, train-prior, train-recon."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from benchmarks import registry
 from benchmarks.train_prior_cli import add_cli as add_train_prior
+from benchmarks.train_recon_cli import add_cli as add_train_recon
 
 USAGE_ERRORS: tuple[type[BaseException], ...] = (LookupError, ValueError, TypeError, RuntimeError, FileNotFoundError)
 
@@ -307,6 +308,7 @@ def parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_export_data)
 
     add_train_prior(sub)  # argparse only: priors.training (torch) is imported when the verb runs
+    add_train_recon(sub)  # argparse only: algorithms.recon_training is imported when the verb runs
     return p
 
 
@@ -314,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args, extra = p.parse_known_args(argv)
     # `key=value` words may stand anywhere, also after options (argparse stops filling a positional list early)
-    for field in ("overrides", "dataset_options"):
+    for field in ("overrides", "dataset_options", "train_options"):
         if hasattr(args, field):
             words = [e for e in extra if "=" in e and not e.startswith("-")]
             setattr(args, field, list(getattr(args, field) or []) + words)

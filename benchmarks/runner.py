@@ -3,7 +3,8 @@
 Randomness is per sample: every random draw for a sample comes from its own generator, seeded from (run.seed,
 the item's id) (inverse_problems.random.SampleGenerators), so a sample's noise does not depend on the batch size,
 the number of processes or where a resume restarted. Samples are processed in batches of `run.batch_size` on
-fixed boundaries (0..B-1, B..2B-1, ...); a resume reruns a partly written batch whole (the same composition)
+fixed boundaries (0..B-1, B..2B-1, ...), or one patient's slices per batch when an adapter is patient-level
+(`patient_level`, DESIGN.md: it sees all of a patient's slices first); a resume reruns a partly written batch whole (the same composition)
 and writes only its missing samples, so it equals the uninterrupted run to the bit. Many processes
 (`accelerate launch` or `torchrun`, which set RANK and WORLD_SIZE): process r takes batches r, r+W, r+2W, ...
 and writes samples.rank<r>.jsonl beside samples.jsonl; rank 0 merges them.
@@ -178,6 +179,42 @@ def first_readable(dataset, tries: int = 8) -> dict[str, Any]:
 
 def batches_of(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+
+
+def patient_of(dataset, i: int) -> str:
+    """Item i's patient id: the dataset's `patient_of(i)` where it has one (no rendering), else the item's `patient`,
+    else its id (an item without a patient is a patient of its own; an unreadable one too)."""
+    fn = getattr(dataset, "patient_of", None)
+    if callable(fn):
+        return str(fn(i))
+    try:
+        item = dataset[i]
+    except LOAD_ERRORS:
+        return f"unreadable item {i}"
+    return str(item.get("patient") or item.get("id") or f"item {i}")
+
+
+def patient_batches(dataset, n: int) -> list[list[int]]:
+    """The indices 0..n-1 grouped by patient (DESIGN.md: patient-level adapters see all of a patient's slices
+    first), each group in index order, the groups in order of their first index: a partition of 0..n-1 that does
+    not depend on run.batch_size, so every number is the same whatever the batch size, and a resume reruns a
+    partly written patient whole."""
+    groups: dict[str, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(patient_of(dataset, i), []).append(i)
+    return list(groups.values())
+
+
+def run_batches(comp: dict[str, Any], n: int, batch_size: int) -> list[list[int]]:
+    """The runner's batches: one patient each when an adapter is patient-level (patient_batches), else fixed
+    boundaries of run.batch_size. A patient cut by run.n keeps the slices below n (warned)."""
+    if not any(getattr(a, "patient_level", False) for a in comp.get("adapters", [])):
+        return batches_of(n, batch_size)
+    batches = patient_batches(comp["dataset"], n)
+    if n < len(comp["dataset"]) and batches and patient_of(comp["dataset"], n) == patient_of(comp["dataset"], batches[-1][0]):
+        warnings.warn(f"run.n={n} cuts the last patient: its slices from index {n} on are left out (the patient-level "
+                      f"adapters see {len(batches[-1])} of them); raise --n to a whole number of patients")
+    return batches
 
 
 def load_item(dataset, i: int, shape: tuple[int, ...], tier: str = "simulated") -> tuple[dict[str, Any], str | None]:
@@ -394,7 +431,7 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
     rundir.open(cfg, device, resume)
     try:
         done, traced = rundir.finished(), rundir.traced()
-        mine = [b for j, b in enumerate(batches_of(n, int(cfg.run.batch_size))) if j % world_size == rank]
+        mine = [b for j, b in enumerate(run_batches(comp, n, int(cfg.run.batch_size))) if j % world_size == rank]
         todo = [b for b in mine if any(i not in done for i in b)]  # a partly written batch is rerun whole
         scheme = Scheme(cfg.run.scheme, comp["adapters"])
         writer = tensorboard_writer(rundir.path, rank) if cfg.run.get("tensorboard", False) else None

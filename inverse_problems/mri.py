@@ -15,6 +15,8 @@ B' is the maps' batch or `batch` (1: one value shared by the whole batch).
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -139,6 +141,24 @@ class MultiCoilMRI(AdaptableMixin, ForwardOperator):
     def adjoint(self, y: Tensor) -> Tensor:
         """sum_c S_c^H F^H M y_c, written out."""
         return to_real((self.effective_maps().conj() * self.coil_images(y)).sum(dim=1))
+
+    def with_mask(self, mask: Tensor) -> "MultiCoilMRI":
+        """A copy that acquires only `mask` (H, W), a subset of this operator's mask: re-subsampling of the acquired
+        k-space (SSDU's Theta/Lambda split, Noisier2Noise, held-out samples). Maps, adaptable parameters and noise
+        level are copied (independent of this operator's); measurements y of this operator are measurements of the
+        copy once multiplied by the new mask (`adjoint` and `coil_images` apply it). A mask with samples this
+        operator did not acquire is refused: they would be read as measured zeros."""
+        if mask.ndim != 2 or tuple(mask.shape) != tuple(self.mask.shape):
+            raise ValueError(f"with_mask takes an (H, W) = {tuple(self.mask.shape)} mask, got {tuple(mask.shape)}")
+        mask = mask.to(self.mask)
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError("with_mask takes a {0, 1} mask")
+        if bool((mask > self.mask).any()):
+            raise ValueError(f"with_mask: the new mask holds {int((mask > self.mask).sum())} k-space samples this "
+                             f"operator did not acquire; a sub-mask may keep acquired samples only (new_mask <= mask)")
+        out = copy.deepcopy(self)
+        out.mask = mask.clone()
+        return out
 
     def rss(self, y: Tensor) -> Tensor:
         """Root-sum-of-squares of the coil images as a zero-phase 2-channel image (B, 2, H, W)."""

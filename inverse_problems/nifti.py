@@ -4,6 +4,7 @@ Each volume is a 3-D array (a 4-D one with a singleton 4th axis is accepted); sl
 `axis`, centre-cropped to a square, resized to size x size with antialiased bilinear interpolation,
 stored as (2, size, size) = (|values|, 0) and scaled so the 99th percentile of the magnitude is 1 (as
 the phantoms). Headers are read when the dataset is built; voxel data only when an item is read.
+A volume is a patient: items carry `patient` (the file's stem) and `slice` (the index along `axis`).
 """
 from __future__ import annotations
 
@@ -90,6 +91,11 @@ class NiftiDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def patient_of(self, i: int) -> str:
+        """The patient of item i: its volume (the file's stem), without reading it."""
+        self.check_index(i)
+        return self.paths[self.index[i][0]].name.removesuffix(".gz").removesuffix(".nii")
+
     def __getitem__(self, i: int) -> dict[str, object]:
         self.check_index(i)
         j, s = self.index[i]
@@ -122,4 +128,4 @@ class NiftiDataset(ImageDataset):
             image = normalise_p99(image)
         except ValueError as exc:
             raise DataError(f"{path}: slice {s} along axis {self.axis}: {exc}", path, item_id) from exc
-        return {"id": item_id, "image": image}
+        return {"id": item_id, "image": image, "patient": stem, "slice": s}

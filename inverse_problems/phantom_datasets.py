@@ -4,6 +4,11 @@ Item i of a split is `make_phantom(anatomy, contrast, size, Generator(item_seed(
 seed, split, i)))`, scaled so that the 99th percentile of its magnitude is 1. The seed does not
 include the contrast, so BrainT1[i] and BrainT2[i] are the same subject in two contrasts; it does
 include the split, so train, val and test hold different subjects.
+
+Patients: with `slices=S > 1` item i is slice k = i mod S of subject j = i // S (the subject's seed is the one
+item j has with S = 1), at through-plane position z_k = slab (k + 1/2) / S (centre towards the top): the same anatomy, tissues
+and receive fields, scaled in-plane by sqrt(1 - z_k^2) (phantoms.make_phantom). Such items carry `patient`
+("<anatomy>-<split>-<j>") and `slice` k; patient-level adapters get all of a patient's slices together.
 """
 from __future__ import annotations
 
@@ -30,7 +35,8 @@ class PhantomDataset(ImageDataset):
 
     def __init__(self, anatomy: str = "brain", contrast: str = "t2", split: str = "test", size: int = 64,
                  length: int | None = None, seed: int = 0, oversample: int = 4, jitter: float = 0.05,
-                 bias: float = 0.1, phase: float = 1.0, lesion_prob: float = 0.5) -> None:
+                 bias: float = 0.1, phase: float = 1.0, lesion_prob: float = 0.5, slices: int = 1,
+                 slab: float = 0.6) -> None:
         if anatomy not in ANATOMIES:
             raise ValueError(f"unknown anatomy {anatomy!r}; choose one of {sorted(ANATOMIES)}")
         if contrast not in CONTRASTS:
@@ -45,16 +51,35 @@ class PhantomDataset(ImageDataset):
         if self.length < 0:
             raise ValueError(f"length must be >= 0, got {length}")
         self.seed = seed
+        if isinstance(slices, bool) or not isinstance(slices, int) or slices < 1:
+            raise ValueError(f"slices (per subject) must be an int >= 1, got {slices!r}")
+        if not 0 <= slab < 1:
+            raise ValueError(f"slab (the slices' extent from the subject's centre, a fraction of its radius) must lie "
+                             f"in [0, 1), got {slab}")
+        self.slices, self.slab = slices, float(slab)
         self.options = dict(oversample=oversample, jitter=jitter, bias=bias, phase=phase, lesion_prob=lesion_prob)
 
     def __len__(self) -> int:
         return self.length
 
+    def patient_of(self, i: int) -> str:
+        """The patient (subject) id of item i, without rendering it."""
+        return f"{self.anatomy}-{self.split}-{i // self.slices:05d}" if self.slices > 1 else \
+            f"{self.anatomy}-{self.contrast}-{self.split}-{i:05d}"
+
+    def position(self, k: int) -> float:
+        """Through-plane position z_k in [0, slab) of slice k of a subject (0 with one slice)."""
+        return self.slab * (k + 0.5) / self.slices if self.slices > 1 else 0.0
+
     def __getitem__(self, i: int) -> dict[str, object]:
         self.check_index(i)
-        g = torch.Generator().manual_seed(item_seed("phantom", self.anatomy, self.seed, self.split, i))
-        ph = make_phantom(self.anatomy, self.contrast, self.size[0], g, **self.options)
-        return {"id": f"{self.anatomy}-{self.contrast}-{self.split}-{i:05d}", "image": normalise_p99(ph.image)}
+        subject, k = divmod(i, self.slices)
+        g = torch.Generator().manual_seed(item_seed("phantom", self.anatomy, self.seed, self.split, subject))
+        ph = make_phantom(self.anatomy, self.contrast, self.size[0], g, position=self.position(k), **self.options)
+        if self.slices == 1:
+            return {"id": f"{self.anatomy}-{self.contrast}-{self.split}-{i:05d}", "image": normalise_p99(ph.image)}
+        return {"id": f"{self.anatomy}-{self.contrast}-{self.split}-{subject:05d}-s{k:02d}",
+                "image": normalise_p99(ph.image), "patient": self.patient_of(i), "slice": k}
 
 
 class BrainPhantomDataset(PhantomDataset):
@@ -64,9 +89,9 @@ class BrainPhantomDataset(PhantomDataset):
 
     def __init__(self, split: str = "test", size: int = 64, length: int | None = None, seed: int = 0,
                  oversample: int = 4, jitter: float = 0.05, bias: float = 0.1, phase: float = 1.0,
-                 lesion_prob: float = 0.5) -> None:
+                 lesion_prob: float = 0.5, slices: int = 1, slab: float = 0.6) -> None:
         super().__init__("brain", self.CONTRAST, split, size, length, seed, oversample, jitter, bias, phase,
-                         lesion_prob)
+                         lesion_prob, slices, slab)
 
 
 class BrainT2(BrainPhantomDataset):
@@ -91,5 +116,7 @@ class KneePD(PhantomDataset):
     """Knee phantom (coronal), proton-density-weighted spin echo (TR 3000 / TE 30 ms, 3 T)."""
 
     def __init__(self, split: str = "test", size: int = 64, length: int | None = None, seed: int = 0,
-                 oversample: int = 4, jitter: float = 0.05, bias: float = 0.1, phase: float = 1.0) -> None:
-        super().__init__("knee", "pd", split, size, length, seed, oversample, jitter, bias, phase)
+                 oversample: int = 4, jitter: float = 0.05, bias: float = 0.1, phase: float = 1.0, slices: int = 1,
+                 slab: float = 0.6) -> None:
+        super().__init__("knee", "pd", split, size, length, seed, oversample, jitter, bias, phase, slices=slices,
+                         slab=slab)

@@ -310,16 +310,34 @@ class Phantom:
         return F.avg_pool2d(onehot[None], self.oversample)[0]
 
 
+def zoom_labels(labels: Tensor, factor: float) -> Tensor:
+    """A label map scaled by `factor` about the image centre (nearest neighbour; < 1 shrinks, background fills)."""
+    n = labels.shape[-1]
+    x, y = _grid(n)
+    grid = torch.stack([x / factor, y / factor], dim=-1)[None]
+    out = F.grid_sample(labels[None, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return out[0, 0].round().to(labels.dtype)
+
+
+def slice_zoom(position: float) -> float:
+    """In-plane scale of the slice at through-plane position z in [-1, 1] of an ellipsoidal subject: sqrt(1 - z^2)."""
+    if not -1 < position < 1:
+        raise ValueError(f"slice position must lie in (-1, 1), got {position}")
+    return math.sqrt(1.0 - position**2)
+
+
 def make_phantom(anatomy: str = "brain", contrast: str | Contrast = "t2", size: int = 64,
                  generator: torch.Generator | int | None = None, oversample: int = 4, jitter: float = 0.05,
-                 bias: float = 0.1, phase: float = 1.0, lesion_prob: float = 0.5) -> Phantom:
+                 bias: float = 0.1, phase: float = 1.0, lesion_prob: float = 0.5, position: float = 0.0) -> Phantom:
     """One phantom slice as a complex image stored as (2, size, size) float32.
 
     Tissue labels are drawn on a (size*oversample)^2 grid, the signal equation of `contrast` gives
     each tissue's magnitude, area averaging (avg-pool by `oversample`) downsamples it, a receive
     bias exp(bias * p2(x, y)) and a background phase phase * p2'(x, y) (p2: random quadratic
     polynomials, coefficients uniform in [-1, 1], constant phase uniform in [-pi, pi]) are applied.
-    Not normalised (see PhantomDataset).
+    `position` z in (-1, 1) is the slice's through-plane position in the subject: the same anatomy draws, scaled
+    in-plane by sqrt(1 - z^2) (an ellipsoidal subject's cross-section), the same tissue values and receive fields
+    (0: the central slice, the phantom of earlier versions). Not normalised (see PhantomDataset).
     """
     if anatomy not in ANATOMIES:
         raise ValueError(f"unknown anatomy {anatomy!r}; choose one of {sorted(ANATOMIES)}")
@@ -331,6 +349,8 @@ def make_phantom(anatomy: str = "brain", contrast: str | Contrast = "t2", size: 
     d = _Draws(generator, N_ANATOMY_DRAWS)
     n = size * oversample
     labels = brain_labels(n, d, lesion_prob=lesion_prob) if anatomy == "brain" else knee_labels(n, d)
+    if position != 0.0:
+        labels = zoom_labels(labels, slice_zoom(position))
     d.i = N_ANATOMY_DRAWS - 48  # tissue jitter uses the last 48 anatomy draws (4 x 8 tissues <= 48)
     params = tissue_parameters(anatomy, d, jitter)
     signal = con.signal(params["pd"], params["t1"], params["t2"], params["t2star"])

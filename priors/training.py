@@ -111,7 +111,8 @@ BOOKKEEPING = ("out", "resume", "command")  # per leg, never compared
 
 def option_name(key: str) -> str:
     """A TrainConfig field as `bench train-prior` spells it (--batch-size, --no-normalize, dataset key=value)."""
-    return {"normalize": "--no-normalize", "dataset_options": "the dataset options (key=value)"}.get(
+    return {"normalize": "--no-normalize", "dataset_options": "the dataset options (key=value)",
+            "problem_options": "the problem options (problem.key=value)"}.get(
         key, "--" + key.replace("_", "-"))
 
 
@@ -120,9 +121,10 @@ def plain_config(cfg: TrainConfig) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(cfg), default=str))
 
 
-def config_from_plain(stored: dict[str, Any]) -> TrainConfig:
-    """The TrainConfig a checkpoint stored; fields it lacks take their defaults, unknown keys are an error."""
-    known = {f.name for f in fields(TrainConfig)}
+def config_from_plain(stored: dict[str, Any], cls: type = TrainConfig) -> Any:
+    """The configuration (a `cls` dataclass, TrainConfig by default) a checkpoint stored; fields it lacks take their
+    defaults, unknown keys are an error."""
+    known = {f.name for f in fields(cls)}
     unknown = sorted(set(stored) - known)
     if unknown:
         raise ValueError(f"the checkpoint's configuration has options this version does not know: {', '.join(unknown)}; "
@@ -130,22 +132,23 @@ def config_from_plain(stored: dict[str, Any]) -> TrainConfig:
     values = dict(stored)
     if values.get("channels_mult") is not None:
         values["channels_mult"] = tuple(values["channels_mult"])
-    return TrainConfig(**values)
+    return cls(**values)
 
 
-def resume_conflicts(stored: TrainConfig, cfg: TrainConfig) -> list[str]:
-    """Each option outside RESUMABLE whose value in cfg differs from the checkpoint's, as
+def resume_conflicts(stored: Any, cfg: Any, resumable: tuple[str, ...] = RESUMABLE) -> list[str]:
+    """Each option outside `resumable` whose value in cfg differs from the checkpoint's, as
     "--option: <old> in the checkpoint, <new> now"."""
     old, new = plain_config(stored), plain_config(cfg)
     return [f"{option_name(k)}: {old[k]!r} in the checkpoint, {new[k]!r} now" for k in old
-            if k not in RESUMABLE + BOOKKEEPING and old[k] != new[k]]
+            if k not in resumable + BOOKKEEPING and old[k] != new[k]]
 
 
 def checkpoint_path(out: str | Path) -> Path:
     return Path(out) / "checkpoint" / "state.pt"
 
 
-def resume_config(out: str | Path, options: dict[str, Any]) -> TrainConfig:
+def resume_config(out: str | Path, options: dict[str, Any], cls: type = TrainConfig,
+                  resumable: tuple[str, ...] = RESUMABLE) -> Any:
     """The configuration of a resumed leg: the checkpoint's, with this leg's `options` (the ones given) applied.
 
     A given option outside RESUMABLE that differs from the checkpoint's value is an error naming it; the
@@ -158,13 +161,13 @@ def resume_config(out: str | Path, options: dict[str, Any]) -> TrainConfig:
     if "config" not in state:
         raise ValueError(f"{path}: the checkpoint stores no configuration (written before train-prior stored it); "
                          f"start a new --out")
-    stored = config_from_plain(state["config"])
+    stored = config_from_plain(state["config"], cls)
     cfg = replace(stored, **{**options, "out": str(out), "resume": True})
-    conflicts = resume_conflicts(stored, cfg)
+    conflicts = resume_conflicts(stored, cfg, resumable)
     if conflicts:
         raise ValueError(f"--resume reuses the checkpoint's configuration, and these options differ from it: "
                          f"{'; '.join(conflicts)}. Drop them (or give the checkpoint's values), or start a new --out; "
-                         f"a resumed leg may change only {', '.join(option_name(k) for k in RESUMABLE)}")
+                         f"a resumed leg may change only {', '.join(option_name(k) for k in resumable)}")
     return cfg
 
 

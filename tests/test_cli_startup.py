@@ -39,7 +39,8 @@ def probe(*argv: str, extra_path: str | None = None) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["list"], ["train-prior", "--help"], ["run", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["train-prior", "--help"], ["train-recon", "--help"],
+                                  ["run", "--help"]])
 def test_help_and_list_import_no_heavy_library(argv, plugin_path):
     got = probe(*argv, extra_path=str(plugin_path))
     assert got["code"] == 0

@@ -47,7 +47,7 @@ class CSMRIProblem(Problem):
     """
 
     default_dataset = "phantom-brain-t2"
-    default_prior = "phantom-brain-64"
+    default_prior = "brain-64"
 
     def __init__(self, size: int = 64, coils: int = 8, acceleration: float = 4.0, center_fraction: float = 0.08,
                  mask: str = "random", mask_seed: int = 0, noise_std: float = 0.005, snr_db: float | None = None,
@@ -188,7 +188,7 @@ class LowFieldProblem(Problem):
     """
 
     default_dataset = "phantom-brain-t2"
-    default_prior = "phantom-brain-64"
+    default_prior = "brain-64"
 
     def __init__(self, size: int = 64, k: float = 2.0, fwhm: float = 2.0, noise_std: float = 0.01,
                  fwhm_recon: float | None = None, snr_db: float | None = None) -> None:

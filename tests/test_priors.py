@@ -314,3 +314,24 @@ def test_shipped_prior_mismatch_refused_by_bench_run(plugin_path, tmp_path):
     assert res.returncode == 2, res.stderr
     assert "(2, 64, 64)" in res.stderr and "(1, 32, 32)" in res.stderr
     assert not (out / "samples.jsonl").exists()
+
+
+def test_brain_64_loads_from_package_data_and_denoises_anatomy(tmp_path):
+    """The default prior: the EDM network of priors/weights/brain-64, trained on anatomy-brain-mix; it denoises
+    anatomical test phantoms of a contrast it saw, and missing weights name the command that makes them."""
+    from inverse_problems.anatomy import AnatomyBrainT1
+    from priors.shipped import BRAIN_64, brain_64
+
+    prior = brain_64()
+    assert prior.channels == 2 and prior.resolution == (64, 64)
+    meta = json.loads((BRAIN_64 / "metadata.json").read_text())
+    assert meta["dataset"] == "anatomy-brain-mix" and meta["recipe"] == "edm" and meta["size"] == 64
+    assert (BRAIN_64 / "model.pt").stat().st_size <= 20 * 2**20
+    ds = AnatomyBrainT1("test", 64, length=2)
+    x0 = torch.stack([ds[i]["image"] for i in range(2)])
+    noisy = x0 + 0.2 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(15))
+    with torch.no_grad():
+        den = prior.denoise(noisy, 0.2)
+    assert float((den - x0).pow(2).mean()) < 0.25 * float((noisy - x0).pow(2).mean())
+    with pytest.raises(FileNotFoundError, match=r"nowhere.*bench train-prior --recipe edm"):
+        brain_64(path=str(tmp_path / "nowhere"))

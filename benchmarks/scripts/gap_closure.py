@@ -106,7 +106,7 @@ def markdown(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--algo", default="diffpir", help="the solver every run uses (default diffpir)")
-    p.add_argument("--prior", help="prior for every run (default: the problem's, phantom-brain-64)")
+    p.add_argument("--prior", help="prior for every run (default: the problem's, brain-64)")
     p.add_argument("--n", type=int, default=4, help="test samples per run")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)

@@ -22,7 +22,9 @@ likelihood of the operator's noise model when that is larger.
   y' = y + (tau/sqrt 2) e1, z' = x̂0 + sigma e2, and solve (A^T A + rho I) x = A^T y' + rho z',
   rho = tau^2/(2 sigma^2), by conjugate gradient; Cov(rhs) = P (up to the factor tau^2/2), so x ~ N(m, P^-1)
   exactly when CG has converged (`cg_iters`, `cg_tol`).
-One operator application (SVD) or `cg_iters` normal calls (CG) per annealing step instead of K Langevin steps,
+`exact_final="mean"` (default) returns the last step's conditional mean rather than a draw from it: a draw adds
+noise of std sigma_min along every direction the data do not see (the Langevin chain, started at x̂0 with a step
+far below sigma_min^2, leaves those directions at x̂0). One operator application (SVD) or `cg_iters` normal calls (CG) per annealing step instead of K Langevin steps,
 and the draw is the target itself rather than K steps of a chain started at x̂0 (which has not mixed along
 directions the data do not see: the exact draw puts the full prior spread sigma_i there).
 """
@@ -52,7 +54,7 @@ class DAPS(Algorithm):
                  langevin_steps: int = 100, lr: float = 1e-4, lr_min_ratio: float = 0.01, tau: float = 0.01,
                  tau_mode: str = "fixed", sigma_max: float = 100.0, sigma_min: float = 0.1,
                  ode_sigma_min: float = 0.01, x0_sampler: str = "langevin", exact_route: str = "auto",
-                 dense_max: int = 2048, cg_iters: int = 50, cg_tol: float = 1e-5) -> None:
+                 dense_max: int = 2048, cg_iters: int = 50, cg_tol: float = 1e-5, exact_final: str = "mean") -> None:
         super().__init__()
         if budget is not None and budget not in BUDGETS:
             raise ValueError(f"unknown budget {budget!r}; choose one of {sorted(BUDGETS)} or null with n_steps/ode_steps")
@@ -74,10 +76,13 @@ class DAPS(Algorithm):
         if exact_route not in EXACT_ROUTES:
             raise ValueError(f"exact_route must be one of {EXACT_ROUTES} ('auto': SVD where there is one, else "
                              f"perturb-and-MAP by CG), got {exact_route!r}")
+        if exact_final not in ("mean", "sample"):
+            raise ValueError(f"exact_final must be 'mean' (the last conditional's mean) or 'sample' (a draw), "
+                             f"got {exact_final!r}")
         if cg_iters < 1 or cg_tol < 0 or dense_max < 0:
             raise ValueError(f"need cg_iters >= 1, cg_tol >= 0, dense_max >= 0; got {cg_iters}, {cg_tol}, {dense_max}")
         self.x0_sampler, self.exact_route, self.dense_max = x0_sampler, exact_route, dense_max
-        self.cg_iters, self.cg_tol = cg_iters, cg_tol
+        self.cg_iters, self.cg_tol, self.exact_final = cg_iters, cg_tol, exact_final
         self.langevin_steps, self.lr, self.lr_min_ratio = langevin_steps, lr, lr_min_ratio
         self.tau, self.tau_mode = tau, tau_mode
         self.sigma_max, self.sigma_min, self.ode_sigma_min = sigma_max, sigma_min, ode_sigma_min
@@ -119,7 +124,7 @@ class DAPS(Algorithm):
         return "svd" if operator.svd() is not None or size <= self.dense_max else "cg"
 
     def exact_svd(self, x0: Tensor, y: Tensor, svd: SVD, sigma: float, tau: Tensor,
-                  generator: torch.Generator | None) -> Tensor:
+                  generator: torch.Generator | None, draw: bool = True) -> Tensor:
         """A draw from N(m, P^-1) in A's SVD basis: per coordinate p_i = 2 s_i^2/tau^2 + 1/sigma^2,
         x̄_i = (2 s_i (U^T y)_i/tau^2 + (V^T x̂0)_i/sigma^2)/p_i + z_i/sqrt(p_i)."""
         b = y.shape[0]
@@ -128,17 +133,19 @@ class DAPS(Algorithm):
         w = (2.0 / tau**2).view(-1, 1)
         prec = w * s**2 + 1.0 / sigma**2
         mean = (w * s * svd.Ut(y) + svd.Vt(x0) / sigma**2) / prec
-        return svd.V(mean + randn(mean, generator) * prec.rsqrt())
+        return svd.V(mean + randn(mean, generator) * prec.rsqrt() if draw else mean)
 
     def exact_cg(self, x0: Tensor, y: Tensor, operator: ForwardOperator, sigma: float, tau: Tensor,
-                 generator: torch.Generator | None) -> Tensor:
+                 generator: torch.Generator | None, draw: bool = True) -> Tensor:
         """Perturb-and-MAP: y' = y + (tau/sqrt 2) e1, z' = x̂0 + sigma e2, x = (A^T A + rho I)^-1 (A^T y' + rho z'),
-        rho = tau^2/(2 sigma^2), by CG warm-started at z' (exact at convergence)."""
-        e1 = randn(y.real if y.is_complex() else y, generator)
-        if y.is_complex():
-            e1 = torch.complex(e1, randn(e1, generator))
-        yp = y + per_sample(tau / 2**0.5, e1) * e1
-        zp = x0 + sigma * randn(x0, generator)
+        rho = tau^2/(2 sigma^2), by CG warm-started at z' (exact at convergence); without `draw`, the mean (e = 0)."""
+        yp, zp = y, x0
+        if draw:
+            e1 = randn(y.real if y.is_complex() else y, generator)
+            if y.is_complex():
+                e1 = torch.complex(e1, randn(e1, generator))
+            yp = y + per_sample(tau / 2**0.5, e1) * e1
+            zp = x0 + sigma * randn(x0, generator)
         rho = tau**2 / (2 * sigma**2)
         rhs = operator.adjoint(yp) + per_sample(rho, zp) * zp
         return conjugate_gradient(lambda v: operator.normal(v) + per_sample(rho, v) * v, rhs, x0=zp,
@@ -149,9 +156,10 @@ class DAPS(Algorithm):
         """Step 2 at annealing step i: the official Langevin chain, or the exact draw (SVD or CG route)."""
         if self.x0_sampler == "langevin":
             return self.langevin(x0, y, operator, sigma, self.step_size(i), tau, generator)
+        draw = not (self.exact_final == "mean" and i == self.n_steps - 1)
         if svd is not None:
-            return self.exact_svd(x0, y, svd, sigma, tau, generator)
-        return self.exact_cg(x0, y, operator, sigma, tau, generator)
+            return self.exact_svd(x0, y, svd, sigma, tau, generator, draw)
+        return self.exact_cg(x0, y, operator, sigma, tau, generator, draw)
 
     @torch.no_grad()
     def run(self, y: Tensor, operator: ForwardOperator, prior: Prior, generator: torch.Generator | None,

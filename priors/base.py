@@ -49,8 +49,8 @@ class Prior(nn.Module):
             raise ValueError(f"memory_format must be one of {MEMORY_FORMATS} (run.memory_format), got {memory_format!r}")
         self.precision, self.memory_format = precision, memory_format
         layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
-        net = getattr(self, self.network_attr) if self.network_attr else self
-        if isinstance(net, nn.Module):
+        net = getattr(self, self.network_attr) if self.network_attr else None
+        if isinstance(net, nn.Module):  # a prior without a network (analytic) is left as it is
             net.to(memory_format=layout)
         return self
 

@@ -1,8 +1,12 @@
 """Per-sample image metrics on un-scaled images, magnitude for complex (2-channel) data.
 
-PSNR and SSIM come from piq with the data range taken from the target: its maximum magnitude for
-complex data, max - min for real single-channel data (both images shifted by the target's minimum);
-the reconstruction is clipped to [0, range] as piq requires. NMSE = ||x - ref||^2 / ||ref||^2 and
+PSNR and SSIM are piq's (Kastryulin et al. 2022), computed here with its definitions so that importing
+piq (and torchvision with it, seconds at start-up) waits until LPIPS needs it: on images divided by the data
+range, PSNR = -10 log10(mse + 1e-8); SSIM (Wang et al. 2004) with an 11 x 11 Gaussian window (sigma 1.5, valid
+convolution), K1 = 0.01, K2 = 0.03, the images average-pooled by round(min(H, W)/256) first when that is > 1,
+the mean over windows and channels (tests/test_metrics_piq.py checks both against piq). The data range is taken
+from the target: its maximum magnitude for complex data, max - min for real single-channel data (both images
+shifted by the target's minimum); the reconstruction is clipped to [0, range] as piq requires. NMSE = ||x - ref||^2 / ||ref||^2 and
 NCC (Pearson correlation) are on magnitudes too. LPIPS (piq, VGG16) is computed only when its
 weights are already in the torch hub cache: offline without them it is null, with one warning.
 
@@ -20,7 +24,6 @@ import warnings
 from functools import lru_cache
 
 import numpy as np
-import piq
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -45,7 +48,44 @@ def _lpips_model() -> torch.nn.Module | None:
             RuntimeWarning, stacklevel=3,
         )
         return None
+    import piq  # imports torchvision: only when LPIPS is computed
+
     return piq.LPIPS(reduction="none").eval()
+
+
+def psnr(x: Tensor, y: Tensor, data_range: float) -> Tensor:
+    """(B,) piq.psnr: -10 log10(mean((x - y)^2)/range^2 + 1e-8) on (B, C, H, W) images in [0, range]."""
+    mse = ((x / data_range - y / data_range) ** 2).mean(dim=(1, 2, 3))
+    return -10 * torch.log10(mse + 1e-8)
+
+
+def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    coords = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2.0
+    g = coords**2
+    g = (-(g[None] + g[:, None]) / (2 * sigma**2)).exp()
+    return (g / g.sum())[None]
+
+
+def ssim(x: Tensor, y: Tensor, data_range: float, kernel_size: int = 11, kernel_sigma: float = 1.5,
+         k1: float = 0.01, k2: float = 0.03) -> Tensor:
+    """(B,) piq.ssim (downsample=True) of (B, C, H, W) images in [0, range]: the mean over channels and valid
+    windows of (2 mu_x mu_y + c1)(2 s_xy + c2) / ((mu_x^2 + mu_y^2 + c1)(s_x^2 + s_y^2 + c2)), c = K^2."""
+    x, y = x / float(data_range), y / float(data_range)
+    f = max(1, round(min(x.shape[-2:]) / 256))
+    if f > 1:
+        x, y = F.avg_pool2d(x, kernel_size=f), F.avg_pool2d(y, kernel_size=f)
+    if x.shape[-1] < kernel_size or x.shape[-2] < kernel_size:
+        raise ValueError(f"SSIM's {kernel_size} x {kernel_size} window does not fit images of {tuple(x.shape[-2:])}")
+    c = x.shape[1]
+    kernel = _gaussian_window(kernel_size, kernel_sigma, x.dtype, x.device).repeat(c, 1, 1, 1)
+    conv = lambda t: F.conv2d(t, weight=kernel, stride=1, padding=0, groups=c)  # noqa: E731
+    mu_x, mu_y = conv(x), conv(y)
+    mu_xx, mu_yy, mu_xy = mu_x**2, mu_y**2, mu_x * mu_y
+    s_xx, s_yy, s_xy = conv(x**2) - mu_xx, conv(y**2) - mu_yy, conv(x * y) - mu_xy
+    c1, c2 = k1**2, k2**2
+    cs = (2.0 * s_xy + c2) / (s_xx + s_yy + c2)
+    ss = (2.0 * mu_xy + c1) / (mu_xx + mu_yy + c1) * cs
+    return ss.mean(dim=(-1, -2)).mean(1)
 
 
 def image_metrics(x: Tensor, ref: Tensor) -> list[dict[str, float | None]]:
@@ -66,8 +106,8 @@ def image_metrics(x: Tensor, ref: Tensor) -> list[dict[str, float | None]]:
         xz, rz = xi - xi.mean(), ri - ri.mean()
         ncc = (xz * rz).sum() / (xz.norm() * rz.norm()).clamp_min(1e-30)
         row: dict[str, float | None] = {
-            "psnr": float(piq.psnr(xc, ri, data_range=data_range)),
-            "ssim": float(piq.ssim(xc, ri, data_range=data_range)),
+            "psnr": float(psnr(xc, ri, data_range)),
+            "ssim": float(ssim(xc, ri, data_range)),
             "nmse": float(err / ref_energy.clamp_min(1e-30)),
             "ncc": float(ncc),
             "lpips": None,

@@ -38,7 +38,7 @@ from benchmarks.metrics import (IMAGE_METRICS, VOLUME_METRICS, image_metrics, pe
 from benchmarks.results import METRICS, RunDir, aggregate, problem_info, run_defaults
 from inverse_problems.base import Problem
 from inverse_problems.random import SampleGenerators
-from priors.base import Prior
+from priors.base import MEMORY_FORMATS, PRECISIONS, Prior
 
 try:  # the dataset readers' own error type, where they define one
     from inverse_problems.datasets import DataError  # type: ignore[attr-defined]
@@ -74,6 +74,18 @@ def check_run_options(cfg: DictConfig) -> None:
         value = cfg.run.get(key, valid.get(key, False))
         if not isinstance(value, bool):
             raise ConfigError(f"run.{key} must be true or false, got {value!r}")
+    for key, allowed in (("precision", tuple(PRECISIONS)), ("memory_format", ("auto", *MEMORY_FORMATS))):
+        value = cfg.run.get(key, valid[key])
+        if value not in allowed:
+            raise ConfigError(f"run.{key} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def memory_format(spec: str, device: torch.device) -> str:
+    """run.memory_format: `auto` is channels_last on CPU (the shipped UNet's convolutions run faster in NHWC
+    there, benchmarks/results/denoiser_speed.json) and contiguous elsewhere (not measured on a GPU)."""
+    if spec != "auto":
+        return spec
+    return "channels_last" if device.type == "cpu" else "contiguous"
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -148,6 +160,7 @@ def build_components(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
         prior = prior.to(device).eval()
         for p in prior.parameters():
             p.requires_grad_(False)
+        prior.set_execution(cfg.run.get("precision", "fp32"), memory_format(cfg.run.get("memory_format", "auto"), device))
         if cfg.run.get("prior_per_sample", False):
             prior = PerSamplePrior(prior)
     adapters: list[Adapter] = [registry.build("adapters", a, **dict(options(cfg, "adapters").get(a, {})))

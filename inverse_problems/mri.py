@@ -160,6 +160,13 @@ class MultiCoilMRI(AdaptableMixin, ForwardOperator):
         out.mask = mask.clone()
         return out
 
+    def normal(self, x: Tensor) -> Tensor:
+        """A^H A x = sum_c S_c^H F^H M M F S_c x, with the effective maps computed once (not once per direction)."""
+        self.check_image(x)
+        maps = self.effective_maps()
+        k = fft2c(maps * to_complex(x)[:, None]) * self.mask
+        return to_real((maps.conj() * ifft2c(k * self.mask)).sum(dim=1))
+
     def rss(self, y: Tensor) -> Tensor:
         """Root-sum-of-squares of the coil images as a zero-phase 2-channel image (B, 2, H, W)."""
         mag = rss(self.coil_images(y), dim=1)[:, 0]

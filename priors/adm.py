@@ -85,7 +85,8 @@ class ADMPrior(DiffusersPrior):
     """
 
     def __init__(self, path: str | None = None, preset: str | None = None, config: str | None = None,
-                 key: str | None = None, class_label: int | None = None, unet: nn.Module | None = None) -> None:
+                 key: str | None = None, class_label: int | None = None, unet: nn.Module | None = None,
+                 compile: bool = False) -> None:
         if unet is None:
             if path is None:
                 raise ValueError("the ADM prior needs prior.path=FILE (a guided-diffusion checkpoint, e.g. ffhq_10m.pt)")
@@ -96,7 +97,7 @@ class ADMPrior(DiffusersPrior):
         if classes is not None and (class_label is None or not 0 <= class_label < classes):
             raise ValueError(f"the network is class-conditional ({classes} classes): pass prior.class_label=K with "
                              f"0 <= K < {classes}" + ("" if class_label is None else f", got {class_label}"))
-        super().__init__(unet=unet, scheduler_config=LINEAR_SCHEDULE)
+        super().__init__(unet=unet, scheduler_config=LINEAR_SCHEDULE, compile=compile)
         self.class_label = class_label
         self.resolution = (int(unet.image_size), int(unet.image_size))
         self.source = None if path is None else str(path)
@@ -107,4 +108,4 @@ class ADMPrior(DiffusersPrior):
             return super().model_output(x_vp, t)[:, : self.channels]
         dtype = next(self.unet.parameters()).dtype
         y = torch.full((x_vp.shape[0],), self.class_label, dtype=torch.long, device=x_vp.device)
-        return self.unet(x_vp.to(dtype), t, y)[:, : self.channels].to(x_vp.dtype)
+        return self.network(self.unet, x_vp.to(dtype), t, y)[:, : self.channels].to(x_vp.dtype)

@@ -63,12 +63,14 @@ class DiffusersPrior(Prior):
     Load with `path` (a local diffusers directory, pipeline layout unet/ + scheduler/ or a bare model
     folder with scheduler_config.json, or a hub id from the local cache; `download=True` lets it fetch
     one) and optional `subfolder`; or pass a built `unet` module and `scheduler_config` dict directly.
-    Weights that hold NaN or Inf are refused.
+    Weights that hold NaN or Inf are refused. `compile`: torch.compile the UNet (Prior.compile_network).
     """
+
+    network_attr = "unet"
 
     def __init__(self, path: str | None = None, subfolder: str | None = None, unet: nn.Module | None = None,
                  scheduler_config: dict[str, Any] | None = None, prediction_type: str | None = None,
-                 dtype: str | None = None, download: bool = False) -> None:
+                 dtype: str | None = None, download: bool = False, compile: bool = False) -> None:
         super().__init__()
         if unet is None:
             if path is None:
@@ -96,6 +98,8 @@ class DiffusersPrior(Prior):
         self.resolution = None if size is None else ((int(size), int(size)) if isinstance(size, int)
                                                      else (int(size[0]), int(size[1])))
         self.source = None if path is None else str(path)
+        if compile:
+            self.compile_network()
 
     def timestep(self, sigma: Tensor) -> Tensor:
         """The continuous VP timestep t(sigma) (priors.schedules.sigma_to_t on this model's table)."""
@@ -103,11 +107,7 @@ class DiffusersPrior(Prior):
 
     def model_output(self, x_vp: Tensor, t: Tensor) -> Tensor:
         dtype = next((p.dtype for p in self.unet.parameters()), x_vp.dtype)
-        out = self.unet(x_vp.to(dtype), t)
-        out = getattr(out, "sample", out)
-        if isinstance(out, tuple):
-            out = out[0]
-        return out.to(x_vp.dtype)
+        return self.network(self.unet, x_vp.to(dtype), t).to(x_vp.dtype)
 
     def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         s = sigma_like(sigma, x)

@@ -107,11 +107,15 @@ class EDMPrior(Prior):
     `path`: a torch checkpoint (`ema`, `net` or a bare state dict; EDM pickles via
     benchmarks/scripts/convert_edm_pickle.py); `preset` or `config` (json) names the architecture, else the
     json beside the weights. `key` picks the entry of the checkpoint dict; `class_label` conditions a
-    class-conditional network on one class (the reference passes zeros when none is given).
+    class-conditional network on one class (the reference passes zeros when none is given). `compile`:
+    torch.compile the network (Prior.compile_network).
     """
 
+    network_attr = "net"
+
     def __init__(self, path: str | None = None, preset: str | None = None, config: str | None = None,
-                 key: str | None = None, class_label: int | None = None, net: nn.Module | None = None) -> None:
+                 key: str | None = None, class_label: int | None = None, net: nn.Module | None = None,
+                 compile: bool = False) -> None:
         super().__init__()
         if net is None:
             if path is None:
@@ -129,10 +133,12 @@ class EDMPrior(Prior):
                              + (" (it is unconditional: drop prior.class_label)" if not net.label_dim else ""))
         self.class_label = class_label
         self.source = None if path is None else str(path)
+        if compile:
+            self.compile_network()
 
     def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         labels = None
         if self.class_label is not None:
             labels = torch.zeros(x.shape[0], int(self.net.label_dim), device=x.device)
             labels[:, self.class_label] = 1
-        return self.net(x, sigma_like(sigma, x), class_labels=labels).to(x.dtype)
+        return self.network(self.net, x, sigma_like(sigma, x), class_labels=labels)

@@ -23,13 +23,14 @@ TRAIN_COMMAND = ("bench train-prior --dataset phantom-brain-t2 --size 64 --steps
                  "--out {path}")
 
 
-def phantom_brain_64(device: str | None = None, path: str | None = None) -> DiffusersPrior:
-    """Shipped diffusion prior: 64x64 complex T2w brain phantoms (diffusers UNet, v-prediction)."""
+def phantom_brain_64(device: str | None = None, path: str | None = None, compile: bool = False) -> DiffusersPrior:
+    """Shipped diffusion prior: 64x64 complex T2w brain phantoms (diffusers UNet, v-prediction); `compile`:
+    torch.compile its UNet."""
     where = Path(path) if path else WEIGHTS
     if not (where / "unet" / "config.json").exists() or not (where / "scheduler" / "scheduler_config.json").exists():
         raise FileNotFoundError(f"the shipped prior's weights are missing at {where} (need unet/ and scheduler/); "
                                 f"recreate them with `{TRAIN_COMMAND.format(path=where)}`")
-    prior = DiffusersPrior(path=str(where))
+    prior = DiffusersPrior(path=str(where), compile=compile)
     if device is not None:
         prior = prior.to(torch.device(device))
     return prior.eval()

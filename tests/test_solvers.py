@@ -64,6 +64,7 @@ SOLVERS = {
     "dps": (lambda: DPS(n_steps=12), 12),
     "ddrm": (lambda: DDRM(n_steps=10), 10),
     "daps": (lambda: DAPS(budget=None, n_steps=6, ode_steps=3, langevin_steps=5), 18),
+    "daps-exact": (lambda: DAPS(budget=None, n_steps=6, ode_steps=3, x0_sampler="exact"), 18),
     "diffpir": (lambda: DiffPIR(n_steps=10), 9),  # the last step (t = 0) calls no network (the official code)
     "diffdeur": (lambda: DiffDeuR(n_steps=4, inr_iters=5, width=16, n_freq=8), 4),
 }

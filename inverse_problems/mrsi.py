@@ -159,18 +159,28 @@ class MRSI(AdaptableMixin, ForwardOperator):
 
     def adjoint(self, y: Tensor) -> Tensor:
         """x_m(r) = Re sum_t conj(phi_m(r, t)) (F^H M y)(r, t), written out (real maps: the real part)."""
-        z = self.voxel_signals(y) * self.modulation().conj()
-        return torch.einsum("mt,bthw->bmhw", self.lines.conj(), z).real.to(torch.float32)
+        return self.analysis(self.voxel_signals(y)).real.to(torch.float32)
+
+    def analysis(self, s: Tensor) -> Tensor:
+        """Phi^H s: c_m(r) = sum_t conj(phi_m(r, t)) s(r, t) of voxel FIDs s (B, N_t, H, W), (B, M, H, W) complex."""
+        z = s.to(self.lines.dtype) * self.modulation().conj()
+        return torch.einsum("mt,bthw->bmhw", self.lines.conj(), z)
 
     @torch.no_grad()
     def fit(self, y: Tensor, damping: float = 0.0) -> Tensor:
         """The per-voxel linear least-squares fit of the line shapes to the zero-filled voxel FIDs z = F^H M y (the
-        CSI pipeline): x(r) = (Re Phi(r)^H Phi(r) + damping I)^{-1} Re Phi(r)^H z(r, .), (B, M, H, W) real; with
-        Re Phi^H z = A^H y. Exact for fully sampled noiseless data."""
+        CSI pipeline): `fit_signals(voxel_signals(y))`, with Re Phi^H z = A^H y. Exact for fully sampled noiseless
+        data."""
+        return self.fit_signals(self.voxel_signals(y), damping)
+
+    @torch.no_grad()
+    def fit_signals(self, s: Tensor, damping: float = 0.0) -> Tensor:
+        """Real maps x(r) = (Re Phi(r)^H Phi(r) + damping I)^{-1} Re Phi(r)^H s(r, .) fitted to voxel FIDs s
+        (B, N_t, H, W) complex, with Phi(r) the N_t x M basis of the current parameters; (B, M, H, W) real."""
         phi = self.basis()  # (B', M, N_t, H, W)
         gram = torch.einsum("bmthw,bnthw->bhwmn", phi.conj(), phi).real.double()
         gram = gram + damping * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-        rhs = self.adjoint(y).double().permute(0, 2, 3, 1).unsqueeze(-1)  # (B, H, W, M, 1)
+        rhs = self.analysis(s).real.double().permute(0, 2, 3, 1).unsqueeze(-1)  # (B, H, W, M, 1)
         x = torch.linalg.solve(gram.expand(rhs.shape[0], *gram.shape[1:]), rhs)
         return x.squeeze(-1).permute(0, 3, 1, 2).float()
 

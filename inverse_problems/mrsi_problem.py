@@ -51,7 +51,7 @@ class MRSIProblem(Problem):
     """
 
     default_dataset = "phantom-dmi"
-    default_prior = None  # no shipped M-channel prior: the diffusion solvers need --prior
+    default_prior = "phantom-dmi-32"  # the shipped 4-channel EDM prior (priors.shipped.phantom_dmi_32)
 
     def __init__(self, size: int = 32, n_t: int = 96, dwell_ms: float = 2.6, field_t: float = 7.0,
                  acceleration: float = 4.0, center_fraction: float = 0.25, mask: str = "vd2d", mask_seed: int = 0,

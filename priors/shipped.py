@@ -1,9 +1,12 @@
-"""The prior that ships with the project: `phantom-brain-64`.
+"""The priors that ship with the project: `phantom-brain-64` and `phantom-dmi-32`.
 
-A small diffusers UNet2DModel (v-prediction, DDPM VP-linear schedule) trained by `bench train-prior`
-on 64x64 complex (2-channel) T2-weighted brain phantoms (dataset `phantom-brain-t2`), stored as
-package data in priors/weights/phantom-brain-64 (safetensors). metadata.json there records the exact
-training command, wall time, parameter count and final loss.
+`phantom-brain-64`: a small diffusers UNet2DModel (v-prediction, DDPM VP-linear schedule) trained by
+`bench train-prior` on 64x64 complex (2-channel) T2-weighted brain phantoms (dataset `phantom-brain-t2`),
+stored as package data in priors/weights/phantom-brain-64 (safetensors).
+`phantom-dmi-32`: a small EDM network (DDPM++ SongUNet, Karras et al. 2022 preconditioning) trained by
+`bench train-prior --recipe edm` on 32x32 4-channel metabolite maps (water, Glc, Glx, Lac) of the dynamic
+deuterium phantoms (dataset `phantom-dmi`), in priors/weights/phantom-dmi-32 (model.pt + model.json).
+metadata.json beside each records the exact training command, wall time, parameter count and final loss.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from pathlib import Path
 import torch
 
 from priors.diffusers_prior import DiffusersPrior
+from priors.edm import EDMPrior
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "phantom-brain-64"
 TRAIN_COMMAND = ("bench train-prior --dataset phantom-brain-t2 --size 64 --steps 2400 --batch-size 16 --lr 5e-4 "
@@ -26,6 +30,23 @@ def phantom_brain_64(device: str | None = None, path: str | None = None) -> Diff
         raise FileNotFoundError(f"the shipped prior's weights are missing at {where} (need unet/ and scheduler/); "
                                 f"recreate them with `{TRAIN_COMMAND.format(path=where)}`")
     prior = DiffusersPrior(path=str(where))
+    if device is not None:
+        prior = prior.to(torch.device(device))
+    return prior.eval()
+
+
+DMI_WEIGHTS = Path(__file__).resolve().parent / "weights" / "phantom-dmi-32"
+DMI_TRAIN_COMMAND = ("bench train-prior --recipe edm --model compact --dataset phantom-dmi --size 32 --steps 4000 "
+                     "--batch-size 16 --lr 5e-4 --ema 0.995 --n-images 2048 --seed 0 --threads 1 --cpu --out {path}")
+
+
+def phantom_dmi_32(device: str | None = None, path: str | None = None) -> EDMPrior:
+    """Shipped diffusion prior: 32x32 4-channel DMI metabolite maps (water, Glc, Glx, Lac; EDM DDPM++ network)."""
+    where = Path(path) if path else DMI_WEIGHTS
+    if not (where / "model.pt").exists() or not (where / "model.json").exists():
+        raise FileNotFoundError(f"the shipped prior's weights are missing at {where} (need model.pt and model.json); "
+                                f"recreate them with `{DMI_TRAIN_COMMAND.format(path=where)}`")
+    prior = EDMPrior(path=str(where / "model.pt"))
     if device is not None:
         prior = prior.to(torch.device(device))
     return prior.eval()

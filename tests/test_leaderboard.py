@@ -76,7 +76,8 @@ def test_schema_rejects_malformed(tmp_path):
     board = leaderboard.build([tmp_path])
     schema = json.loads(leaderboard.SCHEMA_PATH.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
-    assert schema["properties"]["schema_version"]["const"] == leaderboard.SCHEMA_VERSION
+    assert schema["properties"]["schema_version"]["enum"] == list(leaderboard.READABLE_VERSIONS)
+    assert leaderboard.SCHEMA_VERSION == leaderboard.READABLE_VERSIONS[-1]
     bad = json.loads(json.dumps(board))
     del bad["entries"][0]["metrics"]
     with pytest.raises(jsonschema.ValidationError):

@@ -6,6 +6,7 @@ import json
 import math
 import textwrap
 import warnings
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -417,3 +418,26 @@ def test_tuning_label_says_when_the_defaults_won():
     assert leaderboard.tuning_label(tuned) == "tuned on val, 8 trials"
     assert leaderboard.tuning_label({**tuned, "changed_options": {}}) == "tuned on val, 8 trials: defaults kept"
     assert leaderboard.tuning_label({"tuning": None, "changed_options": {}}) == "defaults"
+
+
+def test_a_schema_2_1_board_stays_valid_and_the_problem_block_is_checked(tmp_path):
+    """2.2 added only the optional per-entry problem_metrics block: the shipped 2.1 board validates; a block without
+    its version, or with a per-run value that is not a number, does not."""
+    old = json.loads((Path(leaderboard.__file__).parent / "results" / "leaderboard.json").read_text())
+    assert old["schema_version"] == "2.1"
+    leaderboard.validate(old)
+    fake_run(tmp_path / "a", "daps", [30.0])
+    board = leaderboard.build([tmp_path])
+    assert board["schema_version"] == "2.2" and "problem_metrics" not in board["entries"][0]
+    board["entries"][0]["problem_metrics"] = {"version": "mrsi-1", "per_run": {"kinetic_error_lac": 0.1},
+                                              "per_sample": {"nrmse_lac": {"mean": 0.2, "std": 0.0, "n": 1,
+                                                                           "n_nonfinite": 0}}}
+    leaderboard.validate(board)
+    bad = json.loads(json.dumps(board))
+    del bad["entries"][0]["problem_metrics"]["version"]
+    with pytest.raises(jsonschema.ValidationError):
+        leaderboard.validate(bad)
+    bad = json.loads(json.dumps(board))
+    bad["entries"][0]["problem_metrics"]["per_run"]["kinetic_error_lac"] = "low"
+    with pytest.raises(jsonschema.ValidationError):
+        leaderboard.validate(bad)

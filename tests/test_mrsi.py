@@ -307,9 +307,25 @@ def test_bench_run_mrsi_csi_fit(tmp_path) -> None:
     out = tmp_path / "run"
     res = bench("run", "--problem", "mrsi", "--algo", "csi-fit", "--n", "2", "--out", str(out), "--quiet",
                 "problem.size=16", "dataset.size=16", "problem.n_t=16")
-    assert "nrmse_lac" in res.stdout
+    assert "nrmse_lac" in res.stdout and "kinetic_error_lac" in res.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_ok"] == 2 and summary["problem_metrics"]["nrmse_glc"]["n"] == 2
+    assert summary["problem_metrics_version"] == "mrsi-1"
+    runm = summary["problem_run_metrics"]
+    assert set(runm) >= {f"kinetic_error_{m}" for m in ("water", "glc", "glx", "lac")} | {"lac_glx_tumour_error"}
+    assert 0 < runm["kinetic_error_water"] < 1
+    # the report draws every metabolite, the kinetic curves and a voxel spectrum
+    rep = bench("report", str(out))
+    assert "kinetic_error_glc" in rep.stdout
+    assert {p.name for p in (out / "figures").iterdir()} == {"samples.png", "kinetics.png", "spectrum.png"}
+    # the leaderboard's versioned problem-specific block, valid against the shipped schema
+    from benchmarks import leaderboard
+
+    board = leaderboard.build([out])
+    leaderboard.validate(board)
+    block = board["entries"][0]["problem_metrics"]
+    assert block["version"] == "mrsi-1" and block["per_sample"]["nrmse_lac"]["n"] == 2
+    assert block["per_run"]["kinetic_error_water"] == pytest.approx(runm["kinetic_error_water"])
     refused = bench("run", "--problem", "mrsi", "--algo", "daps", "--prior", "phantom-brain-64", "--n", "1", "--out",
                     str(tmp_path / "r2"), "--quiet", check=False)
     assert refused.returncode != 0 and "(2, 64, 64)" in refused.stderr and "(4, 32, 32)" in refused.stderr

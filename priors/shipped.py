@@ -36,7 +36,7 @@ def phantom_brain_64(device: str | None = None, path: str | None = None) -> Diff
 
 
 DMI_WEIGHTS = Path(__file__).resolve().parent / "weights" / "phantom-dmi-32"
-DMI_TRAIN_COMMAND = ("bench train-prior --recipe edm --model compact --dataset phantom-dmi --size 32 --steps 4000 "
+DMI_TRAIN_COMMAND = ("bench train-prior --recipe edm --model compact --dataset phantom-dmi --size 32 --steps 1000 "
                      "--batch-size 16 --lr 5e-4 --ema 0.995 --n-images 2048 --seed 0 --threads 1 --cpu --out {path}")
 
 

@@ -110,6 +110,9 @@ class MRSI(AdaptableMixin, ForwardOperator):
         self.register_buffer("mask", mask.float())
         self.register_buffer("b0_hz", b0)
         self.register_buffer("times", torch.arange(n_t, device=dev, dtype=torch.float32) * (dwell_ms / 1000.0))
+        # exp(2 pi i df(r) t), (B', N_t, H, W): the B0 map's part of the modulation, fixed, computed once
+        angle = 2 * math.pi * b0[:, None] * self.times.view(1, -1, 1, 1)
+        self.register_buffer("b0_phase", torch.polar(torch.ones_like(angle), angle), persistent=False)
         rates = 1000.0 / torch.as_tensor(t2star_ms, dtype=torch.float32)
         t = self.times.cpu()[None]
         nominal = torch.exp(torch.complex(-rates[:, None] * t, 2 * math.pi * shifts_hz(shifts_ppm, field_t)[:, None] * t))
@@ -134,16 +137,20 @@ class MRSI(AdaptableMixin, ForwardOperator):
         return 1000.0 / self.dwell_ms
 
     def modulation(self) -> Tensor:
-        """h(r, t) = exp(i theta + (2 pi i (df(r) + delta) - pi lw) t), (B', N_t, H, W) complex; differentiable."""
-        t = self.times.view(1, -1, 1, 1)
-        freq = self.b0_hz[:, None] + self.drift.view(-1, 1, 1, 1)
-        damp = math.pi * self.linewidth.view(-1, 1, 1, 1) * t
-        angle = 2 * math.pi * freq * t + self.phase.view(-1, 1, 1, 1)
-        return torch.exp(torch.complex(-damp.expand_as(angle), angle))
+        """h(r, t) = exp(i theta + (2 pi i (df(r) + delta) - pi lw) t), (B', N_t, H, W) complex; differentiable in
+        delta, lw and theta. Computed as exp(2 pi i df(r) t) (the fixed `b0_phase`) times the global factor
+        exp(i theta + (2 pi i delta - pi lw) t) of each sample, (B', N_t, 1, 1)."""
+        t = self.times.view(1, -1)
+        damp = math.pi * self.linewidth.view(-1, 1) * t
+        angle = 2 * math.pi * self.drift.view(-1, 1) * t + self.phase.view(-1, 1)
+        glob = torch.exp(torch.complex(-damp.expand_as(angle), angle))
+        return self.b0_phase * glob[:, :, None, None]
 
     def fid(self, x: Tensor) -> Tensor:
         """s(r, t) = sum_m x_m(r) phi_m(r, t): the voxel signals, (B, N_t, H, W) complex."""
-        return self.modulation() * torch.einsum("mt,bmhw->bthw", self.lines, x.to(self.lines.dtype))
+        b, m, h, w = x.shape
+        mix = (self.lines.T @ x.reshape(b, m, h * w).to(self.lines.dtype)).view(b, self.n_t, h, w)  # matmul: no einsum
+        return self.modulation() * mix
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_image(x)
@@ -164,7 +171,8 @@ class MRSI(AdaptableMixin, ForwardOperator):
     def analysis(self, s: Tensor) -> Tensor:
         """Phi^H s: c_m(r) = sum_t conj(phi_m(r, t)) s(r, t) of voxel FIDs s (B, N_t, H, W), (B, M, H, W) complex."""
         z = s.to(self.lines.dtype) * self.modulation().conj()
-        return torch.einsum("mt,bthw->bmhw", self.lines.conj(), z)
+        b, n_t, h, w = z.shape
+        return (self.lines.conj() @ z.reshape(b, n_t, h * w)).view(b, -1, h, w)
 
     @torch.no_grad()
     def fit(self, y: Tensor, damping: float = 0.0) -> Tensor:

@@ -329,3 +329,20 @@ def test_bench_run_mrsi_csi_fit(tmp_path) -> None:
     refused = bench("run", "--problem", "mrsi", "--algo", "daps", "--prior", "phantom-brain-64", "--n", "1", "--out",
                     str(tmp_path / "r2"), "--quiet", check=False)
     assert refused.returncode != 0 and "(2, 64, 64)" in refused.stderr and "(4, 32, 32)" in refused.stderr
+
+
+def test_shipped_dmi_prior_fits_mrsi_and_is_refused_elsewhere_naming_both_shapes(tmp_path) -> None:
+    """phantom-dmi-32 is a 4-channel 32 x 32 denoiser that the default mrsi problem accepts; a problem of
+    another channel count is refused before any compute with both shapes named; missing weights name the command."""
+    from priors.shipped import phantom_dmi_32
+
+    prior = phantom_dmi_32()
+    assert prior.channels == 4 and tuple(prior.resolution) == (32, 32)
+    prior.check_compatible(MRSIProblem().image_shape, "problem 'mrsi'")
+    x = torch.randn((2, 4, 32, 32), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.isfinite(prior.denoise(x, 0.5)).all()
+    with pytest.raises(ValueError, match=r"\(4, 32, 32\).*\(2, 32, 32\)"):
+        prior.check_compatible((2, 32, 32), "problem 'cs_mri'")
+    with pytest.raises(FileNotFoundError, match="bench train-prior --recipe edm"):
+        phantom_dmi_32(path=str(tmp_path))

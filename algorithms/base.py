@@ -129,6 +129,9 @@ operator's support (pixels the measurements cannot see are zero).
     # when the operator has no closed form; 0 = none.
     dense_max: int = 0
     project_support: bool = True  # zero the pixels outside operator.support() (False: a method that uses no maps)
+    # Capability: the operator attributes this algorithm needs beyond ForwardOperator's (e.g. an MRSI line-shape
+    # fit); an operator without them is refused before compute. Batteries pick an operator that has them.
+    operator_needs: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.nfe = 0
@@ -145,6 +148,10 @@ operator's support (pixels the measurements cannot see are zero).
 
     def check(self, operator: ForwardOperator, prior: Prior | None) -> None:
         """Refuse, before any compute, an operator or prior this algorithm cannot use."""
+        missing = [m for m in self.operator_needs if not hasattr(operator, m)]
+        if missing:
+            raise ValueError(f"{type(self).__name__} needs an operator with {', '.join(missing)}, which "
+                             f"{type(operator).__name__} lacks; use a problem whose operator has them")
         if self.uses_prior and prior is None:
             raise ValueError(f"{type(self).__name__} needs a prior; pass --prior NAME")
         size = math.prod(operator.image_shape)

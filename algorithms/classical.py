@@ -153,6 +153,7 @@ class TotalVariation(Algorithm):
     """TV: argmin_x 1/2 ||A x - y||^2 + lam sum_p |grad x(p)| (isotropic) by Chambolle-Pock PDHG."""
 
     uses_prior = False
+    channelwise = False  # True: one isotropic TV per channel (sum_c lam_c TV(x_c)); False: vectorial TV over channels
 
     def __init__(self, lam: float = 0.01, n_iter: int = 200, power_iter: int = 30) -> None:
         super().__init__()
@@ -160,21 +161,31 @@ class TotalVariation(Algorithm):
             raise ValueError(f"tv needs lam >= 0 and n_iter >= 1, got lam={lam}, n_iter={n_iter}")
         self.lam, self.n_iter, self.power_iter = lam, n_iter, power_iter
 
+    def weights(self, y: Tensor, operator: ForwardOperator) -> Tensor:
+        """The TV weight per sample and channel, broadcastable to the dual variable (B, C, 2, H, W): lam."""
+        return torch.full((y.shape[0], 1, 1, 1, 1), float(self.lam), device=y.device)
+
+    def primal_prox(self, x: Tensor) -> Tensor:
+        """The projection onto the primal constraint set (none: identity)."""
+        return x
+
     @torch.no_grad()
     def run(self, y: Tensor, operator: ForwardOperator, prior: Prior | None, generator: torch.Generator | None,
             callback=None) -> Tensor:
         norm_k = (operator.squared_norm(y.shape[0], self.power_iter, generator) * 1.01 + 8.0).sqrt()
         tau = sigma = 1.0 / norm_k  # tau * sigma * ||K||^2 = 1 with K = [A; grad], ||grad||^2 <= 8
-        x = operator.adjoint(y)
+        lam = self.weights(y, operator)
+        dims = (2,) if self.channelwise else (1, 2)
+        x = self.primal_prox(operator.adjoint(y))
         x_bar = x
         p = gradient(x) * 0
         q = torch.zeros_like(y)
         for i in range(self.n_iter):
             q = (q + per_sample(sigma, q) * (operator(x_bar) - y)) / (1 + per_sample(sigma, q))
             p = p + per_sample(sigma, p) * gradient(x_bar)
-            mag = p.pow(2).sum(dim=(1, 2), keepdim=True).sqrt()
-            p = p / (mag / self.lam).clamp_min(1) if self.lam > 0 else torch.zeros_like(p)
-            x_new = x - per_sample(tau, x) * (operator.adjoint(q) + gradient_adjoint(p))
+            mag = p.pow(2).sum(dim=dims, keepdim=True).sqrt()
+            p = torch.where(lam > 0, p / (mag / lam.clamp_min(1e-30)).clamp_min(1), torch.zeros_like(p))
+            x_new = self.primal_prox(x - per_sample(tau, x) * (operator.adjoint(q) + gradient_adjoint(p)))
             x_bar = 2 * x_new - x
             x = self.monitor.check(i, x_new)
         return x

@@ -24,6 +24,7 @@ class CSIFit(Algorithm):
 
     uses_prior = False
     project_support = False
+    operator_needs = ("fit",)
 
     def __init__(self, damping: float = 0.0) -> None:
         super().__init__()

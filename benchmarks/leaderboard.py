@@ -28,7 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.results import METRICS
 
-SCHEMA_VERSION = "2.1"
+SCHEMA_VERSION = "2.2"
+READABLE_VERSIONS = ("2.1", "2.2")  # older boards validate too: 2.2 only added the optional problem_metrics
 SCHEMA_PATH = Path(__file__).resolve().parent / "leaderboard.schema.json"
 KEY = ("problem", "dataset", "tier", "target_convention", "shift", "algorithm", "adapters", "prior", "prior_hash", "scheme", "split", "tuning",
        "problem_options", "dataset_options", "prior_options", "algorithm_options", "adapter_options")
@@ -303,6 +304,28 @@ def _metric_stats(ok: list[dict[str, Any]], metrics: Iterable[str], notes: list[
     return out
 
 
+def problem_metrics_block(problem: str, ok: list[dict[str, Any]], notes: list[str]) -> dict[str, Any] | None:
+    """The problem's own metrics of an entry: {version, per_sample: {name: stats}, per_run: {name: value}};
+    per-sample means over the ok rows' `problem_metrics`, per-run values from their `problem_record`s
+    (Problem.run_metrics over the merged rows). None where the rows carry neither."""
+    from benchmarks import registry
+
+    names = sorted({m for r in ok for m in (r.get("problem_metrics") or {})})
+    records = [r["problem_record"] for r in ok if r.get("problem_record")]
+    if not names and not records:
+        return None
+    try:
+        cls = registry.load("problems", problem)
+    except registry.RegistryError:
+        cls = None
+    per_run: dict[str, Any] = {}
+    if records and cls is not None:
+        per_run = {k: (float(v) if _finite(v) else None) for k, v in cls.run_metrics(records).items()}
+    return {"version": str(getattr(cls, "metrics_version", None) or "unknown"),
+            "per_sample": _metric_stats([r.get("problem_metrics") or {} for r in ok], names, notes),
+            "per_run": per_run}
+
+
 def _problem_info(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Mean over samples of each finite `problem_*` fact (e.g. the realised acceleration), prefix dropped."""
     info = {}
@@ -477,6 +500,9 @@ def build(paths: Iterable[str | Path]) -> dict[str, Any]:
             "metric_convention": "per-slice + per-volume (fastMRI)" if volumes else "per-slice",
             "notes": notes,
         })
+        block = problem_metrics_block(runs[0]["key"]["problem"], ok, notes)
+        if block is not None:
+            entries[-1]["problem_metrics"] = block
     entries.sort(key=_order)
     _label_entries(entries)
     return {"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "entries": entries,

@@ -286,9 +286,14 @@ def run_batch(comp: dict[str, Any], indices: list[int], seed: int, device: torch
         # the problem's own metrics (DESIGN.md: one hook), per sample, in target units: row["problem_metrics"]
         hook = getattr(comp["problem"], "metrics", None)
         extra: list[dict[str, Any]] = [{} for _ in items]
+        records: list[dict[str, Any]] = [{} for _ in items]
         if callable(hook):
             for k in scored:
                 extra[k] = hook(image[k], items[k]["image"].to(image), items[k])
+        record_hook = getattr(comp["problem"], "sample_record", None)
+        if callable(record_hook):  # facts for the per-run metrics (Problem.run_metrics), after the reconstruction
+            for k in scored:
+                records[k] = record_hook(image[k], items[k]["image"].to(image), items[k])
         mem = peak_memory_mb(device)
         trace = recon.trace
         for k, (i, it) in enumerate(zip(good, items)):
@@ -303,6 +308,8 @@ def run_batch(comp: dict[str, Any], indices: list[int], seed: int, device: torch
             row["data_misfit"] = None if failed else misfit[k]
             if extra[k]:
                 row["problem_metrics"] = {m: (None if failed else v) for m, v in extra[k].items()}
+            if records[k] and not failed:
+                row["problem_record"] = records[k]
             row.update({"seconds": recon.seconds / len(good), "nfe": recon.nfe, "peak_memory_mb": mem,
                         "batch_size": len(good), "scale": float(inst.scale[k])})
             row.update({f"problem_{k2}": v for k2, v in inst.info.items()})
@@ -486,6 +493,23 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
         rundir.close()
 
 
+def problem_run_metrics(problem: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The problem's per-run metrics (Problem.run_metrics) of the ok rows' `problem_record`s; None if it has none."""
+    records = [r["problem_record"] for r in rows if r.get("status") == "ok" and r.get("problem_record")]
+    cls = _problem_class(problem)
+    if not records or cls is None:
+        return None
+    return cls.run_metrics(records)
+
+
+def _problem_class(problem: str) -> Any:
+    """The registered problem class, or None where the name is not registered (a run of a removed plugin)."""
+    try:
+        return registry.load("problems", problem)
+    except registry.RegistryError:
+        return None
+
+
 def summarise(cfg: DictConfig, rundir: RunDir, device: torch.device | str) -> dict[str, Any]:
     rows = rundir.all_samples()
     summary = aggregate(rows)
@@ -496,6 +520,12 @@ def summarise(cfg: DictConfig, rundir: RunDir, device: torch.device | str) -> di
     if extra:  # the problem's own metrics: mean and std over the ok samples, as the image metrics
         summary["problem_metrics"] = aggregate([{"status": r.get("status"), **(r.get("problem_metrics") or {})}
                                                 for r in rows], extra)["metrics"]
+    run_metrics = problem_run_metrics(str(cfg.names.problem), rows)
+    if run_metrics is not None:
+        summary["problem_run_metrics"] = run_metrics
+    version = getattr(_problem_class(str(cfg.names.problem)), "metrics_version", None)
+    if version is not None:
+        summary["problem_metrics_version"] = version
     failures = [{"index": r["index"], "reason": r.get("reason")} for r in rows if r.get("status") != "ok"]
     summary["failures"] = failures
     summary["tier"] = "+".join(sorted({str(r["tier"]) for r in rows if r.get("tier")})) or "simulated"
@@ -575,6 +605,8 @@ def format_table(summary: dict[str, Any], metrics: tuple[str, ...] = ("psnr", "s
             lines.append(f"{m:<14}{s['mean']:>12.4g}{s['std']:>12.3g}")
     for m, s in (summary.get("problem_metrics") or {}).items():
         lines.append(f"{m:<14}{'null':>12}" if s.get("mean") is None else f"{m:<14}{s['mean']:>12.4g}{s['std']:>12.3g}")
+    for m, v in (summary.get("problem_run_metrics") or {}).items():
+        lines.append(f"{m:<22}{'null' if v is None else format(v, '.4g'):>12}  (per run)")
     lines.append(f"samples: {summary['n_ok']} ok, {summary['n_failed']} failed")
     for k, v in summary.get("problem_info", {}).items():
         lines.append(f"{k}: {v:.4g}")

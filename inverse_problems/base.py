@@ -210,6 +210,20 @@ class Problem:
         stores them as the row's `problem_metrics` and the summary aggregates them (DESIGN.md: one hook)."""
         return {}
 
+    # the version of this problem's metrics block (per-sample `metrics`, per-run `run_metrics`) in summaries and
+    # the leaderboard; None: the problem adds no metrics of its own
+    metrics_version: str | None = None
+
+    def sample_record(self, recon: Tensor, target: Tensor, item: dict[str, Any]) -> dict[str, Any]:
+        """JSON-plain facts of one scored sample that a per-run metric needs (e.g. ROI means per frame), stored as
+        the row's `problem_record`; computed after the reconstruction, from the target and the item."""
+        return {}
+
+    @classmethod
+    def run_metrics(cls, records: list[dict[str, Any]]) -> dict[str, float | None]:
+        """Per-run metrics from the `problem_record`s of a run's ok samples (e.g. kinetic curves across frames)."""
+        return {}
+
     def instance(self, items: list[dict[str, Any]], device: torch.device | str, generator: Randomness = None
                  ) -> ProblemInstance:
         """The problem instance of a batch of dataset items: by default their images, simulated; a measured

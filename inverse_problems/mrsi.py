@@ -110,6 +110,9 @@ class MRSI(AdaptableMixin, ForwardOperator):
         self.register_buffer("mask", mask.float())
         self.register_buffer("b0_hz", b0)
         self.register_buffer("times", torch.arange(n_t, device=dev, dtype=torch.float32) * (dwell_ms / 1000.0))
+        # exp(2 pi i df(r) t), (B', N_t, H, W): the B0 map's part of the modulation, fixed, computed once
+        angle = 2 * math.pi * b0[:, None] * self.times.view(1, -1, 1, 1)
+        self.register_buffer("b0_phase", torch.polar(torch.ones_like(angle), angle), persistent=False)
         rates = 1000.0 / torch.as_tensor(t2star_ms, dtype=torch.float32)
         t = self.times.cpu()[None]
         nominal = torch.exp(torch.complex(-rates[:, None] * t, 2 * math.pi * shifts_hz(shifts_ppm, field_t)[:, None] * t))
@@ -134,16 +137,20 @@ class MRSI(AdaptableMixin, ForwardOperator):
         return 1000.0 / self.dwell_ms
 
     def modulation(self) -> Tensor:
-        """h(r, t) = exp(i theta + (2 pi i (df(r) + delta) - pi lw) t), (B', N_t, H, W) complex; differentiable."""
-        t = self.times.view(1, -1, 1, 1)
-        freq = self.b0_hz[:, None] + self.drift.view(-1, 1, 1, 1)
-        damp = math.pi * self.linewidth.view(-1, 1, 1, 1) * t
-        angle = 2 * math.pi * freq * t + self.phase.view(-1, 1, 1, 1)
-        return torch.exp(torch.complex(-damp.expand_as(angle), angle))
+        """h(r, t) = exp(i theta + (2 pi i (df(r) + delta) - pi lw) t), (B', N_t, H, W) complex; differentiable in
+        delta, lw and theta. Computed as exp(2 pi i df(r) t) (the fixed `b0_phase`) times the global factor
+        exp(i theta + (2 pi i delta - pi lw) t) of each sample, (B', N_t, 1, 1)."""
+        t = self.times.view(1, -1)
+        damp = math.pi * self.linewidth.view(-1, 1) * t
+        angle = 2 * math.pi * self.drift.view(-1, 1) * t + self.phase.view(-1, 1)
+        glob = torch.exp(torch.complex(-damp.expand_as(angle), angle))
+        return self.b0_phase * glob[:, :, None, None]
 
     def fid(self, x: Tensor) -> Tensor:
         """s(r, t) = sum_m x_m(r) phi_m(r, t): the voxel signals, (B, N_t, H, W) complex."""
-        return self.modulation() * torch.einsum("mt,bmhw->bthw", self.lines, x.to(self.lines.dtype))
+        b, m, h, w = x.shape
+        mix = (self.lines.T @ x.reshape(b, m, h * w).to(self.lines.dtype)).view(b, self.n_t, h, w)  # matmul: no einsum
+        return self.modulation() * mix
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_image(x)
@@ -159,18 +166,29 @@ class MRSI(AdaptableMixin, ForwardOperator):
 
     def adjoint(self, y: Tensor) -> Tensor:
         """x_m(r) = Re sum_t conj(phi_m(r, t)) (F^H M y)(r, t), written out (real maps: the real part)."""
-        z = self.voxel_signals(y) * self.modulation().conj()
-        return torch.einsum("mt,bthw->bmhw", self.lines.conj(), z).real.to(torch.float32)
+        return self.analysis(self.voxel_signals(y)).real.to(torch.float32)
+
+    def analysis(self, s: Tensor) -> Tensor:
+        """Phi^H s: c_m(r) = sum_t conj(phi_m(r, t)) s(r, t) of voxel FIDs s (B, N_t, H, W), (B, M, H, W) complex."""
+        z = s.to(self.lines.dtype) * self.modulation().conj()
+        b, n_t, h, w = z.shape
+        return (self.lines.conj() @ z.reshape(b, n_t, h * w)).view(b, -1, h, w)
 
     @torch.no_grad()
     def fit(self, y: Tensor, damping: float = 0.0) -> Tensor:
         """The per-voxel linear least-squares fit of the line shapes to the zero-filled voxel FIDs z = F^H M y (the
-        CSI pipeline): x(r) = (Re Phi(r)^H Phi(r) + damping I)^{-1} Re Phi(r)^H z(r, .), (B, M, H, W) real; with
-        Re Phi^H z = A^H y. Exact for fully sampled noiseless data."""
+        CSI pipeline): `fit_signals(voxel_signals(y))`, with Re Phi^H z = A^H y. Exact for fully sampled noiseless
+        data."""
+        return self.fit_signals(self.voxel_signals(y), damping)
+
+    @torch.no_grad()
+    def fit_signals(self, s: Tensor, damping: float = 0.0) -> Tensor:
+        """Real maps x(r) = (Re Phi(r)^H Phi(r) + damping I)^{-1} Re Phi(r)^H s(r, .) fitted to voxel FIDs s
+        (B, N_t, H, W) complex, with Phi(r) the N_t x M basis of the current parameters; (B, M, H, W) real."""
         phi = self.basis()  # (B', M, N_t, H, W)
         gram = torch.einsum("bmthw,bnthw->bhwmn", phi.conj(), phi).real.double()
         gram = gram + damping * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-        rhs = self.adjoint(y).double().permute(0, 2, 3, 1).unsqueeze(-1)  # (B, H, W, M, 1)
+        rhs = self.analysis(s).real.double().permute(0, 2, 3, 1).unsqueeze(-1)  # (B, H, W, M, 1)
         x = torch.linalg.solve(gram.expand(rhs.shape[0], *gram.shape[1:]), rhs)
         return x.squeeze(-1).permute(0, 3, 1, 2).float()
 

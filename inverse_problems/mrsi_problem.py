@@ -41,6 +41,72 @@ def map_metrics(recon: Tensor, target: Tensor, names: Sequence[str] = METABOLITE
     return out
 
 
+ROIS = ("tumour", "gm", "wm")
+
+
+def snr_db(recon: Tensor, target: Tensor) -> float | None:
+    """Reconstruction SNR over all maps, 10 log10(||x*||^2 / ||x - x*||^2) dB; None for an all-zero target."""
+    ref = float(target.double().pow(2).sum())
+    err = float((recon.double() - target.double()).pow(2).sum())
+    return None if ref == 0 else (math.inf if err == 0 else 10 * math.log10(ref / err))
+
+
+def roi_means(maps: Tensor, item: dict[str, Any]) -> dict[str, list[float]]:
+    """{roi: [mean of each metabolite map over the ROI]} for the item's non-empty ROI masks (`roi_<name>`)."""
+    out = {}
+    for roi in ROIS:
+        mask = item.get(f"roi_{roi}")
+        if isinstance(mask, Tensor) and bool(mask.any()):
+            m = mask.to(maps.device).bool()
+            out[roi] = [float(v) for v in maps.detach().double()[:, m].mean(1)]
+    return out
+
+
+def kinetic_metrics(records: list[dict[str, Any]], names: Sequence[str] = METABOLITES) -> dict[str, float | None]:
+    """Per-run kinetic metrics from per-frame ROI means (records of `MRSIProblem.sample_record`):
+
+    - kinetic_error_<m>: for each subject and each tissue ROI (tumour, GM, WM) seen in all its frames, the relative
+      curve error ||c_rec - c_true||_2 / ||c_true||_2 over the subject's frames of metabolite m's ROI mean; the mean
+      over ROIs and subjects (subjects with at least two frames: a curve);
+    - lac_glx_tumour / lac_glx_tumour_true / lac_glx_tumour_error: the Lac/Glx ratio of the tumour ROI means at each
+      subject's last frame, reconstructed, true and |rec - true| / true, mean over subjects with a tumour.
+    None where no subject qualifies."""
+    by_subject: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if r.get("subject") is not None and r.get("frame") is not None:
+            by_subject.setdefault(str(r["subject"]), []).append(r)
+    errors: dict[str, list[float]] = {m: [] for m in names}
+    ratio, ratio_true, ratio_err = [], [], []
+    for recs in by_subject.values():
+        recs = sorted(recs, key=lambda r: r["frame"])
+        if len(recs) >= 2:
+            for roi in ROIS:
+                if not all(roi in r["roi_true"] for r in recs):
+                    continue
+                true = torch.tensor([r["roi_true"][roi] for r in recs], dtype=torch.float64)  # (frames, M)
+                rec = torch.tensor([r["roi_recon"][roi] for r in recs], dtype=torch.float64)
+                ref = true.norm(dim=0)
+                for k, m in enumerate(names):
+                    if float(ref[k]) > 0:
+                        errors[m].append(float((rec[:, k] - true[:, k]).norm() / ref[k]))
+        last = recs[-1]
+        if "tumour" in last["roi_true"]:
+            lac, glx = names.index("lac"), names.index("glx")
+            t, r = last["roi_true"]["tumour"], last["roi_recon"]["tumour"]
+            if t[glx] > 0 and r[glx] != 0:
+                ratio.append(r[lac] / r[glx])
+                ratio_true.append(t[lac] / t[glx])
+                ratio_err.append(abs(ratio[-1] - ratio_true[-1]) / ratio_true[-1] if ratio_true[-1] else math.inf)
+
+    def mean(v: list[float]) -> float | None:
+        v = [x for x in v if math.isfinite(x)]
+        return sum(v) / len(v) if v else None
+
+    out: dict[str, float | None] = {f"kinetic_error_{m}": mean(errors[m]) for m in names}
+    out.update(lac_glx_tumour=mean(ratio), lac_glx_tumour_true=mean(ratio_true), lac_glx_tumour_error=mean(ratio_err))
+    return out
+
+
 class MRSIProblem(Problem):
     """Dynamic 2H MRSI y(k, t) = M(k) F[sum_m x_m phi_m](k) + n (inverse_problems.mrsi).
 
@@ -51,7 +117,7 @@ class MRSIProblem(Problem):
     """
 
     default_dataset = "phantom-dmi"
-    default_prior = None  # no shipped M-channel prior: the diffusion solvers need --prior
+    default_prior = "phantom-dmi-32"  # the shipped 4-channel EDM prior (priors.shipped.phantom_dmi_32)
 
     def __init__(self, size: int = 32, n_t: int = 96, dwell_ms: float = 2.6, field_t: float = 7.0,
                  acceleration: float = 4.0, center_fraction: float = 0.25, mask: str = "vd2d", mask_seed: int = 0,
@@ -146,6 +212,33 @@ class MRSIProblem(Problem):
         return {"acceleration": realised_acceleration(operator.mask), "field_t": operator.field_t,
                 "n_t": operator.n_t, "bandwidth_hz": operator.bandwidth_hz()}
 
+    metrics_version = "mrsi-1"
+
     def metrics(self, recon: Tensor, target: Tensor, item: dict[str, Any]) -> dict[str, Any]:
-        """Per-metabolite map NRMSE and PSNR (`map_metrics`) of one sample, target units."""
-        return map_metrics(recon, target)
+        """Per-metabolite map NRMSE and PSNR (`map_metrics`) and the maps' SNR (`snr_db`) of one sample, target
+        units."""
+        return {**map_metrics(recon, target), "snr_db": snr_db(recon, target)}
+
+    def sample_record(self, recon: Tensor, target: Tensor, item: dict[str, Any]) -> dict[str, Any]:
+        """Subject, frame, time and the ROI means (tumour, GM, WM) of the reconstructed and the true maps."""
+        return {"subject": item.get("patient", item.get("subject")), "frame": item.get("frame"),
+                "time_min": item.get("time_min"), "roi_recon": roi_means(recon, item),
+                "roi_true": roi_means(target, item)}
+
+    channel_names = METABOLITES
+
+    @torch.no_grad()
+    def voxel_spectrum(self, maps: Tensor, row: int, col: int) -> tuple[Tensor, Tensor]:
+        """The noiseless spectrum of voxel (row, col) of maps (M, H, W) with the nominal line shapes (no B0, drift,
+        linewidth or phase): (frequencies in ppm (N_t,), real part of the centred DFT over t of sum_m x_m g_m(t))."""
+        op = MRSI(torch.ones(1, 1), self.n_t, self.dwell_ms, self.field_t, SHIFTS_PPM, self.t2star_ms)
+        fid = op.fid(maps[None, :, row:row + 1, col:col + 1].float().cpu())[0, :, 0, 0]
+        spectrum = torch.fft.fftshift(torch.fft.fft(fid))
+        hz = torch.fft.fftshift(torch.fft.fftfreq(self.n_t, self.dwell_ms / 1000.0))
+        mid = 0.5 * (max(SHIFTS_PPM) + min(SHIFTS_PPM))
+        return hz / larmor_mhz(self.field_t) + mid, spectrum.real
+
+    @classmethod
+    def run_metrics(cls, records: list[dict[str, Any]]) -> dict[str, float | None]:
+        """Kinetic-curve error per metabolite and the tumour's Lac/Glx ratio at the last frame (`kinetic_metrics`)."""
+        return kinetic_metrics(records)

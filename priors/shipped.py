@@ -1,4 +1,5 @@
-"""The priors that ship with the project: `brain-64` (the default) and `phantom-brain-64` (the former default).
+"""The priors that ship with the project: `brain-64` (the MRI default), `phantom-brain-64` (the former MRI
+default) and `phantom-dmi-32` (the MRSI default).
 
 - `brain-64`: an EDM-preconditioned SongUNet (Karras et al., NeurIPS 2022: log-normal sigma sampling,
   loss weight (sigma^2 + sigma_data^2)/(sigma sigma_data)^2, EMA) trained by `bench train-prior --recipe edm`
@@ -6,6 +7,9 @@
   Colin27), stored in priors/weights/brain-64 (model.pt: EMA weights; model.json: architecture).
 - `phantom-brain-64`: a small diffusers UNet2DModel (v-prediction, DDPM VP-linear schedule) trained on
   procedural T2-weighted brain phantoms (dataset `phantom-brain-t2`), in priors/weights/phantom-brain-64.
+- `phantom-dmi-32`: a small EDM network (DDPM++ SongUNet) trained by `bench train-prior --recipe edm` on 32x32
+  4-channel metabolite maps (water, Glc, Glx, Lac) of the dynamic deuterium phantoms (dataset `phantom-dmi`), in
+  priors/weights/phantom-dmi-32 (model.pt + model.json).
 metadata.json beside each records the exact training command(s), wall time, parameter count and final loss.
 """
 from __future__ import annotations
@@ -50,6 +54,23 @@ def brain_64(device: str | None = None, path: str | None = None) -> EDMPrior:
         raise FileNotFoundError(f"the shipped prior's weights are missing at {where} (need model.pt and model.json); "
                                 f"recreate them with `{BRAIN_64_COMMAND.format(path=where)}` and copy its model.pt, "
                                 f"model.json and metadata.json there")
+    prior = EDMPrior(path=str(where / "model.pt"))
+    if device is not None:
+        prior = prior.to(torch.device(device))
+    return prior.eval()
+
+
+DMI_WEIGHTS = Path(__file__).resolve().parent / "weights" / "phantom-dmi-32"
+DMI_TRAIN_COMMAND = ("bench train-prior --recipe edm --model compact --dataset phantom-dmi --size 32 --steps 1000 "
+                     "--batch-size 16 --lr 5e-4 --ema 0.995 --n-images 2048 --seed 0 --threads 1 --cpu --out {path}")
+
+
+def phantom_dmi_32(device: str | None = None, path: str | None = None) -> EDMPrior:
+    """Shipped diffusion prior: 32x32 4-channel DMI metabolite maps (water, Glc, Glx, Lac; EDM DDPM++ network)."""
+    where = Path(path) if path else DMI_WEIGHTS
+    if not (where / "model.pt").exists() or not (where / "model.json").exists():
+        raise FileNotFoundError(f"the shipped prior's weights are missing at {where} (need model.pt and model.json); "
+                                f"recreate them with `{DMI_TRAIN_COMMAND.format(path=where)}`")
     prior = EDMPrior(path=str(where / "model.pt"))
     if device is not None:
         prior = prior.to(torch.device(device))

@@ -88,3 +88,29 @@ def bench(*args: str, plugin: Path | None = None, check: bool = True) -> subproc
     if check and code != 0:
         raise AssertionError(f"bench {' '.join(args)} failed ({code}):\n{res.stdout}\n{res.stderr}")
     return res
+
+
+# the entry points issue 13 (MRSI) adds to pyproject.toml, by group
+MRSI_ENTRY_POINTS = {
+    "algorithms": {"mrsi-lowrank": "algorithms.mrsi_baselines:MRSILowRank", "mrsi-tv": "algorithms.mrsi_baselines:MRSITV"},
+    "priors": {"phantom-dmi-32": "priors.shipped:phantom_dmi_32"},
+}
+
+
+@pytest.fixture(scope="session")
+def mrsi_entry_points(tmp_path_factory) -> Path | None:
+    """The path to put on sys.path so that issue 13's algorithms and prior are registered: None once the installed
+    distribution declares them (pyproject.toml), else a tiny dist-info declaring the same entry points."""
+    from benchmarks import registry
+
+    if all(set(eps) <= set(registry.names(group)) for group, eps in MRSI_ENTRY_POINTS.items()):
+        return None
+    root = tmp_path_factory.mktemp("mrsi_entry_points")
+    dist = root / "medtta_mrsi_entry_points-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: medtta-mrsi-entry-points\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("".join(
+        f"[medtta_bench.{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n"
+        for group, eps in MRSI_ENTRY_POINTS.items()))
+    (dist / "RECORD").write_text("")
+    return root

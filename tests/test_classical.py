@@ -10,6 +10,7 @@ from benchmarks.metrics import image_metrics
 from inverse_problems.complex import to_complex
 from inverse_problems.fft import ifft2c
 from inverse_problems.inpainting import Inpainting
+from inverse_problems.masks import make_mask
 from inverse_problems.problems import CSMRIProblem, LowFieldProblem
 
 
@@ -123,3 +124,56 @@ def test_bad_options() -> None:
     op = Inpainting(torch.ones(7, 7))
     with pytest.raises(ValueError, match="even image sides"):
         L1Wavelet().reconstruct(torch.zeros(1, 1, 7, 7), op)
+
+
+def _operator_for(algo) -> tuple[object, torch.Tensor]:
+    """A small operator that has every attribute the algorithm declares in `operator_needs` (its capability), and
+    a measurement: inpainting where it suffices, else a 2H MRSI operator with a B0 map (8 px, 16 points)."""
+    from inverse_problems.mrsi import MRSI
+
+    g = torch.Generator().manual_seed(0)
+    inpaint = Inpainting((torch.rand((8, 8), generator=g) < 0.6).float(), 1, 0.02)
+    if all(hasattr(inpaint, m) for m in algo.operator_needs):
+        x = torch.rand((2, 1, 8, 8), generator=g)
+        return inpaint, inpaint.measure(x, g)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 8), torch.linspace(-1, 1, 8), indexing="ij")
+    op = MRSI(make_mask("vd2d", (8, 8), 2, 0.25, 0), n_t=16, b0_hz=4.0 * xx * yy, noise_std=0.01)
+    x = torch.rand((2, 4, 8, 8), generator=g) * torch.tensor([10.0, 3, 3, 1.5]).view(4, 1, 1) / 10
+    return op, op.measure(x, g)
+
+
+def prior_free_algorithms(extra_path) -> dict[str, type]:
+    """Every registered algorithm that uses no prior (the installed ones and, before a reinstall, issue 13's)."""
+    import sys
+
+    from benchmarks import registry
+
+    saved = list(sys.path)
+    if extra_path is not None:
+        sys.path.insert(0, str(extra_path))
+    try:
+        classes = {n: registry.load("algorithms", n) for n in registry.names("algorithms")}
+    finally:
+        sys.path[:] = saved
+    return {n: c for n, c in classes.items() if not getattr(c, "uses_prior", True)}
+
+
+def test_every_prior_free_algorithm_is_seeded_finite_and_refuses_operators_by_capability(mrsi_entry_points):
+    """The registry-driven battery of the classical baselines: on an operator that has what the algorithm
+    declares it needs (`operator_needs`), two runs with one seed give the same image of the right shape, finite,
+    no sample failed, no NFE; on one that lacks it, the algorithm is refused before compute, naming what is missing."""
+    algos = prior_free_algorithms(mrsi_entry_points)
+    assert {"cg-sense", "tv", "csi-fit", "mrsi-lowrank", "mrsi-tv"} <= set(algos)
+    for name, cls in algos.items():
+        algo = cls()
+        op, y = _operator_for(algo)
+        r1 = algo.reconstruct(y, op, None, torch.Generator().manual_seed(1))
+        r2 = cls().reconstruct(y, op, None, torch.Generator().manual_seed(1))
+        assert r1.image.shape == (y.shape[0], *op.image_shape), name
+        assert torch.isfinite(r1.image).all() and not r1.failed.any() and r1.nfe == 0, name
+        assert torch.equal(r1.image, r2.image), name
+        if algo.operator_needs:
+            other = Inpainting(torch.ones(8, 8))
+            missing = [m for m in algo.operator_needs if not hasattr(other, m)]
+            with pytest.raises(ValueError, match=missing[0]):
+                cls().reconstruct(torch.zeros(1, 1, 8, 8), other)

@@ -6,6 +6,7 @@ import json
 import math
 import textwrap
 import warnings
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -76,7 +77,8 @@ def test_schema_rejects_malformed(tmp_path):
     board = leaderboard.build([tmp_path])
     schema = json.loads(leaderboard.SCHEMA_PATH.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
-    assert schema["properties"]["schema_version"]["const"] == leaderboard.SCHEMA_VERSION
+    assert schema["properties"]["schema_version"]["enum"] == list(leaderboard.READABLE_VERSIONS)
+    assert leaderboard.SCHEMA_VERSION == leaderboard.READABLE_VERSIONS[-1]
     bad = json.loads(json.dumps(board))
     del bad["entries"][0]["metrics"]
     with pytest.raises(jsonschema.ValidationError):
@@ -438,3 +440,26 @@ def test_keep_carries_rows_of_an_earlier_board_and_refuses_a_repeat(tmp_path):
     earlier.write_text(json.dumps({**json.loads(earlier.read_text()), "schema_version": "1.0"}))
     res = bench("leaderboard", str(tmp_path / "new"), "--keep", str(earlier), "-o", str(out), check=False)
     assert res.returncode == 2 and "major version" in res.stderr
+
+
+def test_a_schema_2_1_board_stays_valid_and_the_problem_block_is_checked(tmp_path):
+    """2.2 added only the optional per-entry problem_metrics block: the shipped 2.1 board validates; a block without
+    its version, or with a per-run value that is not a number, does not."""
+    old = json.loads((Path(leaderboard.__file__).parent / "results" / "leaderboard_phantom-brain-64.json").read_text())
+    assert old["schema_version"] == "2.1"
+    leaderboard.validate(old)
+    fake_run(tmp_path / "a", "daps", [30.0])
+    board = leaderboard.build([tmp_path])
+    assert board["schema_version"] == "2.2" and "problem_metrics" not in board["entries"][0]
+    board["entries"][0]["problem_metrics"] = {"version": "mrsi-1", "per_run": {"kinetic_error_lac": 0.1},
+                                              "per_sample": {"nrmse_lac": {"mean": 0.2, "std": 0.0, "n": 1,
+                                                                           "n_nonfinite": 0}}}
+    leaderboard.validate(board)
+    bad = json.loads(json.dumps(board))
+    del bad["entries"][0]["problem_metrics"]["version"]
+    with pytest.raises(jsonschema.ValidationError):
+        leaderboard.validate(bad)
+    bad = json.loads(json.dumps(board))
+    bad["entries"][0]["problem_metrics"]["per_run"]["kinetic_error_lac"] = "low"
+    with pytest.raises(jsonschema.ValidationError):
+        leaderboard.validate(bad)

@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from algorithms.csi_fit import CSIFit
+from algorithms.mrsi_baselines import MRSILowRank, MRSITV, line_shape_subspace
 from inverse_problems.dense import dense_svd
 from inverse_problems.dmi_phantoms import PhantomDMI
 from inverse_problems.linalg import batch_dot
 from inverse_problems.masks import make_mask
 from inverse_problems.mrsi import MRSI, SHIFTS_PPM, larmor_mhz, minimum_bandwidth_hz, shifts_hz
-from inverse_problems.mrsi_problem import MRSIProblem, map_metrics
+from inverse_problems.mrsi_problem import MRSIProblem, kinetic_metrics, map_metrics, snr_db
 from inverse_problems.random import SampleGenerators
 
 
@@ -197,6 +198,82 @@ def test_csi_fit_on_undersampled_noisy_phantom_is_finite_and_close() -> None:
     assert m["nrmse_water"] < 0.4 and m["nrmse_glc"] < 0.4
 
 
+def test_lowrank_and_tv_beat_zero_filled_fit_at_r4() -> None:
+    """R = 4, noise, a B0 map, unknown drift: mrsi-lowrank and mrsi-tv have a lower NRMSE than csi-fit (zero-filled
+    FFT + per-voxel fit) on water, Glc and Glx and on the mean over metabolites; no target is passed to them."""
+    ds = dmi("val")
+    items = [ds[1], ds[3]]
+    problem = MRSIProblem(size=16, n_t=32, acceleration=4)
+    inst = problem.instance(items, "cpu", SampleGenerators.seeded(0, [it["id"] for it in items]))
+
+    def nrmse(algo) -> dict[str, float]:
+        rec = algo.reconstruct(inst.y, inst.operator)
+        assert not bool(rec.failed.any())
+        ms = [problem.metrics(rec.image[k] * inst.scale[k], it["image"], it) for k, it in enumerate(items)]
+        return {m: sum(x[f"nrmse_{m}"] for x in ms) / len(ms) for m in ("water", "glc", "glx", "lac")}
+
+    base = nrmse(CSIFit())
+    for algo in (MRSILowRank(n_outer=15), MRSITV(n_iter=100)):
+        got = nrmse(algo)
+        assert all(got[m] < base[m] for m in ("water", "glc", "glx")), (type(algo).__name__, got, base)
+        assert sum(got.values()) < 0.85 * sum(base.values()), (type(algo).__name__, got, base)
+
+
+def test_lowrank_subspace_and_options() -> None:
+    """The line-shape subspace is orthonormal and holds every nominal line; a full-rank data subspace without
+    regularisation on fully sampled noiseless data gives the maps exactly; bad options are refused by name."""
+    op = MRSI(torch.ones(8, 8), n_t=16, b0_hz=smooth_b0(8, 6.0))
+    v = line_shape_subspace(op.lines, op.times)
+    assert torch.allclose(v.conj() @ v.T, torch.eye(8, dtype=v.dtype), atol=1e-5)
+    assert torch.allclose((op.lines @ v.conj().T) @ v, op.lines, atol=1e-5)
+    x = torch.rand((1, 4, 8, 8), generator=torch.Generator().manual_seed(5))
+    for basis in ("data", "lines"):
+        rec = MRSILowRank(rank=16 if basis == "data" else 8, basis=basis, lam=0.0, eps=0.0, n_outer=2, n_cg=30)
+        assert torch.allclose(rec.reconstruct(op(x), op).image, x, atol=2e-3), basis
+    for bad, word in ((dict(basis="svd"), "basis"), (dict(rank=0), "rank"), (dict(rho=0.0), "rho")):
+        with pytest.raises(ValueError, match=word):
+            MRSILowRank(**bad)
+    with pytest.raises(ValueError, match="rank 40 exceeds the 16 spectral points"):
+        MRSILowRank(rank=40).reconstruct(op(x), op)
+
+
+def test_tv_weights_come_from_the_data_and_constrain_to_non_negative() -> None:
+    """mrsi-tv: lam_m is lam times the 99th percentile of each CSI-fitted map (from y only); maps are >= 0; with
+    lam = 0 and enough iterations, fully sampled noiseless data give the maps (least squares)."""
+    op = MRSI(torch.ones(8, 8), n_t=16)
+    x = torch.rand((1, 4, 8, 8), generator=torch.Generator().manual_seed(6)) * torch.tensor([10.0, 3, 3, 1.5]).view(4, 1, 1)
+    y = op(x)
+    w = MRSITV(lam=0.1).weights(y, op).flatten()
+    assert torch.allclose(w, 0.1 * torch.quantile(x.flatten(2), 0.99, dim=2).flatten(), rtol=1e-3)
+    rec = MRSITV(lam=0.05).reconstruct(y - 0.5 * op(torch.ones_like(x)), op)  # data of partly negative maps
+    assert float(rec.image.min()) >= 0.0
+    exact = MRSITV(lam=0.0, n_iter=300).reconstruct(y, op).image
+    assert torch.allclose(exact, x, rtol=0.02, atol=0.05)
+
+
+def test_kinetic_metrics_by_value() -> None:
+    """Reconstructed ROI means 10 % above the truth at every frame: curve error 0.1 per metabolite; the Lac/Glx
+    ratio of the tumour at the last frame, its error; a one-frame subject makes no curve; SNR in dB by value."""
+    def record(subject, frame, scale, rois=("tumour", "gm", "wm")):
+        true = {roi: [10.0 + frame, 1.0 + frame, 2.0 + frame, 0.5 * (1 + frame)] for roi in rois}
+        rec = {roi: [v * scale for v in vals] for roi, vals in true.items()}
+        if "tumour" in rec:
+            rec["tumour"][3] *= 2  # Lac twice as high in the tumour
+        return {"subject": subject, "frame": frame, "time_min": 45.0 * (frame + 1), "roi_true": true, "roi_recon": rec}
+
+    recs = [record("a", k, 1.1, ("gm", "wm")) for k in (2, 0, 1)] + [record("b", 0, 1.0)]
+    m = kinetic_metrics(recs)
+    assert m["kinetic_error_water"] == pytest.approx(0.1) and m["kinetic_error_lac"] == pytest.approx(0.1)
+    assert m["lac_glx_tumour"] == pytest.approx(2 * 0.5 / 2.0) and m["lac_glx_tumour_true"] == pytest.approx(0.25)
+    assert m["lac_glx_tumour_error"] == pytest.approx(1.0)
+    recs = [record("c", k, 1.0) for k in range(3)]
+    assert kinetic_metrics(recs)["kinetic_error_glc"] == pytest.approx(0.0)
+    assert kinetic_metrics(recs)["kinetic_error_lac"] > 0.1  # the tumour's doubled Lac
+    assert kinetic_metrics([record("d", 0, 1.0, ("gm",))])["kinetic_error_water"] is None
+    t = torch.ones(4, 2, 2)
+    assert snr_db(t * 1.1, t) == pytest.approx(20.0)
+
+
 def test_runner_stores_the_problem_metrics_per_sample() -> None:
     """The runner's one hook: Problem.metrics lands in each row's problem_metrics, in target units."""
     from benchmarks.runner import run_batch
@@ -208,7 +285,9 @@ def test_runner_stores_the_problem_metrics_per_sample() -> None:
     rows, images, _, _ = run_batch(comp, [0, 1], seed=0, device=torch.device("cpu"))
     for row, image in zip(rows, images):
         pm = row["problem_metrics"]
-        assert set(pm) == {f"{k}_{m}" for k in ("nrmse", "psnr") for m in ("water", "glc", "glx", "lac")}
+        assert set(pm) == {f"{k}_{m}" for k in ("nrmse", "psnr") for m in ("water", "glc", "glx", "lac")} | {"snr_db"}
+        rec = row["problem_record"]
+        assert rec["frame"] == row["index"] and set(rec["roi_true"]) <= {"tumour", "gm", "wm"} and rec["roi_true"]
         assert pm["nrmse_water"] < 1e-4 and pm["nrmse_lac"] < 1e-3  # noiseless, fully sampled, oracle: exact
         assert torch.allclose(image, ds[row["index"]]["image"], rtol=1e-3, atol=1e-3)
 
@@ -228,9 +307,42 @@ def test_bench_run_mrsi_csi_fit(tmp_path) -> None:
     out = tmp_path / "run"
     res = bench("run", "--problem", "mrsi", "--algo", "csi-fit", "--n", "2", "--out", str(out), "--quiet",
                 "problem.size=16", "dataset.size=16", "problem.n_t=16")
-    assert "nrmse_lac" in res.stdout
+    assert "nrmse_lac" in res.stdout and "kinetic_error_lac" in res.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_ok"] == 2 and summary["problem_metrics"]["nrmse_glc"]["n"] == 2
+    assert summary["problem_metrics_version"] == "mrsi-1"
+    runm = summary["problem_run_metrics"]
+    assert set(runm) >= {f"kinetic_error_{m}" for m in ("water", "glc", "glx", "lac")} | {"lac_glx_tumour_error"}
+    assert 0 < runm["kinetic_error_water"] < 1
+    # the report draws every metabolite, the kinetic curves and a voxel spectrum
+    rep = bench("report", str(out))
+    assert "kinetic_error_glc" in rep.stdout
+    assert {p.name for p in (out / "figures").iterdir()} == {"samples.png", "kinetics.png", "spectrum.png"}
+    # the leaderboard's versioned problem-specific block, valid against the shipped schema
+    from benchmarks import leaderboard
+
+    board = leaderboard.build([out])
+    leaderboard.validate(board)
+    block = board["entries"][0]["problem_metrics"]
+    assert block["version"] == "mrsi-1" and block["per_sample"]["nrmse_lac"]["n"] == 2
+    assert block["per_run"]["kinetic_error_water"] == pytest.approx(runm["kinetic_error_water"])
     refused = bench("run", "--problem", "mrsi", "--algo", "daps", "--prior", "phantom-brain-64", "--n", "1", "--out",
                     str(tmp_path / "r2"), "--quiet", check=False)
     assert refused.returncode != 0 and "(2, 64, 64)" in refused.stderr and "(4, 32, 32)" in refused.stderr
+
+
+def test_shipped_dmi_prior_fits_mrsi_and_is_refused_elsewhere_naming_both_shapes(tmp_path) -> None:
+    """phantom-dmi-32 is a 4-channel 32 x 32 denoiser that the default mrsi problem accepts; a problem of
+    another channel count is refused before any compute with both shapes named; missing weights name the command."""
+    from priors.shipped import phantom_dmi_32
+
+    prior = phantom_dmi_32()
+    assert prior.channels == 4 and tuple(prior.resolution) == (32, 32)
+    prior.check_compatible(MRSIProblem().image_shape, "problem 'mrsi'")
+    x = torch.randn((2, 4, 32, 32), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.isfinite(prior.denoise(x, 0.5)).all()
+    with pytest.raises(ValueError, match=r"\(4, 32, 32\).*\(2, 32, 32\)"):
+        prior.check_compatible((2, 32, 32), "problem 'cs_mri'")
+    with pytest.raises(FileNotFoundError, match="bench train-prior --recipe edm"):
+        phantom_dmi_32(path=str(tmp_path))

@@ -143,7 +143,8 @@ def _operator_for(algo) -> tuple[object, torch.Tensor]:
 
 
 def prior_free_algorithms(extra_path) -> dict[str, type]:
-    """Every registered algorithm that uses no prior (the installed ones and, before a reinstall, issue 13's)."""
+    """Every registered algorithm that uses no prior and is not a trained network (the installed ones and, before a
+    reinstall, issue 13's)."""
     import sys
 
     from benchmarks import registry
@@ -155,7 +156,13 @@ def prior_free_algorithms(extra_path) -> dict[str, type]:
         classes = {n: registry.load("algorithms", n) for n in registry.names("algorithms")}
     finally:
         sys.path[:] = saved
-    return {n: c for n, c in classes.items() if not getattr(c, "uses_prior", True)}
+    from algorithms.networks import ARCHS, NetworkAlgorithm
+
+    networks = {n: c for n, c in classes.items() if isinstance(c, type) and issubclass(c, NetworkAlgorithm)}
+    # trained networks go through their own battery (tests/test_networks.py, parametrised by ARCHS): every one
+    # registered must be there
+    assert {c.arch for c in networks.values()} <= set(ARCHS), networks
+    return {n: c for n, c in classes.items() if not getattr(c, "uses_prior", True) and n not in networks}
 
 
 def test_every_prior_free_algorithm_is_seeded_finite_and_refuses_operators_by_capability(mrsi_entry_points):

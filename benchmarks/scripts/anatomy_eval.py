@@ -3,9 +3,11 @@
 For each test set (anatomical test phantoms `anatomy-brain-t2` and the real-anatomy set `real-brain` of other
 subjects) `bench run`s, with every option at its default (8 coils, R = 4, ESPIRiT maps), the same seed and samples:
     l1-wavelet, cg-sense                     the classical baselines
-    daps with each --prior LABEL=NAME        (default: new=brain-64, old=phantom-brain-64)
+    each of --algos (default daps, diffpir+tda) with each --prior LABEL=NAME (default: new=brain-64,
+                                             old=phantom-brain-64)
 and writes, per set, the mean PSNR/SSIM of every row and the gain of DAPS with each prior over L1-wavelet, with the
-goal of the anatomy-prior issue (new prior: >= 1 dB above L1-wavelet on the phantoms, >= 0.5 dB on real anatomy), to
+goal of the anatomy-prior issue (DAPS with the new prior: >= 1 dB above L1-wavelet on the phantoms, >= 0.5 dB on real
+anatomy), to
 benchmarks/results/anatomy_eval.json and a Markdown table. Run directories go to --runs (resumable: a finished run is
 read back, an interrupted one is finished with --resume).
 
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prior", action="append", default=None,
                     help="LABEL=NAME or LABEL=NAME,key=value... (repeatable; default new=brain-64, old=phantom-brain-64)")
     ap.add_argument("--datasets", default="anatomy-brain-t2,real-brain")
+    ap.add_argument("--algos", default="daps,diffpir+tda", help="diffusion methods run with each prior")
     ap.add_argument("--runs", default="runs/anatomy_eval")
     ap.add_argument("--out", default=str(RESULTS / "anatomy_eval.json"))
     args = ap.parse_args(argv)
@@ -59,9 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in args.datasets.split(","):
         rows = {algo: run(Path(args.runs) / f"{dataset}-{algo}", dataset, algo, args.n, [])
                 for algo in ("l1-wavelet", "cg-sense")}
-        for label, name, opts in priors:
-            rows[f"daps ({label})"] = {**run(Path(args.runs) / f"{dataset}-daps-{name}", dataset, "daps", args.n,
-                                            ["--prior", name, *opts]), "prior": name}
+        for algo in args.algos.split(","):
+            for label, name, opts in priors:
+                rows[f"{algo} ({label})"] = {**run(Path(args.runs) / f"{dataset}-{algo}-{name}", dataset, algo, args.n,
+                                                  ["--prior", name, *opts]), "prior": name}
         l1 = rows["l1-wavelet"]["psnr"]
         for key, row in rows.items():
             row["gain_over_l1_wavelet"] = row["psnr"] - l1

@@ -439,6 +439,7 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
     device = resolve_device(cfg.run.device)
     torch.manual_seed(cfg.run.seed)
     comp = build_components(cfg, device)
+    warn_in_distribution_shift(cfg, comp["algorithm"])
     from benchmarks.fingerprint import prior_fingerprint  # the weights' hash, frozen in config.yaml (leaderboard key)
     prior_hash = None if comp["prior"] is None else prior_fingerprint(comp["prior"])
     OmegaConf.update(cfg, "names.prior_hash", prior_hash, force_add=True)
@@ -508,6 +509,19 @@ def _problem_class(problem: str) -> Any:
         return registry.load("problems", problem)
     except registry.RegistryError:
         return None
+
+
+def warn_in_distribution_shift(cfg: DictConfig, algorithm: Any) -> None:
+    """Warn when `--shift` tests a trained network on its own training dataset: the shift names a change from the
+    diffusion prior's domain (e.g. `anatomy`: brain T2 prior -> knee PD), which is no shift for a knee-PD network."""
+    shift = cfg.names.get("shift")
+    base = getattr(algorithm, "algorithm", algorithm)  # AdaptedAlgorithm wraps the solver
+    training = getattr(base, "training", None)
+    trained_on = training.get("dataset") if isinstance(training, dict) else None
+    if shift and trained_on and trained_on == cfg.names.dataset:
+        warnings.warn(f"shift {shift!r} tests on {trained_on!r}, the dataset the network was trained on: this run is "
+                      f"in distribution for it; for the knee-PD source networks the D2SA anatomy shift is "
+                      f"`--shift knee-to-brain` (brain T2)", stacklevel=2)
 
 
 def summarise(cfg: DictConfig, rundir: RunDir, device: torch.device | str) -> dict[str, Any]:

@@ -216,18 +216,19 @@ def test_train_recon_resume_is_exact_and_refuses_changed_options(tmp_path):
     from priors.training import resume_config
     from algorithms.recon_training import RESUMABLE, ReconTrainConfig
 
-    whole = train_tiny(tiny_config(tmp_path / "a", steps=12, n_images=16))
-    train_tiny(tiny_config(tmp_path / "b", steps=5, n_images=16))
-    cfg = resume_config(tmp_path / "b", {"steps": 12}, ReconTrainConfig, RESUMABLE)
+    small = dict(n_images=4, batch_size=2, chans=4, pools=1)  # two chunks: the chunk draw is part of the state
+    whole = train_tiny(tiny_config(tmp_path / "a", steps=5, **small))
+    train_tiny(tiny_config(tmp_path / "b", steps=2, **small))
+    cfg = resume_config(tmp_path / "b", {"steps": 5}, ReconTrainConfig, RESUMABLE)
     legs = train_tiny(cfg)["legs"]
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert [(leg["from_step"], leg["to_step"]) for leg in legs] == [(0, 5), (5, 12)] and whole["steps"] == 12
+    assert [(leg["from_step"], leg["to_step"]) for leg in legs] == [(0, 2), (2, 5)] and whole["steps"] == 5
     with pytest.raises(ValueError, match="--lr: 0.003 in the checkpoint, 0.1 now"):
         resume_config(tmp_path / "b", {"steps": 20, "lr": 0.1}, ReconTrainConfig, RESUMABLE)
     with pytest.raises(ValueError, match="already holds a training checkpoint"):
-        train_tiny(tiny_config(tmp_path / "b", steps=12, n_images=16))
+        train_tiny(tiny_config(tmp_path / "b", steps=5, **small))
 
 
 @pytest.fixture(scope="module")
@@ -253,25 +254,25 @@ def test_bench_train_recon_then_bench_run(tmp_path, issue14_entry_points):
     from conftest import bench
 
     out = tmp_path / "v"
-    res = bench("train-recon", "--algo", "varnet", "--dataset", "phantom-knee-pd", "--size", "16", "--steps", "3",
-                "--batch-size", "4", "--n-images", "4", "--n-val", "4", "--cascades", "2", "--chans", "4", "--pools",
+    res = bench("train-recon", "--algo", "varnet", "--dataset", "phantom-knee-pd", "--size", "16", "--steps", "2",
+                "--batch-size", "2", "--n-images", "2", "--n-val", "1", "--cascades", "2", "--chans", "4", "--pools",
                 "1", "--threads", "1", "--out", str(out), "problem.coils=3", "problem.acceleration=2",
                 "problem.center_fraction=0.25", "problem.espirit_kernel=4")
     assert "trained" in res.stdout and "val PSNR" in res.stdout
     meta = json.loads((out / "metadata.json").read_text())
-    assert meta["network"]["arch"] == "varnet" and meta["problem_options"]["coils"] == 3 and meta["steps"] == 3
+    assert meta["network"]["arch"] == "varnet" and meta["problem_options"]["coils"] == 3 and meta["steps"] == 2
     from benchmarks.cli import parser
     import shlex
 
     args = parser().parse_args(shlex.split(meta["command"])[1:])
     assert args.algo == "varnet" and "problem.coils=3" in args.train_options
     run = tmp_path / "run"
-    bench("run", "--problem", "cs_mri", "--algo", "varnet", "--dataset", "phantom-knee-pd", "--n", "2",
+    bench("run", "--problem", "cs_mri", "--algo", "varnet", "--dataset", "phantom-knee-pd", "--n", "1",
           "problem.size=16", "dataset.size=16", "problem.coils=3", "problem.acceleration=2",
           "problem.center_fraction=0.25", "problem.espirit_kernel=4", f"algorithm.path={out / 'model.pt'}",
           "--out", str(run), "--quiet", plugin=issue14_entry_points)
     rows = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 and all(r["status"] == "ok" and r["nfe"] == 0 for r in rows)
+    assert len(rows) == 1 and all(r["status"] == "ok" and r["nfe"] == 0 for r in rows)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -34,7 +34,7 @@ from inverse_problems.base import ForwardOperator, Problem
 from inverse_problems.complex import magnitude
 from inverse_problems.random import SampleGenerators
 from priors.training import (EMA, checkpoint_path, config_from_plain, load_checkpoint, plain_config, plot_loss,
-                             resume_conflicts, save_grid)
+                             optimiser_step, resume_conflicts, save_grid)
 
 LOSSES = ("l1", "mse")
 # options a resumed leg may change; every other option shapes the network, the data or the optimisation
@@ -250,14 +250,8 @@ def train(cfg: ReconTrainConfig, dataset: Any, problem: Problem, val_dataset: An
         loss = recon_loss(model(c.y, c.operator), c.target, cfg.loss)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"train-recon: the loss is {float(loss)} at step {step}; lower --lr")
-        acc.backward(loss)
-        acc.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        ema.update(acc.unwrap_model(model))
+        losses.append(optimiser_step(acc, model, loss, opt, sched, ema))
         step += 1
-        losses.append(float(acc.gather(loss.detach().view(1)).mean()))
         bar.update(1)
         if step % cfg.log_every == 0:
             bar.set_postfix(loss=f"{sum(losses[-cfg.log_every:]) / cfg.log_every:.4f}")

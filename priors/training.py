@@ -445,6 +445,19 @@ def sample_grid(unet: nn.Module, prediction: str | None, n: int, steps: int, see
     return x
 
 
+def optimiser_step(acc: Any, model: nn.Module, loss: Tensor, opt: torch.optim.Optimizer, sched: Any, ema: EMA) -> float:
+    """One step: backward through `acc` (accelerate), clip the gradient norm at 1, optimiser and schedule step, EMA
+    update; returns the loss averaged over processes."""
+    acc.backward(loss)
+    if acc.sync_gradients:
+        acc.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    ema.update(acc.unwrap_model(model))
+    return float(acc.gather(loss.detach().view(1)).mean())
+
+
 def train(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
     """Train (or resume) on `dataset` (the train split of cfg.dataset, built by the caller with
     cfg.dataset_kwargs()) and write the diffusers directory, checkpoint, loss curve, samples and metadata.
@@ -565,15 +578,8 @@ def train(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
         with acc.autocast():
             loss = (edm_loss(model, x0, sigma_data, gen) if edm else
                     diffusion_loss(model, x0, abar, cfg.prediction, gen))
-        acc.backward(loss)
-        if acc.sync_gradients:
-            acc.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        ema.update(acc.unwrap_model(model))
+        losses.append(optimiser_step(acc, model, loss, opt, sched, ema))
         step += 1
-        losses.append(float(acc.gather(loss.detach().view(1)).mean()))
         bar.update(1)
         if step % cfg.log_every == 0:
             bar.set_postfix(loss=f"{sum(losses[-cfg.log_every:]) / cfg.log_every:.4f}")

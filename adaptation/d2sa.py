@@ -34,8 +34,8 @@ from torch import Tensor, nn
 
 from adaptation.kspace import (SampleOperator, SubsampledOperator, batch_mask, nr2n_submask, rel_l1, restrict,
                                ssdu_split)
-from adaptation.network_tta import (NetWrapper, NetworkAdapter, SliceNetworkAdapter, check_positive, chunks, core,
-                                    subset)
+from adaptation.network_tta import (NetWrapper, NetworkAdapter, SliceNetworkAdapter, check_positive, core,
+                                    fit_epochs, subset)
 from inverse_problems.base import ForwardOperator
 from inverse_problems.random import Randomness, SampleGenerators
 from priors.base import Prior
@@ -234,27 +234,19 @@ class MRINRAdapter(NetworkAdapter):
             sub_gen = self.stream("submask")
             opt = torch.optim.Adam([{"params": [inr.latents], "lr": self.latent_lr},
                                     {"params": list(inr.siren.parameters()), "lr": self.lr}], foreach=True)
-            epoch_losses = []
-            with torch.enable_grad():
-                for _ in range(self.epochs):
-                    total = 0.0
-                    for index in chunks(b, self.batch_size):
-                        op_k = SampleOperator(operator, index, b)
-                        om, inp, lmask = omega[index], inp_all[index], loss_all[index]
-                        if scheme == "nr2n":
-                            inp = nr2n_submask(om, self.q, subset(sub_gen, index))
-                        pred = self.predict(y[index] * inp, restrict(op_k, inp), model)
-                        g, _ = inr(index)
-                        z = inr.latents[index]
-                        loss = (rel_l1(y[index], op_k(pred), lmask) + rel_l1(y[index], op_k(g), om)
-                                + self.latent_weight * z.pow(2).sum(1) / self.arch["latent_std"] ** 2).mean()
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                        total += float(loss.detach()) * len(index) / b
-                        self._record["steps"] += 1
-                    epoch_losses.append(total)
-            self._record["loss_first"], self._record["loss_last"] = epoch_losses[0], epoch_losses[-1]
+
+            def loss_of(index: list[int]) -> Tensor:
+                op_k = SampleOperator(operator, index, b)
+                om, inp, lmask = omega[index], inp_all[index], loss_all[index]
+                if scheme == "nr2n":
+                    inp = nr2n_submask(om, self.q, subset(sub_gen, index))
+                pred = self.predict(y[index] * inp, restrict(op_k, inp), model)
+                g, _ = inr(index)
+                z = inr.latents[index]
+                return (rel_l1(y[index], op_k(pred), lmask) + rel_l1(y[index], op_k(g), om)
+                        + self.latent_weight * z.pow(2).sum(1) / self.arch["latent_std"] ** 2).mean()
+
+            fit_epochs(opt, loss_of, b, self.batch_size, self.epochs, self._record)
             self.carried = {f"inr.{k}": v.detach().clone() for k, v in inr.state_dict().items()
                             if k not in ("latents", "grid", "freqs")}
         inr.requires_grad_(False)

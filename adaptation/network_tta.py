@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -68,6 +68,25 @@ def chunks(n: int, size: int) -> Iterator[list[int]]:
     """Consecutive sample indices 0..n-1 in groups of `size` (the patient's slices, in order)."""
     for s in range(0, n, size):
         yield list(range(s, min(s + size, n)))
+
+
+def fit_epochs(opt: torch.optim.Optimizer, loss_of: Callable[[list[int]], Tensor], slices: int, batch_size: int,
+               epochs: int, record: dict[str, Any]) -> None:
+    """`epochs` passes over a patient's `slices` in chunks of `batch_size`, one optimiser step per chunk on
+    loss_of(chunk indices); `record` gets the step count and the slice-weighted mean loss of the first and last epochs."""
+    epoch_losses = []
+    with torch.enable_grad():
+        for _ in range(epochs):
+            total = 0.0
+            for index in chunks(slices, batch_size):
+                loss = loss_of(index)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(index) / slices
+                record["steps"] += 1
+            epoch_losses.append(total)
+    record["loss_first"], record["loss_last"] = epoch_losses[0], epoch_losses[-1]
 
 
 def check_positive(**values: float) -> None:
@@ -153,20 +172,8 @@ class PatientNetworkAdapter(NetworkAdapter):
             self.setup(y, operator, omega)
             params = [p for p in net.parameters() if p.requires_grad]
             opt = torch.optim.Adam(params, lr=self.lr, foreach=True)
-            epoch_losses = []
-            with torch.enable_grad():
-                for _ in range(self.epochs):
-                    total = 0.0
-                    for index in chunks(b, self.batch_size):
-                        op_k = SampleOperator(operator, index, b)
-                        loss = self.loss(net, y[index], op_k, omega[index], index)
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                        total += float(loss.detach()) * len(index) / b
-                        self._record["steps"] += 1
-                    epoch_losses.append(total)
-            self._record["loss_first"], self._record["loss_last"] = epoch_losses[0], epoch_losses[-1]
+            fit_epochs(opt, lambda index: self.loss(net, y[index], SampleOperator(operator, index, b), omega[index], index),
+                       b, self.batch_size, self.epochs, self._record)
             self.carried = {f"net.{k}": v.detach().clone() for k, v in core(net).state_dict().items()}
         net.requires_grad_(False)
         alg.net = self.wrap(net, y, operator)

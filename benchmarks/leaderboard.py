@@ -314,10 +314,7 @@ def problem_metrics_block(problem: str, ok: list[dict[str, Any]], notes: list[st
     records = [r["problem_record"] for r in ok if r.get("problem_record")]
     if not names and not records:
         return None
-    try:
-        cls = registry.load("problems", problem)
-    except registry.RegistryError:
-        cls = None
+    cls = registry.load_optional("problems", problem)
     per_run: dict[str, Any] = {}
     if records and cls is not None:
         per_run = {k: (float(v) if _finite(v) else None) for k, v in cls.run_metrics(records).items()}

@@ -72,6 +72,14 @@ def load(group: str, name: str) -> Any:
         raise RegistryError(f"{group[:-1]} {name!r} ({eps[name].value}) failed to load: {exc}") from exc
 
 
+def load_optional(group: str, name: str) -> Any:
+    """`load`, or None where the name is not registered (e.g. the problem of a run made with a removed plugin)."""
+    try:
+        return load(group, name)
+    except RegistryError:
+        return None
+
+
 def describe(group: str, name: str) -> str:
     """The first line of the component's docstring, or the load error.
 

@@ -497,18 +497,10 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
 def problem_run_metrics(problem: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The problem's per-run metrics (Problem.run_metrics) of the ok rows' `problem_record`s; None if it has none."""
     records = [r["problem_record"] for r in rows if r.get("status") == "ok" and r.get("problem_record")]
-    cls = _problem_class(problem)
+    cls = registry.load_optional("problems", problem)
     if not records or cls is None:
         return None
     return cls.run_metrics(records)
-
-
-def _problem_class(problem: str) -> Any:
-    """The registered problem class, or None where the name is not registered (a run of a removed plugin)."""
-    try:
-        return registry.load("problems", problem)
-    except registry.RegistryError:
-        return None
 
 
 def warn_in_distribution_shift(cfg: DictConfig, algorithm: Any) -> None:
@@ -537,7 +529,7 @@ def summarise(cfg: DictConfig, rundir: RunDir, device: torch.device | str) -> di
     run_metrics = problem_run_metrics(str(cfg.names.problem), rows)
     if run_metrics is not None:
         summary["problem_run_metrics"] = run_metrics
-    version = getattr(_problem_class(str(cfg.names.problem)), "metrics_version", None)
+    version = getattr(registry.load_optional("problems", str(cfg.names.problem)), "metrics_version", None)
     if version is not None:
         summary["problem_metrics_version"] = version
     failures = [{"index": r["index"], "reason": r.get("reason")} for r in rows if r.get("status") != "ok"]

@@ -33,8 +33,8 @@ from algorithms.networks import ARCHS, ReconNet, build_network, save_network
 from inverse_problems.base import ForwardOperator, Problem
 from inverse_problems.complex import magnitude
 from inverse_problems.random import SampleGenerators
-from priors.training import (EMA, checkpoint_path, config_from_plain, load_checkpoint, plain_config, plot_loss,
-                             optimiser_step, resume_conflicts, save_grid)
+from priors.training import (EMA, checkpoint_path, plain_config, plot_loss,
+                             optimiser_step, resume_state, save_grid)
 
 LOSSES = ("l1", "mse")
 # options a resumed leg may change; every other option shapes the network, the data or the optimisation
@@ -174,21 +174,7 @@ def train(cfg: ReconTrainConfig, dataset: Any, problem: Problem, val_dataset: An
     check_config(cfg)
     out = Path(cfg.out)
     ckpt_path = checkpoint_path(out)
-    if cfg.resume and not ckpt_path.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
-    if ckpt_path.exists() and not cfg.resume:
-        raise ValueError(f"{out} already holds a training checkpoint ({ckpt_path}); pass --resume to continue it or "
-                         f"choose another --out")
-    state: dict[str, Any] | None = None
-    if cfg.resume:
-        state = load_checkpoint(ckpt_path)
-        conflicts = resume_conflicts(config_from_plain(state["config"], ReconTrainConfig), cfg, RESUMABLE)
-        if conflicts:
-            raise ValueError(f"--resume: these options differ from the checkpoint's: {'; '.join(conflicts)}; only "
-                             f"{', '.join('--' + k.replace('_', '-') for k in RESUMABLE)} may change on resume")
-        if int(state["step"]) > cfg.steps:
-            raise ValueError(f"--resume: the checkpoint is at step {int(state['step'])}, past --steps {cfg.steps} "
-                             f"(the total to reach); pass --steps {int(state['step'])} or more")
+    state = resume_state(cfg, ReconTrainConfig, RESUMABLE)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     acc = Accelerator(cpu=cfg.cpu)

@@ -147,6 +147,31 @@ def checkpoint_path(out: str | Path) -> Path:
     return Path(out) / "checkpoint" / "state.pt"
 
 
+def resume_state(cfg: Any, cls: type = TrainConfig, resumable: tuple[str, ...] = RESUMABLE) -> dict[str, Any] | None:
+    """The checkpoint in cfg.out when cfg.resume (None otherwise), after the checks every training command makes:
+    --resume needs a checkpoint and a checkpoint needs --resume; only `resumable` options may differ from the stored
+    configuration (a `cls`); --steps may not fall below the checkpoint's step."""
+    out = Path(cfg.out)
+    ckpt_path = checkpoint_path(out)
+    if cfg.resume and not ckpt_path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
+    if ckpt_path.exists() and not cfg.resume:
+        raise ValueError(f"{out} already holds a training checkpoint ({ckpt_path}); pass --resume to continue "
+                         f"it or choose another --out")
+    if not cfg.resume:
+        return None
+    state = load_checkpoint(ckpt_path)
+    if "config" in state:  # checkpoints written before the configuration was stored have none to compare
+        conflicts = resume_conflicts(config_from_plain(state["config"], cls), cfg, resumable)
+        if conflicts:
+            raise ValueError(f"--resume: these options differ from the checkpoint's: {'; '.join(conflicts)}; "
+                             f"only {', '.join(option_name(k) for k in resumable)} may change on resume")
+    if int(state["step"]) > cfg.steps:
+        raise ValueError(f"--resume: the checkpoint is at step {int(state['step'])}, past --steps {cfg.steps} "
+                         f"(the total to reach); pass --steps {int(state['step'])} or more")
+    return state
+
+
 def resume_config(out: str | Path, options: dict[str, Any], cls: type = TrainConfig,
                   resumable: tuple[str, ...] = RESUMABLE) -> Any:
     """The configuration of a resumed leg: the checkpoint's, with this leg's `options` (the ones given) applied.
@@ -479,22 +504,7 @@ def train(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
         raise ValueError(f"--steps and --batch-size must be positive, got {cfg.steps} and {cfg.batch_size}")
     out = Path(cfg.out)
     ckpt_path = checkpoint_path(out)
-    if cfg.resume and not ckpt_path.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
-    if ckpt_path.exists() and not cfg.resume:
-        raise ValueError(f"{out} already holds a training checkpoint ({ckpt_path}); pass --resume to continue "
-                         f"it or choose another --out")
-    state: dict[str, Any] | None = None
-    if cfg.resume:
-        state = load_checkpoint(ckpt_path)
-        if "config" in state:
-            conflicts = resume_conflicts(config_from_plain(state["config"]), cfg)
-            if conflicts:
-                raise ValueError(f"--resume: these options differ from the checkpoint's: {'; '.join(conflicts)}; "
-                                 f"only {', '.join(option_name(k) for k in RESUMABLE)} may change on resume")
-        if int(state["step"]) > cfg.steps:
-            raise ValueError(f"--resume: the checkpoint is at step {int(state['step'])}, past --steps {cfg.steps} "
-                             f"(the total to reach); pass --steps {int(state['step'])} or more")
+    state = resume_state(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)  # on a shared CPU, 1 thread avoids OpenMP oversubscription
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu)

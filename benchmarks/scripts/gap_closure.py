@@ -89,15 +89,17 @@ def psnr(summary: dict) -> float:
 
 
 def closure(oracle: float, unadapted: float, adapted: float) -> float | None:
+    """(adapted - unadapted) / (oracle - unadapted); None when there is no gap (the shifted setting is not worse than
+    the oracle), where the ratio would have no meaning."""
     gap = oracle - unadapted
-    return None if abs(gap) < 1e-9 else (adapted - unadapted) / gap
+    return None if gap < 1e-9 else (adapted - unadapted) / gap
 
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| shift | kind | adapter | oracle PSNR | unadapted PSNR | adapted PSNR | gap closure |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        gc = "n/a" if r["gap_closure"] is None else f"{100 * r['gap_closure']:.0f} %"
+        gc = "n/a (no gap)" if r["gap_closure"] is None else f"{100 * r['gap_closure']:.0f} %"
         lines.append(f"| {r['shift']} | {r['kind']} | {r['adapter']} | {r['psnr']['oracle']:.2f} | "
                      f"{r['psnr']['unadapted']:.2f} | {r['psnr']['adapted']:.2f} | {gc} |")
     return "\n".join(lines)

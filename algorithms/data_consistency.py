@@ -59,7 +59,7 @@ def prox_data(operator: ForwardOperator, y: Tensor, z: Tensor, rho: Tensor, cg_i
     """x = argmin ||y - A x||^2 + rho ||x - z||^2, rho (B,), i.e. (A^H A + rho I) x = A^H y + rho z.
 
     Closed form in the SVD basis where the operator has one, x = V[(s U^T y + rho V^T z) / (s^2 + rho)];
-    conjugate gradient (warm-started at z) otherwise.
+    conjugate gradient (warm-started at z, the operator's `normal_map` built once per solve) otherwise.
     """
     svd = operator.svd()
     if svd is not None:
@@ -67,7 +67,8 @@ def prox_data(operator: ForwardOperator, y: Tensor, z: Tensor, rho: Tensor, cg_i
         zs = svd.Vt(z)
         return svd.V((svd.s * svd.Ut(y) + r * zs) / (svd.s**2 + r))
     rhs = operator.adjoint(y) + per_sample(rho, z) * z
-    return conjugate_gradient(lambda v: operator.normal(v) + per_sample(rho, v) * v, rhs, x0=z,
+    normal = operator.normal_map()
+    return conjugate_gradient(lambda v: normal(v) + per_sample(rho, v) * v, rhs, x0=z,
                               n_iter=cg_iters, tol=cg_tol)
 
 

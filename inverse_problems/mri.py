@@ -16,6 +16,7 @@ B' is the maps' batch or `batch` (1: one value shared by the whole batch).
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -161,11 +162,39 @@ class MultiCoilMRI(AdaptableMixin, ForwardOperator):
         return out
 
     def normal(self, x: Tensor) -> Tensor:
-        """A^H A x = sum_c S_c^H F^H M M F S_c x, with the effective maps computed once (not once per direction)."""
-        self.check_image(x)
-        maps = self.effective_maps()
-        k = fft2c(maps * to_complex(x)[:, None]) * self.mask
-        return to_real((maps.conj() * ifft2c(k * self.mask)).sum(dim=1))
+        """A^H A x = sum_c S_c^H F^H M M F S_c x (`normal_map`'s route)."""
+        return self.normal_map()(x)
+
+    def fourier_axes(self) -> tuple[int, ...]:
+        """The image axes the normal operator needs Fourier transforms along: F^H M F acts along the last axis
+        only when every row of the mask is the same (Cartesian lines along the first axis), along the first only
+        when every column is, along both otherwise (F = F_1 F_2 on separate axes, F_k^H F_k = I)."""
+        if bool((self.mask == self.mask[:1]).all()):
+            return (-1,)
+        if bool((self.mask == self.mask[:, :1]).all()):
+            return (-2,)
+        return (-2, -1)
+
+    def normal_map(self) -> Callable[[Tensor], Tensor]:
+        """x -> A^H A x with the effective maps, the squared mask and the shifts computed once; valid while the
+        operator's parameters stay as they are.
+
+        With S = fftshift, F = S FFT S^-1 along `fourier_axes` only, and shifts being permutations,
+        A^H A x = S(sum_c conj(S^-1 S_c) IFFT(S^-1(M^2) FFT(S^-1 S_c S^-1 x))): two un-centred transforms per
+        coil and two shifts of the image instead of four of every coil image. Equal to `adjoint(forward(x))`
+        to float rounding."""
+        dims = self.fourier_axes()
+        maps = torch.fft.ifftshift(self.effective_maps(), dim=dims)
+        maps_conj = maps.conj()
+        mask2 = torch.fft.ifftshift(self.mask * self.mask, dim=dims)
+
+        def apply(x: Tensor) -> Tensor:
+            self.check_image(x)
+            z = maps * torch.fft.ifftshift(to_complex(x), dim=dims)[:, None]
+            k = torch.fft.fftn(z, dim=dims, norm="ortho") * mask2
+            v = (maps_conj * torch.fft.ifftn(k, dim=dims, norm="ortho")).sum(dim=1)
+            return to_real(torch.fft.fftshift(v, dim=dims))
+        return apply
 
     def rss(self, y: Tensor) -> Tensor:
         """Root-sum-of-squares of the coil images as a zero-phase 2-channel image (B, 2, H, W)."""

@@ -76,6 +76,7 @@ def check_operator(op, batch: int, g: torch.Generator) -> None:
     # normal = A^H A
     with torch.no_grad():
         assert rel(op.normal(x), op.adjoint(ax)) < 1e-5
+        assert rel(op.normal_map()(x), op.adjoint(ax)) < 1e-5  # the precomputed form the CG/Langevin loops use
     svd = op.svd()
     if svd is not None:
         check_svd(svd, x, ax, g, 1e-5)
@@ -157,3 +158,25 @@ def test_operator(case: tuple) -> None:
         assert all(gr is not None and bool(torch.isfinite(gr).all()) and float(gr.abs().max()) > 0 for gr in grads)
         op.reset_adaptation()
         assert torch.equal(op(x).detach(), before)
+
+
+@pytest.mark.parametrize("mask_kind", ["rows", "columns", "2d"])
+def test_mri_normal_map_fused(mask_kind: str) -> None:
+    """MultiCoilMRI.normal_map (maps and shifts precomputed, 1-D transforms for line masks) equals A^H (A x) with
+    adapted coil maps and phase, for lines along either axis and a 2-D mask; `fourier_axes` names the axes."""
+    from inverse_problems.coils import birdcage_maps
+    from inverse_problems.mri import MultiCoilMRI
+
+    g = torch.Generator().manual_seed(3)
+    lines = (torch.rand(17, generator=g) < 0.4).float()
+    mask = {"rows": lines.expand(17, 17), "columns": lines[:, None].expand(17, 17),
+            "2d": (torch.rand(17, 17, generator=g) < 0.4).float()}[mask_kind].clone()
+    op = MultiCoilMRI(birdcage_maps(3, 17, 1.5), mask, correction_size=4, batch=2)  # odd size: shifts differ
+    with torch.no_grad():
+        op.coil_correction.normal_(0, 0.2, generator=g)
+        op.phase.uniform_(-3, 3, generator=g)
+        x = torch.randn((2, 2, 17, 17), generator=g)
+        ref = op.adjoint(op.forward(x))
+        assert op.fourier_axes() == {"rows": (-1,), "columns": (-2,), "2d": (-2, -1)}[mask_kind]
+        assert rel(op.normal_map()(x), ref) < 1e-6
+        assert rel(op.normal(x), ref) < 1e-6

@@ -8,8 +8,10 @@ as the suite's `SingleCoilMRI` and as `deepinv.physics.MRI` with the same mask; 
 same A x and A^H y on random input and records the largest difference. Same NFE: both libraries' denoiser calls are
 counted and must match. Batch 4, float32, one thread. The runs are interleaved (suite, DeepInverse, suite, ...)
 `--repeats` times and the medians taken, so that load on a shared machine affects both alike; the figure is the
-ratio suite / DeepInverse. For each run the floor (NFE back-to-back denoiser calls; DPS: with the backward pass
-through ||y - A D(x)||) is timed right after it, so each library's time above its network is reported too.
+ratio suite / DeepInverse of the process's CPU seconds (one thread: what the process computed, which other jobs
+move far less than wall seconds; the wall-clock ratio is reported too). Inside each run the seconds spent in
+`prior.denoise` are added up, so each library's time outside the network's forward pass is reported as well,
+and one short run of each is profiled (cProfile, the functions with the most own time).
 
 Each library's options (stated in the output):
 - DPS (Chung et al. 2023): the suite's defaults (zeta = 0.5, VP step); DeepInverse's `DPS` at its defaults
@@ -47,7 +49,7 @@ from algorithms.diffpir import DiffPIR
 from algorithms.dps import DPS
 from benchmarks.metrics import image_metrics
 from inverse_problems.complex import to_real
-from inverse_problems.linalg import batch_dot, per_sample
+from inverse_problems.linalg import per_sample
 from inverse_problems.mri import SingleCoilMRI
 from inverse_problems.phantom_datasets import BrainT2
 from inverse_problems.problems import CSMRIProblem
@@ -103,26 +105,32 @@ def to_unit(y: Tensor, physics: "dinv.physics.MRI", c: Tensor) -> Tensor:
     return (to_real(y[:, 0]) / per_sample(c, ones) + physics.A(ones)) / 2
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
+class NetworkClock:
+    """Wraps `prior.denoise` (on the instance, for both libraries alike) and adds up the wall and CPU seconds spent
+    inside it: the network's forward share of a run."""
+
+    def __init__(self, prior: Prior) -> None:
+        self.wall = self.cpu = 0.0
+        inner = prior.denoise
+
+        def denoise(x: Tensor, sigma: float | Tensor) -> Tensor:
+            w, c = time.perf_counter(), time.process_time()
+            out = inner(x, sigma)
+            self.wall += time.perf_counter() - w
+            self.cpu += time.process_time() - c
+            return out
+        prior.denoise = denoise  # type: ignore[method-assign]
+
+
+def timed(fn: Callable[[], Any], clock: NetworkClock) -> tuple[Any, dict[str, float]]:
+    """fn() and its wall and CPU (process) seconds, in total and inside the network. With one thread the CPU
+    seconds are what the process itself computed: other jobs on a shared machine move them far less than wall
+    seconds."""
+    clock.wall = clock.cpu = 0.0
+    w, c = time.perf_counter(), time.process_time()
     out = fn()
-    return out, time.perf_counter() - start
-
-
-def floor_seconds(prior: Prior, x: Tensor, sigma: Tensor, y: Tensor, op: SingleCoilMRI, nfe: int, backward: bool
-                  ) -> float:
-    """NFE back-to-back denoiser calls (with the backward pass of ||y - A D(x)|| when `backward`: DPS's floor)."""
-    start = time.perf_counter()
-    for _ in range(nfe):
-        if backward:
-            with torch.enable_grad():
-                xi = x.detach().requires_grad_(True)
-                r = y - op.forward(prior.denoise(xi, sigma))
-                torch.autograd.grad(batch_dot(r, r).sqrt().sum(), xi)
-        else:
-            with torch.no_grad():
-                prior.denoise(x, sigma)
-    return time.perf_counter() - start
+    return out, {"wall": time.perf_counter() - w, "cpu": time.process_time() - c, "network_wall": clock.wall,
+                 "network_cpu": clock.cpu}
 
 
 def top_functions(fn: Callable[[], Any], n: int = 12) -> list[str]:
@@ -155,6 +163,7 @@ def main() -> None:
     torch.manual_seed(0)
     prior = PRIORS[args.prior]("cpu").requires_grad_(False)
     prior.set_execution("fp32", args.memory_format)
+    clock = NetworkClock(prior)
 
     data = BrainT2(split="test", size=64)
     x_true = torch.stack([data[i]["image"] for i in range(args.batch)])
@@ -217,7 +226,9 @@ def main() -> None:
                    + (" --deepinv-defaults" if args.deepinv_defaults else ""),
         "operator_max_difference": operator_difference(op, physics),
         "note": "the runs of the two libraries alternate within one process; seconds are medians over the repeats "
-                "on a shared, loaded 2-core machine (under load), so the within-process ratio is the figure",
+                "on a shared, loaded 2-core machine (under load): the CPU (process) seconds, which other jobs move "
+                "far less than wall seconds, give the ratio to read; network_forward: seconds inside prior.denoise "
+                "(DPS's backward pass through the network is outside it, in both libraries)",
         "options": {
             "dps": {"suite": "DPS(n_steps=NFE): zeta 0.5, vp_step (defaults)",
                     "deepinv": "dinv.sampling.DPS(num_steps=NFE + 1, dtype=float32): VP schedule, DDPM solver, "
@@ -231,40 +242,37 @@ def main() -> None:
     for method in args.methods:
         nfe = args.dps_nfe if method == "dps" else args.diffpir_nfe
         runs = {"suite": suite_run(method, nfe), "deepinv": deepinv_run(method, nfe)}
-        sec: dict[str, list[float]] = {k: [] for k in runs}
-        floor: dict[str, float] = {}
+        times: dict[str, list[dict[str, float]]] = {k: [] for k in runs}
         images: dict[str, Tensor] = {}
-        x_noisy = torch.randn((args.batch, *op.image_shape), generator=torch.Generator().manual_seed(2))
         # a short profiled run of each first (it also warms both up), then the timed runs, alternating which
-        # library goes first; the floor is timed right after each library's first timed run (both
-        # floors time the same network calls: two measurements of one quantity)
+        # library goes first
         profile = {lib: top_functions(run(method, args.profile_steps)) for lib, run in
                    (("suite", suite_run), ("deepinv", deepinv_run))} if args.profile_steps else None
         for rep in range(args.repeats):
             for lib, run in (runs.items() if rep % 2 == 0 else reversed(runs.items())):
-                images[lib], t = timed(run)
-                sec[lib].append(t)
-                if rep == 0:
-                    floor[lib] = floor_seconds(prior, x_noisy, torch.ones(args.batch), y, op, nfe,
-                                               backward=method == "dps")
-                print(f"{method} {lib:8s} rep {rep}: {t:8.2f} s/batch" + (
-                    f", {t / floor[lib]:5.3f} x its floor" if rep == 0 else ""), flush=True)
-        med = {k: statistics.median(v) for k, v in sec.items()}
+                images[lib], t = timed(run, clock)
+                times[lib].append(t)
+                print(f"{method} {lib:8s} rep {rep}: {t['wall']:8.2f} s wall, {t['cpu']:8.2f} s CPU per batch; "
+                      f"network forward {t['network_cpu'] / t['cpu']:.1%} of the CPU time", flush=True)
+        med = {lib: {k: statistics.median(t[k] for t in ts) for k in ts[0]} for lib, ts in times.items()}
         row: dict[str, Any] = {
             "nfe": nfe,
-            "seconds_per_sample": {k: v / args.batch for k, v in med.items()},
-            "seconds_per_batch_all": sec,
-            "ratio_suite_over_deepinv": med["suite"] / med["deepinv"],
-            "floor_seconds_per_batch": floor,
-            "time_over_floor": {k: statistics.median(sec[k]) / floor[k] for k in runs},
-            "floor": "NFE calls with backward" if method == "dps" else "NFE no-grad calls",
+            "seconds_per_sample_wall": {lib: m["wall"] / args.batch for lib, m in med.items()},
+            "seconds_per_sample_cpu": {lib: m["cpu"] / args.batch for lib, m in med.items()},
+            "ratio_suite_over_deepinv_wall": med["suite"]["wall"] / med["deepinv"]["wall"],
+            "ratio_suite_over_deepinv_cpu": med["suite"]["cpu"] / med["deepinv"]["cpu"],
+            "network_forward_cpu_seconds_per_sample": {lib: m["network_cpu"] / args.batch for lib, m in med.items()},
+            "outside_network_forward_cpu_seconds_per_sample": {
+                lib: (m["cpu"] - m["network_cpu"]) / args.batch for lib, m in med.items()},
+            "runs": times,
             "psnr_db": {k: psnr(v) for k, v in images.items()}}
         if method == "diffpir" and args.deepinv_defaults:
             row["psnr_db"]["deepinv_defaults(zeta=0.1,lambda_=7)"] = psnr(deepinv_run(method, nfe, defaults=True)())
         if profile:
             row["profile"] = {"steps": args.profile_steps, **profile}
         out["methods"][method] = row
-        print(f"{method}: ratio {row['ratio_suite_over_deepinv']:.3f}, PSNR {row['psnr_db']}", flush=True)
+        print(f"{method}: ratio (CPU) {row['ratio_suite_over_deepinv_cpu']:.3f}, (wall) "
+              f"{row['ratio_suite_over_deepinv_wall']:.3f}, PSNR {row['psnr_db']}", flush=True)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")

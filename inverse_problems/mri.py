@@ -196,6 +196,54 @@ class MultiCoilMRI(AdaptableMixin, ForwardOperator):
             return to_real(torch.fft.fftshift(v, dim=dims))
         return apply
 
+    def prox_solver(self) -> Callable[[Tensor, Tensor, Tensor], Tensor] | None:
+        """(A^H y, z, rho (B,)) -> argmin_x ||A x - y||^2 + rho ||x - z||^2, solved directly where the mask is
+        Cartesian lines (`fourier_axes` one axis); None for a 2-D mask. No gradient.
+
+        With lines along the first axis, A^H A acts on each image row on its own (F^H M F acts along the row
+        only): G_h = sum_c D_ch^H P D_ch, P = F^H M^2 F (W x W), D_ch = diag(S_c[h, :]), i.e.
+        G_h[i, j] = P[i, j] sum_c conj(S_c[h, i]) S_c[h, j]. Each G_h = Q diag(lam) Q^H is diagonalised once
+        (float64; H eigenproblems of size W per map batch, cost H W^3, cached until the operator's maps, phase,
+        coil correction or mask change), and then x = z + Q diag(1/(lam + rho)) Q^H (A^H y - G z): the exact
+        solution, with the directions of lam below 1e-10 max(lam) (the null space, where A^H y - G z is zero
+        up to rounding) left at z. Columns are handled by transposing."""
+        dims = self.fourier_axes()
+        if len(dims) != 1:
+            return None
+        params = [self.maps, self.mask, self.phase] + ([self.coil_correction] if self.correction_size > 0 else [])
+        key = tuple((id(t), t.data_ptr(), t._version) for t in params)
+        cache = getattr(self, "_prox_cache", None)
+        if cache is None or cache[0] != key:
+            with torch.no_grad():
+                cols = dims == (-2,)
+                maps = self.effective_maps().detach().to(torch.complex128)
+                maps = maps.transpose(-1, -2) if cols else maps
+                m = (self.mask[:, 0] if cols else self.mask[0]).to(torch.float64)
+                n = m.numel()
+                eye = torch.eye(n, dtype=torch.complex128, device=maps.device)
+                shift = (lambda v: torch.fft.fftshift(v, dim=-1), lambda v: torch.fft.ifftshift(v, dim=-1))
+                fwd = shift[0](torch.fft.fft(shift[1](eye), dim=-1, norm="ortho")) * m * m
+                rows = shift[0](torch.fft.ifft(shift[1](fwd), dim=-1, norm="ortho"))  # rows[j] = P e_j
+                gram = torch.einsum("bchi,bchj->bhij", maps.conj(), maps) * rows.T
+                lam, q = torch.linalg.eigh(gram)
+                keep = lam > 1e-10 * lam.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-300)
+            self._prox_cache = cache = (key, (cols, gram, lam, q, keep))
+        cols, gram, lam, q, keep = cache[1]
+
+        def solve(aty: Tensor, z: Tensor, rho: Tensor) -> Tensor:
+            self.check_image(z)
+            with torch.no_grad():
+                def vec(x: Tensor) -> Tensor:
+                    v = to_complex(x).to(torch.complex128)
+                    return (v.transpose(-1, -2) if cols else v)[..., None]
+                zc = vec(z)
+                r = q.mH @ (vec(aty) - gram @ zc)
+                r = torch.where(keep[..., None], r / (lam[..., None] + rho.to(torch.float64).view(-1, 1, 1, 1)), 0)
+                x = (zc + q @ r)[..., 0]
+                x = x.transpose(-1, -2) if cols else x
+                return to_real(x.to(torch.complex64))
+        return solve
+
     def rss(self, y: Tensor) -> Tensor:
         """Root-sum-of-squares of the coil images as a zero-phase 2-channel image (B, 2, H, W)."""
         mag = rss(self.coil_images(y), dim=1)[:, 0]

@@ -39,6 +39,7 @@ PROBLEMS = {"single-coil": lambda: CSMRIProblem(size=64, coils=1), "multi-coil":
 
 def solvers(steps: int) -> dict[str, object]:
     return {"dps": DPS(n_steps=steps), "ddrm": DDRM(n_steps=20), "diffpir": DiffPIR(n_steps=steps),
+            "diffpir-direct": DiffPIR(n_steps=steps, data_step="direct"),
             "daps-langevin": DAPS(budget=None, n_steps=steps // 5, ode_steps=5),
             "daps-exact": DAPS(budget=None, n_steps=steps // 5, ode_steps=5, x0_sampler="exact")}
 
@@ -94,6 +95,8 @@ def main() -> None:
         for name, algo in solvers(args.steps).items():
             if args.solvers and name not in args.solvers:
                 continue
+            if name == "diffpir-direct" and op.svd() is not None:
+                continue  # the SVD route: the same as diffpir
             if name == "ddrm" and op.svd() is None:
                 rows[name] = {"skipped": "no closed-form SVD (the dense one costs about a minute per sample)"}
                 continue

@@ -13,6 +13,10 @@ move far less than wall seconds; the wall-clock ratio is reported too). Inside e
 `prior.denoise` are added up, so each library's time outside the network's forward pass is reported as well,
 and one short run of each is profiled (cProfile, the functions with the most own time).
 
+DeepInverse works on u = (x / c + 1) / 2 with c = sigma_n / min(sigma_n) >= 1 per sample (x: the suite's scaled
+image), so that its one scalar noise level sigma_n / (2 c) is every sample's own; its clipping to [-1, 1] acts on
+x / c.
+
 Each library's options (stated in the output):
 - DPS (Chung et al. 2023): the suite's defaults (zeta = 0.5, VP step); DeepInverse's `DPS` at its defaults
   (VP schedule, DDPM solver, weight 1.0, norm guidance, denoised output clipped to [-1, 1]) with dtype float32.
@@ -230,6 +234,7 @@ def main() -> None:
                 "far less than wall seconds, give the ratio to read; network_forward: seconds inside prior.denoise "
                 "(DPS's backward pass through the network is outside it, in both libraries)",
         "options": {
+            "units": "DeepInverse on u = (x / c + 1) / 2, c = sigma_n / min(sigma_n) >= 1 per sample",
             "dps": {"suite": "DPS(n_steps=NFE): zeta 0.5, vp_step (defaults)",
                     "deepinv": "dinv.sampling.DPS(num_steps=NFE + 1, dtype=float32): VP schedule, DDPM solver, "
                                "weight 1.0, guidance 'norm', clip [-1, 1] (defaults)"},

@@ -104,15 +104,16 @@ class DAPS(Algorithm):
         """K Langevin steps on -||A x - y||^2/tau^2 - ||x - x0||^2/(2 sigma^2), started at x0.
 
         grad = (2/tau^2) (A^T A x - A^T y) + (x - x0)/sigma^2, with A^T y computed once and A^T A x by
-        `operator.normal` (one forward/adjoint pair, the operator's fused form where it has one).
+        `operator.normal_map()` (built once per chain: the operator's fused form with its coil maps precomputed).
         """
         if self.langevin_steps == 0:
             return x0
         w = per_sample(2.0 / tau**2, x0)
         aty = operator.adjoint(y)
+        normal = operator.normal_map()
         x = x0
         for _ in range(self.langevin_steps):
-            grad = w * (operator.normal(x) - aty) + (x - x0) / sigma**2
+            grad = w * (normal(x) - aty) + (x - x0) / sigma**2
             x = x - lr * grad + (2 * lr) ** 0.5 * randn(x, generator)
         return x
 
@@ -148,7 +149,8 @@ class DAPS(Algorithm):
             zp = x0 + sigma * randn(x0, generator)
         rho = tau**2 / (2 * sigma**2)
         rhs = operator.adjoint(yp) + per_sample(rho, zp) * zp
-        return conjugate_gradient(lambda v: operator.normal(v) + per_sample(rho, v) * v, rhs, x0=zp,
+        normal = operator.normal_map()
+        return conjugate_gradient(lambda v: normal(v) + per_sample(rho, v) * v, rhs, x0=zp,
                                   n_iter=self.cg_iters, tol=self.cg_tol)
 
     def sample_x0(self, x0: Tensor, y: Tensor, operator: ForwardOperator, i: int, sigma: float, tau: Tensor,

@@ -4,6 +4,8 @@ All functions are batched over the first dimension and take noise levels as floa
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -54,20 +56,41 @@ def vp_grid(n: int, spacing: str = "uniform", train_steps: int = 1000) -> Tensor
     return torch.cat([sig, torch.zeros(1, dtype=sig.dtype)]).float()
 
 
+DATA_STEPS = ("cg", "direct")
+
+
+def direct_solver(operator: ForwardOperator) -> Callable[[Tensor, Tensor, Tensor], Tensor] | None:
+    """The operator's direct proximal solver (`prox_solver`, e.g. multi-coil MRI with a Cartesian line mask), or None."""
+    make = getattr(operator, "prox_solver", None)
+    return make() if make is not None else None
+
+
 def prox_data(operator: ForwardOperator, y: Tensor, z: Tensor, rho: Tensor, cg_iters: int = 30,
-              cg_tol: float = 1e-6) -> Tensor:
+              cg_tol: float = 1e-6, data_step: str = "cg") -> Tensor:
     """x = argmin ||y - A x||^2 + rho ||x - z||^2, rho (B,), i.e. (A^H A + rho I) x = A^H y + rho z.
 
     Closed form in the SVD basis where the operator has one, x = V[(s U^T y + rho V^T z) / (s^2 + rho)];
-    conjugate gradient (warm-started at z) otherwise.
+    otherwise with `data_step="direct"` the operator's exact direct solver (`prox_solver`: a refusal naming the
+    fix where it has none), with "cg" conjugate gradient (warm-started at z, `cg_iters` iterations at most, the
+    operator's `normal_map` built once per solve).
     """
+    if data_step not in DATA_STEPS:
+        raise ValueError(f"data_step must be one of {DATA_STEPS}, got {data_step!r}")
     svd = operator.svd()
     if svd is not None:
         r = rho.view(-1, 1)
         zs = svd.Vt(z)
         return svd.V((svd.s * svd.Ut(y) + r * zs) / (svd.s**2 + r))
+    if data_step == "direct":
+        solve = direct_solver(operator)
+        if solve is None:
+            raise ValueError(f"data_step='direct' needs an operator with a direct proximal solver (multi-coil MRI "
+                             f"with a Cartesian line mask: random, equispaced or gaussian1d); "
+                             f"{type(operator).__name__} here has none: use data_step='cg'")
+        return solve(operator.adjoint(y), z, rho)
     rhs = operator.adjoint(y) + per_sample(rho, z) * z
-    return conjugate_gradient(lambda v: operator.normal(v) + per_sample(rho, v) * v, rhs, x0=z,
+    normal = operator.normal_map()
+    return conjugate_gradient(lambda v: normal(v) + per_sample(rho, v) * v, rhs, x0=z,
                               n_iter=cg_iters, tol=cg_tol)
 
 

@@ -40,11 +40,23 @@ def _dist_name(ep: metadata.EntryPoint) -> str:
     return dist.name if dist is not None else "?"
 
 
+_SCAN: list[Any] = [None, None]  # (sys.path at the scan, every installed entry point then)
+
+
+def _installed_entry_points() -> metadata.EntryPoints:
+    """Every installed distribution's entry points, scanned once per `sys.path` (a plugin directory put on the path
+    triggers a new scan): one scan of the installed distributions serves all of a command's look-ups."""
+    key = tuple(sys.path)
+    if _SCAN[0] != key:
+        _SCAN[:] = [key, metadata.entry_points()]
+    return _SCAN[1]
+
+
 def entry_points(group: str) -> dict[str, metadata.EntryPoint]:
     """All entry points of a group, by name; a name declared by two distributions is an error naming both
     (neither may silently shadow the other)."""
     found: dict[str, metadata.EntryPoint] = {}
-    for ep in metadata.entry_points(group=f"medtta_bench.{_group(group)}"):
+    for ep in _installed_entry_points().select(group=f"medtta_bench.{_group(group)}"):
         prev = found.setdefault(ep.name, ep)
         if prev is not ep and (_dist_name(prev), prev.value) != (_dist_name(ep), ep.value):
             raise RegistryError(

@@ -74,9 +74,15 @@ class ForwardOperator(nn.Module):
         """A^H A x."""
         return self.adjoint(self.forward(x))
 
+    def normal_map(self) -> Callable[[Tensor], Tensor]:
+        """x -> A^H A x with whatever does not depend on x computed once, for loops that apply the normal operator
+        many times (CG, Langevin); valid while the operator's parameters stay as they are. By default `normal`."""
+        return self.normal
+
     def pinv(self, y: Tensor, n_iter: int = 100, tol: float = 1e-6, damping: float = 0.0) -> Tensor:
         """Least-squares solution of (A^H A + damping I) x = A^H y by conjugate gradient."""
-        return conjugate_gradient(lambda v: self.normal(v) + damping * v, self.adjoint(y), n_iter=n_iter, tol=tol)
+        normal = self.normal_map()
+        return conjugate_gradient(lambda v: normal(v) + damping * v, self.adjoint(y), n_iter=n_iter, tol=tol)
 
     def svd(self) -> SVD | None:
         """The operator's exact SVD, or None where it has none (DDRM-family methods need one)."""

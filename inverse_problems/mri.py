@@ -16,6 +16,7 @@ B' is the maps' batch or `batch` (1: one value shared by the whole batch).
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -161,11 +162,87 @@ class MultiCoilMRI(AdaptableMixin, ForwardOperator):
         return out
 
     def normal(self, x: Tensor) -> Tensor:
-        """A^H A x = sum_c S_c^H F^H M M F S_c x, with the effective maps computed once (not once per direction)."""
-        self.check_image(x)
-        maps = self.effective_maps()
-        k = fft2c(maps * to_complex(x)[:, None]) * self.mask
-        return to_real((maps.conj() * ifft2c(k * self.mask)).sum(dim=1))
+        """A^H A x = sum_c S_c^H F^H M M F S_c x (`normal_map`'s route)."""
+        return self.normal_map()(x)
+
+    def fourier_axes(self) -> tuple[int, ...]:
+        """The image axes the normal operator needs Fourier transforms along: F^H M F acts along the last axis
+        only when every row of the mask is the same (Cartesian lines along the first axis), along the first only
+        when every column is, along both otherwise (F = F_1 F_2 on separate axes, F_k^H F_k = I)."""
+        if bool((self.mask == self.mask[:1]).all()):
+            return (-1,)
+        if bool((self.mask == self.mask[:, :1]).all()):
+            return (-2,)
+        return (-2, -1)
+
+    def normal_map(self) -> Callable[[Tensor], Tensor]:
+        """x -> A^H A x with the effective maps, the squared mask and the shifts computed once; valid while the
+        operator's parameters stay as they are.
+
+        With S = fftshift, F = S FFT S^-1 along `fourier_axes` only, and shifts being permutations,
+        A^H A x = S(sum_c conj(S^-1 S_c) IFFT(S^-1(M^2) FFT(S^-1 S_c S^-1 x))): two un-centred transforms per
+        coil and two shifts of the image instead of four of every coil image. Equal to `adjoint(forward(x))`
+        to float rounding."""
+        dims = self.fourier_axes()
+        maps = torch.fft.ifftshift(self.effective_maps(), dim=dims)
+        maps_conj = maps.conj()
+        mask2 = torch.fft.ifftshift(self.mask * self.mask, dim=dims)
+
+        def apply(x: Tensor) -> Tensor:
+            self.check_image(x)
+            z = maps * torch.fft.ifftshift(to_complex(x), dim=dims)[:, None]
+            k = torch.fft.fftn(z, dim=dims, norm="ortho") * mask2
+            v = (maps_conj * torch.fft.ifftn(k, dim=dims, norm="ortho")).sum(dim=1)
+            return to_real(torch.fft.fftshift(v, dim=dims))
+        return apply
+
+    def prox_solver(self) -> Callable[[Tensor, Tensor, Tensor], Tensor] | None:
+        """(A^H y, z, rho (B,)) -> argmin_x ||A x - y||^2 + rho ||x - z||^2, solved directly where the mask is
+        Cartesian lines (`fourier_axes` one axis); None for a 2-D mask. No gradient.
+
+        With lines along the first axis, A^H A acts on each image row on its own (F^H M F acts along the row
+        only): G_h = sum_c D_ch^H P D_ch, P = F^H M^2 F (W x W), D_ch = diag(S_c[h, :]), i.e.
+        G_h[i, j] = P[i, j] sum_c conj(S_c[h, i]) S_c[h, j]. Each G_h = Q diag(lam) Q^H is diagonalised once
+        (float64; H eigenproblems of size W per map batch, cost H W^3, cached until the operator's maps, phase,
+        coil correction or mask change), and then x = z + Q diag(1/(lam + rho)) Q^H (A^H y - G z): the exact
+        solution, with the directions of lam below 1e-10 max(lam) (the null space, where A^H y - G z is zero
+        up to rounding) left at z. Columns are handled by transposing."""
+        dims = self.fourier_axes()
+        if len(dims) != 1:
+            return None
+        params = [self.maps, self.mask, self.phase] + ([self.coil_correction] if self.correction_size > 0 else [])
+        key = tuple((id(t), t.data_ptr(), t._version) for t in params)
+        cache = getattr(self, "_prox_cache", None)
+        if cache is None or cache[0] != key:
+            with torch.no_grad():
+                cols = dims == (-2,)
+                maps = self.effective_maps().detach().to(torch.complex128)
+                maps = maps.transpose(-1, -2) if cols else maps
+                m = (self.mask[:, 0] if cols else self.mask[0]).to(torch.float64)
+                n = m.numel()
+                eye = torch.eye(n, dtype=torch.complex128, device=maps.device)
+                shift = (lambda v: torch.fft.fftshift(v, dim=-1), lambda v: torch.fft.ifftshift(v, dim=-1))
+                fwd = shift[0](torch.fft.fft(shift[1](eye), dim=-1, norm="ortho")) * m * m
+                rows = shift[0](torch.fft.ifft(shift[1](fwd), dim=-1, norm="ortho"))  # rows[j] = P e_j
+                gram = torch.einsum("bchi,bchj->bhij", maps.conj(), maps) * rows.T
+                lam, q = torch.linalg.eigh(gram)
+                keep = lam > 1e-10 * lam.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-300)
+            self._prox_cache = cache = (key, (cols, gram, lam, q, keep))
+        cols, gram, lam, q, keep = cache[1]
+
+        def solve(aty: Tensor, z: Tensor, rho: Tensor) -> Tensor:
+            self.check_image(z)
+            with torch.no_grad():
+                def vec(x: Tensor) -> Tensor:
+                    v = to_complex(x).to(torch.complex128)
+                    return (v.transpose(-1, -2) if cols else v)[..., None]
+                zc = vec(z)
+                r = q.mH @ (vec(aty) - gram @ zc)
+                r = torch.where(keep[..., None], r / (lam[..., None] + rho.to(torch.float64).view(-1, 1, 1, 1)), 0)
+                x = (zc + q @ r)[..., 0]
+                x = x.transpose(-1, -2) if cols else x
+                return to_real(x.to(torch.complex64))
+        return solve
 
     def rss(self, y: Tensor) -> Tensor:
         """Root-sum-of-squares of the coil images as a zero-phase 2-channel image (B, 2, H, W)."""

@@ -257,3 +257,28 @@ def test_inr_models_are_independent_and_fit():
     opt.zero_grad()
     inr.image(coords, 1, H, H)[0].sum().backward()
     assert inr.out_weight.grad[1].abs().max() == 0 and inr.out_weight.grad[0].abs().max() > 0
+
+
+def test_diffpir_direct_data_step_equals_converged_cg_and_refuses_without_solver():
+    """DiffPIR data_step='direct' (multi-coil line mask) gives CG's result once CG has converged; an operator
+    without a direct solver or SVD is refused before compute, naming the fix; a bad value names the choices."""
+    from inverse_problems.coils import birdcage_maps
+    from inverse_problems.mri import MultiCoilMRI
+
+    g = torch.Generator().manual_seed(5)
+    lines = (torch.rand(16, generator=g) < 0.35).float()
+    lines[7:9] = 1
+    op = MultiCoilMRI(birdcage_maps(3, 16, 1.5), lines.expand(16, 16).clone(), noise_std=0.05, correction_size=0)
+    op.requires_grad_(False)
+    prior = GaussianPrior(torch.zeros(2, 16, 16), torch.full((2, 16, 16), 0.3), "pixel")
+    y = op.measure(prior.sample(2, torch.Generator().manual_seed(0)), torch.Generator().manual_seed(1))
+    run = lambda algo: algo.reconstruct(y, op, prior, torch.Generator().manual_seed(2)).image  # noqa: E731
+    # lam large enough that rho = lam sigma_n^2 / sigma_t^2 lets float32 CG converge at every step
+    direct = run(DiffPIR(n_steps=4, lam=1e4, data_step="direct"))
+    cg = run(DiffPIR(n_steps=4, lam=1e4, cg_iters=2000))
+    assert float((direct - cg).abs().max() / cg.abs().max()) < 1e-3
+    mask2d = (torch.rand(16, 16, generator=g) < 0.5).float()
+    with pytest.raises(ValueError, match="data_step=cg"):
+        DiffPIR(n_steps=4, data_step="direct").reconstruct(y, MultiCoilMRI(birdcage_maps(3, 16, 1.5), mask2d), prior)
+    with pytest.raises(ValueError, match="cg: conjugate gradient"):
+        DiffPIR(data_step="exact")

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,8 +39,17 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path}
 
 
+def children_cpu() -> float:
+    """User + system CPU seconds of this process's finished (reaped) children so far."""
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
 def time_command(argv: list[str], first_line: Path | None = None) -> dict[str, float]:
-    """Wall seconds of `python -m benchmarks.cli ARGV`; with first_line, also until that file has a line."""
+    """Wall seconds of `python -m benchmarks.cli ARGV`; with first_line, also until that file has a line; and the
+    child's CPU seconds (user + system) to its exit, which other jobs on the machine inflate far less than wall
+    seconds (for bench run an upper bound of the fixed overhead's CPU: zero-filled's solve costs nothing)."""
+    cpu = children_cpu()
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", *argv], cwd=REPO, env=environment(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -53,7 +63,8 @@ def time_command(argv: list[str], first_line: Path | None = None) -> dict[str, f
         raise RuntimeError(f"bench {' '.join(argv)} failed ({proc.returncode}): {proc.stderr.read()[-2000:]}")
     if first_line is not None and first is None:  # written in the last poll interval
         first = total
-    return {"total_s": total, **({"first_sample_s": first} if first_line is not None else {})}
+    return {"total_s": total, **({"first_sample_s": first} if first_line is not None else {}),
+            "cpu_s": children_cpu() - cpu}
 
 
 def heavy_modules(argv: list[str]) -> list[str]:
@@ -86,9 +97,9 @@ def main() -> None:
     for _ in range(args.repeat):  # interleaved, so that a load change hits every command alike
         for name, argv in quick.items():
             if argv is None:
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), children_cpu()
                 subprocess.run([sys.executable, "-c", "pass"], check=True)
-                samples[name].append({"total_s": time.perf_counter() - start})
+                samples[name].append({"total_s": time.perf_counter() - start, "cpu_s": children_cpu() - cpu})
             else:
                 samples[name].append(time_command(argv))
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,7 +114,9 @@ def main() -> None:
                 **{k: "bench " + " ".join(v) + " --out DIR" for k, v in RUNS.items()}}
     result = {
         "what": "wall seconds from process start (fresh interpreter): to exit for --help and list; to the first "
-                "line of samples.jsonl (first_sample_s, the fixed overhead) and to exit (total_s) for bench run",
+                "line of samples.jsonl (first_sample_s, the fixed overhead) and to exit (total_s) for bench run; "
+                "cpu_s: the process's user + system CPU seconds to its exit (less inflated by other jobs than "
+                "wall seconds; for bench run an upper bound of the fixed overhead's CPU)",
         "measured_under_load": busy,
         "load_note": (f"measured under load: 1-min load average {load_before[0]:.2f} before, {load_after[0]:.2f} "
                       f"after, on {cpus} CPU(s); these timings are inflated by the other jobs" if busy else

@@ -7,7 +7,9 @@ and its floor is measured right after it, in the same process, at the same batch
 one no-grad denoiser call (DDRM, DAPS, DiffPIR), or of one call with its backward pass through ||y - A D(x)||
 (DPS: its floor is forward + backward). The ratio is what the solver adds on top of the network; 1.0 is free.
 Step counts are reduced (the ratio is per network call); a shared machine makes single timings noisy, so the
-ratio, taken within one run, is the figure, not the seconds. Results are written after every row.
+ratio, taken within one run, is the figure, not the seconds; on CPU the ratio of process CPU seconds (one thread:
+what this process computed, which other jobs move far less than wall seconds) is reported beside the wall-clock
+one. Results are written after every row; `--out` to an existing file updates only the rows measured.
 
     python benchmarks/scripts/solver_cost.py [--batch 4] [--device cpu] [--problems single-coil multi-coil inpainting]
 """
@@ -37,6 +39,7 @@ PROBLEMS = {"single-coil": lambda: CSMRIProblem(size=64, coils=1), "multi-coil":
 
 def solvers(steps: int) -> dict[str, object]:
     return {"dps": DPS(n_steps=steps), "ddrm": DDRM(n_steps=20), "diffpir": DiffPIR(n_steps=steps),
+            "diffpir-direct": DiffPIR(n_steps=steps, data_step="direct"),
             "daps-langevin": DAPS(budget=None, n_steps=steps // 5, ode_steps=5),
             "daps-exact": DAPS(budget=None, n_steps=steps // 5, ode_steps=5, x0_sampler="exact")}
 
@@ -56,6 +59,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "solver_cost.json"))
     args = ap.parse_args()
     device = torch.device(args.device)
+    previous = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     prior = phantom_brain_64(str(device)).requires_grad_(False)
     prior.set_execution("fp32", "channels_last" if device.type == "cpu" else "contiguous")
     data = BrainT2(split="test", size=64)
@@ -67,8 +71,9 @@ def main() -> None:
            "command": "python benchmarks/scripts/solver_cost.py " + " ".join(f"--{k} {v}" for k, v in
                                                                            (("batch", args.batch), ("steps", args.steps))),
            "note": "one timed run per solver and its floor right after; the 2-core machine was shared with other "
-                   "jobs (load average ~9), so seconds vary between rows and only the within-row ratio is meaningful",
-           "target_ratio": 1.05, "problems": {}}
+                   "jobs (under load), so seconds vary between rows and only the within-row ratio is meaningful; rows "
+                   "carry the command and date of their own run (cpu_ratio: the rows measured with CPU seconds too)",
+           "target_ratio": 1.05, "problems": previous.get("problems", {})}
     with torch.no_grad():
         prior.denoise(x, sigma)  # warm-up
     for pname in args.problems:
@@ -90,21 +95,29 @@ def main() -> None:
         for name, algo in solvers(args.steps).items():
             if args.solvers and name not in args.solvers:
                 continue
+            if name == "diffpir-direct" and op.svd() is not None:
+                continue  # the SVD route: the same as diffpir
             if name == "ddrm" and op.svd() is None:
                 rows[name] = {"skipped": "no closed-form SVD (the dense one costs about a minute per sample)"}
                 continue
+            cpu = time.process_time()
             rec = algo.reconstruct(y, op, prior, torch.Generator(device=device).manual_seed(0))
+            cpu = time.process_time() - cpu
             one = call_and_backward if name == "dps" else call
             sync(device)
-            start = time.perf_counter()
+            start, cpu_floor = time.perf_counter(), time.process_time()
             for _ in range(rec.nfe):
                 one()
             sync(device)
-            floor = time.perf_counter() - start
+            floor, cpu_floor = time.perf_counter() - start, time.process_time() - cpu_floor
             rows[name] = {"seconds_per_batch": rec.seconds, "nfe": rec.nfe, "floor_seconds_per_batch": floor,
-                          "floor": "call + backward" if name == "dps" else "call", "ratio": rec.seconds / floor}
+                          "floor": "call + backward" if name == "dps" else "call", "ratio": rec.seconds / floor,
+                          "cpu_seconds_per_batch": cpu, "cpu_floor_seconds_per_batch": cpu_floor,
+                          "cpu_ratio": cpu / cpu_floor, "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                          "row_command": f"python benchmarks/scripts/solver_cost.py --batch {args.batch} --steps "
+                                         f"{args.steps} --problems {pname} --solvers {name}"}
             print(f"{pname:12s} {name:14s} {rec.seconds:8.2f} s  nfe {rec.nfe:4d}  floor {floor:8.2f} s  "
-                  f"ratio {rec.seconds / floor:5.3f}", flush=True)
+                  f"ratio {rec.seconds / floor:5.3f}  CPU ratio {cpu / cpu_floor:5.3f}", flush=True)
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")

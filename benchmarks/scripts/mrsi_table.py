@@ -9,7 +9,8 @@ shifts (one test subject, its first `--n` frames in time order), then on the dri
     against `minibatch` (TDA's drift/linewidth/phase estimates carried from frame to frame).
 Results go to benchmarks/results/mrsi_table.json (after every run, so a stopped script keeps what it measured)
 and mrsi_table.md. Run directories under benchmarks/results/runs/mrsi_table/ (ignored by git) let a rerun
-resume.
+resume (`bench run --resume`: a finished run is re-read, a stopped one finished; a run directory made with other
+options is refused, naming them).
 
     python benchmarks/scripts/mrsi_table.py --n 4
     python benchmarks/scripts/mrsi_table.py --n 4 --only csi-fit,mrsi-tv --shifts none
@@ -32,10 +33,8 @@ METABOLITES = ("water", "glc", "glx", "lac")
 CLASSICAL = ("csi-fit", "mrsi-lowrank", "mrsi-tv")
 DIFFUSION = ("dps", "daps", "diffpir")
 SHIFTS = ("none", "dmi-drift", "dmi-field-3t")
-CPU_STEPS = {"dps": ["algorithm.n_steps=100"],
-             "daps": ["algorithm.budget=null", "algorithm.n_steps=25", "algorithm.ode_steps=2",
-                      "algorithm.langevin_steps=20"],
-             "diffpir": ["algorithm.n_steps=20"]}
+# DAPS needs none: on mrsi it runs at the problem's declared 0.1K budget with exact x0 draws (MRSIProblem.solver_defaults)
+CPU_STEPS = {"dps": ["algorithm.n_steps=100"], "diffpir": ["algorithm.n_steps=20"]}
 ENTRY_POINTS = {"algorithms": {"mrsi-lowrank": "algorithms.mrsi_baselines:MRSILowRank",
                                "mrsi-tv": "algorithms.mrsi_baselines:MRSITV"},
                 "priors": {"phantom-dmi-32": "priors.shipped:phantom_dmi_32"}}
@@ -65,6 +64,8 @@ def run(label: str, algo: str, shift: str, n: int, extra: list[str], runs: Path,
 
     out = runs / label
     args = ["run", "--problem", "mrsi", "--algo", algo, "--n", str(n), "--out", str(out), "--quiet", *flags]
+    if (out / "config.yaml").exists():  # an earlier (finished or stopped) run: finish it or just re-read it
+        args.append("--resume")
     if shift != "none":
         args += ["--shift", shift]
     start = time.time()

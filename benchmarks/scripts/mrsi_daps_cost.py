@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         out["budgets"].append({"budget": label, "n_steps": n, "ode_steps": ode, "langevin_steps": k,
                                "operator_round_trips": n * k, "nfe": n * ode, "seconds_per_batch": seconds})
         print(f"{label}: {n * k} round-trips + {n * ode} NFE = {seconds / 60:.1f} min per batch of {args.batch}")
-    print(f"normal {tn * 1e3:.1f} ms, denoiser {td * 1e3:.1f} ms (ratio {td / tn:.2f}), {torch.get_num_threads()} thread(s)")
+    print(f"normal {tn * 1e3:.1f} ms, denoiser {td * 1e3:.1f} ms (ratio {td / tn:.2f}), "
+          f"{torch.get_num_threads()} thread(s)")
     (RESULTS / "mrsi_daps_cost.json").write_text(json.dumps(out, indent=2) + "\n")
     return 0
 

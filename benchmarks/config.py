@@ -100,11 +100,26 @@ def search_space(group: str, name: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in block.items()}
 
 
-def _store(group: str, name: str, key: str | None = None) -> str:
-    """Put the component's options in hydra's ConfigStore (under a reserved name unless `key` is given) and
-    return that name."""
+def problem_solver_defaults(problem: str, algorithm: str) -> dict[str, Any]:
+    """The options `problem` declares for `algorithm` (its class's `solver_defaults[algorithm]`): what the harness
+    lays over the algorithm's own defaults for that problem, under the shift's and the user's overrides (e.g. a
+    CPU-sized DAPS budget where the official one is far too slow). Every name must be an option of the algorithm."""
+    declared = getattr(registry.load("problems", problem), "solver_defaults", {}) or {}
+    opts = dict(declared.get(algorithm) or {})
+    known = component_defaults("algorithms", algorithm)
+    unknown = sorted(set(opts) - set(known))
+    if unknown:
+        raise ConfigError(f"problem {problem!r} declares solver_defaults for {algorithm!r} with {', '.join(unknown)}, "
+                          f"which {algorithm!r} does not take; fix the problem's solver_defaults (options of "
+                          f"{algorithm!r}: {', '.join(sorted(known))})")
+    return opts
+
+
+def _store(group: str, name: str, key: str | None = None, over: dict[str, Any] | None = None) -> str:
+    """Put the component's options (overlaid by `over`) in hydra's ConfigStore (under a reserved name unless `key`
+    is given) and return that name."""
     key = key or f"_{name}_"
-    node = OmegaConf.create(component_defaults(group, name))
+    node = OmegaConf.create({**component_defaults(group, name), **(over or {})})
     for k, v in node.items_ex(resolve=False):
         if isinstance(v, DictConfig):
             OmegaConf.set_struct(v, False)  # a dict-valued option (e.g. per-parameter rates) takes new keys
@@ -138,7 +153,9 @@ def compose_config(sel: Selection, overrides: Iterable[str] = ()) -> DictConfig:
     """The resolved config of one run (names under `names`, options under each group and `run`)."""
     sel = resolve(sel)
     shift = load_shift(sel.shift) if sel.shift else None
-    choices = [f"+problem={_store('problems', sel.problem)}", f"+algorithm={_store('algorithms', sel.algorithm)}",
+    # the problem's declared options for this algorithm sit under the shift's and the user's overrides
+    algo_node = _store("algorithms", sel.algorithm, over=problem_solver_defaults(sel.problem, sel.algorithm))
+    choices = [f"+problem={_store('problems', sel.problem)}", f"+algorithm={algo_node}",
                f"+dataset={_store('datasets', sel.dataset)}"]
     if sel.prior is not None:
         choices.append(f"+prior={_store('priors', sel.prior)}")

@@ -21,7 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from benchmarks.config import ConfigError, Selection, _store, load_shift, resolve
+from benchmarks.config import ConfigError, Selection, _store, load_shift, problem_solver_defaults, resolve
 from configs import CONFIG_DIR
 
 PRIMARY = "bench_sweep"
@@ -145,6 +145,16 @@ def _choice(names: list[str], given: list[str] | None, default_of: dict[str, str
     return list(aliases), "${problem}-" + alias, aliases
 
 
+def sweep_solver_defaults(problems: list[str], algorithm: str) -> dict[str, Any]:
+    """The problems' declared options for `algorithm` (config.problem_solver_defaults), which a sweep lays under its
+    overrides as a single run does; problems that declare different ones cannot share one algorithm node."""
+    declared = {p: problem_solver_defaults(p, algorithm) for p in problems}
+    if len({repr(sorted(d.items())) for d in declared.values()}) > 1:
+        raise ConfigError(f"problems {', '.join(problems)} declare different options for {algorithm!r} "
+                          f"({'; '.join(f'{p}: {d or {}}' for p, d in declared.items())}); sweep them separately")
+    return declared[problems[0]] if problems else {}
+
+
 def store_configs(spec: SweepSpec) -> None:
     """Put the sweep's primary config, its components and configs/hydra/**.yaml in hydra's ConfigStore."""
     from hydra.core.config_store import ConfigStore
@@ -160,7 +170,7 @@ def store_configs(spec: SweepSpec) -> None:
     for p in spec.problems:
         _store("problems", p, p)
     for a in spec.algorithms:
-        _store("algorithms", a, a)
+        _store("algorithms", a, a, over=sweep_solver_defaults(spec.problems, a))
     for d in datasets:
         _store("datasets", d_alias.get(d, d), d)
     if uses_prior:

@@ -193,6 +193,10 @@ class Problem:
 
     image_shape: tuple[int, int, int]
     tier = "simulated"  # or "measured": the data are a dataset's own measurements (DESIGN.md)
+    # {algorithm name: {option: value}}: options that differ for this problem from the algorithm's own defaults
+    # (e.g. a CPU-sized budget where the official one is impractical); the harness lays them over the algorithm's
+    # defaults, under a shift's and the user's overrides, so a run's config records them
+    solver_defaults: dict[str, dict[str, Any]] = {}
 
     def acquisition_operator(self, x: Tensor, generator: Randomness = None) -> ForwardOperator:
         raise NotImplementedError

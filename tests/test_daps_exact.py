@@ -21,6 +21,7 @@ from inverse_problems.inpainting import Inpainting
 from inverse_problems.lowfield import LowField
 from inverse_problems.masks import random_mask
 from inverse_problems.mri import MultiCoilMRI, SingleCoilMRI
+from inverse_problems.mrsi import MRSI
 from inverse_problems.random import SampleGenerators
 from priors.analytic import GaussianPrior, gaussian_posterior
 
@@ -35,12 +36,16 @@ def _operators():
         "single-coil": SingleCoilMRI(mask, noise_std=0.05),
         "lowfield": LowField(H, k=1.5, fwhm=1.0, noise_std=0.05),
         "multi-coil": MultiCoilMRI(birdcage_maps(3, H), mask, noise_std=0.05, correction_size=0),
+        # 4 metabolite maps, 8 spectral points, a B0 map and non-zero drift/linewidth/phase: not separable per
+        # k-space sample, so only the dense SVD and CG routes apply (64 real coordinates)
+        "mrsi": MRSI(mask, n_t=8, b0_hz=4.0 * torch.randn((H, H), generator=g), drift=1.5, linewidth=2.0, phase=0.3,
+                     noise_std=0.05),
     }
 
 
 # (operator, route): closed-form SVD, exact dense SVD, perturb-and-MAP by CG (also where an SVD exists)
 CASES = [("inpainting", "svd"), ("single-coil", "svd"), ("lowfield", "svd"), ("multi-coil", "svd"),
-         ("multi-coil", "cg"), ("single-coil", "cg"), ("inpainting", "cg")]
+         ("multi-coil", "cg"), ("single-coil", "cg"), ("inpainting", "cg"), ("mrsi", "svd"), ("mrsi", "cg")]
 
 
 def closed_form(op, x_hat: torch.Tensor, y: torch.Tensor, sigma: float, tau: float):
@@ -68,8 +73,13 @@ def draws(name: str, route: str, sigma: float, tau: float, seed: int = 0):
     return x.reshape(N, -1).double(), closed_form(op, x_hat, y1, sigma, tau)
 
 
-@pytest.mark.parametrize("name,route", CASES)
-@pytest.mark.parametrize("sigma,tau", [(0.3, 0.2), (1.0, 0.05)])
+SETTINGS = [(0.3, 0.2), (1.0, 0.05)]
+# CG on MRSI at (1.0, 0.05) (rho = tau^2/(2 sigma^2) ~ 1e-3: hundreds of iterations on 6000 draws) runs as slow
+PARAMS = [pytest.param(n, r, s, t, marks=[pytest.mark.slow] if (n, r, s) == ("mrsi", "cg", 1.0) else [])
+          for n, r in CASES for s, t in SETTINGS]
+
+
+@pytest.mark.parametrize("name,route,sigma,tau", PARAMS)
 def test_exact_draws_have_the_closed_form_mean_and_covariance(name, route, sigma, tau):
     x, (m, cov) = draws(name, route, sigma, tau)
     chol = torch.linalg.cholesky(cov + 1e-12 * torch.eye(cov.shape[0], dtype=cov.dtype))
@@ -125,6 +135,10 @@ def test_routes_and_errors():
     assert DAPS(x0_sampler="exact", dense_max=0).route(ops["multi-coil"]) == "cg"
     assert DAPS(x0_sampler="exact").route(ops["multi-coil"]) == "svd"  # 32 coordinates: dense
     assert DAPS(x0_sampler="exact", exact_route="cg").route(ops["single-coil"]) == "cg"
+    assert ops["mrsi"].svd() is None and DAPS(x0_sampler="exact").route(ops["mrsi"]) == "svd"  # 64: dense
+    assert DAPS(x0_sampler="exact", dense_max=63).route(ops["mrsi"]) == "cg"
+    assert DAPS(budget="0.1k").n_steps == 50 and DAPS(budget="0.1k").ode_steps == 2
+    assert (DAPS().n_steps, DAPS().ode_steps) == (200, 5)  # the official 1K budget stays the default
     assert DAPS().x0_sampler == "langevin"  # the official chain stays the default
     with pytest.raises(ValueError, match="x0_sampler must be one of"):
         DAPS(x0_sampler="gibbs")

@@ -346,3 +346,33 @@ def test_shipped_dmi_prior_fits_mrsi_and_is_refused_elsewhere_naming_both_shapes
         prior.check_compatible((2, 32, 32), "problem 'cs_mri'")
     with pytest.raises(FileNotFoundError, match="bench train-prior --recipe edm"):
         phantom_dmi_32(path=str(tmp_path))
+
+
+@pytest.mark.skipif(not registered("mrsi"), reason="the mrsi entry points are not installed (pip install -e . --no-deps)")
+def test_problem_solver_defaults_sit_under_the_users_overrides_and_only_for_their_problem(monkeypatch) -> None:
+    """mrsi declares DAPS's 0.1K budget with 50 Langevin steps (Problem.solver_defaults): a run's config records them, the
+    user's overrides win, other problems keep DAPS's official defaults, the leaderboard labels them as changed
+    options, and a declared option the algorithm does not take is refused naming the problem."""
+    from benchmarks import leaderboard
+    from benchmarks.config import ConfigError, Selection, compose_config, options
+    from benchmarks.sweep import sweep_solver_defaults
+
+    cfg = compose_config(Selection("mrsi", "daps", ["tda"]))
+    algo = options(cfg, "algorithm")
+    assert (algo["budget"], algo["langevin_steps"], algo["x0_sampler"]) == ("0.1k", 50, "langevin")
+    assert algo["lr"] == 1e-4  # options the problem does not declare keep DAPS's own defaults
+    user = options(compose_config(Selection("mrsi", "daps", []), ["algorithm.x0_sampler=exact",
+                                                                   "algorithm.budget=1k"]), "algorithm")
+    assert (user["x0_sampler"], user["budget"], user["langevin_steps"]) == ("exact", "1k", 50)
+    other = options(compose_config(Selection("cs_mri", "daps", [])), "algorithm")
+    assert (other["budget"], other["x0_sampler"], other["langevin_steps"]) == ("1k", "langevin", 100)
+    assert options(compose_config(Selection("mrsi", "diffpir", [])), "algorithm") == \
+        options(compose_config(Selection("cs_mri", "diffpir", [])), "algorithm")  # nothing declared for diffpir
+    key = {"algorithm": "daps", "algorithm_options": algo, "adapter_options": {}}
+    assert leaderboard.changed_options(key) == {"algorithm": {"budget": "0.1k", "langevin_steps": 50}}
+    assert sweep_solver_defaults(["mrsi"], "daps") == MRSIProblem.solver_defaults["daps"]
+    with pytest.raises(ConfigError, match="sweep them separately"):
+        sweep_solver_defaults(["mrsi", "cs_mri"], "daps")
+    monkeypatch.setattr(MRSIProblem, "solver_defaults", {"daps": {"langevin_stepz": 5}})
+    with pytest.raises(ConfigError, match=r"problem 'mrsi' declares solver_defaults for 'daps' with langevin_stepz"):
+        compose_config(Selection("mrsi", "daps", []))

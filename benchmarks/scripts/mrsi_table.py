@@ -5,11 +5,12 @@ shifts (one test subject, its first `--n` frames in time order), then on the dri
   - the oracle (problem.oracle_physics=true: the frames' true drift, linewidth and phase known) of each diffusion
     solver, for gap closure = (E_unadapted - E_tda) / (E_unadapted - E_oracle), E the kinetic-curve error (mean
     over metabolites) or the mean map NRMSE;
-  - the TTT schemes of DAPS+TDA at batch size 1 (each frame a batch): `online` (TDA restarts at every frame)
-    against `minibatch` (TDA's drift/linewidth/phase estimates carried from frame to frame).
+  - the TTT schemes of DAPS+TDA and DiffPIR+TDA at batch size 1 (each frame a batch): `online` (TDA restarts at
+    every frame) against `minibatch` (TDA's drift/linewidth/phase estimates carried from frame to frame).
 Results go to benchmarks/results/mrsi_table.json (after every run, so a stopped script keeps what it measured)
 and mrsi_table.md. Run directories under benchmarks/results/runs/mrsi_table/ (ignored by git) let a rerun
-resume.
+resume (`bench run --resume`: a finished run is re-read, a stopped one finished; a run directory made with other
+options is refused, naming them).
 
     python benchmarks/scripts/mrsi_table.py --n 4
     python benchmarks/scripts/mrsi_table.py --n 4 --only csi-fit,mrsi-tv --shifts none
@@ -32,10 +33,8 @@ METABOLITES = ("water", "glc", "glx", "lac")
 CLASSICAL = ("csi-fit", "mrsi-lowrank", "mrsi-tv")
 DIFFUSION = ("dps", "daps", "diffpir")
 SHIFTS = ("none", "dmi-drift", "dmi-field-3t")
-CPU_STEPS = {"dps": ["algorithm.n_steps=100"],
-             "daps": ["algorithm.budget=null", "algorithm.n_steps=25", "algorithm.ode_steps=2",
-                      "algorithm.langevin_steps=20"],
-             "diffpir": ["algorithm.n_steps=20"]}
+# DAPS needs none: on mrsi it runs at the problem's 0.1K budget, 50 Langevin steps (MRSIProblem.solver_defaults)
+CPU_STEPS = {"dps": ["algorithm.n_steps=100"], "diffpir": ["algorithm.n_steps=20"]}
 ENTRY_POINTS = {"algorithms": {"mrsi-lowrank": "algorithms.mrsi_baselines:MRSILowRank",
                                "mrsi-tv": "algorithms.mrsi_baselines:MRSITV"},
                 "priors": {"phantom-dmi-32": "priors.shipped:phantom_dmi_32"}}
@@ -65,6 +64,8 @@ def run(label: str, algo: str, shift: str, n: int, extra: list[str], runs: Path,
 
     out = runs / label
     args = ["run", "--problem", "mrsi", "--algo", algo, "--n", str(n), "--out", str(out), "--quiet", *flags]
+    if (out / "config.yaml").exists():  # an earlier (finished or stopped) run: finish it or just re-read it
+        args.append("--resume")
     if shift != "none":
         args += ["--shift", shift]
     start = time.time()
@@ -151,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         if diffusion and shift == "dmi-drift" and not args.no_tda:
             plan.append((f"{shift}/{algo} (oracle physics)", algo, shift, extra_a + ["problem.oracle_physics=true"],
                          ()))
-        if algo == "daps" and shift == "dmi-drift" and not args.no_tda:
+        if algo in ("daps", "diffpir") and shift == "dmi-drift" and not args.no_tda:
             for scheme in ("online", "minibatch"):
-                plan.append((f"dmi-drift/daps+tda (batch 1, {scheme})", "daps+tda", "dmi-drift", extra_a,
+                plan.append((f"dmi-drift/{algo}+tda (batch 1, {scheme})", f"{algo}+tda", "dmi-drift", extra_a,
                              ("--batch-size", "1", "--scheme", scheme)))
     result: dict[str, Any] = {"command": "python benchmarks/scripts/mrsi_table.py " + " ".join(argv or sys.argv[1:]),
                               "n": args.n, "rows": [], "gap_closure": {}, "missing": [label for label, *_ in plan]}

@@ -129,18 +129,37 @@ class MRINR(nn.Module):
 
 class FiLMNet(NetWrapper):
     """The inner network with its `film_target` output h modulated as (1 + dgamma) h + beta, (dgamma, beta) from
-    the MR-INR of the slices the operator's measurements belong to."""
+    the MR-INR of the slices the operator's measurements belong to.
+
+    Once the INR is frozen (stage 2, inference), its maps are constants of the slice: they are computed once per
+    slice selection and reused (the same tensors, so the same bits), keyed by the parameters' in-place versions;
+    while any INR parameter trains (stage 1) they are recomputed every call."""
 
     def __init__(self, inner: nn.Module, inr: MRINR) -> None:
         super().__init__()
         self.inner, self.inr = inner, inr
+        self._maps: dict[tuple, Tensor] = {}  # (slice index, parameter versions) -> FiLM maps of a frozen INR
+
+    def film(self, index: list[int]) -> Tensor:
+        """The FiLM maps (b, 2F, H, W) of the slices `index` (cached while the INR is frozen)."""
+        params = list(self.inr.parameters())
+        if any(p.requires_grad for p in params):
+            self._maps.clear()
+            return self.inr(index)[1]
+        key = (tuple(index), tuple(p._version for p in params))
+        if key not in self._maps:
+            if len(self._maps) >= 64:
+                self._maps.clear()
+            with torch.no_grad():
+                self._maps[key] = self.inr(index)[1]
+        return self._maps[key]
 
     def forward(self, y: Tensor, operator: ForwardOperator) -> Tensor:
         index = sample_index(operator, y.shape[0])
         if len(index) != y.shape[0] or max(index) >= self.inr.latents.shape[0]:
             raise ValueError(f"mr-inr holds latents for {self.inr.latents.shape[0]} slices (the batch it adapted on); "
                              f"it cannot modulate a batch of {y.shape[0]} measurements")
-        _, film = self.inr(index)
+        film = self.film(index)
         f = self.inr.film_channels
 
         def modulate(module: nn.Module, inputs: Any, h: Tensor) -> Tensor:

@@ -170,6 +170,26 @@ def test_network_adapters_refuse_other_algorithms(case):
         FINE().prepare(inst.y, inst.operator, None)  # not wrapped at all
 
 
+def test_film_maps_of_a_frozen_inr_are_reused_and_follow_its_changes(case):
+    _, _, inst = case
+    alg = NetAlgorithm(TinyUNet())
+    inr = MRINR((2, S, S), film_channels=4, slices=2, width=16, frequencies=8, latent=8)
+    with torch.no_grad():
+        inr.siren.film.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))
+    film = FiLMNet(alg.net, inr)
+    training = alg.predict(inst.y, inst.operator, film)  # INR trainable: maps recomputed, nothing kept
+    assert not film._maps
+    inr.requires_grad_(False)
+    first = alg.predict(inst.y, inst.operator, film)
+    assert len(film._maps) == 1 and torch.equal(first, training)
+    assert torch.equal(alg.predict(inst.y, inst.operator, film), first) and len(film._maps) == 1  # reused
+    with torch.no_grad():
+        inr.latents.mul_(100.0)  # an in-place change of a frozen INR: its maps are recomputed
+    changed = alg.predict(inst.y, inst.operator, film)
+    assert not torch.equal(changed, first)
+    assert torch.equal(changed, alg.predict(inst.y, inst.operator, FiLMNet(alg.net, inr)))
+
+
 @pytest.mark.parametrize("net_cls", [TinyUNet, TinyVarNet])
 def test_film_and_sst_start_as_the_identity(case, net_cls):
     _, _, inst = case

@@ -3,6 +3,7 @@ check, the Markdown, resuming from finished runs, and the warning when a shift i
 from __future__ import annotations
 
 import json
+import time
 import warnings
 
 import pytest
@@ -24,7 +25,8 @@ def test_rows_map_to_adapter_chains_and_quick_counts():
 
 def cells(**psnr_minutes):
     return {f"unet/{k.replace('_', '+').replace('mr+inr', 'mr-inr').replace('non+tta', 'non-tta').replace('dip+ttt', 'dip-ttt')}":
-            {"psnr": p, "minutes_per_patient": m, "ssim": 0.5, "lpips": None} for k, (p, m) in psnr_minutes.items()}
+            {"psnr": p, "minutes_per_patient": 2 * m, "cpu_minutes_per_patient": m, "ssim": 0.5, "lpips": None}
+            for k, (p, m) in psnr_minutes.items()}
 
 
 def test_ordering_check_step_by_step():
@@ -36,13 +38,13 @@ def test_ordering_check_step_by_step():
     o = tt.ordering(bad)
     assert o["Non-TTA < FINE"] and not o["FINE <= FINE+MR-INR"] and o["FINE+MR-INR < FINE+MR-INR+SST"]
     assert o["FINE+MR-INR+SST within 1 dB of DIP-TTT"] is False
-    assert o["FINE+MR-INR+SST minutes <= 1/3 of DIP-TTT's"] is False
+    assert o["FINE+MR-INR+SST CPU minutes <= 1/3 of DIP-TTT's"] is False
     assert tt.ordering(cells(non_tta=(17.0, 0.0)))["Non-TTA < FINE"] is None
     report = {"prior": None, "shifts": [{"name": "anatomy", "description": "d", "cells": good},
                                         {"name": "modality", "description": "d", "missing": "no source", "cells": {}}],
               "ordering": {"anatomy": tt.ordering(good)}}
     md = tt.markdown(report)
-    assert "| fine+mr-inr | 20.50 / 0.500 / – | 1.50 | – / – / – | – |" in md
+    assert "| fine+mr-inr | 20.50 / 0.500 / – | 3.00; 1.50 | – / – / – | – |" in md  # wall; CPU
     assert "no source" in md and "anatomy: Non-TTA < FINE: holds" in md
 
 
@@ -54,8 +56,44 @@ def test_finished_runs_are_read_back_without_running(tmp_path, monkeypatch):
     (out / "tta_table.done.json").write_text(json.dumps({"algo": "unet", "argv": [], "wall_seconds": 1.0,
                                                           "summary": summary}))
     monkeypatch.setattr(tt, "bench", lambda argv: pytest.fail("a finished cell was run again"))
-    row = tt.cell_row(tt.run_cell(out, "unet", [], []), slices=4)
+    row = tt.cell_row(tt.run_cell(out, "unet", [], []), slices=4, patients=1)
     assert row["psnr"] == 20.0 and row["lpips"] is None and row["minutes_per_patient"] == pytest.approx(0.2)
+    assert row["cpu_minutes_per_patient"] is None  # a cell without CPU time (resumed, or from an older table)
+
+
+def test_a_cell_records_its_cpu_time_and_a_resumed_one_none(tmp_path, monkeypatch):
+    summary = {"metrics": {"psnr": {"mean": 20.0}, "seconds": {"mean": 3.0}}, "n_ok": 4}
+
+    def fake_bench(argv):
+        out = tmp_path / argv[argv.index("--out") + 1]
+        end = time.process_time() + 0.3
+        while time.process_time() < end:  # burn 0.3 s of this process's CPU
+            pass
+        (out / "summary.json").write_text(json.dumps(summary))
+        return 0
+
+    monkeypatch.setattr(tt, "bench", fake_bench)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()
+    cell = tt.run_cell(tt.Path("a"), "unet", [], [])
+    assert cell["cpu_seconds"] >= 0.3 and "--resume" not in cell["argv"]
+    assert tt.cell_row(cell, slices=4, patients=2)["cpu_minutes_per_patient"] == pytest.approx(
+        cell["cpu_seconds"] / 2 / 60)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "samples.jsonl").write_text("{}\n")  # partly written: resumed, its CPU time is one leg only
+    cell = tt.run_cell(tt.Path("b"), "unet", [], [])
+    assert cell["argv"][1] == "--resume" and cell["cpu_seconds"] is None
+
+
+def test_cells_of_a_results_file_with_the_same_settings_are_kept(tmp_path):
+    settings = {"patients": 1, "slices": 4, "size": 64, "seed": 0, "quick": True, "overrides": [], "prior": None}
+    cell = {"psnr": 20.0}
+    results = tmp_path / "t.json"
+    assert tt.kept_cells(results, settings) == ({}, [])  # no file yet
+    results.write_text(json.dumps({**settings, "command": "first", "shifts": [{"name": "anatomy",
+                                                                                "cells": {"unet/fine": cell}}]}))
+    assert tt.kept_cells(results, settings) == ({"anatomy": {"unet/fine": cell}}, ["first"])
+    assert tt.kept_cells(results, {**settings, "quick": False}) == ({}, [])  # other settings: a new table
 
 
 def test_knee_to_brain_is_the_networks_anatomy_shift_and_anatomy_keeps_its_dataset():

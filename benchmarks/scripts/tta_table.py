@@ -5,9 +5,12 @@ For each shift with a shipped source model, every method row of D2SA's tables fo
 and the suite's diffusion rows (DAPS, DPS, DiffPIR, each with and without +tda, and DiffPIR+prior-affine, with the
 problem's default prior) on the shift's target data, each one `bench run` on patients of `--slices` slices
 (`dataset.slices=S`, so patient-level adapters see a patient's slices together). Per cell: SSIM, PSNR, LPIPS (null
-when its weights are not installed) and minutes per patient (the samples' `seconds`, which include adaptation,
-summed over the patient's slices). Run directories go under `--runs/<shift>/<row>`; a finished run is read back,
-a partly written one resumed, so the script can be stopped and restarted.
+when its weights are not installed) and minutes per patient, twice: wall (the samples' `seconds`, which include
+adaptation, summed over the patient's slices) and CPU (the process time of the cell's whole `bench run` over its
+patients; at one thread the compute it costs, whatever else loads the machine). Run directories go under
+`--runs/<shift>/<row>`; a finished run is read back, a partly written one resumed, so the script can be stopped and
+restarted; the cells of an existing results file with the same settings are kept (`--fresh`: start anew), so the
+table can be filled row by row.
 
     python benchmarks/scripts/tta_table.py                          # the full table (GPU-sized)
     python benchmarks/scripts/tta_table.py --n 1 --slices 4 --quick # 1 patient, reduced iterations (CPU)
@@ -91,15 +94,18 @@ def run_cell(out: Path, algo: str, flags: list[str], overrides: list[str]) -> di
     if done.exists() and summary_path.exists():
         return json.loads(done.read_text())
     argv = ["run", "--problem", "cs_mri", "--algo", algo, "--out", str(out), "--quiet", *flags, *overrides]
-    if (out / "samples.jsonl").exists():
+    resumed = (out / "samples.jsonl").exists()
+    if resumed:
         argv.insert(1, "--resume")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     code = bench(argv)
     if code:
         raise RuntimeError(f"bench {' '.join(argv)} exited with {code}")
     summary = json.loads(summary_path.read_text())
+    # CPU time of this process (1 thread: the compute the cell costs, whatever else loads the machine); a resumed
+    # cell only counted its last leg, so it has none
     cell = {"algo": algo, "argv": argv, "wall_seconds": round(time.perf_counter() - start, 1),
-            "summary": summary}
+            "cpu_seconds": None if resumed else round(time.process_time() - cpu, 1), "summary": summary}
     done.write_text(json.dumps(cell, indent=2))
     return cell
 
@@ -110,16 +116,27 @@ def metric(summary: dict, name: str) -> float | None:
     return None if v is None else float(v)
 
 
-def cell_row(cell: dict, slices: int) -> dict:
+def cell_row(cell: dict, slices: int, patients: int) -> dict:
+    """A table cell: metrics, wall minutes per patient (the samples' seconds) and CPU minutes per patient (the
+    whole `bench run`, start-up and data included, over its patients)."""
     s = cell["summary"]
     seconds = metric(s, "seconds")
+    cpu = cell.get("cpu_seconds")
     return {"algo": cell["algo"], "psnr": metric(s, "psnr"), "ssim": metric(s, "ssim"), "lpips": metric(s, "lpips"),
             "minutes_per_patient": None if seconds is None else seconds * slices / 60.0,
-            "n_ok": s.get("n_ok"), "wall_seconds": cell["wall_seconds"]}
+            "cpu_minutes_per_patient": None if cpu is None else cpu / patients / 60.0,
+            "n_ok": s.get("n_ok"), "wall_seconds": cell["wall_seconds"], "cpu_seconds": cpu}
 
 
 def fmt(v: float | None, spec: str) -> str:
     return "–" if v is None else format(v, spec)
+
+
+def minutes(c: dict | None) -> str:
+    """`wall; CPU` minutes per patient of a cell (– where not measured)."""
+    if c is None:
+        return "–"
+    return f"{fmt(c['minutes_per_patient'], '.2f')}; {fmt(c.get('cpu_minutes_per_patient'), '.2f')}"
 
 
 def markdown(report: dict) -> str:
@@ -129,8 +146,8 @@ def markdown(report: dict) -> str:
         if not sh.get("cells"):
             lines.append("")
             continue
-        lines += ["", "| method | U-Net PSNR / SSIM / LPIPS | U-Net min/patient | VarNet PSNR / SSIM / LPIPS | "
-                      "VarNet min/patient |", "|---|---|---|---|---|"]
+        lines += ["", "| method | U-Net PSNR / SSIM / LPIPS | U-Net min/patient (wall; CPU) | VarNet PSNR / SSIM / "
+                      "LPIPS | VarNet min/patient (wall; CPU) |", "|---|---|---|---|---|"]
         cells = sh["cells"]
         for row in NETWORK_ROWS:
             u, v = cells.get(f"unet/{row}"), cells.get(f"varnet/{row}")
@@ -138,14 +155,14 @@ def markdown(report: dict) -> str:
                 continue
             lines.append(f"| {row} | " + " | ".join(
                 f"{fmt(c and c['psnr'], '.2f')} / {fmt(c and c['ssim'], '.3f')} / {fmt(c and c['lpips'], '.3f')} | "
-                f"{fmt(c and c['minutes_per_patient'], '.2f')}" for c in (u, v)) + " |")
+                f"{minutes(c)}" for c in (u, v)) + " |")
         diff = [(r, cells[f"diffusion/{r}"]) for r in DIFFUSION_ROWS if f"diffusion/{r}" in cells]
         if diff:
             lines += ["", f"| diffusion (prior {report.get('prior') or 'default'}) | PSNR / SSIM / LPIPS | "
-                          "min/patient |", "|---|---|---|"]
+                          "min/patient (wall; CPU) |", "|---|---|---|"]
             for r, c in diff:
                 lines.append(f"| {r} | {fmt(c['psnr'], '.2f')} / {fmt(c['ssim'], '.3f')} / {fmt(c['lpips'], '.3f')} | "
-                             f"{fmt(c['minutes_per_patient'], '.2f')} |")
+                             f"{minutes(c)} |")
         lines.append("")
     if report.get("ordering"):
         lines.append("U-Net ordering check (D2SA: Non-TTA < FINE <= FINE+MR-INR < FINE+MR-INR+SST, "
@@ -162,9 +179,9 @@ def ordering(cells: dict) -> dict[str, bool | None]:
         c = cells.get(f"unet/{row}")
         return None if c is None else c["psnr"]
 
-    def m(row: str) -> float | None:
+    def m(row: str) -> float | None:  # CPU minutes (load-independent at 1 thread)
         c = cells.get(f"unet/{row}")
-        return None if c is None else c["minutes_per_patient"]
+        return None if c is None else c.get("cpu_minutes_per_patient")
 
     def cmp(a: float | None, b: float | None, f) -> bool | None:
         return None if a is None or b is None else bool(f(a, b))
@@ -175,9 +192,25 @@ def ordering(cells: dict) -> dict[str, bool | None]:
         "FINE+MR-INR < FINE+MR-INR+SST": cmp(p("fine+mr-inr"), p("fine+mr-inr+sst"), lambda a, b: a < b),
         "FINE+MR-INR+SST within 1 dB of DIP-TTT": cmp(p("fine+mr-inr+sst"), p("dip-ttt"),
                                                        lambda a, b: a >= b - 1.0),
-        "FINE+MR-INR+SST minutes <= 1/3 of DIP-TTT's": cmp(m("fine+mr-inr+sst"), m("dip-ttt"),
+        "FINE+MR-INR+SST CPU minutes <= 1/3 of DIP-TTT's": cmp(m("fine+mr-inr+sst"), m("dip-ttt"),
                                                             lambda a, b: a <= b / 3.0),
     }
+
+
+SETTINGS = ("patients", "slices", "size", "seed", "quick", "overrides", "prior")
+
+
+def kept_cells(results: Path, report: dict) -> tuple[dict[str, dict], list[str]]:
+    """The cells per shift and the commands of an existing results file made with the same settings (none
+    otherwise), so a table can be filled in several invocations (`--rows`, `--only`)."""
+    if not results.exists():
+        return {}, []
+    old = json.loads(results.read_text())
+    if any(old.get(k) != report[k] for k in SETTINGS):
+        print(f"{results}: other settings; starting a new table", flush=True)
+        return {}, []
+    commands = old.get("commands") or [old["command"]]
+    return {sh["name"]: sh.get("cells", {}) for sh in old.get("shifts", [])}, commands
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="reduced iteration counts for a CPU run (see QUICK)")
     p.add_argument("--runs", default="runs/tta_table", help="folder for the run directories")
     p.add_argument("--results", default=str(RESULTS), help="where the JSON goes (the Markdown beside it, .md)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start a new results file (default: keep the cells of the existing one when its settings "
+                        "are these: --n, --slices, --size, --seed, --quick, --prior, overrides)")
     p.add_argument("overrides", nargs="*", help="hydra overrides for every run, e.g. adapters.fine.epochs=5")
     args = p.parse_args(argv)
     known = NETWORK_ROWS + DIFFUSION_ROWS
@@ -213,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
               "overrides": args.overrides, "prior": args.prior, "shifts": []}
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
+    kept, commands = kept_cells(results, report) if not args.fresh else ({}, [])
+    report["commands"] = commands + [command]  # every invocation that filled the table
 
     def write() -> None:
         report["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -223,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     for shift in SHIFTS:
         if args.shifts and shift.name not in args.shifts:
             continue
-        entry = {"name": shift.name, "description": shift.description, "cells": {}}
+        entry = {"name": shift.name, "description": shift.description, "cells": dict(kept.get(shift.name, {}))}
         report["shifts"].append(entry)
         if shift.network_model is None:
             entry["missing"] = shift.missing
@@ -244,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.quick:
                 extra += quick_overrides(algo)
             cell = run_cell(Path(args.runs) / shift.name / f"{family}-{row}", algo, flags, extra + list(args.overrides))
-            entry["cells"][f"{family}/{row}"] = cell_row(cell, args.slices)
+            entry["cells"][f"{family}/{row}"] = cell_row(cell, args.slices, args.n)
             c = entry["cells"][f"{family}/{row}"]
             print(f"{shift.name} {family}/{row}: PSNR {fmt(c['psnr'], '.2f')} SSIM {fmt(c['ssim'], '.3f')} "
                   f"{fmt(c['minutes_per_patient'], '.2f')} min/patient", flush=True)

@@ -120,3 +120,38 @@ def test_in_distribution_shift_warns_for_a_network(shift, dataset, warns):
         warn_in_distribution_shift(cfg, object())  # no training facts (a diffusion solver): never warns
     msgs = [str(w.message) for w in caught]
     assert (len(msgs) == 1 and "knee-to-brain" in msgs[0]) if warns else not msgs
+
+
+def test_each_network_uses_its_shifts_shipped_source_and_other_shifts_keep_their_cells(tmp_path, monkeypatch):
+    """The modality shift runs the U-Net from the shipped brain-T2 source on brain T1 (no VarNet source: not run),
+    and a `--shifts modality` invocation keeps the anatomy cells of the same table."""
+    from algorithms.networks import SHIPPED
+
+    calls = []
+
+    def fake_bench(argv):
+        calls.append(argv)
+        out = tmp_path / argv[argv.index("--out") + 1]
+        out.mkdir(parents=True)
+        psnr = 20.0 if "knee-to-brain" in argv else 25.0
+        (out / "summary.json").write_text(json.dumps({"metrics": {"psnr": {"mean": psnr}}, "n_ok": 4}))
+        return 0
+
+    monkeypatch.setattr(tt, "bench", fake_bench)
+    monkeypatch.chdir(tmp_path)
+    base = ["--n", "1", "--slices", "2", "--quick", "--runs", "r", "--results", "t.json", "--rows", "non-tta"]
+    assert tt.main(base + ["--only", "unet", "--shifts", "anatomy"]) == 0
+    assert tt.main(base + ["--only", "unet", "varnet", "--shifts", "modality"]) == 0
+    assert len(calls) == 2  # anatomy U-Net, modality U-Net; no VarNet for modality
+    modality = calls[1]
+    assert modality[modality.index("--algo") + 1] == "unet" and "algorithm.model=brain-t2" in modality
+    assert modality[modality.index("--shift") + 1] == "contrast" and "brain-t2" in SHIPPED["unet"]
+    report = json.loads((tmp_path / "t.json").read_text())
+    shifts = {s["name"]: s for s in report["shifts"]}
+    assert shifts["anatomy"]["cells"]["unet/non-tta"]["psnr"] == 20.0
+    assert shifts["modality"]["cells"]["unet/non-tta"]["psnr"] == 25.0
+    assert list(shifts["modality"]["cells"]) == ["unet/non-tta"] and "VarNet" in shifts["modality"]["missing"]
+    assert len(report["commands"]) == 2
+    md = (tmp_path / "t.md").read_text()
+    assert md.index("**anatomy**") < md.index("| non-tta | 20.00") < md.index("**modality**") < md.index(
+        "| non-tta | 25.00")

@@ -55,7 +55,8 @@ SHIFTS = [
     Shift("acceleration", "R = 2 -> R = 4", [], {},
           "no R = 2 source U-Net/VarNet is shipped (train with `problem.acceleration=2`)"),
     Shift("dataset", "phantom brain -> scanner (coil geometry, noise, bias)", [], {},
-          "no phantom-brain source network and no scanner data on the built-in data"),
+          "no scanner data with patients on the built-in data (the phantom-brain source U-Net is shipped, "
+          "`algorithm.model=brain-t2`; `--shift real-brain` tests it on real slices, one per patient)"),
 ]
 
 NETWORK_ROWS = ["non-tta", "dip-ttt", "fine", "fine+mr-inr", "fine+sst", "fine+mr-inr+sst",

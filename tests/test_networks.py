@@ -298,7 +298,7 @@ def strings(tree):
 def test_every_shipped_model_is_package_data_with_its_facts_and_beats_zero_filled(arch, model):
     """Each registered shipped model (`algorithm.model=NAME`) loads from algorithms/weights, carries the facts of its
     .json and .metadata.json (no absolute paths), and beats zero-filled on test phantoms of its source dataset with
-    the cs_mri defaults it was trained for (64x64, 8 coils, R = 4)."""
+    the cs_mri defaults it was trained for (64x64, 8 coils, R = 4), by more than 5 dB."""
     from benchmarks.metrics import image_metrics
     from benchmarks import registry
 
@@ -319,4 +319,4 @@ def test_every_shipped_model_is_package_data_with_its_facts_and_beats_zero_fille
     psnr = lambda img: sum(m["psnr"] for m in image_metrics(img, x)) / len(items)  # noqa: E731
     net = alg.reconstruct(inst.y, inst.operator).image
     zf = ZeroFilled().reconstruct(inst.y, inst.operator).image
-    assert psnr(net) > psnr(zf) + 3
+    assert psnr(net) > psnr(zf) + 5

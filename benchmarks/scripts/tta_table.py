@@ -54,7 +54,7 @@ SHIFTS = [
     Shift("acceleration", "R = 2 -> R = 4", [], {},
           "no R = 2 source U-Net/VarNet is shipped (train with `problem.acceleration=2`)"),
     Shift("dataset", "phantom brain -> scanner (coil geometry, noise, bias)", [], {},
-          "no scanner data with patients on the built-in data (the phantom-brain source U-Net is shipped, "
+          "no scanner data with patients on the built-in data (the phantom-brain source networks are shipped, "
           "`algorithm.model=brain-t2`; `--shift real-brain` tests it on real slices, one per patient)"),
 ]
 

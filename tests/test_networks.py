@@ -9,8 +9,8 @@ import pickle
 import pytest
 import torch
 
-from algorithms.networks import (ARCHS, NETWORKS, UNet, UNetAlgorithm, VarNet, VarNetAlgorithm, load_network,
-                                 save_network)
+from algorithms.networks import (ARCHS, NETWORKS, SHIPPED, WEIGHTS, UNet, UNetAlgorithm, VarNet, VarNetAlgorithm,
+                                 load_network, save_network)
 from algorithms.zero_filled import ZeroFilled
 from inverse_problems.problems import CSMRIProblem
 from inverse_problems.phantom_datasets import KneePD
@@ -283,3 +283,40 @@ def test_shipped_source_models_load_by_default(arch):
     assert alg.training["problem"] == "cs_mri" and alg.training["problem_options"]["size"] == 64
     assert alg.training["val_psnr_db"] > alg.training["val_psnr_zero_filled_db"] + 5
     assert all(not p.requires_grad for p in alg.net.parameters())
+
+
+def strings(tree):
+    """Every string in a JSON tree."""
+    if isinstance(tree, dict):
+        return [s for v in tree.values() for s in strings(v)]
+    if isinstance(tree, list):
+        return [s for v in tree for s in strings(v)]
+    return [tree] if isinstance(tree, str) else []
+
+
+@pytest.mark.parametrize("arch, model", [(a, m) for a, names in SHIPPED.items() for m in names])
+def test_every_shipped_model_is_package_data_with_its_facts_and_beats_zero_filled(arch, model):
+    """Each registered shipped model (`algorithm.model=NAME`) loads from algorithms/weights, carries the facts of its
+    .json and .metadata.json (no absolute paths), and beats zero-filled on test phantoms of its source dataset with
+    the cs_mri defaults it was trained for (64x64, 8 coils, R = 4), by more than 5 dB."""
+    from benchmarks.metrics import image_metrics
+    from benchmarks import registry
+
+    alg = ALGORITHMS[arch](model=model)
+    path = WEIGHTS / SHIPPED[arch][model]
+    assert alg.path == str(path) and alg.training["dataset"] == f"phantom-{model}"
+    facts = json.loads(path.with_suffix(".json").read_text())
+    meta = json.loads(path.with_suffix(".metadata.json").read_text())
+    assert facts == {"config": alg.net.config, "training": alg.training}
+    assert meta["parameters"] == sum(p.numel() for p in alg.net.parameters())
+    assert meta["weights_bytes"] == path.stat().st_size and meta["steps"] == alg.training["steps"]
+    assert not [s for s in strings(meta) + strings(facts) if s.startswith("/") or " /" in s or "=/" in s]
+    assert alg.training["val_psnr_db"] > alg.training["val_psnr_zero_filled_db"] + 5
+    ds = registry.build("datasets", alg.training["dataset"], split="test", size=64, length=2)
+    items = [ds[i] for i in range(2)]
+    inst = CSMRIProblem().instance(items, "cpu", SampleGenerators.seeded(0, [it["id"] for it in items]))
+    x = torch.stack([it["image"] for it in items]) / inst.scale.view(-1, 1, 1, 1)
+    psnr = lambda img: sum(m["psnr"] for m in image_metrics(img, x)) / len(items)  # noqa: E731
+    net = alg.reconstruct(inst.y, inst.operator).image
+    zf = ZeroFilled().reconstruct(inst.y, inst.operator).image
+    assert psnr(net) > psnr(zf) + 5

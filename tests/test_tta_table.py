@@ -120,3 +120,49 @@ def test_in_distribution_shift_warns_for_a_network(shift, dataset, warns):
         warn_in_distribution_shift(cfg, object())  # no training facts (a diffusion solver): never warns
     msgs = [str(w.message) for w in caught]
     assert (len(msgs) == 1 and "knee-to-brain" in msgs[0]) if warns else not msgs
+
+
+def test_each_network_uses_its_shifts_shipped_source_and_other_shifts_keep_their_cells(tmp_path, monkeypatch):
+    """The modality shift runs the U-Net and the VarNet from the shipped brain-T2 sources on brain T1, a network
+    without a shipped source for a shift is not run (and named missing), and a `--shifts modality` invocation keeps
+    the anatomy cells of the same table."""
+    from algorithms.networks import SHIPPED
+
+    calls = []
+
+    def fake_bench(argv):
+        calls.append(argv)
+        out = tmp_path / argv[argv.index("--out") + 1]
+        out.mkdir(parents=True)
+        psnr = 20.0 if "knee-to-brain" in argv else 25.0
+        (out / "summary.json").write_text(json.dumps({"metrics": {"psnr": {"mean": psnr}}, "n_ok": 4}))
+        return 0
+
+    monkeypatch.setattr(tt, "bench", fake_bench)
+    monkeypatch.chdir(tmp_path)
+    base = ["--n", "1", "--slices", "2", "--quick", "--runs", "r", "--results", "t.json", "--rows", "non-tta"]
+    assert tt.main(base + ["--only", "unet", "--shifts", "anatomy"]) == 0
+    assert tt.main(base + ["--only", "unet", "varnet", "--shifts", "modality"]) == 0
+    assert len(calls) == 3  # anatomy U-Net, then modality U-Net and VarNet
+    for argv, algo in zip(calls[1:], ("unet", "varnet")):
+        assert argv[argv.index("--algo") + 1] == algo and "algorithm.model=brain-t2" in argv
+        assert argv[argv.index("--shift") + 1] == "contrast" and "brain-t2" in SHIPPED[algo]
+    report = json.loads((tmp_path / "t.json").read_text())
+    shifts = {s["name"]: s for s in report["shifts"]}
+    assert shifts["anatomy"]["cells"]["unet/non-tta"]["psnr"] == 20.0
+    assert shifts["modality"]["cells"]["varnet/non-tta"]["psnr"] == 25.0
+    assert sorted(shifts["modality"]["cells"]) == ["unet/non-tta", "varnet/non-tta"]
+    assert "missing" not in shifts["modality"] and "missing" in shifts["acceleration"]
+    assert len(report["commands"]) == 2
+    md = (tmp_path / "t.md").read_text()
+    assert md.index("**anatomy**") < md.index("| non-tta | 20.00") < md.index("**modality**") < md.index(
+        "| non-tta | 25.00")
+    # a shift whose VarNet source is not shipped: only the U-Net runs, the VarNet is named missing
+    only_unet = tt.Shift("modality", "d", ["--shift", "contrast"], {"unet": "brain-t2"}, "no VarNet source")
+    monkeypatch.setattr(tt, "SHIFTS", [only_unet])
+    calls.clear()
+    assert tt.main(base + ["--fresh", "--runs", "r2", "--only", "unet", "varnet"]) == 0
+    assert [a[a.index("--algo") + 1] for a in calls] == ["unet"]
+    report = json.loads((tmp_path / "t.json").read_text())
+    entry = report["shifts"][0]
+    assert entry["missing"] == "no VarNet source" and list(entry["cells"]) == ["unet/non-tta"]

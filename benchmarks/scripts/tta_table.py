@@ -1,16 +1,17 @@
 """D2SA's Table 1/2 extended: network test-time adaptation against diffusion solvers under the same shifts.
 
-For each shift with a shipped source model, every method row of D2SA's tables for the U-Net and the VarNet
-(Non-TTA, DIP-TTT, FINE, FINE+MR-INR, FINE+SST, FINE+MR-INR+SST, SSDU(+SST, +MR-INR+SST), NR2N(+SST, +MR-INR+SST))
-and the suite's diffusion rows (DAPS, DPS, DiffPIR, each with and without +tda, and DiffPIR+prior-affine, with the
-problem's default prior) on the shift's target data, each one `bench run` on patients of `--slices` slices
-(`dataset.slices=S`, so patient-level adapters see a patient's slices together). Per cell: SSIM, PSNR, LPIPS (null
-when its weights are not installed) and minutes per patient, twice: wall (the samples' `seconds`, which include
-adaptation, summed over the patient's slices) and CPU (the process time of the cell's whole `bench run` over its
-patients; at one thread the compute it costs, whatever else loads the machine). Run directories go under
-`--runs/<shift>/<row>`; a finished run is read back, a partly written one resumed, so the script can be stopped and
-restarted; the cells of an existing results file with the same settings are kept (`--fresh`: start anew), so the
-table can be filled row by row.
+For each shift with a shipped source model, every method row of D2SA's tables for the U-Net and the VarNet (each
+where its source is shipped: `Shift.network_model`) (Non-TTA, DIP-TTT, FINE, FINE+MR-INR, FINE+SST, FINE+MR-INR+SST,
+SSDU(+SST, +MR-INR+SST), NR2N(+SST, +MR-INR+SST)) and the suite's diffusion rows (DAPS, DPS, DiffPIR, each with and
+without +tda, and DiffPIR+prior-affine, with the problem's default prior) on the shift's target data, each one
+`bench run` on patients of `--slices` slices (`dataset.slices=S`, so patient-level adapters see a patient's slices
+together). Per cell: SSIM, PSNR, LPIPS (null when its weights are not installed) and minutes per patient, twice:
+wall (the samples' `seconds`, which include adaptation, summed over the patient's slices) and CPU (the process time
+of the cell's whole `bench run` over its patients; at one thread the compute it costs, whatever else loads the
+machine). Run directories go under `--runs/<shift>/<row>`; a finished run is read back, a partly written one
+resumed, so the script can be stopped and restarted; the cells of an existing results file with the same settings
+are kept (`--fresh`: start anew), also those of shifts left out by `--shifts`, so the table can be filled row by row
+and shift by shift.
 
     python benchmarks/scripts/tta_table.py                          # the full table (GPU-sized)
     python benchmarks/scripts/tta_table.py --n 1 --slices 4 --quick # 1 patient, reduced iterations (CPU)
@@ -40,18 +41,21 @@ class Shift:
     name: str
     description: str
     args: list[str]
-    network_model: str | None  # shipped `algorithm.model` of the source networks; None: not shipped
-    missing: str = ""
+    # shipped `algorithm.model` of the source network of each family (unet, varnet); a family without one is not run
+    network_model: dict[str, str]
+    missing: str = ""  # what is not shipped (shown when a network family has no model)
 
 
 SHIFTS = [
-    Shift("anatomy", "knee PD -> brain T2 (cs_mri, R = 4, 8 coils)", ["--shift", "knee-to-brain"], "knee-pd"),
-    Shift("modality", "brain T2 -> brain T1", ["--dataset", "phantom-brain-t1"], None,
-          "no brain-T2 source U-Net/VarNet is shipped (train with `bench train-recon --dataset phantom-brain-t2`)"),
-    Shift("acceleration", "R = 2 -> R = 4", [], None,
+    Shift("anatomy", "knee PD -> brain T2 (cs_mri, R = 4, 8 coils)", ["--shift", "knee-to-brain"],
+          {"unet": "knee-pd", "varnet": "knee-pd"}),
+    Shift("modality", "brain T2 -> brain T1 (cs_mri, R = 4, 8 coils)", ["--shift", "contrast"],
+          {"unet": "brain-t2", "varnet": "brain-t2"}),
+    Shift("acceleration", "R = 2 -> R = 4", [], {},
           "no R = 2 source U-Net/VarNet is shipped (train with `problem.acceleration=2`)"),
-    Shift("dataset", "phantom brain -> scanner (coil geometry, noise, bias)", [], None,
-          "no phantom-brain source network and no scanner data on the built-in data"),
+    Shift("dataset", "phantom brain -> scanner (coil geometry, noise, bias)", [], {},
+          "no scanner data with patients on the built-in data (the phantom-brain source networks are shipped, "
+          "`algorithm.model=brain-t2`; `--shift real-brain` tests it on real slices, one per patient)"),
 ]
 
 NETWORK_ROWS = ["non-tta", "dip-ttt", "fine", "fine+mr-inr", "fine+sst", "fine+mr-inr+sst",
@@ -259,15 +263,13 @@ def main(argv: list[str] | None = None) -> int:
         results.with_suffix(".md").write_text(markdown(report))
 
     for shift in SHIFTS:
-        if args.shifts and shift.name not in args.shifts:
-            continue
         entry = {"name": shift.name, "description": shift.description, "cells": dict(kept.get(shift.name, {}))}
-        report["shifts"].append(entry)
-        if shift.network_model is None:
+        if any(f not in shift.network_model for f in ("unet", "varnet")):
             entry["missing"] = shift.missing
-            write()
+        report["shifts"].append(entry)  # a shift not run (--shifts, nothing shipped) keeps the cells it had
+        if (args.shifts and shift.name not in args.shifts) or not shift.network_model:
             continue
-        plan = [(f, r) for f in families if f != "diffusion" for r in RUN_ORDER]
+        plan = [(f, r) for f in families if f in shift.network_model for r in RUN_ORDER]
         plan += [("diffusion", r) for r in DIFFUSION_ROWS] if "diffusion" in families else []
         # U-Net first (the ordering check), then the VarNet, then the diffusion rows
         for family, row in plan:
@@ -276,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             algo = algo_of(None if family == "diffusion" else family, row)
             flags, extra = common + shift.args, list(data)
             if family != "diffusion":
-                extra.append(f"algorithm.model={shift.network_model}")
+                extra.append(f"algorithm.model={shift.network_model[family]}")
             elif args.prior:
                 flags += ["--prior", args.prior]
             if args.quick:

@@ -181,7 +181,7 @@ def test_every_shifts_network_source_is_shipped_and_the_acceleration_shift_chang
             assert model in SHIPPED[family], (shift.name, family, model)
     accel = next(s for s in tt.SHIFTS if s.name == "acceleration")
     target = accel.args[accel.args.index("--dataset") + 1]
-    assert "unet" in accel.network_model and not any("acceleration" in a for a in accel.args)
+    assert set(accel.network_model) == {"unet", "varnet"} and not any("acceleration" in a for a in accel.args)
     assert inspect.signature(CSMRIProblem).parameters["acceleration"].default == 4.0
     for family, model in accel.network_model.items():
         training = json.loads((WEIGHTS / SHIPPED[family][model]).with_suffix(".json").read_text())["training"]

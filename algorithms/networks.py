@@ -39,8 +39,10 @@ ARCHS = ("unet", "varnet")
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 # the shipped source models (algorithms/weights/<file>), by architecture and name; `algorithm.model=NAME`
 SHIPPED: dict[str, dict[str, str]] = {
-    "unet": {"knee-pd": "unet-knee-pd-r4-64.pt", "brain-t2": "unet-brain-t2-r4-64.pt"},
-    "varnet": {"knee-pd": "varnet-knee-pd-r4-64.pt", "brain-t2": "varnet-brain-t2-r4-64.pt"},
+    "unet": {"knee-pd": "unet-knee-pd-r4-64.pt", "brain-t2": "unet-brain-t2-r4-64.pt",
+             "brain-t2-r2": "unet-brain-t2-r2-64.pt"},
+    "varnet": {"knee-pd": "varnet-knee-pd-r4-64.pt", "brain-t2": "varnet-brain-t2-r4-64.pt",
+               "brain-t2-r2": "varnet-brain-t2-r2-64.pt"},
 }
 DEFAULT_MODEL = {"unet": "knee-pd", "varnet": "knee-pd"}
 

@@ -297,14 +297,19 @@ def strings(tree):
 @pytest.mark.parametrize("arch, model", [(a, m) for a, names in SHIPPED.items() for m in names])
 def test_every_shipped_model_is_package_data_with_its_facts_and_beats_zero_filled(arch, model):
     """Each registered shipped model (`algorithm.model=NAME`) loads from algorithms/weights, carries the facts of its
-    .json and .metadata.json (no absolute paths), and beats zero-filled on test phantoms of its source dataset with
-    the cs_mri defaults it was trained for (64x64, 8 coils, R = 4), by more than 5 dB."""
+    .json and .metadata.json (no absolute paths), is named after its source dataset and acceleration
+    (`brain-t2-r2`: phantom-brain-t2 at R = 2; no suffix: R = 4, as the file name's `-r4-`), and beats zero-filled
+    on test phantoms of its source dataset with the cs_mri settings it was trained for (64x64, 8 coils, its R), by
+    more than 5 dB."""
     from benchmarks.metrics import image_metrics
     from benchmarks import registry
 
     alg = ALGORITHMS[arch](model=model)
     path = WEIGHTS / SHIPPED[arch][model]
-    assert alg.path == str(path) and alg.training["dataset"] == f"phantom-{model}"
+    acceleration = float(alg.training["problem_options"].get("acceleration", 4.0))
+    source, _, r = model.partition("-r")
+    assert alg.path == str(path) and alg.training["dataset"] == f"phantom-{source}"
+    assert acceleration == float(r or 4) and path.name == f"{arch}-{source}-r{acceleration:g}-64.pt"
     facts = json.loads(path.with_suffix(".json").read_text())
     meta = json.loads(path.with_suffix(".metadata.json").read_text())
     assert facts == {"config": alg.net.config, "training": alg.training}
@@ -314,7 +319,8 @@ def test_every_shipped_model_is_package_data_with_its_facts_and_beats_zero_fille
     assert alg.training["val_psnr_db"] > alg.training["val_psnr_zero_filled_db"] + 5
     ds = registry.build("datasets", alg.training["dataset"], split="test", size=64, length=2)
     items = [ds[i] for i in range(2)]
-    inst = CSMRIProblem().instance(items, "cpu", SampleGenerators.seeded(0, [it["id"] for it in items]))
+    inst = CSMRIProblem(acceleration=acceleration).instance(items, "cpu",
+                                                            SampleGenerators.seeded(0, [it["id"] for it in items]))
     x = torch.stack([it["image"] for it in items]) / inst.scale.view(-1, 1, 1, 1)
     psnr = lambda img: sum(m["psnr"] for m in image_metrics(img, x)) / len(items)  # noqa: E731
     net = alg.reconstruct(inst.y, inst.operator).image

@@ -152,7 +152,7 @@ def test_each_network_uses_its_shifts_shipped_source_and_other_shifts_keep_their
     assert shifts["anatomy"]["cells"]["unet/non-tta"]["psnr"] == 20.0
     assert shifts["modality"]["cells"]["varnet/non-tta"]["psnr"] == 25.0
     assert sorted(shifts["modality"]["cells"]) == ["unet/non-tta", "varnet/non-tta"]
-    assert "missing" not in shifts["modality"] and "missing" in shifts["acceleration"]
+    assert "missing" not in shifts["modality"] and "missing" in shifts["dataset"]
     assert len(report["commands"]) == 2
     md = (tmp_path / "t.md").read_text()
     assert md.index("**anatomy**") < md.index("| non-tta | 20.00") < md.index("**modality**") < md.index(
@@ -166,3 +166,23 @@ def test_each_network_uses_its_shifts_shipped_source_and_other_shifts_keep_their
     report = json.loads((tmp_path / "t.json").read_text())
     entry = report["shifts"][0]
     assert entry["missing"] == "no VarNet source" and list(entry["cells"]) == ["unet/non-tta"]
+
+
+def test_every_shifts_network_source_is_shipped_and_the_acceleration_shift_changes_only_r():
+    """Each shift's source model is a shipped model of its family; the acceleration shift's sources were trained
+    on its target dataset (brain T2) at R = 2, and its runs set no acceleration, so they test at cs_mri's R = 4."""
+    import inspect
+
+    from algorithms.networks import SHIPPED, WEIGHTS
+    from inverse_problems.problems import CSMRIProblem
+
+    for shift in tt.SHIFTS:
+        for family, model in shift.network_model.items():
+            assert model in SHIPPED[family], (shift.name, family, model)
+    accel = next(s for s in tt.SHIFTS if s.name == "acceleration")
+    target = accel.args[accel.args.index("--dataset") + 1]
+    assert set(accel.network_model) == {"unet", "varnet"} and not any("acceleration" in a for a in accel.args)
+    assert inspect.signature(CSMRIProblem).parameters["acceleration"].default == 4.0
+    for family, model in accel.network_model.items():
+        training = json.loads((WEIGHTS / SHIPPED[family][model]).with_suffix(".json").read_text())["training"]
+        assert training["dataset"] == target and training["problem_options"]["acceleration"] == 2

@@ -51,8 +51,8 @@ SHIFTS = [
           {"unet": "knee-pd", "varnet": "knee-pd"}),
     Shift("modality", "brain T2 -> brain T1 (cs_mri, R = 4, 8 coils)", ["--shift", "contrast"],
           {"unet": "brain-t2", "varnet": "brain-t2"}),
-    Shift("acceleration", "R = 2 -> R = 4", [], {},
-          "no R = 2 source U-Net/VarNet is shipped (train with `problem.acceleration=2`)"),
+    Shift("acceleration", "brain T2, R = 2 -> R = 4 (cs_mri, 8 coils)", ["--dataset", "phantom-brain-t2"],
+          {"unet": "brain-t2-r2", "varnet": "brain-t2-r2"}),
     Shift("dataset", "phantom brain -> scanner (coil geometry, noise, bias)", [], {},
           "no scanner data with patients on the built-in data (the phantom-brain source networks are shipped, "
           "`algorithm.model=brain-t2`; `--shift real-brain` tests it on real slices, one per patient)"),

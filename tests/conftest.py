@@ -101,16 +101,23 @@ MRSI_ENTRY_POINTS = {
 def mrsi_entry_points(tmp_path_factory) -> Path | None:
     """The path to put on sys.path so that issue 13's algorithms and prior are registered: None once the installed
     distribution declares them (pyproject.toml), else a tiny dist-info declaring the same entry points."""
+    return entry_point_stand_in(tmp_path_factory, "mrsi", MRSI_ENTRY_POINTS)
+
+
+def entry_point_stand_in(tmp_path_factory, name: str, groups: dict[str, dict[str, str]]) -> Path | None:
+    """None when the installed distribution already declares every entry point of `groups` ({group: {name:
+    "module:attr"}}), else the root of a tiny dist-info `medtta-<name>-entry-points` declaring them, to put on
+    sys.path (or PYTHONPATH) so that the registry finds them."""
     from benchmarks import registry
 
-    if all(set(eps) <= set(registry.names(group)) for group, eps in MRSI_ENTRY_POINTS.items()):
+    if all(set(eps) <= set(registry.names(group)) for group, eps in groups.items()):
         return None
-    root = tmp_path_factory.mktemp("mrsi_entry_points")
-    dist = root / "medtta_mrsi_entry_points-0.1.dist-info"
+    root = tmp_path_factory.mktemp(f"{name}_entry_points")
+    dist = root / f"medtta_{name}_entry_points-0.1.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: medtta-mrsi-entry-points\nVersion: 0.1\n")
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: medtta-{name}-entry-points\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("".join(
         f"[medtta_bench.{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n"
-        for group, eps in MRSI_ENTRY_POINTS.items()))
+        for group, eps in groups.items()))
     (dist / "RECORD").write_text("")
     return root

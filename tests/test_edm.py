@@ -286,19 +286,9 @@ NEW_ENTRY_POINTS = {
 def issue16_entry_points(tmp_path_factory):
     """The path to put on sys.path so that the priors, problems and dataset of issue 16 are registered: None once
     the installed distribution declares them (pyproject.toml), else a tiny dist-info declaring the same entry points."""
-    from benchmarks import registry
+    from conftest import entry_point_stand_in
 
-    if all(set(eps) <= set(registry.names(group)) for group, eps in NEW_ENTRY_POINTS.items()):
-        return None
-    root = tmp_path_factory.mktemp("issue16_entry_points")
-    dist = root / "medtta_issue16_entry_points-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: medtta-issue16-entry-points\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("".join(
-        f"[medtta_bench.{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n"
-        for group, eps in NEW_ENTRY_POINTS.items()))
-    (dist / "RECORD").write_text("")
-    return root
+    return entry_point_stand_in(tmp_path_factory, "issue16", NEW_ENTRY_POINTS)
 
 
 def test_bench_run_cs_mri_with_an_inversebench_style_checkpoint(tmp_path, issue16_entry_points):

@@ -234,19 +234,9 @@ def test_train_recon_resume_is_exact_and_refuses_changed_options(tmp_path):
 @pytest.fixture(scope="module")
 def issue14_entry_points(tmp_path_factory):
     """None once the installed distribution declares unet/varnet, else a dist-info that declares them."""
-    from benchmarks import registry
+    from conftest import entry_point_stand_in
 
-    if all(set(eps) <= set(registry.names(group)) for group, eps in NEW_ENTRY_POINTS.items()):
-        return None
-    root = tmp_path_factory.mktemp("issue14_entry_points")
-    dist = root / "medtta_issue14_entry_points-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: medtta-issue14-entry-points\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("".join(
-        f"[medtta_bench.{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n"
-        for group, eps in NEW_ENTRY_POINTS.items()))
-    (dist / "RECORD").write_text("")
-    return root
+    return entry_point_stand_in(tmp_path_factory, "issue14", NEW_ENTRY_POINTS)
 
 
 def test_bench_train_recon_then_bench_run(tmp_path, issue14_entry_points):

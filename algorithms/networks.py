@@ -260,6 +260,7 @@ class NetworkAlgorithm(Algorithm):
     """
 
     uses_prior = False
+    end_to_end = True  # a shift's `networks:` block applies (benchmarks.config.load_shift)
     arch = ""
 
     def __init__(self, path: str | None = None, model: str | None = None, per_sample: bool = False) -> None:

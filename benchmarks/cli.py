@@ -24,7 +24,13 @@ def shift_descriptions() -> dict[str, str]:
     out = {}
     for path in sorted((CONFIG_DIR / "shift").glob("*.yaml"), key=lambda p: p.stem):
         node = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        out[path.stem] = str(node.get("description", "")) if isinstance(node, dict) else ""
+        if not isinstance(node, dict):
+            out[path.stem] = ""
+            continue
+        out[path.stem] = str(node.get("description", ""))
+        networks = node.get("networks")
+        if isinstance(networks, dict) and networks.get("description"):
+            out[path.stem] += f"; for unet/varnet: {networks['description']}"
     return out
 
 

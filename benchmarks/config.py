@@ -3,7 +3,8 @@
 A component's options are its constructor's defaults overlaid by configs/<group>/<name>.yaml, so
 every constructor argument is reachable as an override and a plugin without a yaml runs on its
 class defaults. A shift
-(configs/shift/<name>.yaml) names the dataset and overrides that realise it.
+(configs/shift/<name>.yaml) names the dataset and overrides that realise it (for a trained end-to-end network, its
+`networks:` block: `load_shift`).
 """
 from __future__ import annotations
 
@@ -48,11 +49,41 @@ def shift_names() -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / "shift").glob("*.yaml"))
 
 
-def load_shift(name: str) -> DictConfig:
+SHIFT_KEYS = {"description", "problem", "dataset", "prior", "overrides", "networks"}
+NETWORK_SHIFT_KEYS = {"description", "dataset", "model", "overrides"}
+
+
+def load_shift(name: str, algorithm: str | None = None) -> DictConfig:
+    """configs/shift/<name>.yaml. A shift names a change from a model's training domain; a trained end-to-end
+    network (an algorithm whose class sets `end_to_end`) has another domain than the diffusion prior, so for it the
+    shift's `networks:` block, where there is one, is laid over the shift: its `dataset` and `overrides` replace the
+    shift's and its `model` (the shipped source network) is put first as `algorithm.model=...`, under the user's
+    overrides (e.g. `anatomy`: brain-T2 prior -> knee PD for the diffusion solvers; D2SA's knee-PD source network ->
+    brain T2 for `unet`/`varnet`)."""
     path = CONFIG_DIR / "shift" / f"{name}.yaml"
     if not path.exists():
         raise ConfigError(f"unknown shift {name!r}; valid shifts: {', '.join(shift_names()) or '(none)'}")
-    return OmegaConf.load(path)
+    shift = OmegaConf.load(path)
+    unknown = sorted(set(shift) - SHIFT_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; a shift takes {', '.join(sorted(SHIFT_KEYS))}")
+    block = shift.get("networks")
+    if block is not None:
+        unknown = sorted(set(block) - NETWORK_SHIFT_KEYS)
+        if unknown:
+            raise ConfigError(f"{path}: `networks:` has unknown key(s) {', '.join(unknown)}; it takes "
+                              f"{', '.join(sorted(NETWORK_SHIFT_KEYS))}")
+    if algorithm is None or block is None or not getattr(registry.load("algorithms", algorithm), "end_to_end", False):
+        return shift
+    merged = OmegaConf.to_container(shift)
+    net = merged.pop("networks")
+    if "dataset" in net:
+        merged["dataset"] = net["dataset"]
+    overrides = list(net["overrides"] if "overrides" in net else merged.get("overrides") or [])
+    merged["overrides"] = ([f"algorithm.model={net['model']}"] if net.get("model") else []) + overrides
+    if net.get("description"):
+        merged["description"] = net["description"]
+    return OmegaConf.create(merged)
 
 
 PLAIN = (type(None), bool, int, float, str, list, tuple, dict)
@@ -133,7 +164,7 @@ def resolve(sel: Selection) -> Selection:
     algo_cls = registry.load("algorithms", sel.algorithm)
     for a in sel.adapters:
         registry.load("adapters", a)
-    shift = load_shift(sel.shift) if sel.shift else None
+    shift = load_shift(sel.shift, sel.algorithm) if sel.shift else None
     if shift is not None and shift.get("problem") not in (None, sel.problem):
         raise ConfigError(f"shift {sel.shift!r} is defined for problem {shift.problem!r}, not {sel.problem!r}; "
                           f"see `bench list shifts`")
@@ -152,7 +183,7 @@ def resolve(sel: Selection) -> Selection:
 def compose_config(sel: Selection, overrides: Iterable[str] = ()) -> DictConfig:
     """The resolved config of one run (names under `names`, options under each group and `run`)."""
     sel = resolve(sel)
-    shift = load_shift(sel.shift) if sel.shift else None
+    shift = load_shift(sel.shift, sel.algorithm) if sel.shift else None
     # the problem's declared options for this algorithm sit under the shift's and the user's overrides
     algo_node = _store("algorithms", sel.algorithm, over=problem_solver_defaults(sel.problem, sel.algorithm))
     choices = [f"+problem={_store('problems', sel.problem)}", f"+algorithm={algo_node}",

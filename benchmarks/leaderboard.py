@@ -138,7 +138,7 @@ def shift_changed_config(cfg: DictConfig) -> bool:
     if not names.get("shift"):
         return False
     try:
-        shift = load_shift(names.shift)
+        shift = load_shift(names.shift, names.get("algorithm"))
         problem_cls = registry.load("problems", names.problem)
     except (ConfigError, LookupError):
         return True

@@ -504,16 +504,18 @@ def problem_run_metrics(problem: str, rows: list[dict[str, Any]]) -> dict[str, A
 
 
 def warn_in_distribution_shift(cfg: DictConfig, algorithm: Any) -> None:
-    """Warn when `--shift` tests a trained network on its own training dataset: the shift names a change from the
-    diffusion prior's domain (e.g. `anatomy`: brain T2 prior -> knee PD), which is no shift for a knee-PD network."""
+    """Warn when `--shift` tests a trained network on its own training dataset (a shift without a `networks:` block
+    names a change from the diffusion prior's domain, which may be none for the network, or `algorithm.model` chose
+    a source trained on the target)."""
     shift = cfg.names.get("shift")
     base = getattr(algorithm, "algorithm", algorithm)  # AdaptedAlgorithm wraps the solver
     training = getattr(base, "training", None)
     trained_on = training.get("dataset") if isinstance(training, dict) else None
     if shift and trained_on and trained_on == cfg.names.dataset:
         warnings.warn(f"shift {shift!r} tests on {trained_on!r}, the dataset the network was trained on: this run is "
-                      f"in distribution for it; for the knee-PD source networks the D2SA anatomy shift is "
-                      f"`--shift knee-to-brain` (brain T2)", stacklevel=2)
+                      f"in distribution for it; the D2SA shifts of the shipped source networks are `--shift "
+                      f"anatomy|contrast|acceleration|scanner` at their default model (`bench list shifts`)",
+                      stacklevel=2)
 
 
 def summarise(cfg: DictConfig, rundir: RunDir, device: torch.device | str) -> dict[str, Any]:

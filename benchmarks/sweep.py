@@ -238,7 +238,14 @@ def multirun(spec: SweepSpec, overrides: list[str]) -> Any:
                          ("prior", spec.priors)):
         if names and len(names) > 1:
             choices.append(f"{group}={','.join(names)}")
-    shift = [str(o) for o in load_shift(spec.shift).get("overrides", [])] if spec.shift else []
+    shift: list[str] = []
+    if spec.shift:
+        # a shift with a `networks:` block means another change for the end-to-end networks (load_shift)
+        views = {a: [str(o) for o in load_shift(spec.shift, a).get("overrides", [])] for a in spec.algorithms}
+        if len({tuple(v) for v in views.values()}) > 1:
+            raise ConfigError(f"--shift {spec.shift} sets other overrides for the end-to-end networks than for the "
+                              f"other algorithms ({views}); sweep them in separate `bench run -m` calls")
+        shift = views[spec.algorithms[0]]
     overrides = choices + shift + [o for o in overrides if o.split("=", 1)[0].lstrip("+") != "hydra.sweep.dir"]
     GlobalHydra.instance().clear()
     hydra = Hydra.create_main_hydra2(task_name="bench", config_search_path=create_config_search_path(None))

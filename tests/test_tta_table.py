@@ -9,7 +9,8 @@ import warnings
 import pytest
 from omegaconf import OmegaConf
 
-from benchmarks.config import Selection, resolve
+from benchmarks.cli import shift_descriptions
+from benchmarks.config import Selection, compose_config, resolve
 from benchmarks.runner import warn_in_distribution_shift
 from benchmarks.scripts import tta_table as tt
 
@@ -96,9 +97,49 @@ def test_cells_of_a_results_file_with_the_same_settings_are_kept(tmp_path):
     assert tt.kept_cells(results, {**settings, "quick": False}) == ({}, [])  # other settings: a new table
 
 
-def test_knee_to_brain_is_the_networks_anatomy_shift_and_anatomy_keeps_its_dataset():
+def test_a_shifts_networks_block_applies_to_the_end_to_end_networks_only():
+    """`--shift anatomy` is the brain-T2 prior -> knee PD for a diffusion solver and D2SA's knee-PD source network ->
+    brain T2 for unet/varnet; the networks' acceleration shift is their R = 2 source at R = 4 (not R = 8); the
+    user's --dataset and algorithm.model win; the scanner shift changes the same things for both."""
     assert resolve(Selection("cs_mri", "unet", [], None, None, "knee-to-brain")).dataset == "phantom-brain-t2"
     assert resolve(Selection("cs_mri", "diffpir", [], None, None, "anatomy")).dataset == "phantom-knee-pd"
+    assert resolve(Selection("cs_mri", "unet", ["fine"], None, None, "anatomy")).dataset == "phantom-brain-t2"
+    cfg = compose_config(Selection("cs_mri", "unet", ["fine", "mr-inr", "sst"], None, None, "anatomy"))
+    assert cfg.algorithm.model == "knee-pd" and cfg.names.dataset == "phantom-brain-t2"
+    cfg = compose_config(Selection("cs_mri", "varnet", [], None, None, "acceleration"))
+    assert cfg.algorithm.model == "brain-t2-r2" and cfg.problem.acceleration == 4.0
+    assert cfg.names.dataset == "phantom-brain-t2"
+    assert compose_config(Selection("cs_mri", "daps", [], None, None, "acceleration")).problem.acceleration == 8
+    assert compose_config(Selection("cs_mri", "unet", [], None, None, "contrast")).algorithm.model == "brain-t2"
+    cfg = compose_config(Selection("cs_mri", "unet", [], None, "phantom-knee-pd", "anatomy"), ["algorithm.model=brain-t2"])
+    assert cfg.algorithm.model == "brain-t2" and cfg.names.dataset == "phantom-knee-pd"
+    for algo, model in (("unet", "brain-t2"), ("diffpir", None)):
+        cfg = compose_config(Selection("cs_mri", algo, [], None, None, "scanner"))
+        assert (cfg.problem.coils, cfg.problem.coil_radius, cfg.problem.noise_std) == (16, 1.1, 0.02)
+        assert cfg.dataset.bias == 0.5 and cfg.names.dataset == "phantom-brain-t2"
+        assert cfg.algorithm.get("model") == model
+    assert "for unet/varnet: D2SA anatomy shift" in shift_descriptions()["anatomy"]
+
+
+def test_a_shift_with_an_unknown_key_is_refused(tmp_path, monkeypatch):
+    import benchmarks.config as config
+
+    (tmp_path / "shift").mkdir()
+    (tmp_path / "shift" / "bad.yaml").write_text("dataset: phantom-brain-t2\nnetworks: {modle: knee-pd}\n")
+    (tmp_path / "shift" / "worse.yaml").write_text("datset: phantom-brain-t2\n")
+    monkeypatch.setattr(config, "CONFIG_DIR", tmp_path)
+    with pytest.raises(config.ConfigError, match="`networks:` has unknown key.*modle"):
+        config.load_shift("bad", "unet")
+    with pytest.raises(config.ConfigError, match="unknown key.*datset"):
+        config.load_shift("worse")
+
+
+def test_a_sweep_of_networks_and_solvers_under_a_networks_shift_is_refused(tmp_path, capsys):
+    from benchmarks.cli import main as bench_main
+
+    code = bench_main(["run", "--problem", "cs_mri", "-m", "--algo", "unet,zero-filled", "--shift", "acceleration",
+                       "--n", "1", "--quiet", "--out", str(tmp_path / "sweep")])
+    assert code == 2 and "separate `bench run -m` calls" in capsys.readouterr().err
 
 
 class _Net:
@@ -119,7 +160,7 @@ def test_in_distribution_shift_warns_for_a_network(shift, dataset, warns):
         warn_in_distribution_shift(cfg, _Wrapped())
         warn_in_distribution_shift(cfg, object())  # no training facts (a diffusion solver): never warns
     msgs = [str(w.message) for w in caught]
-    assert (len(msgs) == 1 and "knee-to-brain" in msgs[0]) if warns else not msgs
+    assert (len(msgs) == 1 and "--shift anatomy|contrast|acceleration|scanner" in msgs[0]) if warns else not msgs
 
 
 def test_each_network_uses_its_shifts_shipped_source_and_other_shifts_keep_their_cells(tmp_path, monkeypatch):
@@ -152,7 +193,7 @@ def test_each_network_uses_its_shifts_shipped_source_and_other_shifts_keep_their
     assert shifts["anatomy"]["cells"]["unet/non-tta"]["psnr"] == 20.0
     assert shifts["modality"]["cells"]["varnet/non-tta"]["psnr"] == 25.0
     assert sorted(shifts["modality"]["cells"]) == ["unet/non-tta", "varnet/non-tta"]
-    assert "missing" not in shifts["modality"] and "missing" in shifts["dataset"]
+    assert "missing" not in shifts["modality"] and "missing" not in shifts["dataset"]
     assert len(report["commands"]) == 2
     md = (tmp_path / "t.md").read_text()
     assert md.index("**anatomy**") < md.index("| non-tta | 20.00") < md.index("**modality**") < md.index(

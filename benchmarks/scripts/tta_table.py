@@ -53,9 +53,9 @@ SHIFTS = [
           {"unet": "brain-t2", "varnet": "brain-t2"}),
     Shift("acceleration", "brain T2, R = 2 -> R = 4 (cs_mri, 8 coils)", ["--dataset", "phantom-brain-t2"],
           {"unet": "brain-t2-r2", "varnet": "brain-t2-r2"}),
-    Shift("dataset", "phantom brain -> scanner (coil geometry, noise, bias)", [], {},
-          "no scanner data with patients on the built-in data (the phantom-brain source networks are shipped, "
-          "`algorithm.model=brain-t2`; `--shift real-brain` tests it on real slices, one per patient)"),
+    Shift("dataset", "brain T2, phantom scanner -> another scanner: 16 coils closer to the head, 4x noise, 5x "
+          "bias field (cs_mri, R = 4; --shift scanner)", ["--shift", "scanner"],
+          {"unet": "brain-t2", "varnet": "brain-t2"}),
 ]
 
 NETWORK_ROWS = ["non-tta", "dip-ttt", "fine", "fine+mr-inr", "fine+sst", "fine+mr-inr+sst",

@@ -143,21 +143,34 @@ def test_a_sweep_of_networks_and_solvers_under_a_networks_shift_is_refused(tmp_p
 
 
 class _Net:
-    training = {"dataset": "phantom-knee-pd"}
+    def __init__(self, model: str) -> None:
+        from algorithms.networks import SHIPPED, WEIGHTS
+
+        facts = json.loads((WEIGHTS / SHIPPED["unet"][model]).with_suffix(".json").read_text())
+        self.training = facts["training"]  # the shipped checkpoint's training facts
 
 
 class _Wrapped:
-    algorithm = _Net()
+    def __init__(self, model: str) -> None:
+        self.algorithm = _Net(model)
 
 
-@pytest.mark.parametrize("shift, dataset, warns", [("anatomy", "phantom-knee-pd", True),
-                                                   ("knee-to-brain", "phantom-brain-t2", False),
-                                                   (None, "phantom-knee-pd", False)])
-def test_in_distribution_shift_warns_for_a_network(shift, dataset, warns):
-    cfg = OmegaConf.create({"names": {"shift": shift, "dataset": dataset}})
+@pytest.mark.parametrize("shift, dataset, overrides, warns", [
+    ("anatomy", "phantom-knee-pd", [], True),  # the knee-PD model on knee PD: no shift for it
+    ("anatomy", None, [], False),  # the networks' D2SA anatomy shift: knee PD -> brain T2
+    ("contrast", "phantom-brain-t2", [], True),
+    ("scanner", None, [], False),  # same dataset name, another scanner: coils, noise, bias
+    ("acceleration", None, [], False),  # the R = 2 model at R = 4
+    ("acceleration", None, ["problem.acceleration=2"], True),
+    ("acceleration", None, ["dataset.slices=4", "dataset.length=8"], False),  # patients do not change the data
+    (None, "phantom-knee-pd", [], False),
+])
+def test_in_distribution_shift_warns_for_a_network(shift, dataset, overrides, warns):
+    cfg = compose_config(Selection("cs_mri", "unet", [], None, dataset, shift), overrides)
+    model = cfg.algorithm.model or "knee-pd"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        warn_in_distribution_shift(cfg, _Wrapped())
+        warn_in_distribution_shift(cfg, _Wrapped(model))
         warn_in_distribution_shift(cfg, object())  # no training facts (a diffusion solver): never warns
     msgs = [str(w.message) for w in caught]
     assert (len(msgs) == 1 and "--shift anatomy|contrast|acceleration|scanner" in msgs[0]) if warns else not msgs

@@ -63,7 +63,10 @@ def test_list_describes_every_registered_component_as_its_docstring_does():
     from benchmarks.config import load_shift, shift_names  # the hydra reader gives the same shift lines
 
     for shift in shift_names():
-        assert f"  {shift:<22} {load_shift(shift).get('description', '')}" in listed
+        node = load_shift(shift)
+        networks = (node.get("networks") or {}).get("description")
+        line = f"  {shift:<22} {node.get('description', '')}" + (f"; for unet/varnet: {networks}" if networks else "")
+        assert line in listed
 
 
 def test_docstrings_and_sources_are_found_without_importing(tmp_path, monkeypatch):

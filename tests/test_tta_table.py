@@ -111,6 +111,8 @@ def test_a_shifts_networks_block_applies_to_the_end_to_end_networks_only():
     assert cfg.names.dataset == "phantom-brain-t2"
     assert compose_config(Selection("cs_mri", "daps", [], None, None, "acceleration")).problem.acceleration == 8
     assert compose_config(Selection("cs_mri", "unet", [], None, None, "contrast")).algorithm.model == "brain-t2"
+    cfg = compose_config(Selection("cs_mri", "varnet", [], None, None, "real-brain"))
+    assert cfg.algorithm.model == "brain-t2" and cfg.names.dataset == "real-brain"
     cfg = compose_config(Selection("cs_mri", "unet", [], None, "phantom-knee-pd", "anatomy"), ["algorithm.model=brain-t2"])
     assert cfg.algorithm.model == "brain-t2" and cfg.names.dataset == "phantom-knee-pd"
     for algo, model in (("unet", "brain-t2"), ("diffpir", None)):

@@ -197,7 +197,7 @@ class MRINRAdapter(NetworkAdapter):
     name = "mr-inr"
     patient_level = True
 
-    def __init__(self, masks: str = "auto", epochs: int = 10, batch_size: int = 1, lr: float = 1e-4,
+    def __init__(self, masks: str = "auto", epochs: int = 25, batch_size: int = 1, lr: float = 1e-4,
                  latent_lr: float = 1e-3, frequencies: int = 128, scale: float = 8.0, latent: int = 128,
                  width: int = 256, depth: int = 4, omega0: float = 30.0, latent_std: float = 0.01,
                  latent_weight: float = 1e-4, rho: float = 0.4, q: float = 0.5, seed: int = 0) -> None:

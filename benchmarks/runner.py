@@ -32,7 +32,7 @@ from adaptation.base import AdaptedAlgorithm, Adapter, adaptable_parameters
 from adaptation.schemes import Scheme
 from algorithms.base import Algorithm, Step
 from benchmarks import registry
-from benchmarks.config import ConfigError, options
+from benchmarks.config import ConfigError, component_defaults, options
 from benchmarks.metrics import (IMAGE_METRICS, VOLUME_METRICS, image_metrics, peak_memory_mb, reset_peak_memory,
                                 volume_metrics)
 from benchmarks.results import METRICS, RunDir, aggregate, problem_info, run_defaults
@@ -510,8 +510,6 @@ SAMPLING_OPTIONS = {"split", "length", "seed", "slices", "slab"}
 def acquisition_changes(cfg: DictConfig, training: dict[str, Any]) -> list[str]:
     """The problem and dataset options of this run that differ from those a network was trained with (its training
     facts' `problem_options`/`dataset_options` over the components' defaults), e.g. the scanner shift's coils."""
-    from benchmarks.config import component_defaults
-
     changed = []
     for group, key, facts in (("problems", "problem", "problem_options"), ("datasets", "dataset", "dataset_options")):
         node, name = cfg.get(key), training.get(key)

@@ -8,6 +8,7 @@ class defaults. A shift
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -154,8 +155,18 @@ def _store(group: str, name: str, key: str | None = None, over: dict[str, Any] |
     for k, v in node.items_ex(resolve=False):
         if isinstance(v, DictConfig):
             OmegaConf.set_struct(v, False)  # a dict-valued option (e.g. per-parameter rates) takes new keys
-    ConfigStore.instance().store(group=registry.CONFIG_DIR[group], name=key, node=node, replace=True)
+    store_node(name=key, node=node, group=registry.CONFIG_DIR[group])
     return key
+
+
+def store_node(name: str, node: Any, group: str | None = None) -> None:
+    """`ConfigStore.store`, replacing a node stored earlier under the same name.
+
+    hydra-core 1.4 asks for `replace=True` to do that without a warning; the stable 1.3.x has no such argument and
+    always replaces, so the argument is passed only where the installed hydra takes it."""
+    store = ConfigStore.instance().store
+    extra = {"replace": True} if "replace" in inspect.signature(store).parameters else {}
+    store(group=group, name=name, node=node, **extra)
 
 
 def resolve(sel: Selection) -> Selection:

@@ -21,7 +21,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from benchmarks.config import ConfigError, Selection, _store, load_shift, problem_solver_defaults, resolve
+from benchmarks.config import (ConfigError, Selection, _store, load_shift, problem_solver_defaults, resolve,
+                               store_node)
 from configs import CONFIG_DIR
 
 PRIMARY = "bench_sweep"
@@ -157,9 +158,6 @@ def sweep_solver_defaults(problems: list[str], algorithm: str) -> dict[str, Any]
 
 def store_configs(spec: SweepSpec) -> None:
     """Put the sweep's primary config, its components and configs/hydra/**.yaml in hydra's ConfigStore."""
-    from hydra.core.config_store import ConfigStore
-
-    cs = ConfigStore.instance()
     sels = [resolve(Selection(p, a, spec.adapters, (spec.priors or [None])[0], (spec.datasets or [None])[0],
                               spec.shift)) for p in spec.problems for a in spec.algorithms]
     uses_prior = any(s.prior is not None for s in sels)
@@ -190,10 +188,10 @@ def store_configs(spec: SweepSpec) -> None:
     primary = {"defaults": defaults, **primary,
                "hydra": {"sweep": {"dir": str(spec.out), "subdir": "${hydra.job.num}"}, "output_subdir": None,
                          "job": {"chdir": False}}}
-    cs.store(name=PRIMARY, node=OmegaConf.create(primary), replace=True)
+    store_node(name=PRIMARY, node=OmegaConf.create(primary))
     for path in sorted((CONFIG_DIR / "hydra").rglob("*.yaml")):
         group = path.parent.relative_to(CONFIG_DIR).as_posix()
-        cs.store(group=group, name=path.stem, node=OmegaConf.load(path), replace=True)
+        store_node(name=path.stem, node=OmegaConf.load(path), group=group)
 
 
 def sweep_dir(spec_out: str | None, overrides: list[str], default: str) -> Path:
@@ -221,6 +219,30 @@ def default_name(kind: str, problems: list[str], algorithms: list[str], adapters
     return os.path.join("runs", f"{kind}-{'_'.join(problems)}-{method}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
+# hydra's plugins that `bench run -m` / `bench tune` name, by the module each installs under hydra_plugins
+PLUGINS = {("sweeper", "optuna"): "hydra_optuna_sweeper", ("launcher", "joblib"): "hydra_joblib_launcher",
+           ("launcher", "submitit_local"): "hydra_submitit_launcher",
+           ("launcher", "submitit_slurm"): "hydra_submitit_launcher"}
+
+
+def check_plugins(overrides: list[str]) -> None:
+    """A `hydra/sweeper=` or `hydra/launcher=` choice whose plugin is not installed: say what to install (the base
+    install has hydra's basic sweeper and launcher only)."""
+    import importlib.util
+
+    for o in overrides:
+        key, _, value = o.lstrip("+~").partition("=")
+        if key in ("hydra/sweeper", "hydra/launcher"):
+            module = PLUGINS.get((key.split("/")[1], value.strip()))
+            try:
+                missing = module is not None and importlib.util.find_spec(f"hydra_plugins.{module}") is None
+            except ModuleNotFoundError:  # no hydra plugin at all: no hydra_plugins namespace
+                missing = True
+            if missing:
+                raise ConfigError(f"{key}={value} needs hydra's {module.replace('_', '-')} plugin, which is not "
+                                  f"installed; install the sweep extra: pip install -e '.[sweep]'")
+
+
 def multirun(spec: SweepSpec, overrides: list[str]) -> Any:
     """Hydra's multirun (`Hydra.multirun`, what `@hydra.main` runs for `--multirun`) of `Job` over the overrides."""
     from hydra._internal.hydra import Hydra
@@ -231,6 +253,7 @@ def multirun(spec: SweepSpec, overrides: list[str]) -> Any:
     if spec.shift and len(spec.problems) > 1:
         raise ConfigError(f"--shift {spec.shift} belongs to one problem ({load_shift(spec.shift).get('problem')}); "
                           f"sweep several problems without --shift")
+    check_plugins(overrides)
     check_sweep_dir(spec.out, spec.resume)
     store_configs(spec)
     choices = []

@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from benchmarks.config import ConfigError, search_space
-from benchmarks.sweep import FAILED_PSNR, SweepSpec, job_dirs, multirun, score
+from benchmarks.sweep import FAILED_PSNR, SweepSpec, check_plugins, job_dirs, multirun, score
 
 STUDY = "study.json"
 DEFAULTS = "defaults"  # the study's trial 0: the registered defaults
@@ -45,6 +45,7 @@ def tune(spec: SweepSpec, trials: int, n_val: int, seed: int, overrides: list[st
         raise ConfigError("bench tune studies one problem and one method; run one `bench tune` per pair")
     if trials < 1 or n_val < 1:
         raise ConfigError(f"--trials and --n-val must be >= 1, got {trials} and {n_val}")
+    check_plugins(["hydra/sweeper=optuna"])
     algorithm = spec.algorithms[0]
     space = method_space(algorithm, spec.adapters)
     if not space:

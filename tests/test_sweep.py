@@ -151,3 +151,36 @@ def test_submitit_tasks_shard_one_job(tmp_path):
     rank1 = [json.loads(x)["index"] for x in (out / "0" / "samples.rank1.jsonl").read_text().splitlines()]
     assert sorted(rank1) == [1, 3]
     assert json.loads((out / "0" / "summary.json").read_text())["n_ok"] == 4
+
+
+def test_config_store_on_stable_hydra(monkeypatch):
+    """hydra-core 1.3.x (the base install's) has no `replace=` on ConfigStore.store: the suite must not pass it."""
+    from hydra.core.config_store import ConfigStore
+
+    from benchmarks import config
+
+    calls = []
+
+    def store_13(self, name, node, group=None, package=None, provider=None):  # hydra 1.3.8's signature
+        calls.append((group, name))
+
+    monkeypatch.setattr(ConfigStore, "store", store_13)
+    config.store_node(name="x", node={"a": 1}, group="algorithm")
+    config._store("algorithms", "cg-sense", "cg-sense")
+    assert calls == [("algorithm", "x"), ("algorithm", "cg-sense")]
+
+
+def test_missing_hydra_plugin_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    from benchmarks.config import ConfigError
+    from benchmarks.sweep import check_plugins
+
+    def no_plugins(name, *a, **k):
+        raise ModuleNotFoundError(name)
+
+    monkeypatch.setattr(importlib.util, "find_spec", no_plugins)
+    for override in ("hydra/sweeper=optuna", "hydra/launcher=joblib", "hydra/launcher=submitit_local"):
+        with pytest.raises(ConfigError, match=r"pip install -e '\.\[sweep\]'"):
+            check_plugins([override])
+    check_plugins(["hydra/launcher=basic", "algorithm.lam=1"])  # hydra's own: nothing to install

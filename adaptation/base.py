@@ -13,16 +13,16 @@ Adapters of one `AdaptedAlgorithm` see each other through `peers` (AIR guides th
 `algorithm` is the wrapped algorithm (set by `AdaptedAlgorithm`): network adapters (`needs_network = True`) adapt
 its `net` by installing an adapted copy for the batch; `AdaptedAlgorithm` puts the pretrained `net` back after every
 batch, so the pretrained weights are never left changed.
-`generator` is the run's randomness for the batch (per-sample generators, inverse_problems.random), set before
-`prepare`; an adapter draws its own streams from it with `inverse_problems.random.spawn`.
+`generator` is the run's randomness for the batch (per-sample generators, inverse_problems.operators.random), set before
+`prepare`; an adapter draws its own streams from it with `inverse_problems.operators.random.spawn`.
 """
 from __future__ import annotations
 
 from torch import Tensor, nn
 
 from algorithms.base import Algorithm, Reconstruction, Step, StepCallback
-from inverse_problems.base import ForwardOperator
-from inverse_problems.random import Randomness
+from inverse_problems.operators.base import ForwardOperator
+from inverse_problems.operators.random import Randomness
 from priors.base import Prior
 
 

@@ -16,9 +16,11 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from inverse_problems.base import SVD, ForwardOperator, adjoint_quantile
-from inverse_problems.complex import magnitude
-from inverse_problems.dense import dense_svd
+from inverse_problems.operators.base import SVD, ForwardOperator
+
+from inverse_problems.problems.base import adjoint_quantile
+from inverse_problems.operators.complex import magnitude
+from inverse_problems.operators.dense import dense_svd
 from priors.base import Prior
 
 
@@ -125,7 +127,7 @@ operator's support (pixels the measurements cannot see are zero).
 
     uses_prior: bool = True
     needs_svd: bool = False
-    # With needs_svd: the largest image (real coordinates) given the exact dense SVD (inverse_problems.dense)
+    # With needs_svd: the largest image (real coordinates) given the exact dense SVD (inverse_problems.operators.dense)
     # when the operator has no closed form; 0 = none.
     dense_max: int = 0
     project_support: bool = True  # zero the pixels outside operator.support() (False: a method that uses no maps)
@@ -164,7 +166,7 @@ operator's support (pixels the measurements cannot see are zero).
 
     @staticmethod
     def spectral(operator: ForwardOperator, batch: int) -> SVD:
-        """The operator's closed-form SVD, else its exact dense one (inverse_problems.dense)."""
+        """The operator's closed-form SVD, else its exact dense one (inverse_problems.operators.dense)."""
         return operator.svd() or dense_svd(operator, batch)
 
     def reconstruct(self, y: Tensor, operator: ForwardOperator, prior: Prior | None = None,

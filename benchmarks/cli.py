@@ -220,7 +220,7 @@ def cmd_export_data(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
     from configs import CONFIG_DIR
-    from inverse_problems.fastmri import export_fastmri
+    from inverse_problems.data.readers.fastmri import export_fastmri
 
     yaml = CONFIG_DIR / "dataset" / f"{args.dataset}.yaml"
     opts = OmegaConf.load(yaml) if yaml.exists() else OmegaConf.create({})
@@ -313,8 +313,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("options", nargs="*", help="dataset options key=value, e.g. size=32")
     q.set_defaults(func=cmd_export_data)
 
-    add_train_prior(sub)  # argparse only: priors.training (torch) is imported when the verb runs
-    add_train_recon(sub)  # argparse only: algorithms.recon_training is imported when the verb runs
+    add_train_prior(sub)  # argparse only: priors.training.loop (torch) is imported when the verb runs
+    add_train_recon(sub)  # argparse only: algorithms.networks.training is imported when the verb runs
     return p
 
 

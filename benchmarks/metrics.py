@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from inverse_problems.complex import magnitude
+from inverse_problems.operators.complex import magnitude
 
 IMAGE_METRICS = ("psnr", "ssim", "nmse", "ncc", "lpips")
 LPIPS_FILES = ("lpips_weights.pt", "vgg16-397923af.pth")

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from benchmarks.results import RunDir, aggregate, problem_info  # noqa: E402
-from inverse_problems.complex import magnitude  # noqa: E402
+from inverse_problems.operators.complex import magnitude  # noqa: E402
 
 
 def image_2d(array: np.ndarray) -> np.ndarray:

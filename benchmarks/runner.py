@@ -1,7 +1,7 @@
 """Run one benchmark: dataset -> problem -> (adapted) algorithm -> metrics -> run directory.
 
 Randomness is per sample: every random draw for a sample comes from its own generator, seeded from (run.seed,
-the item's id) (inverse_problems.random.SampleGenerators), so a sample's noise does not depend on the batch size,
+the item's id) (inverse_problems.operators.random.SampleGenerators), so a sample's noise does not depend on the batch size,
 the number of processes or where a resume restarted. Samples are processed in batches of `run.batch_size` on
 fixed boundaries (0..B-1, B..2B-1, ...), or one patient's slices per batch when an adapter is patient-level
 (`patient_level`, DESIGN.md: it sees all of a patient's slices first); a resume reruns a partly written batch whole (the same composition)
@@ -36,12 +36,12 @@ from benchmarks.config import ConfigError, component_defaults, options
 from benchmarks.metrics import (IMAGE_METRICS, VOLUME_METRICS, image_metrics, peak_memory_mb, reset_peak_memory,
                                 volume_metrics)
 from benchmarks.results import METRICS, RunDir, aggregate, problem_info, run_defaults
-from inverse_problems.base import Problem
-from inverse_problems.random import SampleGenerators
+from inverse_problems.problems.base import Problem
+from inverse_problems.operators.random import SampleGenerators
 from priors.base import MEMORY_FORMATS, PRECISIONS, Prior
 
 try:  # the dataset readers' own error type, where they define one
-    from inverse_problems.datasets import DataError  # type: ignore[attr-defined]
+    from inverse_problems.data.base import DataError  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - older readers raise these directly
     DataError = ValueError  # type: ignore[misc,assignment]
 NO_TARGET = "no target (prospective data: the file has no reference): reconstruction written, excluded from metrics"

@@ -1,8 +1,8 @@
-"""`bench train-prior`: the command line of priors.training.
+"""`bench train-prior`: the command line of priors.training.loop.
 
-Only the argparse definition lives here; priors.training (torch, diffusers, accelerate) is imported when the
+Only the argparse definition lives here; priors.training.loop (torch, diffusers, accelerate) is imported when the
 verb runs, so `bench --help` does not import torch. The preset names, prediction types, resumable options and
-TrainConfig's defaults shown in the help are read from priors/training.py with `ast` (imported only where its
+TrainConfig's defaults shown in the help are read from priors/training/loop.py with `ast` (imported only where its
 source is not there to read). Every option defaults to "not given", so that `--resume` can tell the options of
 this leg from the checkpoint's stored configuration.
 """
@@ -17,12 +17,12 @@ from typing import Any
 
 from benchmarks.registry import module_source
 
-TRAINING = "priors.training"
+TRAINING = "priors.training.loop"
 
 
 @dataclass(frozen=True)
 class TrainingFacts:
-    """What the parser shows of priors.training: preset names, prediction types, resumable options, defaults."""
+    """What the parser shows of priors.training.loop: preset names, prediction types, resumable options, defaults."""
 
     presets: tuple[str, ...]
     predictions: tuple[str, ...]
@@ -33,14 +33,14 @@ class TrainingFacts:
 
 
 def training_facts() -> TrainingFacts:
-    """TrainingFacts read from priors/training.py's source with ast; imported from the module if unreadable."""
+    """TrainingFacts read from priors/training/loop.py's source with ast; imported from the module if unreadable."""
     path = module_source(TRAINING)
     if path is not None:
         try:
             return _facts_from_source(ast.parse(path.read_text(encoding="utf-8")))
         except (OSError, SyntaxError, ValueError, KeyError):
             pass
-    import priors.training as t
+    import priors.training.loop as t
 
     defaults = {f.name: f.default for f in fields(t.TrainConfig) if f.default is not MISSING}
     return TrainingFacts(tuple(t.PRESETS), tuple(t.PREDICTIONS), tuple(t.RESUMABLE), defaults, tuple(t.RECIPES),
@@ -132,7 +132,7 @@ def command_line(cfg: Any) -> str:
 def command(args: argparse.Namespace) -> int:
     """Run `bench train-prior`: resolve the configuration (the checkpoint's on --resume), build the dataset, train."""
     from benchmarks import registry
-    from priors import training
+    from priors.training import loop as training
 
     options = given_options(args)
     if getattr(args, "resume", False):

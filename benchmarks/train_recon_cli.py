@@ -1,8 +1,8 @@
-"""`bench train-recon`: the command line of algorithms.recon_training (supervised U-Net / VarNet training).
+"""`bench train-recon`: the command line of algorithms.networks.training (supervised U-Net / VarNet training).
 
-Only the argparse definition lives here; algorithms.recon_training (torch, accelerate) is imported when the verb runs,
+Only the argparse definition lives here; algorithms.networks.training (torch, accelerate) is imported when the verb runs,
 so `bench --help` does not import torch. The defaults shown in the help and the resumable options are read from
-algorithms/recon_training.py with `ast`. Every option defaults to "not given", so that `--resume` can tell the options
+algorithms/networks/training.py with `ast`. Every option defaults to "not given", so that `--resume` can tell the options
 of this leg from the checkpoint's stored configuration (as `bench train-prior`).
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from benchmarks.registry import module_source
 from benchmarks.train_prior_cli import _word, parse_dataset_options
 
-TRAINING = "algorithms.recon_training"
+TRAINING = "algorithms.networks.training"
 
 
 def training_defaults() -> tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]]:
@@ -40,7 +40,7 @@ def training_defaults() -> tuple[dict[str, Any], tuple[str, ...], tuple[str, ...
             return defaults, tuple(ast.literal_eval(values["RESUMABLE"])), tuple(ast.literal_eval(values["LOSSES"]))
         except (OSError, SyntaxError, ValueError, KeyError):
             pass
-    import algorithms.recon_training as t
+    import algorithms.networks.training as t
 
     defaults = {f.name: f.default for f in fields(t.ReconTrainConfig) if f.default is not MISSING}
     return defaults, tuple(t.RESUMABLE), tuple(t.LOSSES)
@@ -86,9 +86,9 @@ def command_line(cfg: Any) -> str:
 
 def command(args: argparse.Namespace) -> int:
     """Run `bench train-recon`: resolve the configuration (the checkpoint's on --resume), build data and problem, train."""
-    from algorithms import recon_training as t
+    from algorithms.networks import training as t
     from benchmarks import registry
-    from priors.training import resume_config
+    from priors.training.loop import resume_config
 
     options = given_options(args)
     if getattr(args, "resume", False):

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from priors.adm_nets import UNetModel, unet_from_flags
+from priors.nets.adm import UNetModel, unet_from_flags
 from priors.checkpoints import config_beside, key_mismatch, load_strict, read_json_config, read_state_dict, strip_prefix
 from priors.diffusers_prior import DiffusersPrior
 

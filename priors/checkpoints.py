@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from priors.diffusers_prior import check_finite_weights
 
 CONTAINER_KEYS = ("ema", "net", "model", "state_dict")
-PICKLE_HINT = ("convert it once with `python benchmarks/scripts/convert_edm_pickle.py --edm-src EDM_REPO {path} "
+PICKLE_HINT = ("convert it once with `python benchmarks/experiments/convert_edm_pickle.py --edm-src EDM_REPO {path} "
                "OUT.pt` (it unpickles with your EDM source on the path and writes a state dict and OUT.json)")
 
 

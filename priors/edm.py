@@ -4,7 +4,7 @@ An EDM network (Karras et al. 2022) computes D(x, sigma) = c_skip x + c_out F(c_
 x = x0 + sigma eps, the suite's convention (priors/base.py), so the prior calls it as is.
 
 The architecture comes from (first that applies) `preset` (PRESETS), `config` (a json file), or a
-json beside the weights (`<weights stem>.json`, as written by benchmarks/scripts/convert_edm_pickle.py,
+json beside the weights (`<weights stem>.json`, as written by benchmarks/experiments/convert_edm_pickle.py,
 or `config.json`). A config is EDM's constructor arguments of the preconditioner plus `class_name`
 (VPPrecond, VEPrecond or EDMPrecond; a dotted path such as training.networks.EDMPrecond or an
 InverseBench `_target_` also works). Weights: a torch file holding `ema`, `net` (InverseBench) or a
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from priors.base import Prior, sigma_like
 from priors.checkpoints import config_beside, load_strict, read_json_config, read_state_dict, strip_prefix
-from priors.edm_nets import PRECONDITIONERS
+from priors.nets.edm import PRECONDITIONERS
 
 _INVERSEBENCH_MRI = dict(class_name="EDMPrecond", img_resolution=320, img_channels=2, label_dim=0,
                          model_type="DhariwalUNet", model_channels=128, channel_mult=[1, 1, 1, 2, 2],
@@ -105,7 +105,7 @@ class EDMPrior(Prior):
     """An EDM / InverseBench preconditioned network (VP, VE or EDM; SongUNet or DhariwalUNet) as the denoiser D(x, sigma).
 
     `path`: a torch checkpoint (`ema`, `net` or a bare state dict; EDM pickles via
-    benchmarks/scripts/convert_edm_pickle.py); `preset` or `config` (json) names the architecture, else the
+    benchmarks/experiments/convert_edm_pickle.py); `preset` or `config` (json) names the architecture, else the
     json beside the weights. `key` picks the entry of the checkpoint dict; `class_label` conditions a
     class-conditional network on one class (the reference passes zeros when none is given). `compile`:
     torch.compile the network (Prior.compile_network).

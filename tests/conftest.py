@@ -92,7 +92,7 @@ def bench(*args: str, plugin: Path | None = None, check: bool = True) -> subproc
 
 # the entry points issue 13 (MRSI) adds to pyproject.toml, by group
 MRSI_ENTRY_POINTS = {
-    "algorithms": {"mrsi-lowrank": "algorithms.mrsi_baselines:MRSILowRank", "mrsi-tv": "algorithms.mrsi_baselines:MRSITV"},
+    "algorithms": {"mrsi-lowrank": "algorithms.classical.mrsi:MRSILowRank", "mrsi-tv": "algorithms.classical.mrsi:MRSITV"},
     "priors": {"phantom-dmi-32": "priors.shipped:phantom_dmi_32"},
 }
 

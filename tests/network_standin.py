@@ -1,11 +1,12 @@
-"""A tiny stand-in for algorithms.networks (ReconNet / NetworkAlgorithm interface) used by the network-TTA tests."""
+"""A tiny stand-in for algorithms.networks.models (ReconNet / NetworkAlgorithm interface) used by the network-TTA tests."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
 from algorithms.base import Algorithm
-from inverse_problems.base import ForwardOperator, adjoint_quantile
+from inverse_problems.operators.base import ForwardOperator
+from inverse_problems.problems.base import adjoint_quantile
 
 
 class ConvBlock(nn.Module):

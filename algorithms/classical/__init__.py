@@ -1,0 +1,1 @@
+"""Classical solvers: zero-filled, CG-SENSE, L1-wavelet, TV and the MRSI baselines."""

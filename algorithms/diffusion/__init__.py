@@ -1,0 +1,1 @@
+"""Diffusion solvers: DPS, DDRM, DAPS, DiffPIR, DiffDeuR and their shared data-consistency steps."""

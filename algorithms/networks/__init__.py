@@ -1,0 +1,1 @@
+"""End-to-end reconstruction networks (U-Net, VarNet) and their supervised training."""

@@ -1,0 +1,104 @@
+"""Run the README's leaderboard: every method on cs_mri (R = 4, 8; 8 coils and single-coil) and lowfield,
+with default options and tuned on val, then `bench leaderboard`.
+
+    python benchmarks/experiments/leaderboard_runs.py [--n 4] [--trials 8] [--n-val 2] [--stage all]
+                                                  [--only SUBSTRING] [--out benchmarks/results/runs]
+
+Stages (in this order with `--stage all`):
+- `defaults`: every classical and diffusion method with its registered defaults, plus the `+tda` rows;
+- `tune`: `bench tune` studies (Optuna TPE, seed 0) of the diffusion solvers on the **val** split, the same
+  number of trials and val samples for every method, into OUT/studies/<setting>-<method>/;
+- `tuned`: the test runs with each study's best options (`bench run ... --tuned STUDY`).
+Test run directories go to OUT/test/<name>/ (resumable: an unfinished run is finished with --resume, a
+finished one is skipped); the leaderboard is built from OUT/test only (the studies' val runs stay out) and
+written to benchmarks/results/leaderboard.{json,md}. Diffusion solvers use the shipped prior.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.cli import main as bench
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+SETTINGS = {
+    "cs_mri-R4": ("cs_mri", ["problem.acceleration=4"]),
+    "cs_mri-R8": ("cs_mri", ["problem.acceleration=8"]),
+    "cs_mri-1coil-R4": ("cs_mri", ["problem.coils=1", "problem.acceleration=4"]),
+    "lowfield": ("lowfield", []),
+}
+CLASSICAL = ["zero-filled", "cg-sense", "l1-wavelet", "tv"]
+DIFFUSION = ["ddrm", "diffpir", "daps", "dps", "diffdeur"]  # cheapest first
+ADAPTED = [("cs_mri-R4", "daps+tda"), ("cs_mri-R4", "diffpir+tda"), ("cs_mri-R8", "diffpir+tda"),
+           ("cs_mri-R4", "ddrm+tda"), ("lowfield", "daps+tda"), ("lowfield", "diffpir+tda")]
+
+
+def finished(run: Path, n: int) -> bool:
+    done = run / "summary.json"
+    return done.exists() and json.loads(done.read_text())["n"] >= n
+
+
+def run(name: str, run_dir: Path, problem: str, algo: str, n: int, overrides: list[str], timing: dict) -> None:
+    if finished(run_dir, n):
+        return
+    start = time.time()
+    resume = ["--resume"] if (run_dir / "config.yaml").exists() else []
+    code = bench(["run", "--problem", problem, "--algo", algo, "--n", str(n), "--batch-size", str(n),
+                  "--out", str(run_dir), "--quiet", *resume, *overrides])
+    timing[name] = round(time.time() - start, 1)
+    print(f"{name}: exit {code}, {timing[name]} s", flush=True)
+
+
+def tune(name: str, study: Path, problem: str, algo: str, trials: int, n_val: int, overrides: list[str],
+         timing: dict) -> None:
+    if (study / "study.json").exists():
+        return
+    start = time.time()
+    resume = ["--resume"] if study.exists() else []
+    code = bench(["tune", "--problem", problem, "--algo", algo, "--trials", str(trials), "--n-val", str(n_val),
+                  "--out", str(study), *resume, *overrides])
+    timing[f"tune {name}"] = round(time.time() - start, 1)
+    print(f"tune {name}: exit {code}, {timing[f'tune {name}']} s", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=4, help="test samples per row")
+    ap.add_argument("--trials", type=int, default=8, help="Optuna trials per study (one budget for every method)")
+    ap.add_argument("--n-val", type=int, default=2, help="val samples per trial")
+    ap.add_argument("--stage", choices=["all", "defaults", "tune", "tuned", "board"], default="all")
+    ap.add_argument("--only", default="", help="run only the jobs whose name contains this")
+    ap.add_argument("--out", default=str(RESULTS / "runs"))
+    ap.add_argument("--keep", action="append", default=[], metavar="LEADERBOARD.json",
+                    help="carry the rows of an earlier board (e.g. the former default prior's) into the new one")
+    args = ap.parse_args()
+    out = Path(args.out)
+    timing: dict[str, float] = {}
+    stages = ["defaults", "tune", "tuned"] if args.stage == "all" else [args.stage]
+    for stage in stages:
+        for setting, (problem, overrides) in SETTINGS.items():
+            methods = (CLASSICAL + DIFFUSION + [a for s, a in ADAPTED if s == setting]) if stage == "defaults" \
+                else DIFFUSION
+            for algo in methods:
+                name = f"{setting}-{algo}"
+                if args.only not in name:
+                    continue
+                study = out / "studies" / name
+                if stage == "defaults":
+                    run(name, out / "test" / name, problem, algo, args.n, overrides, timing)
+                elif stage == "tune":
+                    tune(name, study, problem, algo, args.trials, args.n_val, overrides, timing)
+                elif stage == "tuned" and (study / "study.json").exists():
+                    run(f"{name}-tuned", out / "test" / f"{name}-tuned", problem, algo, args.n,
+                        overrides + ["--tuned", str(study)], timing)
+    keep = [a for k in args.keep for a in ("--keep", k)]
+    return bench(["leaderboard", str(out / "test"), *keep, "-o", str(RESULTS / "leaderboard.json"), "--markdown",
+                  str(RESULTS / "leaderboard.md")])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets: procedural phantoms, file readers (fastMRI, NIfTI, ISMRMRD, images) and shipped assets."""

@@ -1,0 +1,1 @@
+"""Procedural phantoms with tissue parameters: any contrast, any anatomy, no downloads."""

@@ -1,0 +1,567 @@
+"""fastMRI multi-coil h5 files: read (lazily), validate, resample, coil-combine, write, export.
+
+File format (Zbontar et al. 2018, facebookresearch/fastMRI): dataset `kspace` (slices, coils, H, W)
+complex64, centred (DC at index H//2, W//2); optional `reconstruction_rss` (slices, h, w) float32;
+`ismrmrd_header`, an ISMRMRD XML string with encoding/encodedSpace/matrixSize (x = H, y = W) and
+encoding/reconSpace/matrixSize (the field of view fastMRI crops to, e.g. 320 x 320). Single-coil
+files have `kspace` (slices, H, W) and are read as one coil.
+
+Ground truth of an item: coil images ifft2c(k), centre-cropped to the recon matrix in image space
+(as fastMRI does), brought to `size` x `size` by keeping the central k-space (Fourier resampling:
+the honest low-resolution image), then combined over coils: `rss` (root-sum-of-squares magnitude,
+zero phase: the fastMRI target) or `espirit` (SENSE-1 with ESPIRiT maps estimated from the central
+k-space: sum_c conj(S_c) m_c, a complex image whose phase is the object's plus coil 0's), and scaled so
+the 99th percentile of the magnitude is 1 (as the phantoms).
+
+Measured k-space (DESIGN.md, "Simulated and measured data"): every item also carries `kspace`, the
+coil k-space of the same resampled coil images (C, size, size) in the file's units, and `data_scale`,
+the constant the target was divided by, so that the target times data_scale is exactly the named
+combination of the fully sampled `kspace` (`target_convention`:
+`fastmri-rss` (multi-coil RSS magnitude), `fastmri-esc` (single-coil magnitude, fastMRI's
+`reconstruction_esc`), `sense1-espirit` or `sense1-stored-maps` (InverseBench's complex SENSE-1/MVUE)).
+Optional keys of a file: `sensitivity_maps` (slices, coils, H, W) complex (item `maps`, for
+coil_maps=true) and `mask` ((W,) columns or (H, W); a prospective file: its k-space is zero off the
+mask and it has no reference, so the item's `image` is None). A prospective file is cropped to the recon
+FOV in image space along the readout axis (H, fully sampled) only; its phase-encode axis is cut in
+k-space (central columns), so the mask stays the file's own columns; its data_scale is 1 (there is no
+target). Items also carry `volume` (the file's stem: per-volume metrics group by it), `patient`
+(the file's `patient_id` attribute, else its stem; DESIGN.md's patient id) and `slice`.
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+import h5py
+import numpy as np
+import torch
+from torch import Tensor
+
+from inverse_problems.operators.coils import birdcage_maps
+from inverse_problems.operators.coils import rss as rss_combine
+from inverse_problems.data.base import READ_ERRORS, DataError, ImageDataset, check_allocation
+from inverse_problems.operators.espirit import espirit_maps, kernel_shape
+from inverse_problems.operators.fft import fft2c, ifft2c
+from inverse_problems.operators.masks import acs_region, calibration_block, make_mask
+
+COMBINE = ("rss", "espirit")
+MAPS_KEY = "sensitivity_maps"  # coil maps stored beside the k-space (written by `bench export-data --store-maps`)
+T = TypeVar("T")
+MAX_SLICE_GB = 4.0  # a declared slice above this many GiB is refused before it is read
+ISMRMRD_NS = "http://www.ismrm.org/ISMRMRD"
+
+
+# ---------------------------------------------------------------- header
+def parse_header(xml: str | bytes, source: str = "header") -> dict[str, tuple[int, int, int] | None]:
+    """{'encoded': (x, y, z) | None, 'recon': (x, y, z) | None} from an ISMRMRD XML header."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise DataError(f"{source}: 'ismrmrd_header' is not valid XML ({exc}); expected an ISMRMRD header",
+                        source) from exc
+
+    def child(node: ET.Element | None, name: str) -> ET.Element | None:
+        if node is None:
+            return None
+        return next((c for c in node if c.tag.split("}")[-1] == name), None)
+
+    out: dict[str, tuple[int, int, int] | None] = {"encoded": None, "recon": None}
+    enc = child(root, "encoding")
+    for key, space in (("encoded", "encodedSpace"), ("recon", "reconSpace")):
+        m = child(child(enc, space), "matrixSize")
+        if m is None:
+            continue
+        try:
+            out[key] = tuple(int(child(m, a).text) for a in ("x", "y", "z"))  # type: ignore[union-attr,arg-type]
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise DataError(f"{source}: 'ismrmrd_header' {space}/matrixSize needs integer x, y, z", source) from exc
+    return out
+
+
+def make_header(encoded: Sequence[int], recon: Sequence[int]) -> str:
+    """A minimal ISMRMRD header with the encoded and recon matrix sizes (x, y, z)."""
+    def matrix(v: Sequence[int]) -> str:
+        return f"<matrixSize><x>{int(v[0])}</x><y>{int(v[1])}</y><z>{int(v[2])}</z></matrixSize>"
+    return (f'<?xml version="1.0" encoding="utf-8"?>\n<ismrmrdHeader xmlns="{ISMRMRD_NS}"><encoding>'
+            f"<encodedSpace>{matrix(encoded)}</encodedSpace><reconSpace>{matrix(recon)}</reconSpace>"
+            f"<trajectory>cartesian</trajectory></encoding></ismrmrdHeader>")
+
+
+# ---------------------------------------------------------------- writing
+def write_fastmri_h5(path: str | Path, kspace: Tensor | np.ndarray, reconstruction_rss: Tensor | np.ndarray | None = None,
+                     header: str | None = None, attrs: dict[str, Any] | None = None,
+                     ref_key: str = "reconstruction_rss", extra: dict[str, np.ndarray] | None = None) -> Path:
+    """Write `kspace` (slices, coils, H, W) or single-coil (slices, H, W) complex64 [+ the reference under
+    `ref_key` (reconstruction_rss | reconstruction_esc), ismrmrd_header, `extra` datasets] as fastMRI does."""
+    k = kspace.detach().cpu().numpy() if isinstance(kspace, Tensor) else np.asarray(kspace)
+    if not np.iscomplexobj(k) or k.ndim not in (3, 4):
+        raise ValueError(f"write_fastmri_h5: kspace must be complex (slices, coils, H, W), got {k.shape} {k.dtype}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("kspace", data=k.astype(np.complex64))
+        if reconstruction_rss is not None:
+            r = reconstruction_rss.detach().cpu().numpy() if isinstance(reconstruction_rss, Tensor) else reconstruction_rss
+            r = np.asarray(r, dtype=np.float32)
+            f.create_dataset(ref_key, data=r)
+            f.attrs["max"] = float(r.max())
+            f.attrs["norm"] = float(np.linalg.norm(r))
+        for key, value in (extra or {}).items():
+            f.create_dataset(key, data=value)
+        if header is not None:
+            f.create_dataset("ismrmrd_header", data=np.bytes_(header.encode()))
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value
+    return path
+
+
+# ---------------------------------------------------------------- reading
+class FastMRIFile:
+    """One fastMRI h5 file, validated on open, read one slice at a time (nothing is held open).
+
+    Every problem with the file raises a DataError naming it and the key: not HDF5 or truncated, a
+    missing or malformed `kspace`, a declared slice larger than `max_slice_gb` GiB (checked before any
+    read), NaN/Inf or all-zero values in the slice read.
+    """
+
+    def __init__(self, path: str | Path, max_slice_gb: float = MAX_SLICE_GB) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such fastMRI file")
+        try:
+            f = h5py.File(self.path, "r")
+        except READ_ERRORS as exc:
+            raise DataError(f"{self.path}: not an HDF5 file or truncated ({exc}); expected a fastMRI .h5 file "
+                            f"(re-copy or remove it)", self.path) from exc
+        try:
+            with f:
+                self._inspect(f, max_slice_gb)
+        except READ_ERRORS as exc:
+            raise DataError(f"{self.path}: corrupt HDF5 file ({exc}); re-copy or remove it", self.path) from exc
+        self.header = parse_header(self.header_xml, f"{self.path}") if self.header_xml else {"encoded": None,
+                                                                                          "recon": None}
+        enc, rec = self.header["encoded"], self.header["recon"]
+        if enc is not None and rec is not None and (rec[0] > enc[0] or rec[1] > enc[1]):
+            raise DataError(f"{self.path}: key 'ismrmrd_header': reconSpace matrixSize {rec[0]}x{rec[1]} exceeds the "
+                            f"encodedSpace matrixSize {enc[0]}x{enc[1]} (a recon field of view larger than the encoded "
+                            f"one); fix the header, or pass dataset.crop=[H, W] within {enc[0]}x{enc[1]}", self.path)
+
+    def _inspect(self, f: h5py.File, max_slice_gb: float) -> None:
+        if "kspace" not in f:
+            raise DataError(f"{self.path}: missing key 'kspace'; expected complex k-space (slices, coils, H, W) "
+                            f"(found keys: {', '.join(sorted(f.keys())) or 'none'})", self.path)
+        ks = f["kspace"]
+        if not isinstance(ks, h5py.Dataset):
+            raise DataError(f"{self.path}: key 'kspace' is a group, not an array; expected complex k-space", self.path)
+        if ks.ndim not in (3, 4):
+            raise DataError(f"{self.path}: key 'kspace' has shape {ks.shape} (rank {ks.ndim}); expected rank 4 "
+                            f"(slices, coils, H, W), or rank 3 (slices, H, W) for single-coil data", self.path)
+        if ks.dtype.kind != "c":
+            raise DataError(f"{self.path}: key 'kspace' is real-valued ({ks.dtype}); expected complex k-space "
+                            f"(complex64); store real and imaginary parts as one complex array", self.path)
+        check_allocation(ks.shape[1:], 8, max_slice_gb, f"{self.path}: key 'kspace' (one slice as complex64)")
+        if min(ks.shape) < 1:
+            raise DataError(f"{self.path}: key 'kspace' has shape {ks.shape} with an empty axis", self.path)
+        self.single_coil = ks.ndim == 3
+        shape = ks.shape
+        self.n_slices = shape[0]
+        self.coils = 1 if self.single_coil else shape[1]
+        self.shape = tuple(shape[-2:])
+        self.has_rss = "reconstruction_rss" in f or "reconstruction_esc" in f
+        for key in ("reconstruction_rss", "reconstruction_esc"):
+            if key not in f:
+                continue
+            rss = f[key]
+            if not isinstance(rss, h5py.Dataset) or rss.ndim != 3:
+                raise DataError(f"{self.path}: key {key!r} has shape {getattr(rss, 'shape', None)}; "
+                                f"expected (slices, h, w)", self.path)
+            check_allocation(rss.shape[1:], 4, max_slice_gb, f"{self.path}: key {key!r} (one slice)")
+        self.rss_key = next((k for k in ("reconstruction_rss", "reconstruction_esc") if k in f), None)
+        self.has_maps = MAPS_KEY in f
+        if self.has_maps and tuple(f[MAPS_KEY].shape) != (shape[0], self.coils, *self.shape):
+            raise DataError(f"{self.path}: key {MAPS_KEY!r} has shape {tuple(f[MAPS_KEY].shape)}; expected the k-space "
+                            f"shape (slices, coils, H, W) = {(shape[0], self.coils, *self.shape)}; re-export the maps "
+                            f"or remove the key", self.path)
+        self.file_mask = self._inspect_mask(f["mask"][()]) if "mask" in f else None
+        raw = f["ismrmrd_header"][()] if "ismrmrd_header" in f else None
+        self.attrs = dict(f.attrs)
+        if isinstance(raw, bytes):
+            raw = raw.decode(errors="replace")
+        self.header_xml = None if raw is None else str(raw)
+
+    def _inspect_mask(self, m: np.ndarray) -> Tensor:
+        """The file's own sampling mask as (H, W) float {0, 1}: fastMRI stores (W,) columns (or (H, W))."""
+        h, w = self.shape
+        m = np.asarray(m)
+        if m.shape == (w,):
+            m = np.broadcast_to(m[None, :], (h, w))
+        if m.shape != (h, w) or not np.isfinite(m.astype(np.float64)).all():
+            raise DataError(f"{self.path}: key 'mask' has shape {m.shape}; it must match the k-space: (W,) = ({w},) "
+                            f"phase-encode columns or (H, W) = ({h}, {w}) for 'kspace' of shape (.., {h}, {w}); "
+                            f"rewrite the mask with that shape (or remove the key to undersample retrospectively)",
+                            self.path)
+        return torch.from_numpy((m != 0).astype(np.float32).copy())
+
+    def _check_slice(self, s: int) -> int:
+        if not -self.n_slices <= s < self.n_slices:
+            raise IndexError(f"{self.path}: slice {s} out of range for {self.n_slices} slices")
+        return s % self.n_slices
+
+    def _read(self, key: str, s: int) -> np.ndarray:
+        try:
+            with h5py.File(self.path, "r") as f:
+                return np.asarray(f[key][s])
+        except READ_ERRORS as exc:
+            raise DataError(f"{self.path}: key {key!r} slice {s} cannot be read ({exc}); the file is truncated or "
+                            f"corrupt: re-copy or remove it", self.path) from exc
+
+    def kspace(self, s: int) -> Tensor:
+        """Slice s as complex64 (coils, H, W); NaN/Inf or all-zero values raise a DataError."""
+        s = self._check_slice(s)
+        k = self._read("kspace", s)
+        if not np.isfinite(k).all():
+            raise DataError(f"{self.path}: key 'kspace' slice {s} contains NaN or Inf values; expected finite "
+                            f"k-space (fix or remove the file)", self.path)
+        if not k.any():
+            raise DataError(f"{self.path}: key 'kspace' slice {s} is all zero (no signal); choose other slices "
+                            f"(dataset.slices=...) or remove the file", self.path)
+        t = torch.from_numpy(k.astype(np.complex64))
+        return t[None] if self.single_coil else t
+
+    def rss(self, s: int) -> Tensor | None:
+        """`reconstruction_rss` (or single-coil `reconstruction_esc`) of slice s (h, w) float32, or None."""
+        if self.rss_key is None:
+            return None
+        s = self._check_slice(s)
+        r = self._read(self.rss_key, s).astype(np.float32)
+        if not np.isfinite(r).all():
+            raise DataError(f"{self.path}: key {self.rss_key!r} slice {s} contains NaN or Inf values", self.path)
+        return torch.from_numpy(r)
+
+    def maps(self, s: int) -> Tensor | None:
+        """Stored coil maps of slice s (coils, H, W) complex64, or None where the file has none."""
+        if not self.has_maps:
+            return None
+        m = self._read(MAPS_KEY, self._check_slice(s))
+        if not np.isfinite(m).all():
+            raise DataError(f"{self.path}: key {MAPS_KEY!r} slice {s} contains NaN or Inf values", self.path)
+        return torch.from_numpy(m.astype(np.complex64))
+
+    def crop_size(self) -> tuple[int, int]:
+        """Image-space crop: the header's recon matrix (x, y) -> (H, W), else the largest centred square."""
+        recon = self.header.get("recon")
+        if recon is not None:
+            return min(recon[0], self.shape[0]), min(recon[1], self.shape[1])
+        m = min(self.shape)
+        return m, m
+
+
+def read_fastmri_h5(path: str | Path) -> dict[str, Any]:
+    """The whole file: {'kspace': (S, C, H, W) complex64, 'reconstruction_rss', 'header' (dict), 'header_xml', 'attrs'}."""
+    f = FastMRIFile(path)
+    return {"kspace": torch.stack([f.kspace(s) for s in range(f.n_slices)]),
+            "reconstruction_rss": torch.stack([f.rss(s) for s in range(f.n_slices)]) if f.has_rss else None,
+            "header": f.header, "header_xml": f.header_xml, "attrs": f.attrs}
+
+
+# ---------------------------------------------------------------- image formation
+def center_crop(x: Tensor, shape: tuple[int, int]) -> Tensor:
+    """Central (h, w) block of the last two axes (fastMRI's center_crop); zero-pads where shape is larger."""
+    h, w = x.shape[-2:]
+    th, tw = shape
+    if th > h or tw > w:
+        pad = torch.zeros((*x.shape[:-2], max(th, h), max(tw, w)), dtype=x.dtype, device=x.device)
+        top, left = (max(th, h) - h) // 2, (max(tw, w) - w) // 2
+        pad[..., top:top + h, left:left + w] = x
+        x, h, w = pad, max(th, h), max(tw, w)
+    top, left = (h - th) // 2, (w - tw) // 2
+    return x[..., top:top + th, left:left + tw]
+
+
+def resample_coil_images(kspace: Tensor, crop: tuple[int, int], size: int) -> Tensor:
+    """(C, H, W) centred k-space -> (C, size, size) coil images of the cropped FOV at `size` resolution.
+
+    ifft2c, centre-crop the image to `crop`, fft2c, keep the central size x size k-space, ifft2c;
+    scaled by size / sqrt(crop_h * crop_w) so intensities do not depend on the resolution.
+    """
+    img = center_crop(ifft2c(kspace), crop)
+    k = center_crop(fft2c(img), (size, size))
+    return ifft2c(k) * (size / float(np.sqrt(crop[0] * crop[1])))
+
+
+def combine_coils(images: Tensor, method: str = "rss", acs: int = 24, maps: Tensor | None = None) -> Tensor:
+    """(C, H, W) coil images -> (H, W) complex: 'rss' (magnitude, zero phase) or 'espirit' (SENSE-1:
+    sum_c conj(S_c) m_c / sum_c |S_c|^2 with `maps` where given, else ESPIRiT maps from the central acs x acs
+    block, `calibration_block`)."""
+    if method == "rss":
+        return rss_combine(images, dim=0)[0].to(torch.complex64)
+    if method == "espirit":
+        if images.shape[0] == 1:
+            return images[0]
+        if maps is not None:
+            maps = maps.to(images.dtype)
+            return (maps.conj() * images).sum(0) / (maps.abs() ** 2).sum(0).clamp_min(1e-12)
+        k = fft2c(images)[None]
+        maps = espirit_maps(k, calibration_block(tuple(images.shape[-2:]), acs))[0]
+        return (maps.conj() * images).sum(0) / (maps.abs() ** 2).sum(0).clamp_min(1e-12)
+    raise ValueError(f"unknown coil combination {method!r}; choose one of {COMBINE}")
+
+
+def parse_slices(spec: str | int, n: int) -> list[int]:
+    """'middle' | 'all' | 'middle:K' (K central slices) | 'a:b' (Python range) | an int -> slice indices."""
+    if isinstance(spec, int):
+        return [range(n)[spec]]
+    s = str(spec).strip()
+    try:
+        if s == "all":
+            return list(range(n))
+        if s == "middle":
+            return [n // 2]
+        if s.startswith("middle:"):
+            k = min(int(s.split(":", 1)[1]), n)
+            start = n // 2 - k // 2
+            return list(range(start, start + k))
+        if ":" in s:
+            a, b = s.split(":", 1)
+            return list(range(n))[slice(int(a) if a else None, int(b) if b else None)]
+        return [range(n)[int(s)]]
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"bad slices {spec!r} for a volume of {n} slices; use 'middle', 'all', 'middle:K', 'a:b' "
+                         f"or an index") from exc
+
+
+def split_folder(root: str | Path | None, split: str, prefixes: Sequence[str] = ("", "multicoil_", "singlecoil_"),
+                 kind: str = "dataset") -> Path:
+    """root/<prefix><split> where it exists, else root itself (then every split reads the same files)."""
+    if root is None:
+        raise ValueError(f"{kind} needs a folder: pass root=/path/to/data (dataset.root=... on the command line)")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{kind} root {str(root)!r} is not a folder; pass dataset.root=/path/to/data")
+    for p in prefixes:
+        if (root / f"{p}{split}").is_dir():
+            return root / f"{p}{split}"
+    return root
+
+
+def open_files(paths: Sequence[Path], opener: Callable[[Path], T], kind: str) -> list[T | DataError]:
+    """Open every file; an unusable one stays in the list as its DataError (read as one failed item).
+
+    Only when no file at all can be used is the first error raised (with the count), so one bad file
+    in a folder costs one failed sample while a folder of nothing usable is refused at once.
+    """
+    files: list[T | DataError] = []
+    for p in paths:
+        try:
+            files.append(opener(p))
+        except DataError as exc:
+            files.append(exc)
+    if files and all(isinstance(f, DataError) for f in files):
+        first = files[0]
+        raise DataError(f"{kind}: none of the {len(files)} file(s) can be read; the first: {first}", paths[0])
+    return files
+
+
+def open_raw(path: Path, max_slice_gb: float = MAX_SLICE_GB) -> FastMRIFile:
+    """A fastMRI file, or a Cartesian ISMRMRD raw file read into the same layout (inverse_problems.data.readers.ismrmrd)."""
+    from inverse_problems.data.readers.ismrmrd import IsmrmrdFile, is_ismrmrd
+
+    return IsmrmrdFile(path, max_slice_gb) if is_ismrmrd(path) else FastMRIFile(path, max_slice_gb)
+
+
+def check_file_acs(path: Path, mask: Tensor, coils: int) -> None:
+    """A file's own mask must hold a calibration (ACS) block wide enough for ESPIRiT (2 x 2 kernel at least)."""
+    h, w = mask.shape
+    need = 1 + -(-4 * coils // (h - 1))  # (h - 1)(w - 1) >= 4 coils: as many 2x2 patches as unknowns
+    try:
+        rows, cols = acs_region(mask)
+        width = cols.stop - cols.start
+        kernel_shape((rows.stop - rows.start, width), coils, 2)
+    except ValueError as exc:
+        raise DataError(f"{path}: key 'mask': its fully sampled centre is too narrow for ESPIRiT with {coils} coils "
+                        f"at {h}x{w} ({exc}); at least {need} central columns are needed: use a larger dataset.size, "
+                        f"store coil maps in the file (key {MAPS_KEY!r}, then problem.coil_maps=true) or another "
+                        f"file", path) from exc
+
+
+def check_resolution(path: Path, available: tuple[int, int], size: int, what: str) -> None:
+    """Refuse to make `size` x `size` images from data with fewer samples (that would be interpolation)."""
+    if min(available) < size:
+        raise DataError(f"{path}: {what} is {available[0]}x{available[1]}, smaller than the requested size "
+                        f"{size}x{size} (it would be upsampled, not measured); the largest size this file gives is "
+                        f"{min(available)}: set dataset.size={min(available)} or less (and problem.size to match), "
+                        f"or remove the file", path)
+
+
+class FastMRIDataset(ImageDataset):
+    """fastMRI multi-coil h5 folder: coil-combined (RSS or ESPIRiT SENSE-1) slices, resampled to size.
+
+    Cartesian ISMRMRD raw files (.h5, .mrd) in the folder are read into the same layout (ismrmrd_raw).
+
+    A file that cannot be opened is one item that raises its DataError when read (a failed sample);
+    `max_slice_gb` bounds the memory a file's declared slice shape may ask for.
+    """
+
+    def __init__(self, root: str | None = None, split: str = "test", size: int = 64, slices: str | int = "middle",
+                 combine: str = "rss", crop: tuple[int, int] | None = None, max_slice_gb: float = MAX_SLICE_GB,
+                 calib: int = 24) -> None:
+        self.split = self.check_split(split)
+        if isinstance(calib, bool) or not isinstance(calib, int) or calib < 2:
+            raise ValueError(f"dataset.calib (the ESPIRiT calibration block of combine=espirit) must be an integer >= 2, "
+                             f"got {calib!r}")
+        self.calib = calib
+        if combine not in COMBINE:
+            raise ValueError(f"unknown coil combination {combine!r}; choose one of {COMBINE}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"dataset.size must be a positive integer, got {size!r}")
+        self.folder = split_folder(root, split, kind="fastmri")
+        paths = sorted(list(self.folder.glob("*.h5")) + list(self.folder.glob("*.hdf5")) + list(self.folder.glob("*.mrd")))
+        if not paths:
+            raise FileNotFoundError(f"fastmri: no .h5 files in {str(self.folder)!r}; point dataset.root at a fastMRI "
+                                    f"folder (or export some with `bench export-data`)")
+        self.paths = paths
+        self.files = open_files(paths, lambda p: open_raw(p, max_slice_gb), "fastmri")
+        self.index = [(fi, s) for fi, f in enumerate(self.files)
+                      for s in ([None] if isinstance(f, DataError) else parse_slices(slices, f.n_slices))]
+        self.size = (size, size)
+        self.channels = 2
+        self.combine = combine
+        self.crop = tuple(crop) if crop is not None else None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, object]:
+        self.check_index(i)
+        fi, s = self.index[i]
+        f = self.files[fi]
+        if isinstance(f, DataError):
+            raise DataError(str(f), self.paths[fi], self.paths[fi].stem)
+        item_id = f"{f.path.stem}-s{s:03d}"
+        try:
+            return {"id": item_id, **self.slice_item(f, s)}
+        except DataError as exc:
+            exc.item_id = item_id
+            raise
+        except ValueError as exc:  # e.g. an image with no signal after the crop
+            raise DataError(f"{f.path}: slice {s}: {exc}", f.path, item_id) from exc
+
+    def slice_item(self, f: FastMRIFile, s: int) -> dict[str, object]:
+        """Target image (or None for a prospective file), measured k-space, optional maps and mask of slice s."""
+        crop = self.crop or f.crop_size()
+        prospective = f.file_mask is not None
+        if prospective:  # crop the readout axis only: the phase-encode columns stay the file's own
+            crop = (crop[0], f.shape[1])
+        check_resolution(f.path, crop, self.size[0], f"k-space (field of view {crop[0]}x{crop[1]} pixels)")
+        n = self.size[0]
+        coil_images = resample_coil_images(f.kspace(s), crop, n)
+        patient = f.attrs.get("patient_id", f.path.stem)
+        patient = patient.decode(errors="replace") if isinstance(patient, bytes) else str(patient)
+        item: dict[str, object] = {"volume": f.path.stem, "slice": s, "patient": patient}
+        maps = f.maps(s)
+        if maps is not None:  # brought to the item's grid as the coil images are (image crop, Fourier resampling)
+            maps = resample_coil_images(fft2c(maps), crop, n) * (float(np.sqrt(crop[0] * crop[1])) / n)
+            item["maps"] = maps
+        if prospective:
+            if not bool((f.file_mask == f.file_mask[:1]).all()) and crop[0] != f.shape[0]:
+                raise DataError(f"{f.path}: key 'mask' is a 2-D (H, W) mask, but the readout axis is cropped from "
+                                f"{f.shape[0]} to {crop[0]} in image space, which mixes its rows; pass "
+                                f"dataset.crop=[{f.shape[0]}, {f.shape[1]}] (no crop) or store a (W,) column mask", f.path)
+            mask = center_crop(f.file_mask, (n, n))
+            if f.coils > 1 and maps is None:
+                check_file_acs(f.path, mask, f.coils)
+            scale = torch.ones(())  # no target: reconstructions stay in the file's units
+            item.update({"image": None, "mask": mask, "target_convention": None})
+        else:
+            z = combine_coils(coil_images, self.combine, acs=self.calib, maps=maps)
+            target = torch.stack([z.real, z.imag]).to(torch.float32)
+            scale = torch.quantile(target.pow(2).sum(0).sqrt().flatten(), 0.99)
+            item.update({"image": target / scale, "target_convention": self.convention(f.coils, maps)})
+        if not torch.isfinite(scale) or scale <= 0:
+            raise DataError(f"{f.path}: slice {s} has no signal in the cropped field of view; choose other slices "
+                            f"(dataset.slices=...) or remove the file", f.path)
+        item["kspace"] = fft2c(coil_images).to(torch.complex64)  # the file's units
+        item["data_scale"] = float(scale)  # the target was divided by it: x data_scale gives the file's units
+        return item
+
+    def convention(self, coils: int, maps: Tensor | None) -> str:
+        """The target's name: fastmri-rss | fastmri-esc (single coil) | sense1-espirit | sense1-stored-maps."""
+        if self.combine == "rss":
+            return "fastmri-esc" if coils == 1 else "fastmri-rss"
+        return "sense1-stored-maps" if maps is not None else "sense1-espirit"
+
+
+# ---------------------------------------------------------------- export
+def smooth_phase(shape: tuple[int, int], amplitude: float) -> Tensor:
+    """A known smooth phase field (radians): amplitude * (0.6 u + 0.4 v + 0.5 (u^2 - v^2)), u, v in [-1, 1)."""
+    u = (torch.arange(shape[0], dtype=torch.float64) - shape[0] / 2) / (shape[0] / 2)
+    v = (torch.arange(shape[1], dtype=torch.float64) - shape[1] / 2) / (shape[1] / 2)
+    uu, vv = torch.meshgrid(u, v, indexing="ij")
+    return amplitude * (0.6 * uu + 0.4 * vv + 0.5 * (uu**2 - vv**2))
+
+
+def export_fastmri(dataset: ImageDataset, n: int, out: str | Path, coils: int = 1, radius: float = 1.5,
+                   phase: float = 0.0, noise_std: float = 0.0, store_maps: bool = False, slices_per_file: int = 1,
+                   encoded: tuple[int, int] | None = None, mask: dict[str, Any] | None = None,
+                   seed: int = 0) -> list[Path]:
+    """Write the first n items of a 2-channel dataset as fastMRI files (`slices_per_file` items per file).
+
+    Coil c's k-space is fft2c(S_c exp(i phase) x) + noise: birdcage maps S (sum_c |S_c|^2 = 1) at the encoded
+    matrix, a known smooth phase (`smooth_phase`, amplitude `phase` radians), complex Gaussian noise of
+    `noise_std` per real component (seeded by `seed`). `encoded` (H, W) zero-pads the image to a larger
+    encoded field of view (fastMRI's readout oversampling, e.g. 2x the recon H); the header's recon matrix
+    is the image size. One coil writes the single-coil layout (kspace (slices, H, W), `reconstruction_esc`),
+    more the multi-coil one (`reconstruction_rss` = RSS of the noiseless coil images, cropped to the recon
+    matrix). `store_maps` adds the maps (key sensitivity_maps). `mask` ({kind, acceleration,
+    center_fraction, seed}) writes a prospective file instead: k-space zero off that mask (its (W,) columns
+    under key `mask`) and no reference.
+    """
+    if getattr(dataset, "channels", 2) != 2:
+        raise ValueError(f"export needs complex (2-channel) images, the dataset has {dataset.channels} channel(s)")
+    if n < 1 or n > len(dataset):
+        raise ValueError(f"--n must be between 1 and the dataset length {len(dataset)}, got {n}")
+    if slices_per_file < 1:
+        raise ValueError(f"--slices-per-file must be >= 1, got {slices_per_file}")
+    if noise_std < 0:
+        raise ValueError(f"--noise-std must be >= 0, got {noise_std}")
+    out = Path(out)
+    gen = torch.Generator().manual_seed(seed)
+    written = []
+    for start in range(0, n, slices_per_file):
+        items = [dataset[i] for i in range(start, min(start + slices_per_file, n))]
+        ks, refs, maps_out = [], [], []
+        for item in items:
+            x = item["image"]
+            z = torch.complex(x[0].double(), x[1].double())
+            h, w = z.shape
+            big = encoded or (h, w)
+            if big[0] < h or big[1] < w:
+                raise ValueError(f"--encoded {big} is smaller than the image {(h, w)}")
+            z = center_crop(z, big) * torch.polar(torch.ones(big, dtype=torch.float64), smooth_phase(big, phase))
+            maps = birdcage_maps(coils, big, radius=radius, dtype=torch.complex128)
+            k = fft2c(maps * z)
+            if noise_std > 0:
+                k = k + noise_std * torch.complex(torch.randn(k.shape, generator=gen, dtype=torch.float64),
+                                                  torch.randn(k.shape, generator=gen, dtype=torch.float64))
+            ks.append(k)
+            refs.append(center_crop((maps * z).abs().pow(2).sum(0).sqrt(), (h, w)).float())
+            maps_out.append(maps)
+        k = torch.stack(ks).to(torch.complex64)
+        header = make_header((*k.shape[-2:], 1), (h, w, 1))
+        name = items[0]["id"] if slices_per_file == 1 else f"{items[0]['id']}-vol{len(items)}"
+        path = out / f"{name}.h5"
+        ref: Tensor | None = torch.stack(refs)
+        extra: dict[str, np.ndarray] = {}
+        if store_maps and coils > 1:
+            extra[MAPS_KEY] = torch.stack(maps_out).to(torch.complex64).numpy()
+        if mask is not None:
+            m = make_mask(mask.get("kind", "equispaced"), tuple(k.shape[-2:]), float(mask.get("acceleration", 4)),
+                          float(mask.get("center_fraction", 0.08)), int(mask.get("seed", 0)))
+            k, ref = k * m, None
+            extra["mask"] = m[0].numpy().astype(np.float32)
+        write_fastmri_h5(path, k[:, 0] if coils == 1 else k, ref, header,
+                         attrs={"acquisition": "medtta-bench export", "patient_id": str(name)},
+                         ref_key="reconstruction_esc" if coils == 1 else "reconstruction_rss", extra=extra)
+        written.append(path)
+    return written

@@ -1,0 +1,1 @@
+"""Forward operators and their numerics: the physics (A, A^H, SVDs, masks, coils, ESPIRiT, FFT)."""

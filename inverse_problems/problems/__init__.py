@@ -1,0 +1,1 @@
+"""Problems: one family per file; each builds an operator and a measurement from an item."""

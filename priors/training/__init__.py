@@ -1,0 +1,1 @@
+"""Training diffusion priors (bench train-prior)."""

@@ -1,0 +1,1 @@
+"""The test suite, mirroring the packages; shared fixtures in conftest.py."""

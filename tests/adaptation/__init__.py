@@ -1,0 +1,1 @@
+"""Tests of adaptation: sampler and network adapters, TTT schemes, patients."""

@@ -1,0 +1,1 @@
+"""Tests of algorithms: diffusion, classical and end-to-end solvers."""

@@ -1,0 +1,1 @@
+"""Tests of the harness: CLI, runner, results, leaderboard, site, sweeps, tuning."""

@@ -1,0 +1,1 @@
+"""Tests of the experiment drivers under benchmarks/experiments (marked `experiments`)."""

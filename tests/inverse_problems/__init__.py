@@ -1,0 +1,1 @@
+"""Tests of inverse_problems: operators, problems, datasets and readers."""

@@ -1,0 +1,1 @@
+"""Tests of priors: denoisers, networks, checkpoints and training."""

@@ -13,6 +13,38 @@ import torch
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 
+
+def source_entry_points() -> dict[str, dict[str, str]]:
+    """The entry points this source tree's pyproject.toml declares, {group: {name: "module:attr"}}."""
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]
+    return {g.removeprefix("medtta_bench."): dict(eps) for g, eps in declared.items() if g.startswith("medtta_bench.")}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def source_tree_registered():
+    """The registry sees this source tree's entry points (pyproject.toml) as the suite's own, whatever the installed
+    distribution's dist-info says: a checkout that moved or added a component is tested without a reinstall."""
+    from importlib import metadata
+
+    from benchmarks import registry
+
+    scan = registry._installed_entry_points
+    own = metadata.distribution("medtta-bench")
+    declared = [metadata.EntryPoint(name, value, f"medtta_bench.{group}")._for(own)
+                for group, eps in source_entry_points().items() for name, value in eps.items()]
+
+    def with_source_tree() -> metadata.EntryPoints:
+        found = scan()
+        others = [ep for group in found.groups for ep in found.select(group=group)
+                  if getattr(ep.dist, "name", None) != own.name]
+        return metadata.EntryPoints(others + declared)
+
+    registry._installed_entry_points = with_source_tree
+    yield
+    registry._installed_entry_points = scan
+
 PLUGIN_CODE = '''
 """A third-party plugin used by the tests: a prior and an algorithm."""
 import time

@@ -105,10 +105,10 @@ def run_flags(args: argparse.Namespace) -> list[str]:
 
 
 def print_run(cfg, out: Path, summary, job: list[str]) -> None:
-    from benchmarks.runner import format_table
+    from benchmarks.progress import run_heading
+    from benchmarks.summary import format_table
 
-    title = f"{cfg.names.algorithm}{''.join('+' + a for a in cfg.names.adapters)} on {cfg.names.problem}"
-    print(f"\n{title} ({cfg.names.dataset}, prior {cfg.names.prior}) -> {out}" + (f"  [{' '.join(job)}]" if job else ""))
+    print(f"\n{run_heading(cfg, out)}" + (f"  [{' '.join(job)}]" if job else ""))
     print(format_table(summary))
 
 
@@ -169,7 +169,7 @@ def merge_ranks(cfg, out: Path, world: int, timeout: float = 7 * 24 * 3600):
     import time
 
     from benchmarks.results import RunDir
-    from benchmarks.runner import summarise
+    from benchmarks.summary import summarise
 
     start = time.time()
     while not all((out / f"rank{r}.done").exists() for r in range(world)):
@@ -259,7 +259,7 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("-m", "--multirun", action="store_true",
                    help="hydra multirun: key=a,b (and --algo a,b) sweep, hydra/launcher=..., hydra/sweeper=...")
     q.add_argument("--tuned", metavar="STUDY_DIR", help="run with the best options of a `bench tune` study")
-    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.add_argument("--quiet", action="store_true", help="no start line and no progress bar (on stderr); the results table still prints")
     q.add_argument("overrides", nargs="*", help="hydra overrides key=value, e.g. algorithm.steps=50")
     q.set_defaults(func=cmd_run)
 

@@ -67,7 +67,7 @@ class Targets:
         if path.exists():
             return np.load(path)
         if self._dataset is None:
-            from benchmarks.runner import build_dataset
+            from benchmarks.build import build_dataset
 
             warnings.warn(f"{self.run_dir} has no saved targets (made before runs saved targets/); rebuilding them "
                           f"from dataset {self.cfg.names.dataset!r}: this is right only if that dataset is unchanged")
@@ -195,7 +195,7 @@ def _problem(cfg: DictConfig) -> Any:
 
 
 def report(run_dir: Path, max_samples: int = 4) -> str:
-    from benchmarks.runner import format_table
+    from benchmarks.summary import format_table
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():

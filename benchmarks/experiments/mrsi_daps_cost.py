@@ -38,14 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     ensure_entry_points(RESULTS / "runs" / "mrsi_table" / "_entry_points")
     from benchmarks.config import Selection, compose_config
-    from benchmarks.runner import build_components
+    from benchmarks.build import build_components
     from inverse_problems.operators.random import SampleGenerators
 
     cfg = compose_config(Selection("mrsi", "daps", []))
     comp = build_components(cfg, torch.device("cpu"))
-    items = [comp["dataset"][i] for i in range(args.batch)]
-    inst = comp["problem"].instance(items, "cpu", SampleGenerators.seeded(0, [it["id"] for it in items], "cpu"))
-    op, prior = inst.operator, comp["prior"]
+    items = [comp.dataset[i] for i in range(args.batch)]
+    inst = comp.problem.instance(items, "cpu", SampleGenerators.seeded(0, [it["id"] for it in items], "cpu"))
+    op, prior = inst.operator, comp.prior
     x = torch.randn(args.batch, *op.image_shape, generator=torch.Generator().manual_seed(0))
     sigma = torch.ones(args.batch)
     normal, denoise = [], []

@@ -2,7 +2,7 @@
 
 For each network (default: the shipped `unet` model `knee-pd`) and each test dataset (default: its source, knee PD,
 and the anatomy-shift target, brain T2), every sample is run through the benchmark's own batch function
-(benchmarks.runner.run_batch: the same measurements, scale and metrics as `bench run`) for the network, the
+(benchmarks.batch.run_batch: the same measurements, scale and metrics as `bench run`) for the network, the
 zero-filled image and CG-SENSE. Writes the mean ± std PSNR / SSIM per cell as JSON and a figure (bars, plus one
 example per dataset: zero-filled | CG-SENSE | network | target).
 
@@ -25,12 +25,14 @@ from algorithms.classical.compressed_sensing import CGSense
 from algorithms.networks.models import UNetAlgorithm, VarNetAlgorithm
 from algorithms.classical.zero_filled import ZeroFilled
 from benchmarks import registry
-from benchmarks.runner import batches_of, run_batch
+from benchmarks.batch import run_batch
+from benchmarks.build import Components
+from benchmarks.schedule import batches_of
 from inverse_problems.operators.complex import magnitude
 
 
 def evaluate(problem, dataset, algorithm, n: int, batch_size: int, seed: int) -> tuple[dict, list]:
-    comp = {"problem": problem, "dataset": dataset, "algorithm": algorithm, "prior": None, "adapters": []}
+    comp = Components(dataset=dataset, problem=problem, algorithm=algorithm)
     rows, images = [], []
     start = time.perf_counter()
     for b in batches_of(n, batch_size):

@@ -1,4 +1,4 @@
-"""Datasets of ground-truth images: items are {"id": str, "image": (C, H, W) float32 tensor}.
+"""Datasets of ground-truth images: items are `Item`s, {"id": str, "image": (C, H, W) float32 tensor, ...}.
 
 Every dataset is deterministic: item i of a split is the same on every machine and every run.
 An item that cannot be used (an unreadable or truncated file, NaN/Inf or all-zero data, a size the
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 from torch import Tensor
@@ -20,6 +21,25 @@ SPLITS = ("train", "val", "test")
 # errors a file reader may raise on a corrupt or truncated file (h5py: OSError; gzip: EOFError, zlib.error)
 READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
 GIB = 2**30
+
+
+class _ItemKeys(TypedDict):
+    id: str  # unique in its dataset and split; seeds the sample's randomness (operators.random.item_seed)
+    image: Tensor | None  # (C, H, W) float32 target; None for prospective measured data (no reference)
+
+
+class Item(_ItemKeys, total=False):
+    """One dataset item, as every dataset's `__getitem__` returns it and the harness reads it: `id` and `image`
+    always, the other keys where the data has them. A modality may add its own (phantoms.dmi.DMIItem)."""
+
+    patient: str  # subject id: patient-level adapters see all of its slices in one batch
+    slice: int  # the slice's index in its volume (or subject)
+    volume: str  # the file whose slices form one volume (fastMRI's per-volume metrics, submission files)
+    kspace: Tensor  # (coils, H, W) complex64 measured k-space, in the file's units (the measured tier)
+    mask: Tensor  # the file's own sampling mask (prospective data)
+    maps: Tensor  # (coils, H, W) complex coil sensitivities stored with the data, on the item's grid
+    data_scale: float  # the target was divided by it: x data_scale gives the file's units
+    target_convention: str | None  # how the target was made (fastmri-rss, sense1-espirit, ...); None: no target
 
 
 class DataError(ValueError):
@@ -59,7 +79,7 @@ def check_image(image: object, source: str) -> Tensor:
     return image
 
 
-def read_item(dataset: Dataset, i: int) -> dict[str, object]:
+def read_item(dataset: Dataset, i: int) -> Item:
     """dataset[i], checked (finite, non-empty image); a read error of the item becomes a DataError.
 
     IndexError passes through (the end of a dataset); every other failure to produce a usable item
@@ -80,7 +100,7 @@ def read_item(dataset: Dataset, i: int) -> dict[str, object]:
 
 
 class ImageDataset(Dataset):
-    """Base class: `channels`, `size` (H, W), `split`; `__getitem__` returns {"id", "image"}."""
+    """Base class: `channels`, `size` (H, W), `split`; `__getitem__` returns an `Item` ({"id", "image", ...})."""
 
     channels: int
     size: tuple[int, int]
@@ -117,7 +137,7 @@ class GaussianFieldDataset(ImageDataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i: int) -> dict[str, object]:
+    def __getitem__(self, i: int) -> Item:
         self.check_index(i)
         g = torch.Generator().manual_seed(item_seed("grf", self.seed, self.split, i))
         eps = torch.randn((self.channels, *self.size), generator=g)

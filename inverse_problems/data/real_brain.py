@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from inverse_problems.data.base import SPLITS, DataError, ImageDataset
+from inverse_problems.data.base import SPLITS, DataError, ImageDataset, Item
 from inverse_problems.data.phantoms.datasets import normalise_p99
 
 INSTALL = "pip install dipy pydicom (or pip install 'medtta-bench[realdata]')"
@@ -108,7 +108,7 @@ class RealBrainDataset(ImageDataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i: int) -> dict[str, object]:
+    def __getitem__(self, i: int) -> Item:
         self.check_index(i)
         source, k, array = self.slices[i]
         return {"id": f"real-{source}-{k:02d}", "image": to_item_image(array, self.size[0])}

@@ -126,7 +126,8 @@ from adaptation.base import AdaptedAlgorithm, Adapter, adaptable_parameters  # n
 from adaptation.sampler.losses import total_variation  # noqa: E402
 from adaptation.sampler.prior_affine import AffinePrior, PriorAffine  # noqa: E402
 from adaptation.sampler.tda import TDA, ConvAdapter, NetworkAdaptedOperator  # noqa: E402
-from benchmarks.runner import run_batch  # noqa: E402
+from benchmarks.batch import run_batch  # noqa: E402
+from benchmarks.build import Components  # noqa: E402
 from inverse_problems.problems.base import ProblemInstance  # noqa: E402
 from inverse_problems.operators.inpainting import Inpainting  # noqa: E402
 from inverse_problems.operators.linalg import batch_dot  # noqa: E402
@@ -201,13 +202,13 @@ def test_tda_default_config_fits_every_mri_operator(problem):
     """The shipped TDA config names no operator-specific parameter: it runs on both MRI problems, and the
     operator's adaptation_lr_scale sets the coil-map correction's smaller step."""
     from benchmarks.config import Selection, compose_config
-    from benchmarks.runner import build_components
+    from benchmarks.build import build_components
 
     cfg = compose_config(Selection(problem, "zero-filled", ["tda"]), ["problem.size=32", "dataset.size=32"])
     comp = build_components(cfg, torch.device("cpu"))
-    tda = comp["adapters"][0]
+    tda = comp.adapters[0]
     x = torch.randn(2, 2, 32, 32, generator=torch.Generator().manual_seed(0))
-    inst = comp["problem"].simulate(x, torch.Generator().manual_seed(1))
+    inst = comp.problem.simulate(x, torch.Generator().manual_seed(1))
     tda.adapting = True
     tda.prepare(inst.y, inst.operator, None)
     lrs = {k: g["lr"] for k, g in zip([k for k in tda._params if k != "noise_std"], tda._opt.param_groups)}
@@ -427,9 +428,9 @@ def test_adaptation_never_sees_the_target(phase_setup):
 
     images, psnrs = [], []
     for target in (x, x.flip(-1) + 0.3):
-        comp = {"dataset": ListDataset(target), "problem": FixedMeasurement(16),
-                "algorithm": AdaptedAlgorithm(HQS(10), [TDA(lr=0.05), AIR(), PriorAffine(sigmas=(0.1,))]),
-                "prior": prior}
+        comp = Components(dataset=ListDataset(target), problem=FixedMeasurement(16),
+                          algorithm=AdaptedAlgorithm(HQS(10), [TDA(lr=0.05), AIR(), PriorAffine(sigmas=(0.1,))]),
+                          prior=prior)
         rows, imgs, _, _ = run_batch(comp, [0, 1], seed=0, device=torch.device("cpu"))
         images.append(torch.stack(imgs))
         psnrs.append(rows[0]["psnr"])
@@ -439,16 +440,16 @@ def test_adaptation_never_sees_the_target(phase_setup):
 
 def test_runner_builds_adapters_from_configs():
     from benchmarks.config import Selection, compose_config
-    from benchmarks.runner import build_components
+    from benchmarks.build import build_components
 
     cfg = compose_config(Selection("inpainting", "zero-filled", ["tda", "air", "prior-affine"]),
                          ["adapters.tda.kind=network", "adapters.tda.hidden=[4]", "dataset.size=16", "problem.size=16"])
     comp = build_components(cfg, torch.device("cpu"))
-    tda, air, pa = comp["adapters"]
+    tda, air, pa = comp.adapters
     assert isinstance(tda, TDA) and tda.kind == "network" and tda.hidden == (4,) and tda.sigma_max is None
     assert isinstance(air, AIR) and math.isclose(air.early, 1 / 3)
     assert isinstance(pa, PriorAffine) and pa.sigmas == [0.5, 0.2, 0.05]
-    assert isinstance(comp["algorithm"], AdaptedAlgorithm) and all(a.peers == (tda, air, pa) for a in (tda, air, pa))
+    assert isinstance(comp.algorithm, AdaptedAlgorithm) and all(a.peers == (tda, air, pa) for a in (tda, air, pa))
 
 
 def test_base_adapter_is_identity():
@@ -546,7 +547,7 @@ def test_adapter_battery(name, declared_adapters):
     out = []
     for target in (x, x.flip(-1) + 0.3, x):
         scheme.before_batch()
-        comp = {"dataset": ListDataset(target), "problem": problem, "algorithm": wrapped, "prior": prior}
+        comp = Components(dataset=ListDataset(target), problem=problem, algorithm=wrapped, prior=prior)
         _, imgs, _, _ = run_batch(comp, [0, 1], seed=0, device=torch.device("cpu"))
         out.append(torch.stack(imgs))
     assert torch.equal(out[0], out[1]) and torch.equal(out[0], out[2])

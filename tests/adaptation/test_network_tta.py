@@ -17,7 +17,8 @@ from adaptation.network.kspace import (EarlyStop, SampleOperator, SubsampledOper
                                centre_block, holdout_split, nr2n_k, ssdu_split, unmasked)
 from adaptation.network.network_tta import DIPTTT, FINE, NR2N, SSDU, NR2NCorrected
 from adaptation.schemes import Scheme
-from benchmarks.runner import run_batch
+from benchmarks.batch import run_batch
+from benchmarks.build import Components
 from inverse_problems.problems.base import ProblemInstance
 from inverse_problems.operators.linalg import batch_dot
 from inverse_problems.operators.masks import acs_region
@@ -274,9 +275,9 @@ def test_network_adaptation_never_sees_the_target(names):
 
     out, psnrs = [], []
     for target in (images(), images(seed=5)):
-        comp = {"dataset": ListDataset(target), "problem": FixedMeasurement(size=S, coils=2, acceleration=2.0,
-                                                                            center_fraction=0.25, coil_maps="true"),
-                "algorithm": chain(names, TinyVarNet if "ssdu" in names else TinyUNet), "prior": None}
+        comp = Components(dataset=ListDataset(target), problem=FixedMeasurement(size=S, coils=2, acceleration=2.0,
+                                                                                center_fraction=0.25, coil_maps="true"),
+                          algorithm=chain(names, TinyVarNet if "ssdu" in names else TinyUNet), prior=None)
         rows, imgs, _, _ = run_batch(comp, [0, 1], seed=0, device=torch.device("cpu"))
         out.append(torch.stack(imgs))
         psnrs.append(rows[0]["psnr"])

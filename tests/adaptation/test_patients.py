@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.runner import batches_of, patient_batches, run_batches
+from benchmarks.schedule import batches_of, patient_batches, run_batches
 from tests.conftest import bench
 from inverse_problems.data.phantoms.datasets import BrainT1, BrainT2, KneePD
 
@@ -76,10 +76,10 @@ def test_patient_batches_partition_the_indices():
 
     ds = BrainT2(size=16, length=10, slices=4)
     assert patient_batches(ds, 10) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    assert run_batches({"dataset": ds, "adapters": [Probe()]}, 10, 3) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    assert run_batches({"dataset": ds, "adapters": []}, 10, 3) == batches_of(10, 3)
+    assert run_batches(ds, [Probe()], 10, 3) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert run_batches(ds, [], 10, 3) == batches_of(10, 3)
     with pytest.warns(UserWarning, match="cuts the last patient"):
-        run_batches({"dataset": ds, "adapters": [Probe()]}, 6, 3)
+        run_batches(ds, [Probe()], 6, 3)
 
     class Interleaved:  # items of two patients interleaved, no patient_of: read from the items
         def __len__(self):

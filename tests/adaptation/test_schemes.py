@@ -7,6 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 import benchmarks.runner as runner
+from benchmarks.build import Components
 from adaptation.base import AdaptedAlgorithm
 from adaptation.sampler.prior_affine import PriorAffine
 from adaptation.schemes import Scheme
@@ -19,8 +20,8 @@ N, BATCH = 6, 2
 def run_scheme(scheme: str, tmp_path, monkeypatch, adapters) -> None:
     prior = phase_prior(16)
     images = prior.sample(N, torch.Generator().manual_seed(1))
-    comp = {"dataset": ListDataset(images), "problem": PhaseProblem(16, true_phase=0.4), "prior": prior,
-            "algorithm": AdaptedAlgorithm(HQS(12), adapters), "adapters": adapters}
+    comp = Components(dataset=ListDataset(images), problem=PhaseProblem(16, true_phase=0.4), prior=prior,
+                      algorithm=AdaptedAlgorithm(HQS(12), adapters), adapters=adapters)
     monkeypatch.setattr(runner, "build_components", lambda cfg, device: comp)
     cfg = OmegaConf.create({
         "run": {"n": N, "batch_size": BATCH, "seed": 0, "device": "cpu", "scheme": scheme, "split": "test",

@@ -342,9 +342,9 @@ def test_real_run_records_the_prior_fingerprint(tmp_path):
           "--out", str(out), "algorithm.n_steps=2")
     cfg = OmegaConf.load(out / "config.yaml")
     comp_cfg = compose_config(Selection("inpainting", "diffpir", []), ["algorithm.n_steps=2"])
-    from benchmarks.runner import build_components
+    from benchmarks.build import build_components
 
-    prior = build_components(comp_cfg, torch.device("cpu"))["prior"]
+    prior = build_components(comp_cfg, torch.device("cpu")).prior
     assert cfg.names.prior_hash == prior_fingerprint(prior) and cfg.names.prior_hash.startswith("sha256:")
     zf = tmp_path / "zf"
     bench("run", "--problem", "inpainting", "--algo", "zero-filled+air", "--n", "2", "--quiet", "--out", str(zf))

@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from benchmarks.report import Targets, report, run_title, samples_figure
-from benchmarks.runner import build_dataset
+from benchmarks.build import build_dataset
 from tests.conftest import bench
 
 

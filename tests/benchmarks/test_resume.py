@@ -202,10 +202,11 @@ def test_bad_run_values_are_clear_errors(args, message, tmp_path):
 def test_unreadable_and_nan_items_are_failed_lines_and_the_run_goes_on(tmp_path, monkeypatch):
     import torch
 
+    import benchmarks.build as build
     import benchmarks.runner as runner
     from benchmarks.config import Selection, compose_config
 
-    real = runner.build_dataset
+    real = build.build_dataset
 
     class Broken:
         def __init__(self, base):
@@ -223,7 +224,7 @@ def test_unreadable_and_nan_items_are_failed_lines_and_the_run_goes_on(tmp_path,
                 item["image"][0, 3, 3] = float("nan")
             return item
 
-    monkeypatch.setattr(runner, "build_dataset", lambda *a: Broken(real(*a)))
+    monkeypatch.setattr(build, "build_dataset", lambda *a: Broken(real(*a)))
     cfg = compose_config(Selection("inpainting", "zero-filled", []), ["run.n=4", "run.batch_size=4", "run.device=cpu"])
     ref_id = lambda i: real("grf", cfg, "test")[i]["id"]  # noqa: E731
     summary = runner.execute(cfg, tmp_path / "r", progress=False)
@@ -234,7 +235,7 @@ def test_unreadable_and_nan_items_are_failed_lines_and_the_run_goes_on(tmp_path,
     assert summary["n"] == 4 and summary["n_ok"] == 2 and summary["n_failed"] == 2
     assert {f["index"] for f in summary["failures"]} == {1, 2}
     # the good samples are those of a clean run: a failed neighbour changes no number
-    monkeypatch.setattr(runner, "build_dataset", real)
+    monkeypatch.setattr(build, "build_dataset", real)
     clean = runner.execute(cfg, tmp_path / "clean", progress=False)
     ref = {r["index"]: r for r in lines(tmp_path / "clean" / "samples.jsonl")}
     assert clean["n_ok"] == 4 and all(rows[i]["psnr"] == ref[i]["psnr"] for i in (0, 3))
@@ -245,7 +246,7 @@ def test_progress_moves_at_every_sampler_step():
     import torch
 
     from algorithms.base import Step
-    from benchmarks.runner import StepProgress
+    from benchmarks.progress import StepProgress
 
     bar = StepProgress(total=8, desc="daps+tda on cs_mri", enabled=True)
     seen = []

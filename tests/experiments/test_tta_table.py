@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from benchmarks.cli import shift_descriptions
 from benchmarks.config import Selection, compose_config, resolve
-from benchmarks.runner import warn_in_distribution_shift
+from benchmarks.domains import warn_in_distribution_shift
 from benchmarks.experiments import tta_table as tt
 
 

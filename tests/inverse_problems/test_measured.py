@@ -14,7 +14,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from benchmarks import registry
 from benchmarks.metrics import volume_metrics
-from benchmarks.runner import NO_TARGET, run_batch
+from benchmarks.batch import run_batch
+from benchmarks.build import Components
+from benchmarks.items import NO_TARGET
 from inverse_problems.operators.coils import birdcage_maps
 from inverse_problems.data.base import DataError
 from inverse_problems.data.readers.fastmri import FastMRIDataset, FastMRIFile, make_header, smooth_phase, write_fastmri_h5
@@ -114,10 +116,10 @@ def test_unacquired_samples_never_reach_the_reconstruction(tmp_path: Path, algo:
     data = FastMRIDataset(str(export(tmp_path / "d", "--phase", "1.0", "--noise-std", "0.01")), size=SIZE)
     problem = CSMRIProblem(size=SIZE, coils=8, data="measured", center_fraction=0.16)
     unacquired = problem.mask == 0
-    comp = {"problem": problem, "algorithm": registry.build("algorithms", algo), "prior": None}
+    algorithm = registry.build("algorithms", algo)
 
     def recon(dataset) -> list[torch.Tensor]:
-        rows, images, _, _ = run_batch({**comp, "dataset": dataset}, [0, 1], 0, torch.device("cpu"))
+        rows, images, _, _ = run_batch(Components(dataset, problem, algorithm), [0, 1], 0, torch.device("cpu"))
         assert all(r["status"] == "ok" and r["tier"] == "measured" for r in rows)
         return images
 

@@ -276,12 +276,13 @@ def test_kinetic_metrics_by_value() -> None:
 
 def test_runner_stores_the_problem_metrics_per_sample() -> None:
     """The runner's one hook: Problem.metrics lands in each row's problem_metrics, in target units."""
-    from benchmarks.runner import run_batch
+    from benchmarks.batch import run_batch
+    from benchmarks.build import Components
 
     ds = dmi()
-    comp = {"dataset": ds, "problem": MRSIProblem(size=16, n_t=16, acceleration=1, center_fraction=0.0, noise_std=0.0,
-                                                  oracle_physics=True),
-            "algorithm": CSIFit(), "prior": None}
+    comp = Components(dataset=ds, problem=MRSIProblem(size=16, n_t=16, acceleration=1, center_fraction=0.0, noise_std=0.0,
+                                                      oracle_physics=True),
+                      algorithm=CSIFit(), prior=None)
     rows, images, _, _ = run_batch(comp, [0, 1], seed=0, device=torch.device("cpu"))
     for row, image in zip(rows, images):
         pm = row["problem_metrics"]

@@ -10,7 +10,7 @@ from algorithms.base import Step
 from algorithms.diffusion.daps import DAPS
 from algorithms.diffusion.dps import DPS
 from benchmarks.config import ConfigError, Selection, compose_config
-from benchmarks.runner import build_components, check_run_options, memory_format
+from benchmarks.build import build_components, check_run_options, memory_format
 from inverse_problems.operators.inpainting import Inpainting
 from priors.diffusers_prior import DiffusersPrior
 
@@ -81,12 +81,12 @@ def test_options_reach_the_prior_through_the_harness():
     over = ["run.precision=bf16", "run.memory_format=channels_last", "prior.compile=true", "problem.coils=1",
             "run.device=cpu"]
     cfg = compose_config(Selection("cs_mri", "diffpir", [], "phantom-brain-64"), over)
-    prior = build_components(cfg, torch.device("cpu"))["prior"]
+    prior = build_components(cfg, torch.device("cpu")).prior
     assert (prior.precision, prior.memory_format) == ("bf16", "channels_last")
     assert prior.unet._compiled_call_impl is not None  # nn.Module.compile: compiled in place, same parameter names
     assert all(not k.startswith("_orig_mod") for k in prior.state_dict())
     default = build_components(compose_config(Selection("cs_mri", "diffpir", [], "phantom-brain-64"),
-                                              ["problem.coils=1"]), torch.device("cpu"))["prior"]
+                                              ["problem.coils=1"]), torch.device("cpu")).prior
     assert (default.precision, default.memory_format) == ("fp32", "channels_last")  # auto on CPU
     assert default.unet._compiled_call_impl is None
     assert memory_format("auto", torch.device("cuda")) == "contiguous"

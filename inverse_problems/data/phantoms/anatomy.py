@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from inverse_problems.data.base import ImageDataset
+from inverse_problems.data.base import ImageDataset, Item
 
 from inverse_problems.operators.random import item_seed
 from inverse_problems.data.phantoms.datasets import DEFAULT_LENGTH, normalise_p99
@@ -218,7 +218,7 @@ class AnatomyDataset(ImageDataset):
         g = torch.Generator().manual_seed(item_seed("anatomy", self.seed, self.split, i))
         return make_anatomy_phantom(self.contrast, self.size[0], g, self.z_ranges, model=self.model, **self.options)
 
-    def __getitem__(self, i: int) -> dict[str, object]:
+    def __getitem__(self, i: int) -> Item:
         return {"id": f"anatomy-{self.contrast}-{self.split}-{i:05d}", "image": normalise_p99(self.render(i).image)}
 
 
@@ -292,7 +292,7 @@ class AnatomyBrainMix(ImageDataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i: int) -> dict[str, object]:
+    def __getitem__(self, i: int) -> Item:
         self.check_index(i)
         g = torch.Generator().manual_seed(item_seed("anatomy-mix", self.seed, self.split, i))
         u = torch.rand(6, generator=g, dtype=torch.float64)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from inverse_problems.data.base import ImageDataset
+from inverse_problems.data.base import ImageDataset, Item
 
 from inverse_problems.operators.random import item_seed
 from inverse_problems.data.phantoms.procedural import ANATOMIES, CONTRASTS, make_phantom
@@ -73,7 +73,7 @@ class PhantomDataset(ImageDataset):
         """Through-plane position z_k in [0, slab) of slice k of a subject (0 with one slice)."""
         return self.slab * (k + 0.5) / self.slices if self.slices > 1 else 0.0
 
-    def __getitem__(self, i: int) -> dict[str, object]:
+    def __getitem__(self, i: int) -> Item:
         self.check_index(i)
         subject, k = divmod(i, self.slices)
         g = torch.Generator().manual_seed(item_seed("phantom", self.anatomy, self.seed, self.split, subject))

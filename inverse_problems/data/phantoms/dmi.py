@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from inverse_problems.data.base import ImageDataset
+from inverse_problems.data.base import ImageDataset, Item
 
 from inverse_problems.operators.random import item_seed
 from inverse_problems.operators.mrsi import METABOLITES
@@ -94,6 +94,22 @@ def add_tumour(labels: Tensor, d: _Draws) -> Tensor:
     return out
 
 
+class DMIItem(Item, total=False):
+    """A DMI frame: the common item keys (`patient` is the subject) and the frame's acquisition facts."""
+
+    subject: int
+    frame: int
+    time_min: float  # the frame's time in minutes (frame_times)
+    b0_ppm: Tensor  # (H, W) the subject's field map
+    drift_hz: float
+    linewidth_hz: float
+    phase_rad: float
+    noise_scale: float
+    roi_tumour: Tensor  # (H, W) bool regions of interest (MRSIProblem's per-region metrics)
+    roi_gm: Tensor
+    roi_wm: Tensor
+
+
 class PhantomDMI(ImageDataset):
     """DMI phantoms: item i = (subject i // n_frames, frame i % n_frames), frames of a subject in time order.
 
@@ -144,7 +160,7 @@ class PhantomDMI(ImageDataset):
         the drift law ('drift_hz' (T,)) and noise multipliers ('noise_scale' (T,))."""
         return _subject(self, s)
 
-    def __getitem__(self, i: int) -> dict[str, object]:
+    def __getitem__(self, i: int) -> DMIItem:
         self.check_index(i)
         s, k = divmod(i, self.n_frames)
         sub = self.subject(s)

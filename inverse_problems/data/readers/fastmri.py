@@ -40,7 +40,7 @@ from torch import Tensor
 
 from inverse_problems.operators.coils import birdcage_maps
 from inverse_problems.operators.coils import rss as rss_combine
-from inverse_problems.data.base import READ_ERRORS, DataError, ImageDataset, check_allocation
+from inverse_problems.data.base import READ_ERRORS, DataError, ImageDataset, Item, check_allocation
 from inverse_problems.operators.espirit import espirit_maps, kernel_shape
 from inverse_problems.operators.fft import fft2c, ifft2c
 from inverse_problems.operators.masks import acs_region, calibration_block, make_mask
@@ -432,7 +432,7 @@ class FastMRIDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i: int) -> dict[str, object]:
+    def __getitem__(self, i: int) -> Item:
         self.check_index(i)
         fi, s = self.index[i]
         f = self.files[fi]
@@ -440,14 +440,14 @@ class FastMRIDataset(ImageDataset):
             raise DataError(str(f), self.paths[fi], self.paths[fi].stem)
         item_id = f"{f.path.stem}-s{s:03d}"
         try:
-            return {"id": item_id, **self.slice_item(f, s)}
+            return self.slice_item(f, s, item_id)
         except DataError as exc:
             exc.item_id = item_id
             raise
         except ValueError as exc:  # e.g. an image with no signal after the crop
             raise DataError(f"{f.path}: slice {s}: {exc}", f.path, item_id) from exc
 
-    def slice_item(self, f: FastMRIFile, s: int) -> dict[str, object]:
+    def slice_item(self, f: FastMRIFile, s: int, item_id: str) -> Item:
         """Target image (or None for a prospective file), measured k-space, optional maps and mask of slice s."""
         crop = self.crop or f.crop_size()
         prospective = f.file_mask is not None
@@ -458,7 +458,7 @@ class FastMRIDataset(ImageDataset):
         coil_images = resample_coil_images(f.kspace(s), crop, n)
         patient = f.attrs.get("patient_id", f.path.stem)
         patient = patient.decode(errors="replace") if isinstance(patient, bytes) else str(patient)
-        item: dict[str, object] = {"volume": f.path.stem, "slice": s, "patient": patient}
+        item: Item = {"id": item_id, "image": None, "volume": f.path.stem, "slice": s, "patient": patient}
         maps = f.maps(s)
         if maps is not None:  # brought to the item's grid as the coil images are (image crop, Fourier resampling)
             maps = resample_coil_images(fft2c(maps), crop, n) * (float(np.sqrt(crop[0] * crop[1])) / n)

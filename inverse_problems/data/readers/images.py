@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inverse_problems.data.base import DataError, ImageDataset
+from inverse_problems.data.base import DataError, ImageDataset, Item
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -37,7 +37,7 @@ class ImagesDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> dict[str, object]:
+    def __getitem__(self, i: int) -> Item:
         from PIL import Image
 
         path = self.files[self.check_index(i)]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from inverse_problems.data.base import READ_ERRORS, DataError, ImageDataset, check_allocation
+from inverse_problems.data.base import READ_ERRORS, DataError, ImageDataset, Item, check_allocation
 from inverse_problems.data.readers.fastmri import MAX_SLICE_GB, center_crop, check_resolution, open_files, parse_slices, split_folder
 from inverse_problems.data.phantoms.datasets import normalise_p99
 
@@ -96,7 +96,7 @@ class NiftiDataset(ImageDataset):
         self.check_index(i)
         return self.paths[self.index[i][0]].name.removesuffix(".gz").removesuffix(".nii")
 
-    def __getitem__(self, i: int) -> dict[str, object]:
+    def __getitem__(self, i: int) -> Item:
         self.check_index(i)
         j, s = self.index[i]
         path = self.paths[j]

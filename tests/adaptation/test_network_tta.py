@@ -1,6 +1,6 @@
 """Network test-time adaptation: dip-ttt, fine, nr2n, ssdu, mr-inr, sst around an end-to-end network.
 
-The networks here are tiny stand-ins with the interface of algorithms.networks.models (tests/network_standin.py).
+The networks here are tiny stand-ins with the interface of algorithms.networks.models (tests/helpers/networks.py).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from inverse_problems.operators.linalg import batch_dot
 from inverse_problems.operators.masks import acs_region
 from inverse_problems.problems.cs_mri import CSMRIProblem
 from inverse_problems.operators.random import SampleGenerators
-from tests.network_standin import NetAlgorithm, TinyUNet, TinyVarNet
+from tests.helpers import NetAlgorithm, TinyUNet, TinyVarNet
 
 S = 16
 
@@ -262,7 +262,7 @@ def test_each_adapter_changes_only_what_it_should(case):
                          ids=lambda c: "+".join(c))
 def test_network_adaptation_never_sees_the_target(names):
     """Same y, different targets: the adapted reconstruction is bit-identical (only the metrics move)."""
-    from tests.adaptation.test_adaptation import ListDataset
+    from tests.helpers import ListDataset
 
     prob = problem()
     fixed = prob.simulate(images(), SampleGenerators.seeded(0, ["toy-0", "toy-1"]))

@@ -64,6 +64,17 @@ CHAINS = [["fine"], ["ssdu"], ["nr2n"], ["dip-ttt"], ["mr-inr"], ["sst"], ["fine
           ["ssdu", "sst"]]
 
 
+def test_every_registered_network_adapter_is_in_the_battery():
+    """Every adapter the project registers that needs a network has a fast setting (FAST) and a chain of its own."""
+    from benchmarks import registry
+    from tests.helpers import assert_covered, project_names
+
+    needing = [n for n in project_names("adapters") if getattr(registry.load("adapters", n), "needs_network", False)]
+    assert_covered("adapters", FAST, "the network-TTA battery (test_network_tta.FAST)", names=needing)
+    assert_covered("adapters", [c[0] for c in CHAINS if len(c) == 1], "a chain of its own (test_network_tta.CHAINS)",
+                   names=needing)
+
+
 def chain(names: list[str], net_cls=TinyUNet) -> AdaptedAlgorithm:
     return AdaptedAlgorithm(NetAlgorithm(net_cls()), [FAST[n]() for n in names])
 

@@ -21,6 +21,19 @@ ALGORITHMS = {"unet": UNetAlgorithm, "varnet": VarNetAlgorithm}
 SMALL = {"unet": {"chans": 4, "pools": 2}, "varnet": {"cascades": 2, "chans": 4, "pools": 1}}
 
 
+def test_every_registered_network_is_in_the_battery():
+    """Every trained-network algorithm the project registers is one of ARCHS, each with its class in ALGORITHMS (the
+    battery below is parametrised by ARCHS)."""
+    from algorithms.networks.models import NetworkAlgorithm
+    from benchmarks import registry
+    from tests.helpers import assert_covered, project_names
+
+    classes = {n: registry.load("algorithms", n) for n in project_names("algorithms")}
+    networks = {n: c for n, c in classes.items() if isinstance(c, type) and issubclass(c, NetworkAlgorithm)}
+    assert_covered("algorithms", ALGORITHMS, "the network battery (test_networks.ALGORITHMS)", names=networks)
+    assert set(ALGORITHMS) == set(ARCHS) and all(ALGORITHMS[c.arch] is c for c in networks.values())
+
+
 def instance(n: int = 3, size: int = 16, coils: int = 3, split: str = "test"):
     ds = KneePD(split=split, size=size, length=n)
     items = [ds[i] for i in range(n)]

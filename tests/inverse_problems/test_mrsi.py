@@ -1,6 +1,6 @@
 """MRSI (dynamic 2H metabolic imaging): the operator's physics, the problem, the phantoms, csi-fit and the metrics.
 
-The registry-driven battery (tests/test_operators.py) covers adjointness, the dense SVD and seeding of the
+The registry-driven battery (tests/inverse_problems/test_operators.py) covers adjointness, the dense SVD and seeding of the
 registered problem; these tests check what is specific to MRSI, at 8-16 px and 16-32 spectral points.
 """
 from __future__ import annotations

@@ -11,6 +11,7 @@ from pathlib import Path
 from benchmarks import registry
 from benchmarks.train_prior_cli import add_cli as add_train_prior
 from benchmarks.train_recon_cli import add_cli as add_train_recon
+from benchmarks.finish import merge_ranks, print_run
 
 USAGE_ERRORS: tuple[type[BaseException], ...] = (LookupError, ValueError, TypeError, RuntimeError, FileNotFoundError)
 
@@ -104,14 +105,6 @@ def run_flags(args: argparse.Namespace) -> list[str]:
     return [f"{k}={v}" for k, v in flags.items() if v is not None]
 
 
-def print_run(cfg, out: Path, summary, job: list[str]) -> None:
-    from benchmarks.progress import run_heading
-    from benchmarks.summary import format_table
-
-    print(f"\n{run_heading(cfg, out)}" + (f"  [{' '.join(job)}]" if job else ""))
-    print(format_table(summary))
-
-
 def sweep_spec(args: argparse.Namespace, kind: str):
     """The SweepSpec of `bench run -m` / `bench tune`: comma lists in --problem/--algo/--prior/--dataset sweep."""
     from benchmarks.config import ConfigError, parse_algo
@@ -162,23 +155,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
           f"{study['n_trials']} trials with {study['best']['options']}\n-> {spec.out / 'study.json'}; run test with "
           f"`bench run --problem {study['problem']} --algo {study['method']} --tuned {spec.out}`")
     return 0
-
-
-def merge_ranks(cfg, out: Path, world: int, timeout: float = 7 * 24 * 3600):
-    """Rank 0: wait for every process's done-marker, then summarise the merged samples files."""
-    import time
-
-    from benchmarks.results import RunDir
-    from benchmarks.summary import summarise
-
-    start = time.time()
-    while not all((out / f"rank{r}.done").exists() for r in range(world)):
-        if time.time() - start > timeout:
-            raise RuntimeError(f"ranks did not finish within {timeout:.0f} s")
-        time.sleep(0.5)
-    for r in range(world):
-        (out / f"rank{r}.done").unlink()
-    return summarise(cfg, RunDir(out), cfg.run.device)
 
 
 def default_out(cfg) -> str:

@@ -4,7 +4,7 @@ PSNR and SSIM are piq's (Kastryulin et al. 2022), computed here with its definit
 piq (and torchvision with it, seconds at start-up) waits until LPIPS needs it: on images divided by the data
 range, PSNR = -10 log10(mse + 1e-8); SSIM (Wang et al. 2004) with an 11 x 11 Gaussian window (sigma 1.5, valid
 convolution), K1 = 0.01, K2 = 0.03, the images average-pooled by round(min(H, W)/256) first when that is > 1,
-the mean over windows and channels (tests/test_metrics_piq.py checks both against piq). The data range is taken
+the mean over windows and channels (tests/benchmarks/test_metrics_piq.py checks both against piq). The data range is taken
 from the target: its maximum magnitude for complex data, max - min for real single-channel data (both images
 shifted by the target's minimum); the reconstruction is clipped to [0, range] as piq requires. NMSE = ||x - ref||^2 / ||ref||^2 and
 NCC (Pearson correlation) are on magnitudes too. LPIPS (piq, VGG16) is computed only when its

@@ -82,7 +82,7 @@ class Job:
     def __call__(self, cfg: DictConfig) -> float | None:
         from hydra.core.hydra_config import HydraConfig
 
-        from benchmarks.cli import merge_ranks, print_run
+        from benchmarks.finish import merge_ranks, print_run
         from benchmarks.runner import execute
 
         hc = HydraConfig.get()

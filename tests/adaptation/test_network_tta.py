@@ -1,6 +1,6 @@
 """Network test-time adaptation: dip-ttt, fine, nr2n, ssdu, mr-inr, sst around an end-to-end network.
 
-The networks here are tiny stand-ins with the interface of algorithms.networks.models (tests/network_standin.py).
+The networks here are tiny stand-ins with the interface of algorithms.networks.models (tests/helpers/networks.py).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from inverse_problems.operators.linalg import batch_dot
 from inverse_problems.operators.masks import acs_region
 from inverse_problems.problems.cs_mri import CSMRIProblem
 from inverse_problems.operators.random import SampleGenerators
-from tests.network_standin import NetAlgorithm, TinyUNet, TinyVarNet
+from tests.helpers import NetAlgorithm, TinyUNet, TinyVarNet
 
 S = 16
 
@@ -63,6 +63,17 @@ FAST = {"fine": lambda: FINE(epochs=3, lr=1e-3), "ssdu": lambda: SSDU(epochs=3, 
         "sst": lambda: SST(max_iters=6, window=2, start=0, lr=1e-3)}
 CHAINS = [["fine"], ["ssdu"], ["nr2n"], ["dip-ttt"], ["mr-inr"], ["sst"], ["fine", "mr-inr", "sst"],
           ["ssdu", "sst"]]
+
+
+def test_every_registered_network_adapter_is_in_the_battery():
+    """Every adapter the project registers that needs a network has a fast setting (FAST) and a chain of its own."""
+    from benchmarks import registry
+    from tests.helpers import assert_covered, project_names
+
+    needing = [n for n in project_names("adapters") if getattr(registry.load("adapters", n), "needs_network", False)]
+    assert_covered("adapters", FAST, "the network-TTA battery (test_network_tta.FAST)", names=needing)
+    assert_covered("adapters", [c[0] for c in CHAINS if len(c) == 1], "a chain of its own (test_network_tta.CHAINS)",
+                   names=needing)
 
 
 def chain(names: list[str], net_cls=TinyUNet) -> AdaptedAlgorithm:
@@ -263,7 +274,7 @@ def test_each_adapter_changes_only_what_it_should(case):
                          ids=lambda c: "+".join(c))
 def test_network_adaptation_never_sees_the_target(names):
     """Same y, different targets: the adapted reconstruction is bit-identical (only the metrics move)."""
-    from tests.adaptation.test_adaptation import ListDataset
+    from tests.helpers import ListDataset
 
     prob = problem()
     fixed = prob.simulate(images(), SampleGenerators.seeded(0, ["toy-0", "toy-1"]))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from benchmarks.schedule import batches_of, patient_batches, run_batches
-from tests.conftest import bench
+from tests.helpers import bench
 from inverse_problems.data.phantoms.datasets import BrainT1, BrainT2, KneePD
 
 torch.set_num_threads(1)

@@ -12,7 +12,7 @@ from adaptation.base import AdaptedAlgorithm
 from adaptation.sampler.prior_affine import PriorAffine
 from adaptation.schemes import Scheme
 from adaptation.sampler.tda import TDA
-from tests.adaptation.test_adaptation import HQS, ListDataset, PhaseProblem, phase_prior
+from tests.helpers import HQS, ListDataset, PhaseProblem, phase_prior
 
 N, BATCH = 6, 2
 

@@ -143,34 +143,22 @@ def _operator_for(algo) -> tuple[object, torch.Tensor]:
     return op, op.measure(x, g)
 
 
-def prior_free_algorithms(extra_path) -> dict[str, type]:
-    """Every registered algorithm that uses no prior and is not a trained network (the installed ones and, before a
-    reinstall, issue 13's)."""
-    import sys
-
+def prior_free_algorithms() -> dict[str, type]:
+    """Every registered algorithm that uses no prior and is not a trained network (those have batteries of their own:
+    tests/algorithms/test_solvers.py and test_networks.py; test_every_registered_algorithm_has_a_battery)."""
+    from algorithms.networks.models import NetworkAlgorithm
     from benchmarks import registry
 
-    saved = list(sys.path)
-    if extra_path is not None:
-        sys.path.insert(0, str(extra_path))
-    try:
-        classes = {n: registry.load("algorithms", n) for n in registry.names("algorithms")}
-    finally:
-        sys.path[:] = saved
-    from algorithms.networks.models import ARCHS, NetworkAlgorithm
-
-    networks = {n: c for n, c in classes.items() if isinstance(c, type) and issubclass(c, NetworkAlgorithm)}
-    # trained networks go through their own battery (tests/test_networks.py, parametrised by ARCHS): every one
-    # registered must be there
-    assert {c.arch for c in networks.values()} <= set(ARCHS), networks
-    return {n: c for n, c in classes.items() if not getattr(c, "uses_prior", True) and n not in networks}
+    classes = {n: registry.load("algorithms", n) for n in registry.names("algorithms")}
+    return {n: c for n, c in classes.items() if not getattr(c, "uses_prior", True)
+            and not (isinstance(c, type) and issubclass(c, NetworkAlgorithm))}
 
 
-def test_every_prior_free_algorithm_is_seeded_finite_and_refuses_operators_by_capability(mrsi_entry_points):
+def test_every_prior_free_algorithm_is_seeded_finite_and_refuses_operators_by_capability():
     """The registry-driven battery of the classical baselines: on an operator that has what the algorithm
     declares it needs (`operator_needs`), two runs with one seed give the same image of the right shape, finite,
     no sample failed, no NFE; on one that lacks it, the algorithm is refused before compute, naming what is missing."""
-    algos = prior_free_algorithms(mrsi_entry_points)
+    algos = prior_free_algorithms()
     assert {"cg-sense", "tv", "csi-fit", "mrsi-lowrank", "mrsi-tv"} <= set(algos)
     for name, cls in algos.items():
         algo = cls()

@@ -19,9 +19,19 @@ from inverse_problems.operators.random import SampleGenerators
 torch.set_num_threads(1)
 ALGORITHMS = {"unet": UNetAlgorithm, "varnet": VarNetAlgorithm}
 SMALL = {"unet": {"chans": 4, "pools": 2}, "varnet": {"cascades": 2, "chans": 4, "pools": 1}}
-# the entry points issue 14 adds to pyproject.toml
-NEW_ENTRY_POINTS = {"algorithms": {"unet": "algorithms.networks.models:UNetAlgorithm",
-                                   "varnet": "algorithms.networks.models:VarNetAlgorithm"}}
+
+
+def test_every_registered_network_is_in_the_battery():
+    """Every trained-network algorithm the project registers is one of ARCHS, each with its class in ALGORITHMS (the
+    battery below is parametrised by ARCHS)."""
+    from algorithms.networks.models import NetworkAlgorithm
+    from benchmarks import registry
+    from tests.helpers import assert_covered, project_names
+
+    classes = {n: registry.load("algorithms", n) for n in project_names("algorithms")}
+    networks = {n: c for n, c in classes.items() if isinstance(c, type) and issubclass(c, NetworkAlgorithm)}
+    assert_covered("algorithms", ALGORITHMS, "the network battery (test_networks.ALGORITHMS)", names=networks)
+    assert set(ALGORITHMS) == set(ARCHS) and all(ALGORITHMS[c.arch] is c for c in networks.values())
 
 
 def instance(n: int = 3, size: int = 16, coils: int = 3, split: str = "test"):
@@ -231,17 +241,9 @@ def test_train_recon_resume_is_exact_and_refuses_changed_options(tmp_path):
         train_tiny(tiny_config(tmp_path / "b", steps=5, **small))
 
 
-@pytest.fixture(scope="module")
-def issue14_entry_points(tmp_path_factory):
-    """None once the installed distribution declares unet/varnet, else a dist-info that declares them."""
-    from tests.conftest import entry_point_stand_in
-
-    return entry_point_stand_in(tmp_path_factory, "issue14", NEW_ENTRY_POINTS)
-
-
-def test_bench_train_recon_then_bench_run(tmp_path, issue14_entry_points):
+def test_bench_train_recon_then_bench_run(tmp_path):
     """The CLI end to end: train-recon writes model.pt and metadata.json, `bench run --algo varnet` loads it."""
-    from tests.conftest import bench
+    from tests.helpers import bench
 
     out = tmp_path / "v"
     res = bench("train-recon", "--algo", "varnet", "--dataset", "phantom-knee-pd", "--size", "16", "--steps", "2",
@@ -260,7 +262,7 @@ def test_bench_train_recon_then_bench_run(tmp_path, issue14_entry_points):
     bench("run", "--problem", "cs_mri", "--algo", "varnet", "--dataset", "phantom-knee-pd", "--n", "1",
           "problem.size=16", "dataset.size=16", "problem.coils=3", "problem.acceleration=2",
           "problem.center_fraction=0.25", "problem.espirit_kernel=4", f"algorithm.path={out / 'model.pt'}",
-          "--out", str(run), "--quiet", plugin=issue14_entry_points)
+          "--out", str(run), "--quiet")
     rows = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and all(r["status"] == "ok" and r["nfe"] == 0 for r in rows)
 

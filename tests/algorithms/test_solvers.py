@@ -70,6 +70,19 @@ SOLVERS = {
 }
 
 
+def test_every_registered_diffusion_solver_is_in_the_battery():
+    """Every algorithm the project registers that uses a prior and is not a trained network is in SOLVERS (the
+    prior-free ones go through test_classical's registry-driven battery, the networks through test_networks')."""
+    from algorithms.networks.models import NetworkAlgorithm
+    from benchmarks import registry
+    from tests.helpers import assert_covered, project_names
+
+    classes = {n: registry.load("algorithms", n) for n in project_names("algorithms")}
+    solvers = [n for n, c in classes.items() if getattr(c, "uses_prior", True)
+               and not (isinstance(c, type) and issubclass(c, NetworkAlgorithm))]
+    assert_covered("algorithms", SOLVERS, "the solver battery (test_solvers.SOLVERS)", names=solvers)
+
+
 @pytest.mark.parametrize("name", list(SOLVERS))
 def test_nfe_seed_and_shape(name):
     make, nfe = SOLVERS[name]

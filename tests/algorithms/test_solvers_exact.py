@@ -144,7 +144,7 @@ def test_dps_bias_is_recorded(tmp_path) -> None:
     """DPS is not a posterior sampler for this problem; its bias is measured, written out, loosely bounded.
 
     Writes dps_bias.json to $MEDTTA_RESULTS_DIR (the committed file: MEDTTA_RESULTS_DIR=benchmarks/results
-    python -m pytest tests/test_solvers_exact.py -k dps_bias), else to a temporary folder.
+    python -m pytest tests/algorithms/test_solvers_exact.py -k dps_bias), else to a temporary folder.
     """
     out = {}
     for problem in ("inpainting", "mri"):

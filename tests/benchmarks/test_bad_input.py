@@ -204,7 +204,7 @@ def test_constructors_refuse_rounding_when_called_directly():
 
 
 def test_bench_run_reports_a_bad_option_as_a_usage_error(tmp_path):
-    from tests.conftest import bench
+    from tests.helpers import bench
 
     res = bench("run", "--problem", "cs_mri", "--algo", "zero-filled", "problem.acceleration=abc", "--n", "1",
                 "--out", str(tmp_path / "r"), "--quiet", check=False)
@@ -227,7 +227,7 @@ class Exploit:
 
 
 def test_malicious_checkpoint_is_refused_on_resume(tmp_path):
-    from tests.conftest import bench
+    from tests.helpers import bench
 
     out, marker = tmp_path / "p", tmp_path / "pwned"
     (out / "checkpoint").mkdir(parents=True)

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from benchmarks import registry
-from tests.conftest import REPO, bench
+from tests.helpers import REPO, bench
 
 HEAVY = ("torch", "hydra", "omegaconf", "diffusers", "matplotlib", "piq", "accelerate", "scipy",
          "medtta_test_plugin")

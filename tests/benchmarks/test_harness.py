@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks import registry
 from benchmarks.config import ConfigError, Selection, compose_config, parse_algo
-from tests.conftest import bench
+from tests.helpers import bench
 
 TINY = ["--problem", "inpainting", "--n", "4", "--batch-size", "2", "--quiet"]
 
@@ -30,6 +30,28 @@ def test_plugin_is_listed_and_used(plugin_path, tmp_path):
         np.testing.assert_allclose(got, 0.25 * ref, rtol=1e-5, atol=1e-7)  # the plugin prior really ran
     rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     assert [r["nfe"] for r in rows] == [1, 1, 1, 1]
+
+
+def test_plugin_on_the_old_import_paths_registers_and_runs(plugin_path, tmp_path):
+    """The test plugin is written as the README's example is (priors.base, algorithms.base, inverse_problems.base):
+    its problem is listed beside the built-ins and runs through `bench run` with a built-in algorithm and with its own
+    algorithm and prior."""
+    from tests.helpers import PLUGIN_CODE
+
+    for line in ("from priors.base import Prior", "from algorithms.base import Algorithm",
+                 "from inverse_problems.base import ForwardOperator, Problem, ProblemInstance"):
+        assert line in PLUGIN_CODE
+    listed = bench("list", "problems", plugin=plugin_path).stdout
+    assert "attenuation" in listed and "Test plugin problem" in listed and "cs_mri" in listed
+    small = ["--problem", "attenuation", "--dataset", "grf", "dataset.size=16", "--n", "2", "--quiet"]
+    zf, own = tmp_path / "zf", tmp_path / "own"
+    bench("run", *small, "--algo", "zero-filled", "--out", str(zf), plugin=plugin_path)
+    bench("run", *small, "--algo", "denoise-adjoint", "--prior", "half", "--out", str(own), "problem.gain=0.25",
+          plugin=plugin_path)
+    for run in (zf, own):
+        rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+        assert [r["status"] for r in rows] == ["ok", "ok"], rows
+    assert "problem: attenuation" in (own / "config.yaml").read_text() and "gain: 0.25" in (own / "config.yaml").read_text()
 
 
 def test_run_directory_contents(tmp_path):

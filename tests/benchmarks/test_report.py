@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from benchmarks.report import Targets, report, run_title, samples_figure
 from benchmarks.build import build_dataset
-from tests.conftest import bench
+from tests.helpers import bench
 
 
 @pytest.fixture(scope="module")

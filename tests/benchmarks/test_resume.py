@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import bench
+from tests.helpers import bench
 
 ARGS = ["run", "--problem", "inpainting", "--algo", "denoise-adjoint", "--prior", "half", "--n", "10",
         "--batch-size", "1", "--quiet"]

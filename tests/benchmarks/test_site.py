@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks import leaderboard, site
-from tests.conftest import bench
+from tests.helpers import bench
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -156,7 +156,7 @@ def test_page_in_headless_chromium(page, tmp_path):
 def test_entries_read_defensively(tmp_path):
     """Runs without reconstructions, and entries with fields added later (tier, scheme, a prior hash, tuning),
     still give a page: the new fields are shown and filterable, the missing figures are explained."""
-    from tests.benchmarks.test_leaderboard import fake_run
+    from tests.helpers import fake_run
 
     fake_run(tmp_path / "runs" / "a", "daps", [30.0, 32.0])
     fake_run(tmp_path / "runs" / "b", "daps", [20.0], adapters=["tda"], shift="contrast")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import bench
+from tests.helpers import bench
 
 TINY = ["--problem", "inpainting", "--n", "2", "--batch-size", "2", "--quiet"]
 

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from benchmarks.config import ConfigError, component_defaults, search_space
 from benchmarks.tune import method_space
-from tests.conftest import bench
+from tests.helpers import bench
 
 # DiffPIR on the Gaussian-prior inpainting problem at 16 px, 10 steps, zeta = 1
 SMALL = ["problem.size=16", "dataset.size=16", "prior.dataset_options.size=16", "algorithm.n_steps=10",

@@ -13,7 +13,7 @@ from inverse_problems.data.readers.fastmri import (FastMRIDataset, FastMRIFile, 
                                       parse_slices, read_fastmri_h5, resample_coil_images, write_fastmri_h5)
 from inverse_problems.operators.fft import fft2c
 from inverse_problems.data.phantoms.datasets import BrainT2
-from tests.conftest import bench
+from tests.helpers import bench
 
 FASTMRI_LIKE_HEADER = """<?xml version="1.0" encoding="utf-8"?>
 <ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">

@@ -23,7 +23,7 @@ from inverse_problems.data.readers.fastmri import FastMRIDataset, FastMRIFile, m
 from inverse_problems.operators.fft import fft2c
 from inverse_problems.data.phantoms.datasets import BrainT2
 from inverse_problems.problems.cs_mri import CSMRIProblem
-from tests.conftest import bench
+from tests.helpers import bench
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "fastmri"
 SIZE = 32

@@ -1,6 +1,6 @@
 """MRSI (dynamic 2H metabolic imaging): the operator's physics, the problem, the phantoms, csi-fit and the metrics.
 
-The registry-driven battery (tests/test_operators.py) covers adjointness, the dense SVD and seeding of the
+The registry-driven battery (tests/inverse_problems/test_operators.py) covers adjointness, the dense SVD and seeding of the
 registered problem; these tests check what is specific to MRSI, at 8-16 px and 16-32 spectral points.
 """
 from __future__ import annotations
@@ -293,17 +293,11 @@ def test_runner_stores_the_problem_metrics_per_sample() -> None:
         assert torch.allclose(image, ds[row["index"]]["image"], rtol=1e-3, atol=1e-3)
 
 
-def registered(name: str) -> bool:
-    from benchmarks import registry
-    return name in registry.names("problems")
-
-
-@pytest.mark.skipif(not registered("mrsi"), reason="the mrsi entry points are not installed (pip install -e . --no-deps)")
 def test_bench_run_mrsi_csi_fit(tmp_path) -> None:
     """`bench run --problem mrsi --algo csi-fit` end to end: summary with the per-metabolite block."""
     import json
 
-    from tests.conftest import bench
+    from tests.helpers import bench
 
     out = tmp_path / "run"
     res = bench("run", "--problem", "mrsi", "--algo", "csi-fit", "--n", "2", "--out", str(out), "--quiet",
@@ -349,7 +343,6 @@ def test_shipped_dmi_prior_fits_mrsi_and_is_refused_elsewhere_naming_both_shapes
         phantom_dmi_32(path=str(tmp_path))
 
 
-@pytest.mark.skipif(not registered("mrsi"), reason="the mrsi entry points are not installed (pip install -e . --no-deps)")
 def test_problem_solver_defaults_sit_under_the_users_overrides_and_only_for_their_problem(monkeypatch) -> None:
     """mrsi declares DAPS's 0.1K budget with 50 Langevin steps (Problem.solver_defaults): a run's config records them, the
     user's overrides win, other problems keep DAPS's official defaults, the leaderboard labels them as changed

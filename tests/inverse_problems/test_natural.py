@@ -1,4 +1,5 @@
-"""Natural-image problems and the `images` dataset (issue 16, item 4): the operator battery, exact references, a run."""
+"""Natural-image problems and the `images` dataset (issue 16, item 4): exact references, a run (their operators go
+through tests/inverse_problems/test_operators.py's battery)."""
 from __future__ import annotations
 
 import json
@@ -13,28 +14,8 @@ from inverse_problems.data.readers.images import ImagesDataset
 from inverse_problems.problems.natural import (BoxInpaintingProblem, GaussianDeblurProblem, RandomInpaintingProblem,
                                       SuperResolutionProblem)
 from inverse_problems.operators.separable import SeparableOperator, bicubic_matrix, cubic, gaussian_blur_matrix
-from tests.priors.test_edm import issue16_entry_points  # noqa: F401  (fixture: the new problems and dataset registered)
-from tests.inverse_problems.test_operators import test_operator as operator_battery
 
 torch.set_num_threads(1)
-CASES = [  # (problem, options, known ||A||): run through tests/test_operators.py's battery at 16 px
-    ("inpainting-box", dict(channels=3, box=0.5), 1.0),
-    ("inpainting-box", dict(channels=3, box=0.25, position="random", mask_seed=3), 1.0),
-    ("inpainting-random", dict(channels=3, keep=0.3), 1.0),
-    ("super-resolution", dict(channels=3, factor=4), None),
-    ("super-resolution", dict(channels=1, factor=2, noise_std=0.0), None),
-    ("deblur-gaussian", dict(channels=3, sigma=3.0, kernel_size=61), None),
-    ("deblur-gaussian", dict(channels=2, sigma=1.0, kernel_size=5), None),
-    ("deblur-motion", dict(channels=3, kernel_size=7, intensity=0.5), None),
-    ("deblur-motion", dict(channels=1, kernel_size=31, intensity=1.0, kernel_seed=4), None),
-]
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c[0] + "-" + "-".join(f"{k}={v}" for k, v in c[1].items()))
-def test_operator_battery(case, issue16_entry_points, monkeypatch):
-    if issue16_entry_points is not None:
-        monkeypatch.syspath_prepend(str(issue16_entry_points))
-    operator_battery(case)
 
 
 def test_super_resolution_is_torch_antialiased_bicubic_and_its_svd_is_exact():
@@ -155,12 +136,10 @@ def test_images_dataset_reads_crops_resizes_and_maps_to_minus_one_one(tmp_path):
         ImagesDataset(str(tmp_path / "faces"), size=8)[0]
 
 
-def test_bench_run_box_inpainting_with_an_adm_checkpoint_on_an_image_folder(tmp_path, issue16_entry_points, plugin_path,
-                                                                          monkeypatch):
+def test_bench_run_box_inpainting_with_an_adm_checkpoint_on_an_image_folder(tmp_path, plugin_path, monkeypatch):
     """The newcomer's command, `--problem inpainting-box --prior adm prior.path=... --dataset images dataset.root=DIR`,
     at 16 px with a tiny DPS-format checkpoint (the test plugin's one-call algorithm: a random net is no prior)."""
-    from tests.conftest import bench
-    from tests.priors.test_adm import tiny_checkpoint
+    from tests.helpers import bench, tiny_checkpoint
 
     write_images(tmp_path / "faces", n=2)
     path, _ = tiny_checkpoint(tmp_path)
@@ -168,14 +147,14 @@ def test_bench_run_box_inpainting_with_an_adm_checkpoint_on_an_image_folder(tmp_
     out = tmp_path / "run"
     bench("run", "--problem", "inpainting-box", "--algo", "denoise-adjoint", "--prior", "adm", "--dataset", "images",
           f"dataset.root={tmp_path / 'faces'}", "dataset.size=16", "problem.size=16", f"prior.path={path}", "--n", "2",
-          "--out", str(out), "--quiet", plugin=issue16_entry_points)
+          "--out", str(out), "--quiet")
     rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert [r["status"] for r in rows] == ["ok", "ok"] and all(math.isfinite(r["psnr"]) for r in rows)
     assert {r["id"] for r in rows} == {"img0", "img1"}
     dps = tmp_path / "dps"  # the issue's exact command, DPS included (few steps): it runs end to end; a random
     bench("run", "--problem", "inpainting-box", "--algo", "dps", "--prior", "adm", "--dataset", "images",  # net may
           f"dataset.root={tmp_path / 'faces'}", "dataset.size=16", "problem.size=16", f"prior.path={path}",  # explode:
-          "algorithm.n_steps=5", "--n", "2", "--out", str(dps), "--quiet", plugin=issue16_entry_points)  # a failed line
+          "algorithm.n_steps=5", "--n", "2", "--out", str(dps), "--quiet")  # a failed line
     rows = [json.loads(x) for x in (dps / "samples.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == ["img0", "img1"] and all(r["nfe"] == 5 for r in rows)
     assert all(r["status"] == "ok" or r["reason"] for r in rows)

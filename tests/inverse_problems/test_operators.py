@@ -1,6 +1,7 @@
 """One registry-driven battery of checks over every operator configuration.
 
-Each case is a registered problem with options; its true (acquisition) and reconstruction operators go
+Each case is a registered problem with options (one list, CASES; every problem the project registers has at least
+one case, or test_every_registered_problem_is_in_the_battery fails naming it); its true (acquisition) and reconstruction operators go
 through the same checks: shapes/dtypes, adjointness, the operator norm (power iteration against the
 dense matrix and, where known in closed form, against that value), the SVD where one exists, and
 seeded measurement. Operators with adaptable parameters are also checked perturbed and after reset.
@@ -33,6 +34,16 @@ CASES = [  # (problem, options, known ||A|| or None)
     ("inpainting", dict(channels=1, keep=0.5), 1.0),
     ("inpainting", dict(channels=2, keep=0.3), 1.0),
     ("mrsi", dict(n_t=16, acceleration=2, mask="vd2d"), 1.0),  # no B0 map: ||A|| = 1 exactly (inverse_problems.operators.mrsi)
+    # natural images (tests/inverse_problems/test_natural.py has their exact references)
+    ("inpainting-box", dict(channels=3, box=0.5), 1.0),
+    ("inpainting-box", dict(channels=3, box=0.25, position="random", mask_seed=3), 1.0),
+    ("inpainting-random", dict(channels=3, keep=0.3), 1.0),
+    ("super-resolution", dict(channels=3, factor=4), None),
+    ("super-resolution", dict(channels=1, factor=2, noise_std=0.0), None),
+    ("deblur-gaussian", dict(channels=3, sigma=3.0, kernel_size=61), None),
+    ("deblur-gaussian", dict(channels=2, sigma=1.0, kernel_size=5), None),
+    ("deblur-motion", dict(channels=3, kernel_size=7, intensity=0.5), None),
+    ("deblur-motion", dict(channels=1, kernel_size=31, intensity=1.0, kernel_seed=4), None),
 ]
 
 
@@ -104,6 +115,12 @@ def check_svd(svd, x: torch.Tensor, ax: torch.Tensor, g: torch.Generator, tol: f
         assert rel(svd.Ut(ax), svd.s * vt) < tol                      # U^T A x = s V^T x
         z = torch.randn(vt.shape, generator=g) * (svd.s > 0)
         assert rel(batch_dot(svd.U(z), svd.U(z)), batch_dot(z, z)) < tol  # U isometric on range
+
+
+def test_every_registered_problem_is_in_the_battery() -> None:
+    from tests.helpers import assert_covered
+
+    assert_covered("problems", [name for name, _, _ in CASES], "the operator battery (test_operators.CASES)")
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids)

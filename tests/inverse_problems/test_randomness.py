@@ -140,7 +140,7 @@ def test_one_or_two_processes_give_the_same_bits(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "two" / "samples.rank1.jsonl").exists()
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["n_ok"] == 5
-    from tests.conftest import bench
+    from tests.helpers import bench
 
     bench(*args, "--batch-size", "3", "--out", str(tmp_path / "one"))
     assert_same(load(tmp_path / "two"), load(tmp_path / "one"))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,11 +27,10 @@ import torch
 from priors.adm import PRESETS, ADMPrior, build_unet, preset_of
 from priors.nets.adm import UNetModel
 from priors.schedules import sigma_to_t, vp_alphas_cumprod
-from tests.priors.test_edm import issue16_entry_points  # noqa: F401  (fixture: `edm` and `adm` registered)
-from tests.priors.test_edm import fill_like_reference, load_golden  # the reference script's seeded fill (no key here is a resample_filter)
+from tests.helpers import ADM_TINY_FLAGS as TINY_FLAGS  # the tiny checkpoint's create_model flags
+from tests.helpers import FIXTURES, fill_like_reference, load_golden, tiny_checkpoint  # no key here is a resample_filter
 
 torch.set_num_threads(1)
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 T = [3.0, 250.5, 999.0]
 TINY = {
     "learned-updown": dict(image_size=16, in_channels=3, model_channels=32, out_channels=6, num_res_blocks=1,
@@ -45,9 +43,6 @@ TINY = {
                       attention_resolutions=(2,), channel_mult=(1, 1), conv_resample=False, num_classes=5,
                       use_scale_shift_norm=True),
 }
-# create_model flags of the tiny learned-variance net, for checkpoints with a config json beside them
-TINY_FLAGS = dict(image_size=16, num_channels=32, num_res_blocks=1, channel_mult="1,2", learn_sigma=True,
-                  attention_resolutions="8", num_heads=2, use_scale_shift_norm=True, resblock_updown=True)
 
 
 @pytest.fixture(scope="module")
@@ -86,18 +81,6 @@ def test_presets_have_the_reference_key_set_and_shapes():
             net = build_unet(flags)
         assert {k: list(v.shape) for k, v in net.state_dict().items()} == reference[name]["keys"], name
         assert preset_of({k: torch.empty(v, device="meta") for k, v in reference[name]["keys"].items()}) == name
-
-
-def tiny_checkpoint(tmp_path: Path, form: str = "bare") -> tuple[Path, UNetModel]:
-    net = build_unet(TINY_FLAGS).eval()
-    fill_like_reference(net)
-    sd = net.state_dict()
-    path = tmp_path / f"{form}.pt"
-    obj = {"ema": sd} if form == "ema" else {"ema": {f"model.{k}": v for k, v in sd.items()}, "step": 1} \
-        if form == "inversebench" else sd
-    torch.save(obj, path)
-    path.with_suffix(".json").write_text(json.dumps({**TINY_FLAGS, "model_path": str(path)}))
-    return path, net
 
 
 @pytest.mark.parametrize("form", ["bare", "ema", "inversebench"])
@@ -158,17 +141,17 @@ def test_architecture_is_inferred_or_refused_with_the_fix(tmp_path):
         ADMPrior(path=str(path), config=str(cfg))
 
 
-def test_bench_run_inpainting_with_a_dps_style_checkpoint(tmp_path, issue16_entry_points, plugin_path, monkeypatch):
+def test_bench_run_inpainting_with_a_dps_style_checkpoint(tmp_path, plugin_path, monkeypatch):
     """`bench run --prior adm prior.path=FILE` with a bare state dict as DPS ships it (config json beside it); the
     test plugin's one-call algorithm, since a random network is no prior a sampler could converge with."""
-    from tests.conftest import bench
+    from tests.helpers import bench
 
     path, _ = tiny_checkpoint(tmp_path)
     monkeypatch.syspath_prepend(str(plugin_path))  # denoise-adjoint: D(A^H y, 0.1)
     out = tmp_path / "run"
     bench("run", "--problem", "inpainting", "--algo", "denoise-adjoint", "--prior", "adm", "--n", "1",
           "problem.size=16", "problem.channels=3", "dataset.size=16", "dataset.channels=3", f"prior.path={path}",
-          "--out", str(out), "--quiet", plugin=issue16_entry_points)
+          "--out", str(out), "--quiet")
     rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["status"] == "ok" and math.isfinite(rows[0]["psnr"])
     y_adj = torch.from_numpy(np.load(out / rows[0]["reconstruction"]))

@@ -21,15 +21,14 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from priors.nets import edm as edm_nets
 from priors.edm import PRESETS, EDMPrior, build_network, load_network, network_config
+from tests.helpers import FIXTURES, fill_like_reference, load_golden
 
 torch.set_num_threads(1)
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SIGMA = [0.05, 1.5, 30.0]
 TINY = {
     "edm-dhariwal": ("EDMPrecond", dict(img_resolution=16, img_channels=2, model_type="DhariwalUNet", model_channels=32,
@@ -49,28 +48,11 @@ PRESET_OF_REFERENCE = {"inversebench-mri-knee": "inversebench-mri-knee", "edm-ff
                        "edm-ffhq64-ve": "edm-ffhq64-ve", "edm-cifar10": "edm-cifar10"}
 
 
-def fill_like_reference(net: torch.nn.Module, seed: int = 1234) -> None:
-    g = torch.Generator().manual_seed(seed)
-    sd = net.state_dict()
-    for name in sorted(sd):
-        if name.endswith("resample_filter"):
-            continue
-        t = sd[name]
-        scale = 1 / math.sqrt(max(1, t[0].numel())) if t.ndim >= 2 else 0.5
-        t.copy_(torch.randn(t.shape, generator=g) * scale)
-
-
 def tiny_net(name: str) -> torch.nn.Module:
     cls, kw = TINY[name]
     net = build_network({"class_name": cls, **kw}).eval()
     fill_like_reference(net)
     return net
-
-
-def load_golden(filename: str) -> dict[str, torch.Tensor]:
-    """A committed reference fixture (tests/fixtures/*.npz) as tensors by name."""
-    with np.load(FIXTURES / filename) as data:
-        return {k: torch.from_numpy(data[k]) for k in data.files}
 
 
 @pytest.fixture(scope="module")
@@ -270,31 +252,10 @@ def test_pickle_converter_writes_a_state_dict_and_config_the_prior_loads(tmp_pat
         main(["--edm-src", str(tmp_path), str(tmp_path / "snap.pkl"), str(tmp_path / "o2.pt")])
 
 
-# the entry points issue 16 adds to pyproject.toml, by group
-NEW_ENTRY_POINTS = {
-    "priors": {"edm": "priors.edm:EDMPrior", "adm": "priors.adm:ADMPrior"},
-    "problems": {"inpainting-box": "inverse_problems.problems.natural:BoxInpaintingProblem",
-                 "inpainting-random": "inverse_problems.problems.natural:RandomInpaintingProblem",
-                 "super-resolution": "inverse_problems.problems.natural:SuperResolutionProblem",
-                 "deblur-gaussian": "inverse_problems.problems.natural:GaussianDeblurProblem",
-                 "deblur-motion": "inverse_problems.problems.natural:MotionDeblurProblem"},
-    "datasets": {"images": "inverse_problems.data.readers.images:ImagesDataset"},
-}
-
-
-@pytest.fixture(scope="session")
-def issue16_entry_points(tmp_path_factory):
-    """The path to put on sys.path so that the priors, problems and dataset of issue 16 are registered: None once
-    the installed distribution declares them (pyproject.toml), else a tiny dist-info declaring the same entry points."""
-    from tests.conftest import entry_point_stand_in
-
-    return entry_point_stand_in(tmp_path_factory, "issue16", NEW_ENTRY_POINTS)
-
-
-def test_bench_run_cs_mri_with_an_inversebench_style_checkpoint(tmp_path, issue16_entry_points):
+def test_bench_run_cs_mri_with_an_inversebench_style_checkpoint(tmp_path):
     """`bench run --problem cs_mri --prior edm prior.path=...` on a tiny DhariwalUNet saved as InverseBench does
     ({'ema': state_dict}), the architecture from a config json given on the command line."""
-    from tests.conftest import bench
+    from tests.helpers import bench
 
     path, _ = write_checkpoint(tmp_path, "ema")
     cfg = tmp_path / "arch.json"
@@ -302,11 +263,11 @@ def test_bench_run_cs_mri_with_an_inversebench_style_checkpoint(tmp_path, issue1
     out = tmp_path / "run"
     bench("run", "--problem", "cs_mri", "--algo", "dps", "--prior", "edm", "--n", "1", "problem.size=16",
           "dataset.size=16", "problem.coils=2", "problem.coil_maps=true", "algorithm.n_steps=3", f"prior.path={path}", f"prior.config={cfg}", "--out", str(out),
-          "--quiet", plugin=issue16_entry_points)
+          "--quiet")
     rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["status"] == "ok" and math.isfinite(rows[0]["psnr"])
     # the preset for the full 320x320 network is refused before any compute: its keys are not these weights'
     res = bench("run", "--problem", "cs_mri", "--algo", "dps", "--prior", "edm", "--n", "1", "problem.size=16",
                 "dataset.size=16", "problem.coil_maps=true", "prior.preset=inversebench-mri-knee", f"prior.path={path}", "--out", str(tmp_path / "r2"), "--quiet",
-                plugin=issue16_entry_points, check=False)
+                check=False)
     assert res.returncode != 0 and "missing key" in res.stderr

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from tests.conftest import bench
+from tests.helpers import bench
 from priors.edm import EDMPrior, build_network
 from priors.training.loop import (EDM_P_MEAN, EDM_P_STD, TrainConfig, edm_loss, edm_loss_weight, edm_network_config,
                              edm_sigmas, measured_sigma_data, normalise)

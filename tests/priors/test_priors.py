@@ -257,7 +257,7 @@ def test_shape_mismatch_is_refused_with_both_shapes():
 
 
 def test_gmm_prior_shape_mismatch_refused_by_bench_run(plugin_path, tmp_path):
-    from tests.conftest import bench
+    from tests.helpers import bench
 
     out = tmp_path / "r"
     res = bench("run", "--problem", "inpainting", "--algo", "denoise-adjoint", "--prior", "gmm", "--n", "1",
@@ -269,7 +269,7 @@ def test_gmm_prior_shape_mismatch_refused_by_bench_run(plugin_path, tmp_path):
 
 
 def test_gmm_prior_runs_through_bench(plugin_path, tmp_path):
-    from tests.conftest import bench
+    from tests.helpers import bench
 
     bench("run", "--problem", "inpainting", "--algo", "denoise-adjoint", "--prior", "gmm", "--n", "2",
           "prior.n=16", "prior.components=2", "--out", str(tmp_path / "r"), plugin=plugin_path)
@@ -306,7 +306,7 @@ def test_shipped_prior_loads_from_package_data_and_denoises_phantoms():
 
 
 def test_shipped_prior_mismatch_refused_by_bench_run(plugin_path, tmp_path):
-    from tests.conftest import bench
+    from tests.helpers import bench
 
     out = tmp_path / "r"
     res = bench("run", "--problem", "inpainting", "--algo", "denoise-adjoint", "--prior", "phantom-brain-64",

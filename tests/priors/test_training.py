@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import bench
+from tests.helpers import bench
 from priors.diffusers_prior import DiffusersPrior
 from priors.schedules import vp_alphas_cumprod
 from priors.training.loop import build_unet, normalise, scheduler_config

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from inverse_problems.data.base import READ_ERRORS, DataError, check_allocation
-from inverse_problems.data.readers.fastmri import MAX_SLICE_GB, FastMRIFile, parse_header
+from inverse_problems.data.readers.common import MAX_SLICE_GB, FastMRIFile, parse_header
 from inverse_problems.operators.fft import fft2c, ifft2c
 
 # ISMRMRD acquisition flags (1-based bit numbers) of lines that are not image k-space

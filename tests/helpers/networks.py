@@ -1,4 +1,4 @@
-"""A tiny stand-in for algorithms.networks.models (ReconNet / NetworkAlgorithm interface) used by the network-TTA tests."""
+"""Tiny stand-ins with the interface of algorithms.networks.models (ReconNet / NetworkAlgorithm), for the network-TTA tests."""
 from __future__ import annotations
 
 import torch

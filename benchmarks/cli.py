@@ -289,8 +289,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("options", nargs="*", help="dataset options key=value, e.g. size=32")
     q.set_defaults(func=cmd_export_data)
 
-    add_train_prior(sub)  # argparse only: priors.training.loop (torch) is imported when the verb runs
-    add_train_recon(sub)  # argparse only: algorithms.networks.training is imported when the verb runs
+    add_train_prior(sub)  # argparse and priors.training.config only: the loop (torch) is imported when the verb runs
+    add_train_recon(sub)  # argparse and algorithms.networks.training_config only: the training is imported when run
     return p
 
 

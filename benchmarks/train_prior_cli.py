@@ -1,73 +1,24 @@
 """`bench train-prior`: the command line of priors.training.loop.
 
-Only the argparse definition lives here; priors.training.loop (torch, diffusers, accelerate) is imported when the
-verb runs, so `bench --help` does not import torch. The preset names, prediction types, resumable options and
-TrainConfig's defaults shown in the help are read from priors/training/loop.py with `ast` (imported only where its
-source is not there to read). Every option defaults to "not given", so that `--resume` can tell the options of
-this leg from the checkpoint's stored configuration.
+Only the argparse definition lives here. The choices, defaults and resumable options it shows come from
+priors.training.config (TrainConfig and the presets), which imports no torch; the training loop (torch, diffusers,
+accelerate) is imported when the verb runs, so `bench --help` does not import torch. Every option defaults to "not
+given", so that `--resume` can tell the options of this leg from the checkpoint's stored configuration.
 """
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import shlex
-from dataclasses import MISSING, dataclass, fields, replace
+from dataclasses import MISSING, fields, replace
 from typing import Any
 
-from benchmarks.registry import module_source
-
-TRAINING = "priors.training.loop"
+from priors.training import config as training_config
 
 
-@dataclass(frozen=True)
-class TrainingFacts:
-    """What the parser shows of priors.training.loop: preset names, prediction types, resumable options, defaults."""
-
-    presets: tuple[str, ...]
-    predictions: tuple[str, ...]
-    resumable: tuple[str, ...]
-    defaults: dict[str, Any]
-    recipes: tuple[str, ...] = ("ddpm", "edm")
-    archs: tuple[str, ...] = ("songunet", "dhariwalunet")
-
-
-def training_facts() -> TrainingFacts:
-    """TrainingFacts read from priors/training/loop.py's source with ast; imported from the module if unreadable."""
-    path = module_source(TRAINING)
-    if path is not None:
-        try:
-            return _facts_from_source(ast.parse(path.read_text(encoding="utf-8")))
-        except (OSError, SyntaxError, ValueError, KeyError):
-            pass
-    import priors.training.loop as t
-
-    defaults = {f.name: f.default for f in fields(t.TrainConfig) if f.default is not MISSING}
-    return TrainingFacts(tuple(t.PRESETS), tuple(t.PREDICTIONS), tuple(t.RESUMABLE), defaults, tuple(t.RECIPES),
-                         tuple(t.ARCHS))
-
-
-def _facts_from_source(tree: ast.Module) -> TrainingFacts:
-    values: dict[str, ast.expr] = {}
-    defaults: dict[str, Any] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            values[node.targets[0].id] = node.value
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-            values[node.target.id] = node.value
-        elif isinstance(node, ast.ClassDef) and node.name == "TrainConfig":
-            for item in node.body:
-                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value is not None:
-                    try:
-                        defaults[item.target.id] = ast.literal_eval(item.value)
-                    except ValueError:  # field(default_factory=...): no literal default
-                        continue
-    presets = values["PRESETS"]
-    if not isinstance(presets, ast.Dict):
-        raise ValueError("PRESETS is not a dict literal")
-    return TrainingFacts(tuple(ast.literal_eval(k) for k in presets.keys if k is not None),
-                         tuple(ast.literal_eval(values["PREDICTIONS"])), tuple(ast.literal_eval(values["RESUMABLE"])),
-                         defaults, tuple(ast.literal_eval(values["RECIPES"])), tuple(ast.literal_eval(values["ARCHS"])))
+def config_defaults(cls: type) -> dict[str, Any]:
+    """A configuration dataclass's literal defaults, {field: default} (fields with a default factory are left out)."""
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
 
 
 def parse_dataset_options(items: list[str]) -> dict[str, Any]:
@@ -132,16 +83,18 @@ def command_line(cfg: Any) -> str:
 def command(args: argparse.Namespace) -> int:
     """Run `bench train-prior`: resolve the configuration (the checkpoint's on --resume), build the dataset, train."""
     from benchmarks import registry
-    from priors.training import loop as training
+    from priors.training.common import resume_config
+    from priors.training.loop import train
 
+    TrainConfig = training_config.TrainConfig
     options = given_options(args)
     if getattr(args, "resume", False):
-        cfg = training.resume_config(options.get("out", training.TrainConfig.out), options)
+        cfg = resume_config(options.get("out", TrainConfig.out), options, TrainConfig, training_config.RESUMABLE)
     else:
-        cfg = training.TrainConfig(**options)
+        cfg = TrainConfig(**options)
     cfg = replace(cfg, command=command_line(cfg))
     dataset = registry.build("datasets", cfg.dataset, split="train", **cfg.dataset_kwargs())
-    meta = training.train(cfg, dataset)
+    meta = train(cfg, dataset)
     if meta:
         load = meta.get("load_with", f"--prior diffusers prior.path={cfg.out}")
         print(f"trained {meta['parameters']:,} parameters for {meta['steps']} steps in {meta['wall_seconds']:.0f} s "
@@ -151,13 +104,13 @@ def command(args: argparse.Namespace) -> int:
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Register `bench train-prior`."""
-    facts = training_facts()
-    d = facts.defaults
+    c = training_config
+    d = config_defaults(c.TrainConfig)
 
     def default(key: str) -> str:
         return f" (default: {d[key]})" if key in d else ""
 
-    may_change = ", ".join("--" + k.replace("_", "-") for k in facts.resumable)
+    may_change = ", ".join("--" + k.replace("_", "-") for k in c.RESUMABLE)
     q = subparsers.add_parser("train-prior", help="train a diffusion prior (DDPM recipe: diffusers UNet2DModel; EDM "
                                                   "recipe: EDMPrecond network) on a dataset",
                               argument_default=argparse.SUPPRESS)
@@ -168,20 +121,20 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--lr", type=float, help="AdamW learning rate" + default("lr"))
     q.add_argument("--warmup", type=int, help="linear learning-rate warm-up steps" + default("warmup"))
     q.add_argument("--ema", type=float, help="EMA decay of the saved weights" + default("ema"))
-    q.add_argument("--recipe", choices=list(facts.recipes),
+    q.add_argument("--recipe", choices=list(c.RECIPES),
                    help="ddpm: diffusers UNet2DModel, DDPM loss on the VP-linear schedule (OUT/unet, OUT/scheduler); "
                         "edm: Karras et al. 2022 (EDMPrecond, log-normal sigma, lambda(sigma) weighting), written as "
                         "OUT/model.pt + OUT/model.json for --prior edm" + default("recipe"))
-    q.add_argument("--arch", choices=list(facts.archs),
+    q.add_argument("--arch", choices=list(c.ARCHS),
                    help="EDM network (--recipe edm): songunet (DDPM++) or dhariwalunet (ADM)" + default("arch"))
     q.add_argument("--sigma-data", type=float,
                    help="EDM's sigma_data (--recipe edm; default: the RMS of the normalised training pixels)")
     q.add_argument("--dropout", type=float, help="dropout in the EDM network (--recipe edm)" + default("dropout"))
-    q.add_argument("--model", choices=list(facts.presets),
+    q.add_argument("--model", choices=list(c.PRESETS),
                    help="network size preset (diffusers widths for ddpm, EDM widths for edm; see README)" + default("model"))
     q.add_argument("--channels-mult", help="per-level width multipliers, e.g. 1,2,2,4 (overrides the preset)")
     q.add_argument("--base-channels", type=int, help="width of the first level (with --channels-mult)")
-    q.add_argument("--prediction", choices=list(facts.predictions),
+    q.add_argument("--prediction", choices=list(c.PREDICTIONS),
                    help="network output (--recipe ddpm)" + default("prediction"))
     q.add_argument("--out", help="output directory" + default("out"))
     q.add_argument("--resume", action="store_true",
@@ -189,7 +142,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                         + " may change (any other option given must equal the checkpoint's)")
     q.add_argument("--save-every", type=int, help="checkpoint every N steps (0: only at the end)" + default("save_every"))
     q.add_argument("--seed", type=int, help="seed of the training noise and batches" + default("seed"))
-    q.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="autocast" + default("mixed_precision"))
+    q.add_argument("--mixed-precision", choices=list(c.MIXED_PRECISION), help="autocast" + default("mixed_precision"))
     q.add_argument("--n-images", type=int, help="training images drawn from the dataset, kept in memory"
                                                 + default("n_images"))
     q.add_argument("--scale-aug", type=float, help="random intensity scale U(1-a, 1+a); 0 disables" + default("scale_aug"))

@@ -1,49 +1,19 @@
 """`bench train-recon`: the command line of algorithms.networks.training (supervised U-Net / VarNet training).
 
-Only the argparse definition lives here; algorithms.networks.training (torch, accelerate) is imported when the verb runs,
-so `bench --help` does not import torch. The defaults shown in the help and the resumable options are read from
-algorithms/networks/training.py with `ast`. Every option defaults to "not given", so that `--resume` can tell the options
-of this leg from the checkpoint's stored configuration (as `bench train-prior`).
+Only the argparse definition lives here. The choices, defaults and resumable options it shows come from
+algorithms.networks.training_config (ReconTrainConfig), which imports no torch; the training (torch, accelerate) is
+imported when the verb runs, so `bench --help` does not import torch. Every option defaults to "not given", so that
+`--resume` can tell the options of this leg from the checkpoint's stored configuration (as `bench train-prior`).
 """
 from __future__ import annotations
 
 import argparse
-import ast
 import shlex
-from dataclasses import MISSING, fields, replace
+from dataclasses import fields, replace
 from typing import Any
 
-from benchmarks.registry import module_source
-from benchmarks.train_prior_cli import _word, parse_dataset_options
-
-TRAINING = "algorithms.networks.training"
-
-
-def training_defaults() -> tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]]:
-    """(ReconTrainConfig's literal defaults, RESUMABLE, LOSSES) read from the module's source; imported if unreadable."""
-    path = module_source(TRAINING)
-    if path is not None:
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-            defaults: dict[str, Any] = {}
-            values: dict[str, Any] = {}
-            for node in tree.body:
-                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                    values[node.targets[0].id] = node.value
-                if isinstance(node, ast.ClassDef) and node.name == "ReconTrainConfig":
-                    for item in node.body:
-                        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value is not None:
-                            try:
-                                defaults[item.target.id] = ast.literal_eval(item.value)
-                            except ValueError:
-                                continue
-            return defaults, tuple(ast.literal_eval(values["RESUMABLE"])), tuple(ast.literal_eval(values["LOSSES"]))
-        except (OSError, SyntaxError, ValueError, KeyError):
-            pass
-    import algorithms.networks.training as t
-
-    defaults = {f.name: f.default for f in fields(t.ReconTrainConfig) if f.default is not MISSING}
-    return defaults, tuple(t.RESUMABLE), tuple(t.LOSSES)
+from algorithms.networks import training_config
+from benchmarks.train_prior_cli import _word, config_defaults, parse_dataset_options
 
 
 def split_options(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -86,21 +56,23 @@ def command_line(cfg: Any) -> str:
 
 def command(args: argparse.Namespace) -> int:
     """Run `bench train-recon`: resolve the configuration (the checkpoint's on --resume), build data and problem, train."""
-    from algorithms.networks import training as t
+    from algorithms.networks.training import train
     from benchmarks import registry
-    from priors.training.loop import resume_config
+    from priors.training.common import resume_config
 
+    ReconTrainConfig = training_config.ReconTrainConfig
     options = given_options(args)
     if getattr(args, "resume", False):
-        cfg = resume_config(options.get("out", t.ReconTrainConfig.out), options, t.ReconTrainConfig, t.RESUMABLE)
+        cfg = resume_config(options.get("out", ReconTrainConfig.out), options, ReconTrainConfig,
+                            training_config.RESUMABLE)
     else:
-        cfg = t.ReconTrainConfig(**options)
+        cfg = ReconTrainConfig(**options)
     cfg = replace(cfg, command=command_line(cfg))
-    t.check_config(cfg)
+    training_config.check_config(cfg)
     problem = registry.build("problems", cfg.problem, **cfg.problem_kwargs(registry.load("problems", cfg.problem)))
     dataset = registry.build("datasets", cfg.dataset, split="train", **cfg.dataset_kwargs())
     val = registry.build("datasets", cfg.dataset, split="val", **cfg.dataset_kwargs()) if cfg.n_val > 0 else None
-    meta = t.train(cfg, dataset, problem, val)
+    meta = train(cfg, dataset, problem, val)
     if meta:
         scores = (f"; val PSNR {meta['val_psnr_db']:.2f} dB vs zero-filled {meta['val_psnr_zero_filled_db']:.2f} dB"
                   if "val_psnr_db" in meta else "")
@@ -111,7 +83,8 @@ def command(args: argparse.Namespace) -> int:
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Register `bench train-recon`."""
-    d, resumable, losses = training_defaults()
+    c = training_config
+    d = config_defaults(c.ReconTrainConfig)
 
     def default(key: str) -> str:
         return f" (default: {d[key]})" if key in d else ""
@@ -119,7 +92,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     q = subparsers.add_parser("train-recon", help="train an end-to-end reconstruction network (unet, varnet) "
                                                   "supervised on a problem's simulated measurements of a dataset",
                               argument_default=argparse.SUPPRESS)
-    q.add_argument("--algo", choices=["unet", "varnet"], help="network" + default("algo"))
+    q.add_argument("--algo", choices=list(c.ARCHS), help="network" + default("algo"))
     q.add_argument("--problem", help="registered problem measuring the images (`bench list problems`)" + default("problem"))
     q.add_argument("--dataset", help="registered dataset, train split (`bench list datasets`)" + default("dataset"))
     q.add_argument("--size", type=int, help="image size H = W (dataset and problem)" + default("size"))
@@ -132,13 +105,13 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                                              + default("chans"))
     q.add_argument("--pools", type=int, help="U-Net pooling levels" + default("pools"))
     q.add_argument("--cascades", type=int, help="VarNet cascades (--algo varnet)" + default("cascades"))
-    q.add_argument("--loss", choices=list(losses), help="loss on magnitudes" + default("loss"))
+    q.add_argument("--loss", choices=list(c.LOSSES), help="loss on magnitudes" + default("loss"))
     q.add_argument("--n-images", type=int, help="training images simulated once and kept in memory" + default("n_images"))
     q.add_argument("--n-val", type=int, help="val-split images for the final PSNR against zero-filled" + default("n_val"))
     q.add_argument("--out", help="output directory" + default("out"))
     q.add_argument("--resume", action="store_true",
                    help="continue OUT/checkpoint/state.pt with the configuration stored in it; only "
-                        + ", ".join("--" + k.replace("_", "-") for k in resumable) + " may change")
+                        + ", ".join("--" + k.replace("_", "-") for k in c.RESUMABLE) + " may change")
     q.add_argument("--save-every", type=int, help="checkpoint every N steps (0: only at the end)" + default("save_every"))
     q.add_argument("--seed", type=int, help="seed of the simulated noise and the batch order" + default("seed"))
     q.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")

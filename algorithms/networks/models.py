@@ -31,12 +31,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from algorithms.base import Algorithm, Reconstruction
+from algorithms.networks.training_config import ARCHS
 from inverse_problems.operators.base import ForwardOperator
 from inverse_problems.problems.base import adjoint_quantile
 from priors.base import Prior
 
 FORMAT = "medtta-recon-net"
-ARCHS = ("unet", "varnet")
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 # the shipped source models (algorithms/weights/<file>), by architecture and name; `algorithm.model=NAME`
 SHIPPED: dict[str, dict[str, str]] = {
@@ -218,7 +218,7 @@ def save_network(path: str | Path, net: ReconNet, training: dict[str, Any] | Non
 
 def load_network(path: str | Path, arch: str | None = None) -> tuple[ReconNet, dict[str, Any]]:
     """(network, training facts) from a file written by `save_network` (weights_only); `arch` must match when given."""
-    from priors.training.loop import load_checkpoint
+    from priors.training.common import load_checkpoint
 
     path = Path(path)
     if not path.is_file():

@@ -9,97 +9,35 @@ step draws one chunk. Loss (on magnitudes, as the benchmark scores them):
     l1:  mean | |f(y; A)| - |x / s| |          mse: mean ( |f(y; A)| - |x / s| )^2
 
 (fastMRI's U-Net baseline trains with L1, Zbontar et al. 2018.) Adam with linear warm-up, gradient clipping at 1,
-EMA weights (priors.training.loop.EMA), checkpoints every --save-every steps that --resume continues (the stored
-configuration; only RESUMABLE options may change), a progress bar, a loss curve, and at the end the validation
-PSNR of the EMA network against the zero-filled image on n_val items of the val split. Output (the run-directory
-conventions of train-prior): OUT/model.pt (+ model.json) for `algorithm.path`, OUT/checkpoint/state.pt,
-OUT/loss.png, OUT/val.png, OUT/metadata.json. The command line lives in benchmarks/train_recon_cli.py.
+EMA weights, checkpoints every --save-every steps that --resume continues (the stored configuration; only RESUMABLE
+options may change), a progress bar and a loss curve: the training core of priors/training/common.py, which
+`bench train-prior` runs too. At the end, the validation PSNR of the EMA network against the zero-filled image on
+n_val items of the val split. Output (the run-directory conventions of train-prior): OUT/model.pt (+ model.json)
+for `algorithm.path`, OUT/checkpoint/state.pt, OUT/loss.png, OUT/val.png, OUT/metadata.json. The options are
+ReconTrainConfig (algorithms/networks/training_config.py, importable without torch); the command line lives in
+benchmarks/train_recon_cli.py.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from algorithms.networks.models import ARCHS, ReconNet, build_network, save_network
+from algorithms.networks.models import ReconNet, build_network, save_network
+from algorithms.networks.training_config import RESUMABLE, ReconTrainConfig, check_config
 from inverse_problems.operators.base import ForwardOperator
 from inverse_problems.problems.base import Problem
 from inverse_problems.operators.complex import magnitude
 from inverse_problems.operators.random import SampleGenerators
-from priors.training.loop import (EMA, checkpoint_path, plain_config, plot_loss,
-                             optimiser_step, resume_state, save_grid)
-
-LOSSES = ("l1", "mse")
-# options a resumed leg may change; every other option shapes the network, the data or the optimisation
-RESUMABLE = ("steps", "save_every", "log_every", "threads", "cpu")
-
-
-@dataclass
-class ReconTrainConfig:
-    """Options of `bench train-recon` (see `bench train-recon --help`)."""
-
-    algo: str = "unet"
-    problem: str = "cs_mri"
-    problem_options: dict[str, Any] = field(default_factory=dict)
-    dataset: str = "phantom-brain-t2"
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    size: int = 64
-    steps: int = 2000
-    batch_size: int = 8
-    lr: float = 1e-3
-    warmup: int = 50
-    ema: float = 0.995
-    chans: int = 16
-    pools: int = 3
-    cascades: int = 4
-    loss: str = "l1"
-    n_images: int = 512
-    n_val: int = 16
-    out: str = "runs/train-recon"
-    resume: bool = False
-    save_every: int = 250
-    seed: int = 0
-    cpu: bool = False
-    threads: int | None = None
-    log_every: int = 10
-    command: str = ""
-
-    def dataset_kwargs(self) -> dict[str, Any]:
-        """The dataset's options: dataset_options, with size defaulting to `size`."""
-        return {"size": self.size, **self.dataset_options}
-
-    def problem_kwargs(self, problem_cls: Any = None) -> dict[str, Any]:
-        """The problem's options: problem_options, with size defaulting to `size` where the problem takes one."""
-        takes_size = problem_cls is None or "size" in inspect.signature(problem_cls).parameters
-        return {**({"size": self.size} if takes_size else {}), **self.problem_options}
-
-    def network_config(self, channels: int) -> dict[str, Any]:
-        """The network's constructor arguments (algorithms.networks.models.build_network)."""
-        if self.algo == "unet":
-            return {"arch": "unet", "channels": channels, "chans": self.chans, "pools": self.pools}
-        return {"arch": "varnet", "channels": channels, "cascades": self.cascades, "chans": self.chans,
-                "pools": self.pools}
-
-
-def check_config(cfg: ReconTrainConfig) -> None:
-    """Refuse options that cannot train, naming the option and the fix."""
-    if cfg.algo not in ARCHS:
-        raise ValueError(f"unknown --algo {cfg.algo!r}; choose one of {', '.join(ARCHS)}")
-    if cfg.loss not in LOSSES:
-        raise ValueError(f"unknown --loss {cfg.loss!r}; choose one of {', '.join(LOSSES)}")
-    for name in ("steps", "batch_size", "n_images", "chans", "pools", "cascades"):
-        if int(getattr(cfg, name)) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.n_val < 0 or cfg.lr <= 0 or not 0 <= cfg.ema < 1:
-        raise ValueError(f"need --n-val >= 0, --lr > 0 and 0 <= --ema < 1; got {cfg.n_val}, {cfg.lr}, {cfg.ema}")
+from priors.training.common import (EMA, Progress, checkpoint_path, final_loss, plot_loss, restore, resume_state,
+                                    save_grid, save_state, train_steps, warmup_schedule)
+from priors.training.config import plain_config
 
 
 @dataclass
@@ -170,7 +108,6 @@ def train(cfg: ReconTrainConfig, dataset: Any, problem: Problem, val_dataset: An
     Writes OUT/model.pt, OUT/checkpoint/state.pt, OUT/loss.png, OUT/val.png and OUT/metadata.json (module docstring);
     returns the metadata."""
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
 
     check_config(cfg)
     out = Path(cfg.out)
@@ -194,69 +131,44 @@ def train(cfg: ReconTrainConfig, dataset: Any, problem: Problem, val_dataset: An
     model = build_network(net_config)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
+    sched = warmup_schedule(opt, cfg.warmup)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
     ema = EMA(model, cfg.ema)
-    step, losses, wall, legs = 0, [], 0.0, []
+    progress = Progress.begin(cfg.command, state)
     if state is not None:
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["lr_scheduler"])
-        step, losses, wall, legs = int(state["step"]), list(state["losses"]), float(state["wall_seconds"]), list(state["legs"])
+        restore(state, model, ema, opt, sched)
         gen.set_state(state["rng"]["generator"])
         torch.set_rng_state(state["rng"]["torch"])
-        print(f"train-recon: resuming {out} at step {step} of {cfg.steps} with the checkpoint's configuration",
-              file=sys.stderr)
-    leg = {"command": cfg.command, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "from_step": step}
+        print(f"train-recon: resuming {out} at step {progress.step} of {cfg.steps} with the checkpoint's "
+              f"configuration", file=sys.stderr)
     model, opt = acc.prepare(model, opt)
     ema.model.to(acc.device)
-    t0 = time.time()
-
-    def legs_so_far() -> list[dict[str, Any]]:
-        now = time.time() - t0
-        return legs + [{**leg, "to_step": step, "wall_seconds": round(now, 3), "cumulative_wall_seconds": round(wall + now, 3)}]
+    progress.start_clock()
 
     def checkpoint() -> list[dict[str, Any]]:
-        done = legs_so_far()
-        if acc.is_main_process:
-            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt_path.with_suffix(".tmp")
-            torch.save({"model": acc.unwrap_model(model).state_dict(), "ema": ema.state_dict(),
-                        "optimizer": opt.state_dict(), "lr_scheduler": sched.state_dict(), "step": step,
-                        "losses": losses, "wall_seconds": done[-1]["cumulative_wall_seconds"],
-                        "rng": {"generator": gen.get_state(), "torch": torch.get_rng_state()},
-                        "config": plain_config(cfg), "legs": done}, tmp)
-            tmp.replace(ckpt_path)
-        return done
+        return save_state(ckpt_path, acc, model, ema, opt, sched, progress, cfg,
+                          {"generator": gen.get_state(), "torch": torch.get_rng_state()})
 
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train-recon {cfg.algo}", disable=not acc.is_local_main_process)
-    model.train()
-    while step < cfg.steps:
+    def loss() -> Tensor:
+        """One simulated chunk, drawn at random, and the loss of the network on it."""
         c = chunks[int(torch.randint(len(chunks), (1,), generator=gen))]
-        loss = recon_loss(model(c.y, c.operator), c.target, cfg.loss)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"train-recon: the loss is {float(loss)} at step {step}; lower --lr")
-        losses.append(optimiser_step(acc, model, loss, opt, sched, ema))
-        step += 1
-        bar.update(1)
-        if step % cfg.log_every == 0:
-            bar.set_postfix(loss=f"{sum(losses[-cfg.log_every:]) / cfg.log_every:.4f}")
-        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
-            checkpoint()
-    bar.close()
+        value = recon_loss(model(c.y, c.operator), c.target, cfg.loss)
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"train-recon: the loss is {float(value)} at step {progress.step}; lower --lr")
+        return value
+
+    train_steps(acc, model, opt, sched, ema, progress, cfg, loss, checkpoint, f"train-recon {cfg.algo}")
     done = checkpoint()
     acc.wait_for_everyone()
     meta: dict[str, Any] = {}
     if acc.is_main_process:
         net = ema.model.eval()
         scores = validate(net, val)
-        tail = losses[-min(100, len(losses)):]
         training = {"algo": cfg.algo, "problem": cfg.problem, "problem_options": cfg.problem_kwargs(type(problem)),
-                    "dataset": cfg.dataset, "dataset_options": cfg.dataset_kwargs(), "steps": step,
+                    "dataset": cfg.dataset, "dataset_options": cfg.dataset_kwargs(), "steps": progress.step,
                     "command": cfg.command, **scores}
         weights = save_network(out / "model.pt", net, training)
-        plot_loss(losses, out / "loss.png", f"{cfg.loss} loss (magnitude, scaled units)")
+        plot_loss(progress.losses, out / "loss.png", f"{cfg.loss} loss (magnitude, scaled units)")
         if val:
             with torch.no_grad():
                 c = val[0]
@@ -266,7 +178,7 @@ def train(cfg: ReconTrainConfig, dataset: Any, problem: Problem, val_dataset: An
         meta = {**training, "network": net_config, "batch_size": cfg.batch_size, "lr": cfg.lr, "warmup": cfg.warmup,
                 "ema_decay": cfg.ema, "loss": cfg.loss, "n_training_images": n_train,
                 "seed": cfg.seed, "processes": acc.num_processes, "device": str(acc.device),
-                "final_loss": sum(tail) / len(tail), "wall_seconds": round(done[-1]["cumulative_wall_seconds"], 1),
+                "final_loss": final_loss(progress.losses), "wall_seconds": round(done[-1]["cumulative_wall_seconds"], 1),
                 "parameters": n_params, "weights_bytes": weights.stat().st_size, "weights": "model.pt",
                 "load_with": f"--algo {cfg.algo} algorithm.path={weights}", "legs": done,
                 "config": plain_config(cfg), "torch": torch.__version__}

@@ -27,7 +27,8 @@ from benchmarks import registry
 from benchmarks.metrics import image_metrics
 from priors.analytic import GaussianMixturePrior, GaussianPrior
 from priors.sampling import sample_prior
-from priors.training.loop import normalise, save_grid
+from priors.training.common import save_grid
+from priors.training.loop import normalise
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 

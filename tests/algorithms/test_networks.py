@@ -223,7 +223,7 @@ def test_a_tiny_unet_trains_and_beats_zero_filled_on_held_out_phantoms(tmp_path)
 
 
 def test_train_recon_resume_is_exact_and_refuses_changed_options(tmp_path):
-    from priors.training.loop import resume_config
+    from priors.training.common import resume_config
     from algorithms.networks.training import RESUMABLE, ReconTrainConfig
 
     small = dict(n_images=4, batch_size=2, chans=4, pools=1)  # two chunks: the chunk draw is part of the state

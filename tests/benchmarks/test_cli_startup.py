@@ -118,14 +118,24 @@ def test_sources_are_found_through_any_finder_without_importing(tmp_path, monkey
     assert "lazy_meta_probe" not in sys.modules
 
 
-def test_train_prior_parser_facts_equal_the_training_module():
-    """The preset names, prediction types, resumable options and defaults read with ast are the module's own."""
+def test_train_parsers_show_the_torch_free_config_modules():
+    """The train-prior / train-recon parsers take their choices and defaults from the config modules they import
+    (priors.training.config, algorithms.networks.training_config), not from parsing training source."""
     from dataclasses import MISSING, fields
 
-    import priors.training.loop as t
-    from benchmarks.train_prior_cli import training_facts
+    from algorithms.networks import training_config as rc
+    from benchmarks.cli import parser
+    from priors.training import config as pc
 
-    facts = training_facts()
-    assert facts.presets == tuple(t.PRESETS) and facts.predictions == tuple(t.PREDICTIONS)
-    assert facts.resumable == tuple(t.RESUMABLE)
-    assert facts.defaults == {f.name: f.default for f in fields(t.TrainConfig) if f.default is not MISSING}
+    sub = next(a for a in parser()._actions if a.dest == "verb").choices
+    for verb, module, cls in (("train-prior", pc, pc.TrainConfig), ("train-recon", rc, rc.ReconTrainConfig)):
+        actions = {a.dest: a for a in sub[verb]._actions}
+        for f in fields(cls):
+            if f.default is not MISSING and f.default is not None and not isinstance(f.default, bool) and f.name in actions:
+                assert f"(default: {f.default})" in actions[f.name].help, (verb, f.name)
+        assert all("--" + k.replace("_", "-") in actions["resume"].help for k in module.RESUMABLE), verb
+    prior = {a.dest: a for a in sub["train-prior"]._actions}
+    assert prior["model"].choices == list(pc.PRESETS) and prior["prediction"].choices == list(pc.PREDICTIONS)
+    assert prior["recipe"].choices == list(pc.RECIPES) and prior["arch"].choices == list(pc.ARCHS)
+    recon = {a.dest: a for a in sub["train-recon"]._actions}
+    assert recon["algo"].choices == list(rc.ARCHS) and recon["loss"].choices == list(rc.LOSSES)

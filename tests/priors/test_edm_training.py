@@ -11,8 +11,9 @@ import torch
 
 from tests.helpers import bench
 from priors.edm import EDMPrior, build_network
-from priors.training.loop import (EDM_P_MEAN, EDM_P_STD, TrainConfig, edm_loss, edm_loss_weight, edm_network_config,
-                             edm_sigmas, measured_sigma_data, normalise)
+from priors.training.config import TrainConfig
+from priors.training.losses import EDM_P_MEAN, EDM_P_STD, edm_loss, edm_loss_weight, edm_sigmas, measured_sigma_data
+from priors.training.loop import edm_network_config, normalise
 
 torch.set_num_threads(1)
 TINY = ["--recipe", "edm", "--dataset", "grf", "--size", "16", "--batch-size", "4", "--model", "tiny",

@@ -62,7 +62,7 @@ def test_command_line_round_trips_every_option():
 
     from benchmarks.cli import parser
     from benchmarks.train_prior_cli import command_line, given_options
-    from priors.training.loop import TrainConfig
+    from priors.training.config import TrainConfig
 
     cfg = TrainConfig(dataset="grf", dataset_options={"channels": 2, "alpha": 3.5, "name": "a b", "code": "8",
                                                       "shape": [1, 2]},
@@ -119,7 +119,7 @@ def test_resume_refuses_a_changed_architecture_option_and_names_it(tmp_path):
     # the Python API checks the same: a resumed TrainConfig must agree with the stored one outside RESUMABLE
     from dataclasses import replace
 
-    from priors.training.loop import config_from_plain
+    from priors.training.config import config_from_plain
     from priors.training.loop import train as train_api
 
     stored = config_from_plain(torch.load(out / "checkpoint/state.pt", weights_only=True)["config"])

@@ -29,10 +29,7 @@ FORBIDDEN = {
 }
 # known violations in code another change is rewriting: checked on their own, expected to fail until fixed there
 # (strict: the check fails again, as a reminder to drop the mark, once the violation is gone)
-PENDING = {
-    "priors.training": "priors/training/loop.py's save_grid imports inverse_problems.operators.complex.magnitude; "
-                       "priors/training is being rewritten (one training core, issue 24 seam 4): fix it there",
-}
+PENDING: dict[str, str] = {}
 LAYER_CHECKS = [pytest.param(area, package, id=area,
                              marks=[pytest.mark.xfail(strict=True, reason=PENDING[area])] if area in PENDING else [])
                 for package in FORBIDDEN for area in [package, *(p for p in PENDING if p.startswith(package + "."))]]

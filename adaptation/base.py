@@ -9,7 +9,10 @@
 Adapters see measurements only, never the target. An adapter with `patient_level = True` gets one patient's
 slices per batch (the runner groups the items by their `patient` id, whatever run.batch_size). `reset()` returns an adapter to its pretrained
 state; `state_dict()`/`load_state_dict()` carry state between batches (the TTT schemes).
-Adapters of one `AdaptedAlgorithm` see each other through `peers` (AIR guides through TDA's adapted degradation).
+Adapters never inspect each other: an adapter declares what it `provides` and what it `needs` (a `Capability`:
+the adapted degradation, a mask scheme), and `AdaptedAlgorithm` binds each need once, when it builds the chain
+(`bind_chain`: AIR guides through the degradation network TDA provides; MR-INR follows the masks of the network
+baseline before it). A required need that no adapter of the chain provides is an error naming both.
 `algorithm` is the wrapped algorithm (set by `AdaptedAlgorithm`): network adapters (`needs_network = True`) adapt
 its `net` by installing an adapted copy for the batch; `AdaptedAlgorithm` puts the pretrained `net` back after every
 batch, so the pretrained weights are never left changed.
@@ -17,6 +20,9 @@ batch, so the pretrained weights are never left changed.
 `prepare`; an adapter draws its own streams from it with `inverse_problems.operators.random.spawn`.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Generic, Sequence, TypeVar
 
 from torch import Tensor, nn
 
@@ -26,14 +32,48 @@ from inverse_problems.operators.random import Randomness
 from priors.base import Prior
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Capability(Generic[T]):
+    """Something one adapter of a chain provides and another needs: the key of the handshake (`bind_chain`)."""
+
+    name: str
+    description: str
+
+
+# x, operator -> A_theta(x): the degradation an adapter learned (TDA's network kind); the operator itself without one
+DegradeFn = Callable[[Tensor, ForwardOperator], Tensor]
+DEGRADATION: Capability[DegradeFn] = Capability(
+    "degradation", "an adapted degradation x -> A_theta(x) (e.g. tda with kind=network, or tda-net)")
+MASK_SCHEME: Capability[str] = Capability(
+    "mask scheme", "the input/loss masks of a patient-level network baseline (fine, nr2n or ssdu)")
+
+
+@dataclass(frozen=True)
+class Need:
+    """One thing an adapter needs from the others of its chain.
+
+    `required=False`: the adapter has a fallback of its own where no adapter provides it (AIR: the nominal
+    operator). `earlier=True`: only adapters before it in the chain count, the nearest one (MR-INR follows the
+    baseline it is chained after); else exactly one adapter anywhere in the chain may provide it."""
+
+    capability: Capability
+    required: bool = True
+    earlier: bool = False
+
+
 class Adapter(nn.Module):
     """Base adapter: every hook is the identity. `adapting=False` freezes it (the naive scheme's predict pass)."""
 
+    name: str = ""  # the registered name its trace records carry (the class name where empty)
     adapting: bool = True
     # patient-level (D2SA stage 1, FINE): the runner hands it all of a patient's slices in one batch
     # (benchmarks.runner.patient_batches) before reconstructing them
     patient_level: bool = False
-    peers: tuple["Adapter", ...] = ()
+    provides: ClassVar[tuple[Capability, ...]] = ()  # what it offers the others of its chain (`provide`)
+    needs: ClassVar[tuple[Need, ...]] = ()  # what the chain must hand it (`bind`)
     generator: Randomness = None  # the batch's randomness, set by AdaptedAlgorithm before `prepare`
 
     needs_network: bool = False  # True: wraps only an end-to-end network algorithm (one with `predict` and `net`)
@@ -57,9 +97,17 @@ class Adapter(nn.Module):
     def algorithm(self, algorithm: Algorithm | None) -> None:
         self.__dict__["_algorithm"] = algorithm  # a plain reference: never a submodule, never in the state dict
 
-    def degrade(self, x: Tensor, operator: ForwardOperator) -> Tensor:
-        """The adapted degradation applied to a clean image; the operator itself unless the adapter learns one."""
-        return operator(x)
+    def provide(self, capability: Capability[T]) -> T:
+        """The value of a capability this adapter declares in `provides` (called once, when the chain is built)."""
+        raise NotImplementedError(f"{label(self)} declares it provides {capability.name} but has no `provide` for it")
+
+    def bind(self, capability: Capability[T], value: T) -> None:
+        """Receive what the chain hands for one of `needs` (AdaptedAlgorithm, once, when it builds the chain)."""
+        self.__dict__.setdefault("_handed", {})[capability] = value  # a plain reference, never a submodule
+
+    def handed(self, capability: Capability[T], default: Any = None) -> T | Any:
+        """What the chain handed for `capability`, or `default` where no adapter of the chain provides it."""
+        return self.__dict__.get("_handed", {}).get(capability, default)
 
     def prepare(self, y: Tensor, operator: ForwardOperator, prior: Prior | None) -> tuple[ForwardOperator, Prior | None]:
         return operator, prior
@@ -89,9 +137,9 @@ class AdaptedAlgorithm(Algorithm):
                 raise ValueError(
                     f"adapter {type(a).__name__} adapts an end-to-end reconstruction network, but "
                     f"{type(algorithm).__name__} has none (no `predict` and `net`); chain it onto a network "
-                    f"algorithm, e.g. --algo unet+{getattr(a, 'name', type(a).__name__.lower())}")
-            a.peers = tuple(adapters)
+                    f"algorithm, e.g. --algo unet+{a.name or type(a).__name__.lower()}")
             a.algorithm = algorithm
+        bind_chain(adapters)
 
     def reconstruct(self, y: Tensor, operator: ForwardOperator, prior: Prior | None = None,
                     generator: Randomness = None, callback: StepCallback | None = None) -> Reconstruction:
@@ -122,6 +170,35 @@ class AdaptedAlgorithm(Algorithm):
             recon = adapter.refine(recon, y, operator, prior)
         self.last_operator, self.last_prior = operator, prior
         return recon
+
+
+def label(adapter: Adapter) -> str:
+    return adapter.name or type(adapter).__name__
+
+
+def bind_chain(adapters: Sequence[Adapter]) -> None:
+    """The handshake: hand every adapter what it `needs` from the `provides` of the others, once.
+
+    A need with `earlier=True` gets the nearest provider before the adapter; any other need the one provider in the
+    chain (two are an error: the chain would be ambiguous). A required need that nobody provides is an error."""
+    for a in adapters:
+        a.__dict__["_handed"] = {}
+    for i, a in enumerate(adapters):
+        for need in a.needs:
+            cap = need.capability
+            if need.earlier:
+                providers = [p for p in adapters[:i] if cap in p.provides][-1:]
+            else:
+                providers = [p for p in adapters if p is not a and cap in p.provides]
+            if len(providers) > 1:
+                raise ValueError(f"adapter {label(a)} needs {cap.name} ({cap.description}), and "
+                                 f"{', '.join(label(p) for p in providers)} all provide one; chain only one of them")
+            if providers:
+                a.bind(cap, providers[0].provide(cap))
+            elif need.required:
+                where = "before it in the chain" if need.earlier else "of the chain"
+                raise ValueError(f"adapter {label(a)} needs {cap.name} ({cap.description}), which no adapter {where} "
+                                 f"provides; chain one that does{' before it' if need.earlier else ''}")
 
 
 def adaptable_parameters(operator: ForwardOperator) -> dict[str, nn.Parameter]:

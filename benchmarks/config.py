@@ -2,14 +2,18 @@
 
 A component's options are its constructor's defaults overlaid by configs/<group>/<name>.yaml, so
 every constructor argument is reachable as an override and a plugin without a yaml runs on its
-class defaults. A shift
+class defaults. A problem's yaml, configs/problem/<name>.yaml, holds instead the choices made for that
+problem (`problem_choices`): its default dataset and prior, and options laid over an algorithm's or an
+adapter's defaults on it (e.g. mrsi's DAPS budget, cs_mri's TDA step for the coil-map correction). A problem
+without one (a plugin's) has no default dataset or prior: the run names them (--dataset, --prior). A shift
 (configs/shift/<name>.yaml) names the dataset and overrides that realise it (for a trained end-to-end network, its
 `networks:` block: `load_shift`).
 """
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from hydra import compose, initialize_config_dir
@@ -87,14 +91,19 @@ def load_shift(name: str, algorithm: str | None = None) -> DictConfig:
     return OmegaConf.create(merged)
 
 
-PLAIN = (type(None), bool, int, float, str, list, tuple, dict)
+PLAIN = (type(None), bool, int, float, str, list, tuple, Mapping)
 RUNNER_SET = {"datasets": {"split"}}  # options the runner sets itself
 
 
-def component_defaults(group: str, name: str) -> dict[str, Any]:
-    """A component's options: its constructor's plain defaults, overlaid by configs/<dir>/<name>.yaml."""
-    import inspect
+def _plain_default(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    return dict(value) if isinstance(value, Mapping) else value  # e.g. an immutable empty per-parameter map
 
+
+def component_defaults(group: str, name: str) -> dict[str, Any]:
+    """A component's options: its constructor's plain defaults, overlaid by configs/<dir>/<name>.yaml (a problem's
+    yaml holds the problem's choices, not options: `problem_choices`)."""
     node: dict[str, Any] = {}
     try:
         params = inspect.signature(registry.load(group, name)).parameters.values()
@@ -103,8 +112,9 @@ def component_defaults(group: str, name: str) -> dict[str, Any]:
     for p in params:
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in RUNNER_SET.get(group, ()) \
                 and p.default is not p.empty and isinstance(p.default, PLAIN):
-            node[p.name] = list(p.default) if isinstance(p.default, tuple) else p.default
-    node.update(_component_yaml(group, name))
+            node[p.name] = _plain_default(p.default)
+    if group != "problems":
+        node.update(_component_yaml(group, name))
     node.pop(SEARCH, None)  # the tuning search space is not a constructor option
     return node
 
@@ -115,6 +125,48 @@ SEARCH = "search"
 def _component_yaml(group: str, name: str) -> dict[str, Any]:
     path = CONFIG_DIR / registry.CONFIG_DIR[group] / f"{name}.yaml"
     return (OmegaConf.to_container(OmegaConf.load(path)) or {}) if path.exists() else {}
+
+
+@dataclass
+class ProblemChoices:
+    """configs/problem/<name>.yaml: what is chosen for a problem, not its physics.
+
+    `dataset`, `prior`: the defaults of a run on it; `algorithms`, `adapters`: {component name: {option: value}},
+    laid over that component's own defaults on this problem (under a shift's and the user's overrides), so a run's
+    config records them. A problem without a yaml (a plugin's) chooses nothing: a run names its dataset and prior."""
+
+    dataset: str | None = None
+    prior: str | None = None
+    algorithms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    adapters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    path: str | None = None  # the yaml it was read from (None: there is none)
+
+
+PROBLEM_KEYS = ("dataset", "prior", "algorithms", "adapters")
+
+
+def problem_choices(problem: str) -> ProblemChoices:
+    """The choices configs/problem/<problem>.yaml declares (none where there is no such file); no torch import."""
+    path = CONFIG_DIR / registry.CONFIG_DIR["problems"] / f"{problem}.yaml"
+    if not path.exists():
+        return ProblemChoices()
+    raw = OmegaConf.to_container(OmegaConf.load(path)) or {}
+    where = f"configs/problem/{problem}.yaml"
+    unknown = sorted(set(raw) - set(PROBLEM_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; a problem's yaml takes "
+                          f"{', '.join(PROBLEM_KEYS)} (the problem's own options are its constructor's defaults)")
+    for key in ("dataset", "prior"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise ConfigError(f"{where}: `{key}:` must name a registered {key}, got {raw[key]!r}")
+    for key in ("algorithms", "adapters"):
+        block = raw.get(key) or {}
+        if not isinstance(block, dict) or not all(isinstance(v, dict) for v in block.values()):
+            raise ConfigError(f"{where}: `{key}:` maps a component name to its options, e.g. "
+                              f"`{key}: {{daps: {{budget: 0.1k}}}}`")
+    return ProblemChoices(raw.get("dataset"), raw.get("prior"),
+                          {k: dict(v) for k, v in (raw.get("algorithms") or {}).items()},
+                          {k: dict(v) for k, v in (raw.get("adapters") or {}).items()}, str(path))
 
 
 def search_space(group: str, name: str) -> dict[str, str]:
@@ -132,18 +184,20 @@ def search_space(group: str, name: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in block.items()}
 
 
-def problem_solver_defaults(problem: str, algorithm: str) -> dict[str, Any]:
-    """The options `problem` declares for `algorithm` (its class's `solver_defaults[algorithm]`): what the harness
-    lays over the algorithm's own defaults for that problem, under the shift's and the user's overrides (e.g. a
-    CPU-sized DAPS budget where the official one is far too slow). Every name must be an option of the algorithm."""
-    declared = getattr(registry.load("problems", problem), "solver_defaults", {}) or {}
-    opts = dict(declared.get(algorithm) or {})
-    known = component_defaults("algorithms", algorithm)
+def problem_options(problem: str, group: str, name: str) -> dict[str, Any]:
+    """The options configs/problem/<problem>.yaml declares for the algorithm or adapter `name` (group `algorithms` or
+    `adapters`): what the harness lays over the component's own defaults for that problem, under the shift's and the
+    user's overrides (e.g. a CPU-sized DAPS budget where the official one is far too slow, or TDA's step scale for a
+    parameter of the problem's operator). Every name must be an option of the component."""
+    opts = dict(getattr(problem_choices(problem), group).get(name) or {})
+    if not opts:
+        return {}
+    known = component_defaults(group, name)
     unknown = sorted(set(opts) - set(known))
     if unknown:
-        raise ConfigError(f"problem {problem!r} declares solver_defaults for {algorithm!r} with {', '.join(unknown)}, "
-                          f"which {algorithm!r} does not take; fix the problem's solver_defaults (options of "
-                          f"{algorithm!r}: {', '.join(sorted(known))})")
+        raise ConfigError(f"problem {problem!r} declares options for {group[:-1]} {name!r} with {', '.join(unknown)}, "
+                          f"which {name!r} does not take; fix configs/problem/{problem}.yaml ({group}.{name}: options "
+                          f"of {name!r}: {', '.join(sorted(known))})")
     return opts
 
 
@@ -179,30 +233,46 @@ def resolve(sel: Selection) -> Selection:
     if shift is not None and shift.get("problem") not in (None, sel.problem):
         raise ConfigError(f"shift {sel.shift!r} is defined for problem {shift.problem!r}, not {sel.problem!r}; "
                           f"see `bench list shifts`")
-    dataset = sel.dataset or (shift.get("dataset") if shift else None) or getattr(problem_cls, "default_dataset", None)
-    prior = sel.prior or (shift.get("prior") if shift else None) or getattr(problem_cls, "default_prior", None)
+    chosen = problem_choices(sel.problem)
+    dataset = sel.dataset or (shift.get("dataset") if shift else None) or chosen.dataset
+    prior = sel.prior or (shift.get("prior") if shift else None) or chosen.prior
     if dataset is None:
-        raise ConfigError(f"problem {sel.problem!r} has no default dataset; pass --dataset NAME (`bench list datasets`)")
+        raise ConfigError(f"problem {sel.problem!r} has no default dataset{_no_yaml(sel.problem, problem_cls)}; pass "
+                          f"--dataset NAME (`bench list datasets`)")
     registry.load("datasets", dataset)
     if not getattr(algo_cls, "uses_prior", True):
         prior = None  # recorded as no prior, so the leaderboard does not credit one
+    elif prior is None:
+        raise ConfigError(f"algorithm {sel.algorithm!r} needs a prior and problem {sel.problem!r} has no default "
+                          f"prior{_no_yaml(sel.problem, problem_cls)}; pass --prior NAME (`bench list priors`)")
     if prior is not None:
         registry.load("priors", prior)
     return Selection(sel.problem, sel.algorithm, list(sel.adapters), prior, dataset, sel.shift)
+
+
+def _no_yaml(problem: str, problem_cls: Any) -> str:
+    """Why a problem has no default: no configs/problem yaml (and the class attribute it may still carry, which the
+    harness no longer reads)."""
+    if problem_choices(problem).path is not None:
+        return f" (configs/problem/{problem}.yaml names none)"
+    legacy = [f"{a} = {getattr(problem_cls, a)!r}" for a in ("default_dataset", "default_prior")
+              if getattr(problem_cls, a, None) is not None]
+    return (f" (no configs/problem/{problem}.yaml"
+            + (f"; its class declares {', '.join(legacy)}, which the harness no longer reads" if legacy else "") + ")")
 
 
 def compose_config(sel: Selection, overrides: Iterable[str] = ()) -> DictConfig:
     """The resolved config of one run (names under `names`, options under each group and `run`)."""
     sel = resolve(sel)
     shift = load_shift(sel.shift, sel.algorithm) if sel.shift else None
-    # the problem's declared options for this algorithm sit under the shift's and the user's overrides
-    algo_node = _store("algorithms", sel.algorithm, over=problem_solver_defaults(sel.problem, sel.algorithm))
+    # the problem's declared options for the algorithm and adapters sit under the shift's and the user's overrides
+    algo_node = _store("algorithms", sel.algorithm, over=problem_options(sel.problem, "algorithms", sel.algorithm))
     choices = [f"+problem={_store('problems', sel.problem)}", f"+algorithm={algo_node}",
                f"+dataset={_store('datasets', sel.dataset)}"]
     if sel.prior is not None:
         choices.append(f"+prior={_store('priors', sel.prior)}")
     for a in sel.adapters:
-        choices.append(f"+adapter@adapters.{a}={_store('adapters', a)}")
+        choices.append(f"+adapter@adapters.{a}={_store('adapters', a, over=problem_options(sel.problem, 'adapters', a))}")
     shift_overrides = list(shift.get("overrides", [])) if shift else []
     GlobalHydra.instance().clear()
     try:

@@ -128,10 +128,11 @@ _ABSENT = object()
 def shift_changed_config(cfg: DictConfig) -> bool:
     """Whether the run's shift changed its resolved config: for each thing the shift sets (dataset, prior,
     each override's key), the run's value against the value without any shift (the problem's default
-    dataset and prior, the component's registered default option). A shift no longer defined, or a key
+    dataset and prior, the component's registered default option with the problem's choices laid over it:
+    configs/problem/<name>.yaml). A shift no longer defined, or a key
     that cannot be checked, counts as a change (its runs keep a row of their own)."""
     from benchmarks import registry
-    from benchmarks.config import ConfigError, component_defaults, load_shift
+    from benchmarks.config import ConfigError, component_defaults, load_shift, problem_choices, problem_options
     from configs import CONFIG_DIR
 
     names = cfg.names
@@ -139,12 +140,13 @@ def shift_changed_config(cfg: DictConfig) -> bool:
         return False
     try:
         shift = load_shift(names.shift, names.get("algorithm"))
-        problem_cls = registry.load("problems", names.problem)
+        registry.load("problems", names.problem)
+        chosen = problem_choices(names.problem)
     except (ConfigError, LookupError):
         return True
-    if shift.get("dataset") is not None and names.get("dataset") != getattr(problem_cls, "default_dataset", None):
+    if shift.get("dataset") is not None and names.get("dataset") != chosen.dataset:
         return True
-    if shift.get("prior") is not None and names.get("prior") != getattr(problem_cls, "default_prior", None):
+    if shift.get("prior") is not None and names.get("prior") != chosen.prior:
         return True
     groups = {v: k for k, v in registry.CONFIG_DIR.items()}  # "problem" -> "problems"
     for override in shift.get("overrides", []) or []:
@@ -153,14 +155,17 @@ def shift_changed_config(cfg: DictConfig) -> bool:
         try:
             if head == "adapters":
                 adapter, _, rest = rest.partition(".")
-                defaults: Any = component_defaults("adapters", adapter)
+                defaults: Any = {**component_defaults("adapters", adapter),
+                                 **problem_options(names.problem, "adapters", adapter)}
             elif head == "run":
                 defaults = _container(OmegaConf.load(CONFIG_DIR / "bench.yaml").get("run"))
             elif head in groups and names.get(head):
                 defaults = component_defaults(groups[head], names[head])
+                if groups[head] == "algorithms":
+                    defaults = {**defaults, **problem_options(names.problem, "algorithms", names[head])}
             else:
                 return True
-        except (LookupError, OSError):
+        except (LookupError, OSError, ConfigError):
             return True
         default = OmegaConf.select(OmegaConf.create(defaults), rest, default=_ABSENT)
         value = OmegaConf.select(cfg, key, default=_ABSENT)

@@ -12,7 +12,6 @@ objective of the Optuna sweeper.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from benchmarks.config import (ConfigError, Selection, _store, load_shift, problem_solver_defaults, resolve,
+from benchmarks.config import (ConfigError, Selection, _store, load_shift, problem_options, resolve,
                                store_node)
 from configs import CONFIG_DIR
 
@@ -146,14 +145,27 @@ def _choice(names: list[str], given: list[str] | None, default_of: dict[str, str
     return list(aliases), "${problem}-" + alias, aliases
 
 
-def sweep_solver_defaults(problems: list[str], algorithm: str) -> dict[str, Any]:
-    """The problems' declared options for `algorithm` (config.problem_solver_defaults), which a sweep lays under its
+def sweep_problem_options(problems: list[str], group: str, name: str) -> dict[str, Any]:
+    """The problems' declared options for the algorithm `name` (config.problem_options), which a sweep lays under its
     overrides as a single run does; problems that declare different ones cannot share one algorithm node."""
-    declared = {p: problem_solver_defaults(p, algorithm) for p in problems}
+    declared = {p: problem_options(p, group, name) for p in problems}
     if len({repr(sorted(d.items())) for d in declared.values()}) > 1:
-        raise ConfigError(f"problems {', '.join(problems)} declare different options for {algorithm!r} "
+        raise ConfigError(f"problems {', '.join(problems)} declare different options for {name!r} "
                           f"({'; '.join(f'{p}: {d or {}}' for p, d in declared.items())}); sweep them separately")
     return declared[problems[0]] if problems else {}
+
+
+def store_adapter(problems: list[str], name: str) -> str:
+    """Store adapter `name`'s node(s) with the problems' declared options (config.problem_options) and return its
+    defaults-list value: one shared node, or one per problem (`<problem>-<name>`, chosen by interpolating the
+    problem choice, as the datasets are) where the problems declare different options (cs_mri's and lowfield's TDA)."""
+    declared = {p: problem_options(p, "adapters", name) for p in problems}
+    if len({repr(sorted(d.items())) for d in declared.values()}) <= 1:
+        _store("adapters", name, name, over=declared[problems[0]] if problems else {})
+        return name
+    for p, opts in declared.items():
+        _store("adapters", name, f"{p}-{name}", over=opts)
+    return "${problem}-" + name
 
 
 def store_configs(spec: SweepSpec) -> None:
@@ -168,20 +180,19 @@ def store_configs(spec: SweepSpec) -> None:
     for p in spec.problems:
         _store("problems", p, p)
     for a in spec.algorithms:
-        _store("algorithms", a, a, over=sweep_solver_defaults(spec.problems, a))
+        _store("algorithms", a, a, over=sweep_problem_options(spec.problems, "algorithms", a))
     for d in datasets:
         _store("datasets", d_alias.get(d, d), d)
     if uses_prior:
         for pr in priors:
             _store("priors", p_alias.get(pr, pr), pr)
-    for a in spec.adapters:
-        _store("adapters", a, a)
+    adapter_choice = {a: store_adapter(spec.problems, a) for a in spec.adapters}
     defaults: list[Any] = ["_self_", {"problem": spec.problems[0]}, {"algorithm": spec.algorithms[0]},
                            {"dataset": dataset_choice}]
     if uses_prior and prior_choice is not None:
         defaults.append({"optional prior": prior_choice} if p_alias and len(p_alias) < len(spec.problems)
                         else {"prior": prior_choice})
-    defaults += [{f"adapter@adapters.{a}": a} for a in spec.adapters]
+    defaults += [{f"adapter@adapters.{a}": adapter_choice[a]} for a in spec.adapters]
     defaults.append({"override hydra/job_logging": "stdout"})  # no log file inside a run directory
     primary = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "bench.yaml"))
     primary.pop("defaults", None)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from adaptation.base import MASK_SCHEME, Need
 from adaptation.network.kspace import (SampleOperator, SubsampledOperator, batch_mask, nr2n_submask, rel_l1, restrict,
                                ssdu_split)
 from adaptation.network.network_tta import (NetWrapper, NetworkAdapter, SliceNetworkAdapter, check_positive, core,
@@ -196,6 +197,7 @@ class MRINRAdapter(NetworkAdapter):
 
     name = "mr-inr"
     patient_level = True
+    needs = (Need(MASK_SCHEME, required=False, earlier=True),)  # masks=auto: the baseline's before it, else fine's
 
     def __init__(self, masks: str = "auto", epochs: int = 25, batch_size: int = 1, lr: float = 1e-4,
                  latent_lr: float = 1e-3, frequencies: int = 128, scale: float = 8.0, latent: int = 128,
@@ -218,16 +220,11 @@ class MRINRAdapter(NetworkAdapter):
         self.inr = None
 
     def scheme(self) -> str:
-        """The input/loss masks: `masks`, or under `auto` those of the last network baseline before it in the chain
-        (fine, nr2n, ssdu; fine's when there is none)."""
+        """The input/loss masks: `masks`, or under `auto` those of the network baseline chained before it (fine,
+        nr2n, ssdu: the chain hands them, `adaptation.base.MASK_SCHEME`; fine's when there is none)."""
         if self.masks != "auto":
             return self.masks
-        found = "fine"
-        for peer in self.peers:
-            if peer is self:
-                break
-            found = getattr(peer, "mask_scheme", None) or found
-        return found
+        return self.handed(MASK_SCHEME, "fine")
 
     def prepare(self, y: Tensor, operator: ForwardOperator, prior: Prior | None) -> tuple[ForwardOperator, Prior | None]:
         alg = self.network_algorithm()

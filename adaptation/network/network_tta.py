@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from adaptation.base import Adapter, is_network_algorithm
+from adaptation.base import MASK_SCHEME, Adapter, Capability, T, is_network_algorithm
 from adaptation.network.kspace import (EarlyStop, SampleOperator, acquisition_density, batch_mask, holdout_split, nr2n_k,
                                nr2n_submask, rel_l1, rel_l2, restrict, ssdu_split, unmasked)
 from algorithms.base import Reconstruction
@@ -140,6 +140,7 @@ class PatientNetworkAdapter(NetworkAdapter):
     (y and operator already restricted to them)."""
 
     patient_level = True
+    mask_scheme = ""  # its input/loss masks (fine, nr2n, ssdu), provided to an MR-INR chained after it
 
     def __init__(self, lr: float = 1e-4, epochs: int = 25, batch_size: int = 1, seed: int = 0) -> None:
         super().__init__(seed)
@@ -147,6 +148,11 @@ class PatientNetworkAdapter(NetworkAdapter):
         if epochs < 0 or batch_size < 1:
             raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got epochs={epochs}, batch_size={batch_size}")
         self.lr, self.epochs, self.batch_size = lr, epochs, batch_size
+
+    def provide(self, capability: Capability[T]) -> T:
+        if capability is MASK_SCHEME and self.mask_scheme:
+            return self.mask_scheme  # type: ignore[return-value]
+        return super().provide(capability)
 
     def setup(self, y: Tensor, operator: ForwardOperator, omega: Tensor) -> None:
         """Per-batch state (splits) before training."""
@@ -186,6 +192,7 @@ class FINE(PatientNetworkAdapter):
 
     name = "fine"
     mask_scheme = "fine"
+    provides = (MASK_SCHEME,)
 
     def loss(self, net: nn.Module, y: Tensor, operator: ForwardOperator, omega: Tensor, index: list[int]) -> Tensor:
         pred = self.predict(y, operator, net)
@@ -197,6 +204,7 @@ class SSDU(PatientNetworkAdapter):
 
     name = "ssdu"
     mask_scheme = "ssdu"
+    provides = (MASK_SCHEME,)
 
     def __init__(self, rho: float = 0.4, acs: int = 4, selection: str = "gaussian", std: float = 0.25,
                  lr: float = 1e-4, epochs: int = 25, batch_size: int = 1, seed: int = 0) -> None:
@@ -252,6 +260,7 @@ class NR2N(PatientNetworkAdapter):
 
     name = "nr2n"
     mask_scheme = "nr2n"
+    provides = (MASK_SCHEME,)
 
     def __init__(self, q: float = 0.5, correction: bool = True, lr: float = 1e-4, epochs: int = 25,
                  batch_size: int = 1, seed: int = 0) -> None:

@@ -4,8 +4,9 @@ At step i of n the clean estimate u = x̂0 is replaced by u + G with
 
     G = -(s / L) grad_u L_AIR(u),   L_AIR(u) = w1(i) * 1/2 sum_b ||A_theta(u_b) - y_b||^2 + w4(i) * sum_b TV(u_b),
 
-where A_theta is the degradation adapted by TDA (a physical operator adapted in place, or A with TDA's conv
-adapter; the nominal operator without TDA), L = ||A||^2 (power iteration, once per batch, per sample where the
+where A_theta is the adapted degradation: the step's operator (the nominal one, or a physical operator TDA adapts
+in place, or A with TDA's linear conv adapter installed), or the degradation that network TDA provides, which the
+chain hands AIR when it is built (`adaptation.base.DEGRADATION`; AIR never looks at its peers), L = ||A||^2 (power iteration, once per batch, per sample where the
 operator is per sample) makes the step
 size s dimensionless (s = 1: one full gradient step on the data term), and the gradient flows through A_theta,
 not through the denoiser. TAO's staging: over the early third the data weight ramps w1 = c * i / n_early
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from adaptation.base import Adapter
+from adaptation.base import DEGRADATION, Adapter, Need
 from adaptation.sampler.losses import total_variation
 from algorithms.base import Reconstruction, Step
 from inverse_problems.operators.base import ForwardOperator
@@ -47,6 +48,9 @@ def air_weights(index: int, n_steps: int, ramp_to: float = 1.0, early: float = 1
 
 class AIR(Adapter):
     """Adaptive image restoration guidance (TAO's AIR): a staged gradient step on x̂0 through TDA's degradation."""
+
+    name = "air"
+    needs = (Need(DEGRADATION, required=False),)  # without one: the step's operator
 
     def __init__(self, scale: float = 0.5, ramp_to: float = 1.0, early: float = 1 / 3, tv_weight: float = 0.0,
                  tv_steps: float = 0.05, iters: int = 1, power_iters: int = 20) -> None:
@@ -75,24 +79,18 @@ class AIR(Adapter):
                         "w_data": [], "w_tv": []}
         return operator, prior
 
-    def _degradation(self) -> Adapter:
-        for a in self.peers:
-            if a is not self and type(a).degrade is not Adapter.degrade:
-                return a
-        return self
-
     def on_step(self, step: Step) -> Tensor | None:
         w_data, w_tv = self.weights(step.index, step.n_steps)
         self._record.setdefault("w_data", []).append(w_data)
         self._record.setdefault("w_tv", []).append(w_tv)
         if w_data == 0 and w_tv == 0:
             return None
-        deg = self._degradation()
+        degrade = self.handed(DEGRADATION) or (lambda x, operator: operator(x))
         u = step.x0.detach()
         with torch.enable_grad():
             for _ in range(self.iters):
                 u = u.requires_grad_(True)
-                r = deg.degrade(u, step.operator) - step.y
+                r = degrade(u, step.operator) - step.y
                 loss = w_data * 0.5 * batch_dot(r, r).sum()
                 if w_tv > 0:
                     loss = loss + w_tv * total_variation(u).sum()

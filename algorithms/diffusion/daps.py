@@ -43,7 +43,7 @@ from priors.sampling import pf_ode_sample
 from priors.schedules import karras_sigmas
 
 # (annealing steps, ODE steps per x̂0): the paper's 1K and 4K (NFE) budgets, and a 0.1K one for problems whose
-# operator makes the official budget impractical on a CPU (declared by such a problem: Problem.solver_defaults)
+# operator makes the official budget impractical on a CPU (chosen for such a problem in its configs/problem yaml)
 BUDGETS = {"0.1k": (50, 2), "1k": (200, 5), "4k": (400, 10)}
 X0_SAMPLERS = ("langevin", "exact")
 EXACT_ROUTES = ("auto", "svd", "cg")

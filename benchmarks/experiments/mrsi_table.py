@@ -33,7 +33,7 @@ METABOLITES = ("water", "glc", "glx", "lac")
 CLASSICAL = ("csi-fit", "mrsi-lowrank", "mrsi-tv")
 DIFFUSION = ("dps", "daps", "diffpir")
 SHIFTS = ("none", "dmi-drift", "dmi-field-3t")
-# DAPS needs none: on mrsi it runs at the problem's 0.1K budget, 50 Langevin steps (MRSIProblem.solver_defaults)
+# DAPS needs none: on mrsi it runs at the problem's 0.1K budget, 50 Langevin steps (configs/problem/mrsi.yaml)
 CPU_STEPS = {"dps": ["algorithm.n_steps=100"], "diffpir": ["algorithm.n_steps=20"]}
 ENTRY_POINTS = {"algorithms": {"mrsi-lowrank": "algorithms.classical.mrsi:MRSILowRank",
                                "mrsi-tv": "algorithms.classical.mrsi:MRSITV"},

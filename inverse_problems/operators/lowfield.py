@@ -40,10 +40,6 @@ def truncation_mask(size: tuple[int, int], k: float) -> Tensor:
 class LowField(AdaptableMixin, ForwardOperator):
     """y = F^H T H F x + n: k-space truncation by k, Gaussian PSF of `fwhm` pixels, white Gaussian noise."""
 
-    # The PSF width is adapted at every sampler step: with sigma <= 1 only, diffpir+tda moved a 1.0 px guess of
-    # a 2.0 px PSF to 1.14 px; at every step to 2.00 (val split, 4 samples).
-    adaptation_sigma_max = {"fwhm": math.inf, "noise_std": math.inf}
-
     def __init__(self, size: tuple[int, int] | int, k: float = 2.0, fwhm: float | Tensor = 2.0,
                  noise_std: float | Tensor = 0.0) -> None:
         super().__init__(noise_std)

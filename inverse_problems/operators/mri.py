@@ -32,13 +32,6 @@ class AdaptableMixin:
     """`adaptable_parameters()` and `reset_adaptation()` over the parameters named in `_adaptable`."""
 
     _adaptable: tuple[str, ...] = ()
-    # Adam step of each adaptable parameter relative to the adapter's `lr` (1 where absent): a parameter with
-    # many degrees of freedom (a per-coil correction grid) overfits at the step a scalar needs.
-    adaptation_lr_scale: dict[str, float] = {}
-    # Noise level sigma above which the adapter leaves a parameter alone unless told otherwise (absent: 1.0):
-    # a blurry early x̂0 pulls a coil-map correction or a noise level astray (cs_mri diffpir+tda 23.54 dB when
-    # adapted at sigma <= 1, 22.12 at every step; val split, R = 4), but not a PSF width.
-    adaptation_sigma_max: dict[str, float] = {}
 
     def _remember_initial(self) -> None:
         if "noise_std" in self._adaptable and not isinstance(self.noise_std, nn.Parameter):
@@ -80,7 +73,6 @@ class MultiCoilMRI(AdaptableMixin, ForwardOperator):
     """
 
     measurement_dtype = torch.complex64
-    adaptation_lr_scale = {"coil_correction": 0.1}  # 256 numbers per sample: lr 0.02 overfit (daps+tda 20.98 dB)
 
     def __init__(self, maps: Tensor, mask: Tensor, noise_std: float | Tensor = 0.0, correction_size: int = 4,
                  batch: int | None = None) -> None:

@@ -82,9 +82,6 @@ class MRSI(AdaptableMixin, ForwardOperator):
     """
 
     measurement_dtype = torch.complex64
-    # Adam steps in the parameters' units (Hz, Hz, rad) relative to the adapter's lr: a drift of a few Hz is
-    # reached within the ~100 adapted steps of a sampler (chosen from the units, not tuned).
-    adaptation_lr_scale = {"drift": 20.0, "linewidth": 20.0}
 
     def __init__(self, mask: Tensor, n_t: int = 96, dwell_ms: float = 2.6, field_t: float = 7.0,
                  shifts_ppm: Sequence[float] = SHIFTS_PPM, t2star_ms: Sequence[float] = T2STAR_MS,

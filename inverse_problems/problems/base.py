@@ -64,14 +64,14 @@ class Problem:
     Subclasses implement `acquisition_operator` (the true physics for a batch); they may override
     `reconstruction_operator` (what the reconstruction is given, built from measurements only, e.g.
     coil maps estimated from the ACS lines) and `measurement_scale`.
+
+    A problem describes its physics only: the choices made for it (its default dataset and prior, solver options
+    such as a budget, an adapter's step sizes for its operator's parameters) live in configs/problem/<name>.yaml,
+    which the harness reads (benchmarks.config.problem_choices).
     """
 
     image_shape: tuple[int, int, int]
     tier = "simulated"  # or "measured": the data are a dataset's own measurements (DESIGN.md)
-    # {algorithm name: {option: value}}: options that differ for this problem from the algorithm's own defaults
-    # (e.g. a CPU-sized budget where the official one is impractical); the harness lays them over the algorithm's
-    # defaults, under a shift's and the user's overrides, so a run's config records them
-    solver_defaults: dict[str, dict[str, Any]] = {}
 
     def acquisition_operator(self, x: Tensor, generator: Randomness = None) -> ForwardOperator:
         raise NotImplementedError

@@ -34,9 +34,6 @@ class CSMRIProblem(Problem):
     coil-map correction, 0 = none), espirit_kernel / espirit_threshold / espirit_crop.
     """
 
-    default_dataset = "phantom-brain-t2"
-    default_prior = "brain-64"
-
     def __init__(self, size: int = 64, coils: int = 8, acceleration: float = 4.0, center_fraction: float = 0.08,
                  mask: str = "random", mask_seed: int = 0, noise_std: float = 0.005, snr_db: float | None = None,
                  coil_maps: str | bool = "estimated", coil_radius: float = 1.5, correction_size: int = 4,

@@ -13,9 +13,6 @@ from inverse_problems.problems.base import Problem, check_int, check_number
 class InpaintingProblem(Problem):
     """Random inpainting: a fraction `keep` of pixels observed, Gaussian noise `noise_std`."""
 
-    default_dataset = "grf"
-    default_prior = "gaussian"
-
     def __init__(self, size: int = 32, channels: int = 1, keep: float = 0.5, noise_std: float = 0.01,
                  mask_seed: int = 0) -> None:
         size, channels = check_int("size", size, 2), check_int("channels", channels, 1)

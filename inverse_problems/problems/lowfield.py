@@ -23,9 +23,6 @@ class LowFieldProblem(Problem):
     operator shift).
     """
 
-    default_dataset = "phantom-brain-t2"
-    default_prior = "brain-64"
-
     def __init__(self, size: int = 64, k: float = 2.0, fwhm: float = 2.0, noise_std: float = 0.01,
                  fwhm_recon: float | None = None, snr_db: float | None = None) -> None:
         size = check_int("size", size, 2)

@@ -116,15 +116,6 @@ class MRSIProblem(Problem):
     spectral grid must hold; with the shifts it sets the minimum bandwidth), oracle_physics, t2star_ms.
     """
 
-    default_dataset = "phantom-dmi"
-    default_prior = "phantom-dmi-32"  # the shipped 4-channel EDM prior (priors.shipped.phantom_dmi_32)
-    # Solver options that differ here from the solvers' own defaults (applied by the harness under the user's
-    # overrides, see Problem.solver_defaults). DAPS: its official 1K budget (200 annealing steps x 100 Langevin
-    # steps, each a forward and adjoint of the 96-point operator) does not fit a CPU run of one subject's frames;
-    # the 0.1K budget (50 annealing x 2 ODE steps) with 50 steps of the official Langevin chain does. Chosen on the
-    # val split (README, MRSI) over 20 Langevin steps and over the exact x0 draw (perturb-and-MAP, 20 CG steps).
-    solver_defaults = {"daps": {"budget": "0.1k", "langevin_steps": 50}}
-
     def __init__(self, size: int = 32, n_t: int = 96, dwell_ms: float = 2.6, field_t: float = 7.0,
                  acceleration: float = 4.0, center_fraction: float = 0.25, mask: str = "vd2d", mask_seed: int = 0,
                  noise_std: float = 0.02, b0_max_ppm: float = 0.3, oracle_physics: bool = False,

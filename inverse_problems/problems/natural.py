@@ -26,9 +26,6 @@ from inverse_problems.operators.separable import SeparableOperator, bicubic_matr
 class NaturalImageProblem(Problem):
     """Shared options: `size` (square), `channels` (3), `noise_std` (sigma_y on the [-1, 1] scale)."""
 
-    default_dataset = "images"
-    default_prior = "adm"
-
     def __init__(self, size: int, channels: int, noise_std: float) -> None:
         size, channels = check_int("size", size, 2), check_int("channels", channels, 1)
         self.noise_std = check_number("noise_std", noise_std, 0.0)

@@ -17,10 +17,10 @@ import math  # noqa: E402
 import pytest  # noqa: E402
 
 from adaptation.sampler.air import AIR, air_weights  # noqa: E402
-from adaptation.base import AdaptedAlgorithm, Adapter, adaptable_parameters  # noqa: E402
+from adaptation.base import DEGRADATION, AdaptedAlgorithm, Adapter, adaptable_parameters  # noqa: E402
 from adaptation.sampler.losses import total_variation  # noqa: E402
 from adaptation.sampler.prior_affine import AffinePrior, PriorAffine  # noqa: E402
-from adaptation.sampler.tda import TDA, ConvAdapter, NetworkAdaptedOperator  # noqa: E402
+from adaptation.sampler.tda import TDA, ConvAdapter, NetworkAdaptedOperator, NetworkTDA  # noqa: E402
 from benchmarks.batch import run_batch  # noqa: E402
 from benchmarks.build import Components  # noqa: E402
 from inverse_problems.problems.base import ProblemInstance  # noqa: E402
@@ -95,7 +95,7 @@ def test_tda_per_parameter_threshold_and_lr(phase_setup):
 @pytest.mark.parametrize("problem", ["cs_mri", "lowfield"])
 def test_tda_default_config_fits_every_mri_operator(problem):
     """The shipped TDA config names no operator-specific parameter: it runs on both MRI problems, and the
-    operator's adaptation_lr_scale sets the coil-map correction's smaller step."""
+    problem's configs/problem yaml sets the coil-map correction's smaller step (param_lr_scale)."""
     from benchmarks.config import Selection, compose_config
     from benchmarks.build import build_components
 
@@ -112,8 +112,8 @@ def test_tda_default_config_fits_every_mri_operator(problem):
         assert math.isclose(lrs["coil_correction"], 0.1 * tda.lr) and math.isclose(lrs["phase"], tda.lr)
     else:
         assert set(tda._params) == {"fwhm", "noise_std"} and math.isclose(lrs["fwhm"], tda.lr)
-    # thresholds: param_sigma_max > the adapter's sigma_max > the operator's adaptation_sigma_max > 1.0
-    hints = getattr(inst.operator, "adaptation_sigma_max")
+    # thresholds: param_sigma_max (lowfield's yaml: fwhm and noise_std at every step) > the adapter's sigma_max (1.0)
+    hints = cfg.adapters.tda.param_sigma_max
     assert tda._sigma_max_of == {k: hints.get(k, 1.0) for k in tda._params}
     assert tda.threshold() == (math.inf if problem == "lowfield" else 1.0)
     tda = TDA(sigma_max=0.5, param_sigma_max={"noise_std": 2.0})
@@ -204,7 +204,7 @@ def test_tda_network_nonlinear_with_discriminator_runs_through_air():
     base = Inpainting(torch.ones(16, 16))
     tda = TDA(kind="network", hidden=(4,), activation="leaky_relu", lambda_adv=0.1, lambda_tv=0.1, disc_width=4)
     air = AIR(scale=1.0)
-    AdaptedAlgorithm(HQS(4), [tda, air])  # sets peers
+    AdaptedAlgorithm(HQS(4), [tda, air])  # hands AIR the degradation TDA provides
     op, _ = tda.prepare(y, base, None)
     assert op is base  # a nonlinear g does not replace the solver's operator
     air.prepare(y, op, None)
@@ -341,10 +341,10 @@ def test_runner_builds_adapters_from_configs():
                          ["adapters.tda.kind=network", "adapters.tda.hidden=[4]", "dataset.size=16", "problem.size=16"])
     comp = build_components(cfg, torch.device("cpu"))
     tda, air, pa = comp.adapters
-    assert isinstance(tda, TDA) and tda.kind == "network" and tda.hidden == (4,) and tda.sigma_max is None
+    assert isinstance(tda, NetworkTDA) and tda.kind == "network" and tda.hidden == (4,) and tda.sigma_max == 1.0
     assert isinstance(air, AIR) and math.isclose(air.early, 1 / 3)
     assert isinstance(pa, PriorAffine) and pa.sigmas == [0.5, 0.2, 0.05]
-    assert isinstance(comp.algorithm, AdaptedAlgorithm) and all(a.peers == (tda, air, pa) for a in (tda, air, pa))
+    assert isinstance(comp.algorithm, AdaptedAlgorithm) and air.handed(DEGRADATION) == tda.degrade
 
 
 def test_base_adapter_is_identity():
@@ -352,7 +352,6 @@ def test_base_adapter_is_identity():
     op = Inpainting(torch.ones(4, 4))
     x = torch.rand(1, 1, 4, 4)
     assert a.prepare(x, op, None) == (op, None) and a.on_step(Step(0, 1, torch.ones(1), x, x, x, op)) is None
-    assert torch.equal(a.degrade(x, op), op(x))
 
 
 # ------------------------------------------------------------------------- registry-driven battery of every adapter

@@ -7,7 +7,6 @@ import time
 import warnings
 
 import pytest
-from omegaconf import OmegaConf
 
 from benchmarks.cli import shift_descriptions
 from benchmarks.config import Selection, compose_config, resolve

@@ -344,12 +344,15 @@ def test_shipped_dmi_prior_fits_mrsi_and_is_refused_elsewhere_naming_both_shapes
 
 
 def test_problem_solver_defaults_sit_under_the_users_overrides_and_only_for_their_problem(monkeypatch) -> None:
-    """mrsi declares DAPS's 0.1K budget with 50 Langevin steps (Problem.solver_defaults): a run's config records them, the
+    """mrsi declares DAPS's 0.1K budget with 50 Langevin steps (configs/problem/mrsi.yaml): a run's config records them, the
     user's overrides win, other problems keep DAPS's official defaults, the leaderboard labels them as changed
     options, and a declared option the algorithm does not take is refused naming the problem."""
     from benchmarks import leaderboard
     from benchmarks.config import ConfigError, Selection, compose_config, options
-    from benchmarks.sweep import sweep_solver_defaults
+    from dataclasses import replace
+
+    from benchmarks import config
+    from benchmarks.sweep import sweep_problem_options
 
     cfg = compose_config(Selection("mrsi", "daps", ["tda"]))
     algo = options(cfg, "algorithm")
@@ -364,9 +367,10 @@ def test_problem_solver_defaults_sit_under_the_users_overrides_and_only_for_thei
         options(compose_config(Selection("cs_mri", "diffpir", [])), "algorithm")  # nothing declared for diffpir
     key = {"algorithm": "daps", "algorithm_options": algo, "adapter_options": {}}
     assert leaderboard.changed_options(key) == {"algorithm": {"budget": "0.1k", "langevin_steps": 50}}
-    assert sweep_solver_defaults(["mrsi"], "daps") == MRSIProblem.solver_defaults["daps"]
+    assert sweep_problem_options(["mrsi"], "algorithms", "daps") == {"budget": "0.1k", "langevin_steps": 50}
     with pytest.raises(ConfigError, match="sweep them separately"):
-        sweep_solver_defaults(["mrsi", "cs_mri"], "daps")
-    monkeypatch.setattr(MRSIProblem, "solver_defaults", {"daps": {"langevin_stepz": 5}})
-    with pytest.raises(ConfigError, match=r"problem 'mrsi' declares solver_defaults for 'daps' with langevin_stepz"):
+        sweep_problem_options(["mrsi", "cs_mri"], "algorithms", "daps")
+    declared = config.problem_choices
+    monkeypatch.setattr(config, "problem_choices", lambda p: replace(declared(p), algorithms={"daps": {"langevin_stepz": 5}}))
+    with pytest.raises(ConfigError, match=r"problem 'mrsi' declares options for algorithm 'daps' with langevin_stepz"):
         compose_config(Selection("mrsi", "daps", []))

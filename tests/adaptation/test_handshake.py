@@ -19,7 +19,7 @@ from adaptation.sampler.tda_physical import PhysicalTDA
 from algorithms.base import Step
 from benchmarks import registry
 from inverse_problems.operators.inpainting import Inpainting
-from tests.network_standin import NetAlgorithm, TinyUNet
+from tests.helpers.networks import NetAlgorithm, TinyUNet
 
 
 class Plain:

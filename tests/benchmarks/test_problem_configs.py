@@ -70,10 +70,10 @@ def test_problem_yaml_defaults_reach_a_run(tmp_path):
 
 def test_problem_yaml_choices_reach_the_adapter():
     """cs_mri's coil-map correction steps at a tenth of TDA's lr: TDA owns the scale, the problem's yaml sets it."""
-    from benchmarks.runner import build_components
+    from benchmarks.build import build_components
 
     cfg = compose_config(Selection("cs_mri", "zero-filled", ["tda"]), ["problem.size=32", "dataset.size=32"])
-    tda = build_components(cfg, torch.device("cpu"))["adapters"][0]
+    tda = build_components(cfg, torch.device("cpu")).adapters[0]
     assert tda.param_lr_scale == {"coil_correction": 0.1}
     assert math.isclose(tda.step_of("coil_correction"), 0.1 * tda.lr) and tda.step_of("phase") == tda.lr
     assert tda.lr == 0.02 and tda.sigma_max == 1.0  # TDA()'s own defaults are the run's

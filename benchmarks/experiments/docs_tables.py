@@ -36,7 +36,8 @@ BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+):start -->\n)(?P<body>.*?
 DASH = "–"
 
 # What the results files do not record about their conditions, as the sessions that made them stated it (the
-# README before issue 23). A key a results file records itself (machine, idle, date) wins over these.
+# README before issue 23). A date or idle flag a results file records itself wins over these; a machine given here
+# wins over a file's free-text machine note.
 CPU2 = "2-core CPU (model not recorded), no GPU"
 CONDITIONS: dict[str, dict[str, str]] = {
     "leaderboard.json": {"machine": CPU2, "idle": "no: two or three jobs shared the 2 cores"},
@@ -45,17 +46,18 @@ CONDITIONS: dict[str, dict[str, str]] = {
     "gap_closure_phantom-brain-64.json": {"machine": CPU2, "idle": "not recorded"},
     "anatomy_eval.json": {"machine": CPU2, "idle": "not recorded", "date": "2026-12-02 (committed)"},
     "tta_table.json": {"machine": CPU2 + ", one thread per run",
-                       "idle": "no (load average 2 to 6.7): compare CPU minutes, not wall minutes"},
+                       "idle": "no (shared with other jobs): compare CPU minutes, not wall minutes"},
     "tta_table_defaults.json": {"machine": CPU2 + ", one thread per run",
-                                "idle": "no (load average up to 6.7): compare CPU minutes, not wall minutes"},
+                                "idle": "no (shared with other jobs): compare CPU minutes, not wall minutes"},
     "tta_table_nr2n_uncorrected.json": {"machine": CPU2 + ", one thread per run", "idle": "no"},
-    "tta_main_command.json": {"date": "2026-12-03 (committed)"},
-    "mrsi_table.json": {"machine": CPU2 + ", one thread", "idle": "no (load average about 4 to 5)",
+    "tta_main_command.json": {"date": "2026-12-03 (committed)", "idle": "yes (nothing else running)",
+                              "machine": CPU2 + ", torch's default 2 threads, a fresh install"},
+    "mrsi_table.json": {"machine": CPU2 + ", one thread", "idle": "no (shared with other jobs)",
                         "date": "2026-12-02 (committed)"},
     "mrsi_daps_val.json": {"machine": CPU2 + ", one thread", "idle": "no", "date": "2026-12-02 (committed)"},
     "mrsi_daps_budget_change.json": {"machine": CPU2 + ", one thread", "idle": "no", "date": "2026-12-02 (committed)"},
     "mrsi_tda_iters.json": {"machine": CPU2 + ", one thread", "idle": "no", "date": "2026-12-02 (committed)"},
-    "mrsi_daps_cost.json": {"machine": CPU2, "idle": "no (load average about 5)", "date": "2026-12-02 (committed)"},
+    "mrsi_daps_cost.json": {"machine": CPU2, "idle": "no (shared with other jobs)", "date": "2026-12-02 (committed)"},
     "prior_quality.json": {"machine": CPU2, "idle": "not recorded", "date": "2026-12-02 (committed)"},
     "recon_baselines.json": {"machine": CPU2, "idle": "not recorded", "date": "2026-12-02 (committed)"},
     "recon_baselines_varnet.json": {"machine": CPU2, "idle": "not recorded", "date": "2026-12-02 (committed)"},
@@ -94,8 +96,8 @@ def table(head: list[str], rows: list[list[str]]) -> str:
 def machine(data: dict[str, Any], name: str) -> str:
     """What the file records about the machine (device, threads, torch), then what CONDITIONS adds."""
     said = CONDITIONS.get(name, {})
-    if isinstance(data.get("machine"), str):
-        return data["machine"]
+    if isinstance(data.get("machine"), str) and "machine" not in said:  # without a run note's load figures
+        return re.sub(r"\s*\(load average[^)]*\)", "", data["machine"])
     parts = [said.get("machine", "not recorded")]
     if data.get("device"):
         parts.insert(0, f"device {data['device']}")

@@ -1,0 +1,588 @@
+"""Write the results tables of the README and docs/*.md from the results files in benchmarks/results/.
+
+Every results table in the documentation sits between two markers,
+
+    <!-- results:NAME:start -->
+    ... (written by this script; do not edit by hand)
+    <!-- results:NAME:end -->
+
+and is rebuilt from the JSON the experiments wrote, with one line under it: the command that produced the runs,
+the date, the machine (device, threads, CPU cores, GPU or none) and whether it was idle, where known. What a
+results file does not record itself (the machine's core count, for instance) is taken from `CONDITIONS` below,
+which holds what the session that made the file stated about it.
+
+    python benchmarks/experiments/docs_tables.py           # rewrite every marked block in README.md and docs/*.md
+    python benchmarks/experiments/docs_tables.py --check   # exit 1 naming every block that differs (CI, tests)
+    python benchmarks/experiments/docs_tables.py --list    # the table names and where they are used
+
+Commands recorded under the experiments folder's former name (benchmarks/scripts/) are shown with its current one
+(benchmarks/experiments/). Imports nothing heavier than the leaderboard module (no torch).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results"
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+):start -->\n)(?P<body>.*?)(<!-- results:(?P=name):end -->)",
+                   re.S)
+DASH = "–"
+
+# What the results files do not record about their conditions, as the sessions that made them stated it (the
+# README before issue 23). A date or idle flag a results file records itself wins over these; a machine given here
+# wins over a file's free-text machine note.
+CPU2 = "2-core CPU (model not recorded), no GPU"
+CONDITIONS: dict[str, dict[str, str]] = {
+    "leaderboard.json": {"machine": CPU2, "idle": "no: two or three jobs shared the 2 cores"},
+    "gap_closure.json": {"machine": CPU2, "idle": "not recorded"},
+    "gap_closure_daps.json": {"machine": CPU2, "idle": "not recorded"},
+    "gap_closure_phantom-brain-64.json": {"machine": CPU2, "idle": "not recorded"},
+    "anatomy_eval.json": {"machine": CPU2, "idle": "not recorded", "date": "2026-12-02 (committed)"},
+    "tta_table.json": {"machine": CPU2 + ", one thread per run",
+                       "idle": "no (shared with other jobs): compare CPU minutes, not wall minutes"},
+    "tta_table_defaults.json": {"machine": CPU2 + ", one thread per run",
+                                "idle": "no (shared with other jobs): compare CPU minutes, not wall minutes"},
+    "tta_table_nr2n_uncorrected.json": {"machine": CPU2 + ", one thread per run", "idle": "no"},
+    "tta_main_command.json": {"date": "2026-12-03 (committed)", "idle": "yes (nothing else running)",
+                              "machine": CPU2 + ", torch's default 2 threads, a fresh install"},
+    "mrsi_table.json": {"machine": CPU2 + ", one thread", "idle": "no (shared with other jobs)",
+                        "date": "2026-12-02 (committed)"},
+    "mrsi_daps_val.json": {"machine": CPU2 + ", one thread", "idle": "no", "date": "2026-12-02 (committed)"},
+    "mrsi_daps_budget_change.json": {"machine": CPU2 + ", one thread", "idle": "no", "date": "2026-12-02 (committed)"},
+    "mrsi_tda_iters.json": {"machine": CPU2 + ", one thread", "idle": "no", "date": "2026-12-02 (committed)"},
+    "mrsi_daps_cost.json": {"machine": CPU2, "idle": "no (shared with other jobs)", "date": "2026-12-02 (committed)"},
+    "prior_quality.json": {"machine": CPU2, "idle": "not recorded", "date": "2026-12-02 (committed)"},
+    "recon_baselines.json": {"machine": CPU2, "idle": "not recorded", "date": "2026-12-02 (committed)"},
+    "recon_baselines_varnet.json": {"machine": CPU2, "idle": "not recorded", "date": "2026-12-02 (committed)"},
+    "recon_baselines_brain_t2.json": {"machine": CPU2, "idle": "not recorded", "date": "2026-12-02 (committed)"},
+    "recon_baselines_varnet_brain_t2.json": {"machine": CPU2, "idle": "not recorded",
+                                             "date": "2026-12-02 (committed)"},
+    "solver_cost.json": {"machine": CPU2, "date": "2026-12-02 (committed)"},
+    "peer_speed.json": {"machine": CPU2, "date": "2026-12-02 (committed)"},
+    "denoiser_speed.json": {"machine": CPU2, "date": "2026-12-02 (committed)"},
+    "daps_x0_sampler.json": {"machine": CPU2 + ", one thread", "date": "2026-12-02 (committed)"},
+    "diffpir_data_step.json": {"machine": CPU2 + ", one thread", "idle": "no", "date": "2026-12-02 (committed)"},
+    "cli_startup.json": {"machine": CPU2},
+}
+
+
+# ---------------------------------------------------------------- reading and formatting
+
+def load(name: str) -> Any:
+    return json.loads((RESULTS / name).read_text())
+
+
+def f(v: Any, spec: str = ".2f") -> str:
+    return DASH if v is None else format(v, spec)
+
+
+def cmd(text: str) -> str:
+    """A recorded command with the experiments folder's current name, as inline code."""
+    return "`" + " ".join(str(text).replace("benchmarks/scripts/", "benchmarks/experiments/").split()) + "`"
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                     + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def machine(data: dict[str, Any], name: str) -> str:
+    """What the file records about the machine (device, threads, torch), then what CONDITIONS adds."""
+    said = CONDITIONS.get(name, {})
+    if isinstance(data.get("machine"), str) and "machine" not in said:  # without a run note's load figures
+        return re.sub(r"\s*\(load average[^)]*\)", "", data["machine"])
+    parts = [said.get("machine", "not recorded")]
+    if data.get("device"):
+        parts.insert(0, f"device {data['device']}")
+    threads = data.get("threads", data.get("omp_num_threads"))
+    threads = int(threads) if isinstance(threads, (int, str)) and str(threads).isdigit() else threads
+    if threads is not None and "thread" not in parts[-1]:
+        parts.append(f"{threads} thread{'s' if threads != 1 else ''}")
+    if data.get("torch"):
+        parts.append(f"torch {data['torch']}")
+    return ", ".join(parts)
+
+
+def date(data: dict[str, Any], name: str) -> str:
+    for key in ("finished_at", "created", "date_utc"):
+        if data.get(key):
+            return str(data[key]).replace("T", " ")[:16].rstrip("Z")
+    return CONDITIONS.get(name, {}).get("date", "not recorded")
+
+
+def idle(data: dict[str, Any], name: str) -> str:
+    if "measured_under_load" in data:
+        return "no (measured under load)" if data["measured_under_load"] else "yes"
+    return CONDITIONS.get(name, {}).get("idle", "no (shared with other jobs)")
+
+
+def caption(name: str, command: str | None = None, note: str = "", data: dict[str, Any] | None = None) -> str:
+    """The line under a table: source file, command, date, machine, idle; then what a reader must know."""
+    data = load(name) if data is None else data
+    command = command if command is not None else data.get("command")
+    made = f", made by {cmd(command)}" if command else ""
+    line = (f"*From `benchmarks/results/{name}`{made}; {date(data, name)}; {machine(data, name)}; "
+            f"idle: {idle(data, name)}.*")
+    return line + (f" {note}" if note else "")
+
+
+# ---------------------------------------------------------------- the leaderboard
+
+MAIN_SETTING = "cs_mri, 8 coils, R = 4, ESPIRiT coil maps, brain-T2 phantoms (64×64, simulated k-space)"
+
+
+def _main_setting_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [e for e in board["entries"]
+            if e["problem"] == "cs_mri" and e["problem_options"].get("coils") == 8
+            and e["problem_options"].get("acceleration") == 4 and not e["shift"]
+            and e["dataset"] == "phantom-brain-t2" and e["prior"] in (None, "brain-64")
+            and e.get("split", "test") == "test"]
+    return sorted(rows, key=lambda e: -(e["metrics"]["psnr"]["mean"] or 0.0))
+
+
+def headline() -> str:
+    from benchmarks.leaderboard import tuning_label
+
+    board = load("leaderboard.json")
+    rows = []
+    for e in _main_setting_rows(board):
+        m = e["metrics"]
+        rows.append([e.get("label") or e["algorithm"], e["prior"] or DASH, tuning_label(e),
+                     f"{f(m['psnr']['mean'])} ± {f(m['psnr']['std'])}", f(m["ssim"]["mean"], ".3f"),
+                     f(e["nfe"], ".0f"), f(e["seconds_per_sample"], ".1f")])
+    n = {e["n"] for e in _main_setting_rows(board)}
+    return "\n\n".join([
+        table(["method", "prior", "tuning", "PSNR (dB)", "SSIM", "NFE", "s/sample"], rows),
+        f"{MAIN_SETTING}; {'/'.join(map(str, sorted(n)))} test images per row, seed 0, sorted by PSNR. "
+        + caption("leaderboard.json", "python benchmarks/experiments/leaderboard_runs.py",
+                  "s/sample is indicative only (shared cores).", board)])
+
+
+def leaderboard() -> str:
+    from benchmarks.leaderboard import markdown
+
+    board = load("leaderboard.json")
+    return "\n\n".join([markdown(board).rstrip("\n"), caption(
+        "leaderboard.json", "python benchmarks/experiments/leaderboard_runs.py --stage defaults|tune|tuned|board",
+        "4 test images per row (64×64), seed 0; rows labelled `phantom-brain-64` are the former default prior's, "
+        "kept from `leaderboard_phantom-brain-64.json` (`bench leaderboard --keep`); s/sample: compare within a row "
+        "group only.", board)])
+
+
+# ---------------------------------------------------------------- test-time adaptation
+
+GAP_SHIFTS = {
+    "cs_mri-coil-maps": ("`cs_mri` coil maps: ESPIRiT vs true (operator)", "`tda` (noise level, phase, coil-map "
+                                                                             "correction)"),
+    "lowfield-psf": ("`lowfield` PSF: reconstruction assumes FWHM 1.0, data 2.0 (operator)",
+                     "`tda` (PSF width, noise level)"),
+    "contrast-t1": ("contrast T2w → T1w (data; true coil maps)", "`prior-affine`"),
+}
+
+
+def _closure(v: float | None) -> str:
+    return "no gap" if v is None else f"{100 * v:.0f} %"
+
+
+def gap_closure() -> str:
+    now, daps, former = load("gap_closure.json"), load("gap_closure_daps.json"), load(
+        "gap_closure_phantom-brain-64.json")
+    old = {s["shift"]: s for s in former["shifts"]}
+    rows = []
+    for data, solver in ((now, "DiffPIR"), (daps, "DAPS")):
+        for s in data["shifts"]:
+            shift, adapter = GAP_SHIFTS.get(s["shift"], (s["shift"], f"`{s['adapter']}`"))
+            p = s["psnr"]
+            o = old.get(s["shift"]) if solver == "DiffPIR" else None
+            before = (DASH if o is None else f"{f(o['psnr']['oracle'])} / {f(o['psnr']['unadapted'])} / "
+                      f"{f(o['psnr']['adapted'])}: {_closure(o['gap_closure'])}")
+            rows.append([shift, solver, adapter, f(p["oracle"]), f(p["unadapted"]), f(p["adapted"]),
+                         _closure(s["gap_closure"]), before])
+    return "\n\n".join([
+        table(["shift", "solver", "adapter", "oracle", "unadapted", "adapted", "gap closure",
+               "former prior (`phantom-brain-64`): oracle / unadapted / adapted"], rows),
+        "PSNR in dB, 4 test phantoms, prior `brain-64`; gap closure = (adapted − unadapted) / (oracle − unadapted), "
+        "\"no gap\" where the shifted setting is not worse than the oracle. "
+        + caption("gap_closure.json") + " DAPS: " + caption("gap_closure_daps.json")
+        + " Former prior: " + caption("gap_closure_phantom-brain-64.json")])
+
+
+def anatomy() -> str:
+    data = load("anatomy_eval.json")
+    rows = []
+    for test_set, block in data["sets"].items():
+        for label, r in block["rows"].items():
+            method = label.split(" (")[0]
+            rows.append([test_set, method, r.get("prior") or DASH, f"{f(r['psnr'])} ± {f(r['psnr_std'])}",
+                         f(r["ssim"], ".4f"), f"{r['gain_over_l1_wavelet']:+.2f}".replace("-", "−")])
+    return "\n\n".join([table(["test set", "method", "prior", "PSNR", "SSIM", "− L1-wavelet (dB)"], rows),
+                        f"{data['problem']}, {data['n']} test images per set, seed 0. " + caption("anatomy_eval.json")])
+
+
+NETWORK_ROWS = ["non-tta", "dip-ttt", "fine", "fine+mr-inr", "fine+sst", "fine+mr-inr+sst",
+                "ssdu", "ssdu+sst", "ssdu+mr-inr+sst", "nr2n", "nr2n+sst", "nr2n+mr-inr+sst"]
+DIFFUSION_ROWS = ["daps", "daps+tda", "dps", "dps+tda", "diffpir", "diffpir+tda", "diffpir+prior-affine"]
+
+
+def _minutes(c: dict[str, Any] | None) -> str:
+    return DASH if c is None else f"{f(c['minutes_per_patient'])}; {f(c.get('cpu_minutes_per_patient'))}"
+
+
+def _quality(c: dict[str, Any] | None, lpips: bool = True) -> str:
+    if c is None:
+        return DASH
+    return f"{f(c['psnr'])} / {f(c['ssim'], '.3f')}" + (f" / {f(c['lpips'], '.3f')}" if lpips else "")
+
+
+def tta_quick() -> str:
+    data = load("tta_table.json")
+    parts = []
+    for sh in data["shifts"]:
+        cells = sh["cells"]
+        parts.append(f"**{sh['name']}** ({sh['description']})")
+        rows = [[r] + [x for fam in ("unet", "varnet") for x in (_quality(cells.get(f"{fam}/{r}")),
+                                                                  _minutes(cells.get(f"{fam}/{r}")))]
+                for r in NETWORK_ROWS if f"unet/{r}" in cells or f"varnet/{r}" in cells]
+        parts.append(table(["method", "U-Net PSNR / SSIM / LPIPS", "U-Net min/patient (wall; CPU)",
+                            "VarNet PSNR / SSIM / LPIPS", "VarNet min/patient (wall; CPU)"], rows))
+        diff = [[r, _quality(cells[f"diffusion/{r}"]), _minutes(cells[f"diffusion/{r}"])]
+                for r in DIFFUSION_ROWS if f"diffusion/{r}" in cells]
+        if diff:
+            parts.append(table([f"diffusion (prior {data.get('prior') or 'default'})", "PSNR / SSIM / LPIPS",
+                                "min/patient (wall; CPU)"], diff))
+    quick = "; ".join(f"{k} {' '.join(o.split('.')[-1] for o in v)}" for k, v in data["quick_overrides"].items())
+    parts.append(f"{data['patients']} patient of {data['slices']} slices ({data['size']}×{data['size']}, seed "
+                 f"{data['seed']}), `--quick` iteration counts ({quick}); LPIPS – where its weights are not "
+                 "installed. " + caption("tta_table.json", data["commands"][0] + " (and the other "
+                                         f"{len(data['commands']) - 1} commands listed in the file)", data=data))
+    return "\n\n".join(parts)
+
+
+def tta_defaults() -> str:
+    data = load("tta_table_defaults.json")
+    shifts = data["shifts"]
+    parts = []
+    for fam, title in (("unet", "U-Net"), ("varnet", "VarNet")):
+        rows = []
+        for r in ("non-tta", "fine", "fine+mr-inr", "fine+mr-inr+sst", "dip-ttt"):
+            cells = [sh["cells"].get(f"{fam}/{r}") for sh in shifts]
+            if not any(cells):
+                continue
+            rows.append([r] + [x for c in cells for x in (_quality(c, lpips=False), _minutes(c))])
+        parts.append(f"{title}:")
+        parts.append(table(["method"] + [x for sh in shifts for x in (f"{sh['name']}: PSNR / SSIM",
+                                                                     "min/patient (wall; CPU)")], rows))
+    parts.append(f"{data['patients']} patient of {data['slices']} slices, the adapters' own defaults (FINE 25 epochs, "
+                 "MR-INR 25 epochs, SST ≤ 100 iterations, DIP-TTT ≤ 300 iterations with held-out early stopping). "
+                 + caption("tta_table_defaults.json", data["commands"][0] + f" (and {len(data['commands']) - 1} more "
+                           "listed in the file)", data=data))
+    return "\n\n".join(parts)
+
+
+def tta_nr2n() -> str:
+    data = load("tta_table_nr2n_uncorrected.json")
+    rows = []
+    for sh in data["shifts"]:
+        for fam, title in (("unet", "U-Net"), ("varnet", "VarNet")):
+            c = sh["cells"].get(f"{fam}/nr2n")
+            if c:
+                rows.append([sh["name"], title, _quality(c, lpips=False), _minutes(c)])
+    return "\n\n".join([table(["shift", "network", "nr2n, `correction=false`: PSNR / SSIM",
+                               "min/patient (wall; CPU)"], rows),
+                        caption("tta_table_nr2n_uncorrected.json", data=data)])
+
+
+def tta_main_command() -> str:
+    d = load("tta_main_command.json")
+    rows = [[cmd(d["command"].replace("/usr/bin/time -v ", "").split(" --out")[0]), f(d["wall_seconds"], ".0f"),
+             f(d["user_cpu_seconds"] + d["system_cpu_seconds"], ".0f"), f(d["max_rss_mb"], ".0f"),
+             f"{f(d['psnr_mean'])} ± {f(d['psnr_std'])}", f(d["ssim_mean"], ".3f")],
+            [cmd(d["non_tta"]["command"]), DASH, DASH, DASH, f(d["non_tta"]["psnr_mean"]),
+             f(d["non_tta"]["ssim_mean"], ".3f")]]
+    return "\n\n".join([table(["command", "wall s", "CPU s", "peak MB", "PSNR (dB)", "SSIM"], rows),
+                        caption("tta_main_command.json", "/usr/bin/time -v " + d["command"].split("-v ")[-1],
+                                f"Adapters at their defaults ({d['defaults']}).", data=d)])
+
+
+# ---------------------------------------------------------------- MRSI
+
+METABOLITES = ["water", "glc", "glx", "lac"]
+
+
+def mrsi() -> str:
+    data = load("mrsi_table.json")
+    rows = []
+    for r in data["rows"]:
+        if "error" in r:
+            rows.append([r["shift"], r["label"], "failed"] + [DASH] * 10)
+            continue
+        rows.append([r["shift"], r["label"].split("/")[-1].replace("_oracle_physics", " (oracle physics)"),
+                     str(r["n_ok"])] + [f(r[f"nrmse_{m}"], ".3f") for m in METABOLITES]
+                    + [f(r[f"kinetic_error_{m}"], ".3f") for m in METABOLITES]
+                    + [f(r["kinetic_error_mean"], ".3f"), f(r["seconds_per_sample"], ".1f")])
+    head = ["shift", "method", "n"] + [f"NRMSE {m}" for m in METABOLITES] + [f"kin. err {m}" for m in METABOLITES] + [
+        "kin. err mean", "s/sample"]
+    gap = table(["drift shift: gap closure of TDA", "kinetic-curve error", "mean map NRMSE"],
+                [[a, f(g["kinetic_error"]), f(g["nrmse"])] for a, g in data["gap_closure"].items()])
+    return "\n\n".join([table(head, rows), gap,
+                        "First test subject, frames 1–4 (22.5–90 min), 32×32, R = 4; map NRMSE: mean over the frames; "
+                        "kinetic-curve error: per run, mean over the tumour, GM and WM ROIs; `--cpu-steps`: DiffPIR 20 "
+                        "steps, DPS 100; DAPS at `mrsi`'s default budget. " + caption("mrsi_table.json", data=data)])
+
+
+def _mrsi_row(r: dict[str, Any]) -> list[str]:
+    return ([f(r.get("psnr"))] + [f(r.get(f"nrmse_{m}"), ".3f") for m in METABOLITES]
+            + [f(r.get("kinetic_error_mean"), ".3f")])
+
+
+def mrsi_daps_val() -> str:
+    data = load("mrsi_daps_val.json")
+    rows = [[f"`{r['overrides']}`" + (" (**chosen**)" if r["label"] == data["chosen"] else "")] + _mrsi_row(r)
+            + [f(r.get("seconds_per_sample"), ".1f")] for r in data["rows"]]
+    return "\n\n".join([table(["DAPS+TDA x0 step at 0.1K (val, `dmi-drift`)", "PSNR (dB)"]
+                              + [f"NRMSE {m}" for m in METABOLITES] + ["kin. err mean", "s/sample"], rows),
+                        caption("mrsi_daps_val.json", data=data)])
+
+
+def mrsi_budget() -> str:
+    data = load("mrsi_daps_budget_change.json")
+    rows = [[r["run"].replace("__", " / "),
+             f"{f(r['old']['psnr'])} → {f(r['new']['psnr'])}",
+             f"{f(r['old']['nrmse_mean'], '.3f')} → {f(r['new']['nrmse_mean'], '.3f')}",
+             f"{f(r['old']['kinetic_error_mean'], '.3f')} → {f(r['new']['kinetic_error_mean'], '.3f')}",
+             f"{f(r['old']['seconds_per_sample'], '.1f')} → {f(r['new']['seconds_per_sample'], '.1f')}"]
+            for r in data["rows"]]
+    return "\n\n".join([table(["run", "PSNR old → new", "map NRMSE mean old → new", "kin. err mean old → new",
+                               "s/sample old → new"], rows),
+                        "Old: 25 annealing × 2 ODE × 20 Langevin steps (`--cpu-steps`); new: `mrsi`'s default "
+                        "(0.1K, 50 Langevin steps); same weights and seeds. "
+                        + caption("mrsi_daps_budget_change.json", data["new"], data=data)])
+
+
+def mrsi_tda_iters() -> str:
+    data = load("mrsi_tda_iters.json")
+    rows = [[r["label"]] + _mrsi_row(r) for r in data["rows"]]
+    return "\n\n".join([table(["run", "PSNR (dB)"] + [f"NRMSE {m}" for m in METABOLITES] + ["kin. err mean"], rows),
+                        caption("mrsi_tda_iters.json", data=data)])
+
+
+def mrsi_daps_cost() -> str:
+    data = load("mrsi_daps_cost.json")
+    rows = [[b["budget"], str(b["operator_round_trips"]), str(b["nfe"]), f(b["seconds_per_batch"] / 60, ".1f")]
+            for b in data["budgets"]]
+    return "\n\n".join([table(["DAPS budget on `mrsi`", "operator round-trips per batch", "NFE",
+                               "minutes per batch (predicted)"], rows),
+                        f"One operator round-trip {f(data['normal_s'] * 1000, '.0f')} ms, one network call "
+                        f"{f(data['denoiser_s'] * 1000, '.0f')} ms (batch {data['batch']}). "
+                        + caption("mrsi_daps_cost.json", data=data)])
+
+
+# ---------------------------------------------------------------- priors and networks
+
+def prior_quality() -> str:
+    data = load("prior_quality.json")
+    names = {k: v["name"] for k, v in data["priors"].items()}
+    parts = []
+    for test_set, block in data["test_sets"].items():
+        sigmas = [r["sigma"] for r in block["rows"]]
+        labels = [("noisy", "noisy input"), ("new", f"**`{names['new']}`** (default)"),
+                  ("old", f"`{names['old']}` (former default)"), ("gaussian (fourier)", "Gaussian (Fourier basis)"),
+                  ("gmm-4 (fourier)", "GMM, 4 components (Fourier)")]
+        rows = [[label] + [f(r[key]["psnr_complex"]) for r in block["rows"]] for key, label in labels]
+        rows.append(["gain default − former"] + [f"{r['gain new - old']:+.2f}" for r in block["rows"]])
+        parts.append(table([f"{test_set.split(':')[0]} ({block['n_test']} test images)"]
+                           + [f"σ = {s:g}" for s in sigmas], rows))
+    parts.append("Denoising PSNR (dB, complex images scaled to a magnitude 99th percentile of 1) of x0 + σ·ε; the "
+                 f"analytic priors are fitted to {data['n_train_for_analytic']} training images of "
+                 f"`{data['train_dataset']}`. " + caption("prior_quality.json", data=data))
+    return "\n\n".join(parts)
+
+
+RECON = [("recon_baselines.json", "recon_baselines_varnet.json", "knee PD"),
+         ("recon_baselines_brain_t2.json", "recon_baselines_varnet_brain_t2.json", "brain T2")]
+
+
+def recon_baselines() -> str:
+    parts = []
+    for unet_file, varnet_file, source in RECON:
+        u, v = load(unet_file), load(varnet_file)
+        rows = []
+        for label, res in u["results"].items():
+            vres = v["results"].get(label, {})
+
+            def q(r: dict[str, Any] | None) -> str:
+                if not r:
+                    return DASH
+                return f"{f(r['psnr']['mean'])} ± {f(r['psnr']['std'])} / {f(r['ssim']['mean'], '.3f')}"
+            rows.append([label, q(res.get("zero-filled")), q(res.get("cg-sense")), q(res.get("unet")),
+                         q(vres.get("varnet"))])
+        parts.append(table(["test data", "zero-filled (RSS)", "CG-SENSE", f"`unet` ({source})",
+                            f"`varnet` ({source})"], rows))
+        parts.append(f"PSNR (dB) ± std / SSIM, {u['n']} test phantoms, seed {u['seed']}. " + caption(unet_file, data=u)
+                     + " VarNet: " + caption(varnet_file, data=v))
+    return "\n\n".join(parts)
+
+
+# ---------------------------------------------------------------- speed
+
+SOLVERS = ["dps", "ddrm", "diffpir", "diffpir-direct", "daps-langevin", "daps-exact"]
+
+
+def solver_cost() -> str:
+    data = load("solver_cost.json")
+    probs = list(data["problems"])
+    rows = []
+    for s in SOLVERS:
+        cells = []
+        for p in probs:
+            r = data["problems"][p].get(s)
+            if r is None:
+                cells.append(DASH)
+            elif "skipped" in r:
+                cells.append("skipped: " + r["skipped"])
+            else:
+                cells.append(f(r["ratio"]) + (f" (CPU {f(r['cpu_ratio'])})" if "cpu_ratio" in r else ""))
+        rows.append([s] + cells)
+    return "\n\n".join([table(["solver"] + [f"{p}: time / (NFE × one call)" for p in probs], rows),
+                        f"Batch {data['batch']}, {data['size']}×{data['size']}, prior `{data['prior']}`, "
+                        f"{data['memory_format']}; DPS's floor is a call with its backward pass; target ≤ "
+                        f"{data['target_ratio']}. Wall-time ratios move by about ±0.3 with the load; the 8-coil rows "
+                        "with a CPU ratio were re-measured on their own (`--problems multi-coil --solvers ...`). "
+                        + caption("solver_cost.json", data=data)])
+
+
+def peer_speed() -> str:
+    data = load("peer_speed.json")
+    rows = []
+    for name, m in data["methods"].items():
+        cpu, wall = m["seconds_per_sample_cpu"], m["ratio_suite_over_deepinv_wall"]
+        psnr = m["psnr_db"]
+        rows.append([name, str(m["nfe"]), f(cpu["suite"]), f(cpu["deepinv"]),
+                     f"**{f(m['ratio_suite_over_deepinv_cpu'])}**; {f(wall)}",
+                     f"{f(psnr['suite'])} / {f(psnr['deepinv'])}"])
+    return "\n\n".join([table(["method", "NFE", "suite CPU s/sample", "DeepInverse CPU s/sample",
+                               "suite / DeepInverse (CPU; wall)", "PSNR suite / DeepInverse (dB)"], rows),
+                        f"Same denoiser (`{data['prior']}`, {data['memory_format']}, {data['precision']}), same "
+                        f"operator ({data['problem']}), same NFE, batch {data['batch']}; DeepInverse "
+                        f"{data['deepinv']}; medians of {data['repeats']} alternating repeats; the CPU-second ratio is "
+                        "the figure to read. " + caption("peer_speed.json", data=data)])
+
+
+def cli_startup() -> str:
+    data = load("cli_startup.json")
+    rows = []
+    for name, r in data["results"].items():
+        if not isinstance(r, dict):
+            continue
+        first = r.get("first_sample_s", {}).get("median")
+        rows.append([f"`{data['commands'].get(name, name)}`", f(r["total_s"]["median"]), f(first),
+                     f(r["cpu_s"]["median"])])
+    return "\n\n".join([table(["command", "median wall s (whole process)", "to the first sample", "median CPU s"],
+                               rows),
+                        "Fresh interpreter per timing, interleaved; `run` rows: start to the first finished sample. "
+                        + caption("cli_startup.json", "python benchmarks/experiments/cli_startup.py --repeat 5 "
+                                  "--run-repeat 3", data=data)])
+
+
+def daps_x0() -> str:
+    data = load("daps_x0_sampler.json")
+    rows = [[label, f"{f(r['psnr'])} ± {f(r['psnr_std'])}", f(r["ssim"], ".3f"), cmd(r["command"])]
+            for label, r in data["runs"].items()]
+    rows += [[label + " (reference)", f(r["psnr"]), f(r["ssim"], ".3f"), DASH] for label, r in data["reference"].items()]
+    return "\n\n".join([table(["DAPS x0 step", "PSNR (dB)", "SSIM", "command"], rows),
+                        f"{data['problem']}. " + caption("daps_x0_sampler.json", "", data=data)])
+
+
+def denoiser_speed() -> str:
+    data = load("denoiser_speed.json")
+    rows = [[r["precision"], r["memory_format"], f(r["call_seconds"]), f(r["call_backward_seconds"]),
+             f(r["call_speedup"]), f(r["call_backward_speedup"]), f(r["max_abs_diff_vs_fp32_contiguous"], ".1e")]
+            for r in data["rows"]]
+    return "\n\n".join([table(["precision", "layout", "call s", "call + backward s", "speed-up (call)",
+                               "speed-up (+ backward)", "max abs. difference"], rows),
+                        f"Prior `{data['prior']}`, batch {data['rows'][0]['batch']}, medians over {data['rounds']} "
+                        "interleaved rounds. " + caption("denoiser_speed.json", "python benchmarks/experiments/"
+                                                         "denoiser_speed.py --rounds 5 --calls 1 --batch 4 "
+                                                         "--precision fp32", data=data)])
+
+
+def diffpir_data_step() -> str:
+    data = load("diffpir_data_step.json")
+    rows = [[f"`data_step={k}`", f(r["mean_psnr"]), f(r["mean_ssim"], ".3f"), f(data["process_cpu_seconds"][k], ".1f"),
+             cmd(data["commands"][k])] for k, r in data["runs"].items()]
+    return "\n\n".join([table(["DiffPIR data step", "PSNR (dB)", "SSIM", "process CPU s", "command"], rows),
+                        data["what"].split(":")[0] + ". " + caption("diffpir_data_step.json", "", data=data)])
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "headline": headline, "leaderboard": leaderboard, "gap-closure": gap_closure, "anatomy": anatomy,
+    "tta-quick": tta_quick, "tta-defaults": tta_defaults, "tta-nr2n": tta_nr2n, "tta-main-command": tta_main_command,
+    "mrsi": mrsi, "mrsi-daps-val": mrsi_daps_val, "mrsi-budget": mrsi_budget, "mrsi-tda-iters": mrsi_tda_iters,
+    "mrsi-daps-cost": mrsi_daps_cost, "prior-quality": prior_quality, "recon-baselines": recon_baselines,
+    "solver-cost": solver_cost, "peer-speed": peer_speed, "cli-startup": cli_startup, "daps-x0": daps_x0,
+    "denoiser-speed": denoiser_speed, "diffpir-data-step": diffpir_data_step,
+}
+
+
+# ---------------------------------------------------------------- filling the pages
+
+def render(name: str) -> str:
+    if name not in TABLES:
+        raise KeyError(f"no results table {name!r}; known: {', '.join(sorted(TABLES))}")
+    return "\n" + TABLES[name]().strip("\n") + "\n\n"
+
+
+def fill(text: str) -> str:
+    """`text` with every marked block rewritten from the results files."""
+    return BLOCK.sub(lambda m: m.group(1) + render(m.group("name")) + m.group(4), text)
+
+
+def blocks(text: str) -> list[str]:
+    return [m.group("name") for m in BLOCK.finditer(text)]
+
+
+def stale(pages: list[Path] = PAGES) -> list[str]:
+    """`page: table` for every block whose text differs from the generator's."""
+    out = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for m in BLOCK.finditer(text):
+            if m.group("body") != render(m.group("name")):
+                out.append(f"{page.relative_to(ROOT)}: {m.group('name')}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="exit 1 if a page's tables differ from the results files")
+    p.add_argument("--list", action="store_true", help="the table names and the pages that use them")
+    args = p.parse_args(argv)
+    if args.list:
+        used = {page.relative_to(ROOT).as_posix(): blocks(page.read_text(encoding="utf-8")) for page in PAGES}
+        for name in TABLES:
+            print(f"{name:<20} {', '.join(pg for pg, names in used.items() if name in names) or '(unused)'}")
+        return 0
+    if args.check:
+        bad = stale()
+        for b in bad:
+            print(f"stale: {b} (run python benchmarks/experiments/docs_tables.py)")
+        return 1 if bad else 0
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        new = fill(text)
+        if new != text:
+            page.write_text(new, encoding="utf-8")
+            print(f"wrote {page.relative_to(ROOT)} ({', '.join(blocks(text))})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())

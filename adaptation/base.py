@@ -1,4 +1,4 @@
-"""The adapter interface: three hooks around an algorithm (DESIGN.md, "Interfaces").
+"""The adapter interface: three hooks around an algorithm (docs/design.md, "Interfaces").
 
 - `prepare(y, operator, prior)`: before a run (patient-level adaptation); returns the operator and
   prior the run uses (possibly wrapped or with adapted parameters).

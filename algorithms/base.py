@@ -26,7 +26,7 @@ from priors.base import Prior
 
 @dataclass
 class Step:
-    """What a sampler exposes at each step to test-time adaptation (DESIGN.md, "Adapter").
+    """What a sampler exposes at each step to test-time adaptation (docs/design.md, "Adapter").
 
     `x0` is the current clean estimate; a callback may return a replacement for it (AIR-style
     guidance) or None. `sigma` is the current noise level, (B,) tensor.
@@ -59,7 +59,7 @@ class Reconstruction:
 
 @torch.no_grad()
 def measurement_reference(y: Tensor, operator: ForwardOperator) -> Tensor:
-    """(B,) the scale the measurements set: the 99th percentile of |A^H y| (the runner's scale, DESIGN.md
+    """(B,) the scale the measurements set: the 99th percentile of |A^H y| (the runner's scale, docs/design.md
     "Scaling", so about 1 in scaled units), at least a tenth of max |A^H y| (sparse measurements, whose
     99th percentile falls on unmeasured zeros)."""
     peak = magnitude(operator.adjoint(y).detach()).abs().flatten(1).amax(dim=1).float()

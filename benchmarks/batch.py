@@ -52,7 +52,7 @@ def run_batch(comp: Components, indices: list[int], seed: int, device: torch.dev
             x = torch.stack([items[k]["image"] for k in scored]).to(device)
             for k, m in zip(scored, image_metrics(image[scored], x)):
                 metrics[k] = m
-        # the problem's own metrics (DESIGN.md: one hook), per sample, in target units: row["problem_metrics"]
+        # the problem's own metrics (docs/design.md: one hook), per sample, in target units: row["problem_metrics"]
         hook = getattr(comp.problem, "metrics", None)
         extra: list[dict[str, Any]] = [{} for _ in items]
         records: list[dict[str, Any]] = [{} for _ in items]

@@ -1,4 +1,4 @@
-"""One registry for built-ins and plugins: Python entry points (DESIGN.md, "Registration").
+"""One registry for built-ins and plugins: Python entry points (docs/design.md, "Registration").
 
 Group `medtta_bench.<group>` for group in problems, priors, algorithms, adapters, datasets. The
 project's own pyproject registers the built-ins; a third-party distribution adds components by

@@ -1,4 +1,4 @@
-"""The run directory (DESIGN.md, "The harness"): a contract between the runs that write it.
+"""The run directory (docs/design.md, "The harness"): a contract between the runs that write it.
 
     RUN_DIR/config.yaml          resolved config (names, every option), frozen when the directory is made
     RUN_DIR/environment.json     package versions, git revision, device, torch threads, command

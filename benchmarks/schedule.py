@@ -1,5 +1,5 @@
 """Which samples run together: fixed batches of run.batch_size (0..B-1, B..2B-1, ...), or one patient's slices per
-batch when an adapter is patient-level (DESIGN.md: it sees all of a patient's slices first). Either way a partition
+batch when an adapter is patient-level (docs/design.md: it sees all of a patient's slices first). Either way a partition
 of 0..n-1 fixed by the data and run.batch_size alone, so a resume reruns a partly written batch whole (the same
 composition) and many processes split the batches (process r takes batches r, r+W, r+2W, ...).
 """
@@ -33,7 +33,7 @@ def patient_of(dataset: Dataset[Item], i: int) -> str:
 
 
 def patient_batches(dataset: Dataset[Item], n: int) -> list[list[int]]:
-    """The indices 0..n-1 grouped by patient (DESIGN.md: patient-level adapters see all of a patient's slices
+    """The indices 0..n-1 grouped by patient (docs/design.md: patient-level adapters see all of a patient's slices
     first), each group in index order, the groups in order of their first index: a partition of 0..n-1 that does
     not depend on run.batch_size, so every number is the same whatever the batch size, and a resume reruns a
     partly written patient whole."""

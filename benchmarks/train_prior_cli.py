@@ -131,7 +131,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                    help="EDM's sigma_data (--recipe edm; default: the RMS of the normalised training pixels)")
     q.add_argument("--dropout", type=float, help="dropout in the EDM network (--recipe edm)" + default("dropout"))
     q.add_argument("--model", choices=list(c.PRESETS),
-                   help="network size preset (diffusers widths for ddpm, EDM widths for edm; see README)" + default("model"))
+                   help="network size preset (diffusers widths for ddpm, EDM widths for edm; see docs/priors.md)" + default("model"))
     q.add_argument("--channels-mult", help="per-level width multipliers, e.g. 1,2,2,4 (overrides the preset)")
     q.add_argument("--base-channels", type=int, help="width of the first level (with --channels-mult)")
     q.add_argument("--prediction", choices=list(c.PREDICTIONS),

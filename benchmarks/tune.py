@@ -50,7 +50,7 @@ def tune(spec: SweepSpec, trials: int, n_val: int, seed: int, overrides: list[st
     space = method_space(algorithm, spec.adapters)
     if not space:
         raise ConfigError(f"{algorithm}{''.join('+' + a for a in spec.adapters)} declares no search space; add a "
-                          f"`search:` block to configs/algorithm/{algorithm}.yaml (see README, Tuning)")
+                          f"`search:` block to configs/algorithm/{algorithm}.yaml (see docs/scale-out.md, Tuning)")
     given = {_key(o) for o in overrides}
     if "run.split" in given:
         raise ConfigError("bench tune always tunes on run.split=val; drop the run.split override")

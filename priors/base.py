@@ -1,4 +1,4 @@
-"""The prior interface (DESIGN.md, "Diffusion parametrisation").
+"""The prior interface (docs/design.md, "Diffusion parametrisation").
 
 A noisy image is x = x0 + sigma * eps; a prior exposes the Tweedie denoiser
 D(x, sigma) = E[x0 | x], and the score is (D(x, sigma) - x) / sigma^2 (Karras et al. 2022).

@@ -1,4 +1,4 @@
-"""A diffusers variance-preserving network wrapped as an EDM denoiser (DESIGN.md, "Diffusion parametrisation").
+"""A diffusers variance-preserving network wrapped as an EDM denoiser (docs/design.md, "Diffusion parametrisation").
 
 A VP model sees x_vp = sqrt(abar) x0 + sqrt(1 - abar) eps at timestep t. With sigma^2 = (1 - abar) / abar
 (Karras et al. 2022, Table 1, "VP"), the EDM variable x = x0 + sigma eps is x_vp * sqrt(1 + sigma^2), so

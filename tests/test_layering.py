@@ -1,4 +1,4 @@
-"""The dependency rule (DESIGN.md), read from the source with `ast`: every import of every product module, the
+"""The dependency rule (docs/design.md), read from the source with `ast`: every import of every product module, the
 function-level ones included.
 
     inverse_problems, priors  ->  algorithms  ->  adaptation  ->  benchmarks (the harness)  <-  benchmarks.experiments

@@ -5,7 +5,7 @@ operator's image space (B, C, H, W); a complex image is C = 2 channels (real, im
 
 Input and scale: x_in = A^H y, the zero-filled (multi-coil: SENSE-combined, sum_c S_c^H F^H M y_c) image, divided
 by s = the 99th percentile of |A^H y| (inverse_problems.base.adjoint_quantile; a constant without gradient,
-computed from the measurements only, DESIGN.md "Scaling"); the network works on x_in / s and its output is
+computed from the measurements only, docs/design.md "Scaling"); the network works on x_in / s and its output is
 multiplied back by s. So the same weights take any operator of the problem, including a re-subsampled one
 (`MultiCoilMRI.with_mask`), whose zero-filled image is weaker.
 

@@ -1,4 +1,4 @@
-"""Per-sample randomness (DESIGN.md, "Randomness"): every draw for sample k comes from sample k's own generator.
+"""Per-sample randomness (docs/design.md, "Randomness"): every draw for sample k comes from sample k's own generator.
 
 A batch carries a `SampleGenerators` (one `torch.Generator` per sample, seeded from (run seed, sample id));
 the draw helpers below take a batched shape (B, ...) and draw row k from generator k. Sample k then sees the

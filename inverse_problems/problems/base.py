@@ -35,7 +35,7 @@ class ProblemInstance:
 @torch.no_grad()
 def adjoint_quantile(y: Tensor, operator: ForwardOperator, percentile: float = 0.99) -> Tensor:
     """(B,) the `percentile` quantile of magnitude(A^H y) per sample, floored at 1e-12: the measurement's
-    own scale (DESIGN.md, "Scaling"), a constant (no gradient)."""
+    own scale (docs/design.md, "Scaling"), a constant (no gradient)."""
     mag = magnitude(operator.adjoint(y).detach()).flatten(1)
     return torch.quantile(mag.float(), percentile, dim=1).clamp_min(1e-12)
 
@@ -71,7 +71,7 @@ class Problem:
     """
 
     image_shape: tuple[int, int, int]
-    tier = "simulated"  # or "measured": the data are a dataset's own measurements (DESIGN.md)
+    tier = "simulated"  # or "measured": the data are a dataset's own measurements (docs/design.md)
 
     def acquisition_operator(self, x: Tensor, generator: Randomness = None) -> ForwardOperator:
         raise NotImplementedError
@@ -92,7 +92,7 @@ class Problem:
 
     def metrics(self, recon: Tensor, target: Tensor, item: dict[str, Any]) -> dict[str, Any]:
         """The problem's own metrics of one sample (recon and target (C, H, W), target units), by name; the runner
-        stores them as the row's `problem_metrics` and the summary aggregates them (DESIGN.md: one hook)."""
+        stores them as the row's `problem_metrics` and the summary aggregates them (docs/design.md: one hook)."""
         return {}
 
     # the version of this problem's metrics block (per-sample `metrics`, per-run `run_metrics`) in summaries and

@@ -1,4 +1,4 @@
-"""Numbers do not depend on how the work is cut: batch size, processes (DESIGN.md, "Randomness")."""
+"""Numbers do not depend on how the work is cut: batch size, processes (docs/design.md, "Randomness")."""
 from __future__ import annotations
 
 import json

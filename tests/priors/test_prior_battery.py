@@ -1,6 +1,6 @@
 """One registry-driven battery over every registered prior: D(x, sigma) keeps the shape, is float32 and finite,
 takes sigma as a float or a per-sample (B,) tensor alike, is deterministic, and treats each sample of a batch as
-if it were alone (batches are for speed only, DESIGN.md). Every prior the project registers has a case in CASES,
+if it were alone (batches are for speed only, docs/design.md). Every prior the project registers has a case in CASES,
 or test_every_registered_prior_is_in_the_battery fails naming it."""
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ zero phase: the fastMRI target) or `espirit` (SENSE-1 with ESPIRiT maps estimate
 k-space: sum_c conj(S_c) m_c, a complex image whose phase is the object's plus coil 0's), and scaled so
 the 99th percentile of the magnitude is 1 (as the phantoms).
 
-Measured k-space (DESIGN.md, "Simulated and measured data"): every item also carries `kspace`, the
+Measured k-space (docs/design.md, "Simulated and measured data"): every item also carries `kspace`, the
 coil k-space of the same resampled coil images (C, size, size) in the file's units, and `data_scale`,
 the constant the target was divided by, so that the target times data_scale is exactly the named
 combination of the fully sampled `kspace` (`target_convention`:
@@ -25,7 +25,7 @@ mask and it has no reference, so the item's `image` is None). A prospective file
 FOV in image space along the readout axis (H, fully sampled) only; its phase-encode axis is cut in
 k-space (central columns), so the mask stays the file's own columns; its data_scale is 1 (there is no
 target). Items also carry `volume` (the file's stem: per-volume metrics group by it), `patient`
-(the file's `patient_id` attribute, else its stem; DESIGN.md's patient id) and `slice`.
+(the file's `patient_id` attribute, else its stem; docs/design.md's patient id) and `slice`.
 """
 from __future__ import annotations
 

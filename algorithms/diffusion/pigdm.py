@@ -52,24 +52,30 @@ class PiGDM(Algorithm):
             raise ValueError(f"need weight >= 0 and cg_iters >= 1, got {weight} and {cg_iters}")
         self.n_steps, self.eta, self.weight, self.cg_iters, self.cg_tol = n_steps, eta, weight, cg_iters, cg_tol
 
+    def guidance(self, x: Tensor, sigma: Tensor, y: Tensor, operator: ForwardOperator, prior: Prior,
+                 callback: StepCallback | None = None, index: int = 0) -> tuple[Tensor, Tensor]:
+        """(x̂0, g) at noise level sigma (B,): the (possibly callback-replaced) clean estimate and
+        g = J^T A^H (A A^H + sigma_y^2 (1 + sigma^2)/sigma^2 I)^-1 (y - A x̂0), J the denoiser's Jacobian at x."""
+        b = x.shape[0]
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            x0_net = self.denoise(prior, x_in, sigma)
+            x0 = self.step(callback, Step(index, self.n_steps, sigma, x.detach(), x0_net.detach(), y, operator, prior))
+            x0_used = x0_net + (x0 - x0_net).detach()  # the callback's value, the network's Jacobian
+            with torch.no_grad():
+                c = noise_level(operator, b, y.device) ** 2 * (1 + sigma**2) / sigma**2  # sigma_y^2 / r_t^2
+                v = pinv_guidance(operator, y - operator.forward(x0), c, self.cg_iters, self.cg_tol)
+            grad = torch.autograd.grad((v * x0_used).sum(), x_in)[0]
+        return x0.detach(), grad
+
     def run(self, y: Tensor, operator: ForwardOperator, prior: Prior, generator: torch.Generator | None,
             callback: StepCallback | None) -> Tensor:
         b = y.shape[0]
         sig = vp_grid(self.n_steps, "uniform").tolist()
         x = sig[0] * randn(torch.empty((b, *operator.image_shape), device=y.device), generator)
         for i, (sg, sn) in enumerate(zip(sig[:-1], sig[1:])):
-            sigma = torch.full((b,), sg, device=y.device)
-            with torch.enable_grad():
-                x_in = x.detach().requires_grad_(True)
-                x0_net = self.denoise(prior, x_in, sigma)
-                x0 = self.step(callback, Step(i, self.n_steps, sigma, x.detach(), x0_net.detach(), y, operator, prior))
-                x0_used = x0_net + (x0 - x0_net).detach()  # the callback's value, the network's Jacobian
-                with torch.no_grad():
-                    c = noise_level(operator, b, y.device) ** 2 * (1 + sg**2) / sg**2  # sigma_y^2 / r_t^2
-                    v = pinv_guidance(operator, y - operator.forward(x0), c, self.cg_iters, self.cg_tol)
-                grad = torch.autograd.grad((v * x0_used).sum(), x_in)[0]
-            x0, x = x0.detach(), x.detach()
-            x = x0 + (1 - self.eta**2) ** 0.5 * (sn / sg) * (x - x0) + self.weight * grad
+            x0, grad = self.guidance(x, torch.full((b,), sg, device=y.device), y, operator, prior, callback, i)
+            x = x0 + (1 - self.eta**2) ** 0.5 * (sn / sg) * (x.detach() - x0) + self.weight * grad
             if sn > 0:
                 x = x + self.eta * sn * randn(x, generator)
             x = self.monitor.check(i, x)

@@ -6,9 +6,12 @@ The joint pi(x, z) ∝ p(x) N(z; x, rho^2 I) p(y | z) is sampled by alternating,
      official `proximal_generator` of its linear tasks): in A's SVD per spectral coordinate
      p_i = s_i^2/sigma_y^2 + 1/rho^2, z̄_i = (s_i (U^T y)_i/sigma_y^2 + x̄_i/rho^2)/p_i + e_i/sqrt(p_i); without an SVD by
      perturb-and-MAP, (A^H A + (sigma_y^2/rho^2) I) z = A^H (y + sigma_y e1) + (sigma_y^2/rho^2)(x + rho e2) by CG;
-  2. prior step, x ~ p(x | x + rho eps = z): the reverse diffusion started at z at noise level rho, by ancestral steps
-     x' = x̂0 + (s'^2/s^2)(x - x̂0) + s' sqrt(1 - s'^2/s^2) e down rho, then the levels of the EDM poly-7 grid
-     (`n_levels` from `level_max` to `level_min`) below rho, then 0 (the last step returns x̂0).
+  2. prior step, x ~ p(x | x + rho eps = z): the reverse SDE dx = -2 sigma score dsigma + sqrt(2 sigma) dW started at z
+     at noise level rho, by the official Euler-Maruyama steps (`edm_sde`, sigma(t) = t)
+     x' = x + 2 (s - s')/s (x̂0 - x) + sqrt(2 s (s - s')) e   (no noise on the last step, to s' = 0)
+     down rho, then the levels of the EDM poly-7 grid (`n_levels` from `level_max` to `level_min`, the official 100 from
+     80 to 0.002) below rho, then 0. The official code starts at the first grid level below rho; here the first step
+     is from rho itself, the level z was drawn at.
 At fixed rho the x-marginal of pi is the posterior under the likelihood N(y; A x, sigma_y^2 I + rho^2 A A^H): annealing
 rho to rho_min makes it the posterior up to rho_min. sigma_y is the operator's noise level (at least `sigma_y_min`),
 read at every iteration. The start is A^H y (the official A^+ y where A's rows are orthonormal).
@@ -50,10 +53,10 @@ def likelihood_draw(operator: ForwardOperator, x: Tensor, y: Tensor, rho: float,
 
 
 class PnPDM(Algorithm):
-    """PnP-DM: split Gibbs sampler, an exact Gaussian likelihood draw then a reverse-diffusion prior draw, rho annealed."""
+    """PnP-DM: split Gibbs sampler, an exact Gaussian likelihood draw then a reverse-SDE prior draw, rho annealed."""
 
     def __init__(self, n_iters: int = 100, rho: float = 10.0, rho_decay: float = 0.93, rho_min: float = 0.02,
-                 n_levels: int = 100, level_max: float = 100.0, level_min: float = 0.01, sigma_y_min: float = 1e-3,
+                 n_levels: int = 100, level_max: float = 80.0, level_min: float = 0.002, sigma_y_min: float = 1e-3,
                  cg_iters: int = 50, cg_tol: float = 1e-6) -> None:
         super().__init__()
         if n_iters < 1 or n_levels < 2 or cg_iters < 1:
@@ -86,10 +89,9 @@ class PnPDM(Algorithm):
             levels = self.prior_levels(rho)
             for sg, sn in zip(levels[:-1], levels[1:]):
                 x0 = self.denoise(prior, x, torch.full((b,), sg, device=y.device))
-                ratio = sn**2 / sg**2
-                x = x0 + ratio * (x - x0)
+                x = x + 2 * (sg - sn) / sg * (x0 - x)
                 if sn > 0:
-                    x = x + sn * (1 - ratio) ** 0.5 * randn(x, generator)
+                    x = x + (2 * sg * (sg - sn)) ** 0.5 * randn(x, generator)
             x = self.step(callback, Step(k, self.n_iters, torch.full((b,), rho, device=y.device), z, x, y, operator, prior))
             x = self.monitor.check(k, x)
         return x

@@ -157,7 +157,7 @@ def test_grids_and_budgets():
     a = PnPDM()
     rhos = a.rhos()
     assert rhos[0] == 10.0 and rhos[-1] == pytest.approx(0.02) and len(rhos) == 100
-    assert pnpdm_nfe(a) == 2651
+    assert pnpdm_nfe(a) == 3291
     lv = a.prior_levels(1.0)
     assert lv[0] == 1.0 and lv[-1] == 0 and all(u > v for u, v in zip(lv[:-1], lv[1:]))
     c = CSGM()

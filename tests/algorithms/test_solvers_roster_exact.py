@@ -167,12 +167,13 @@ def test_score_mri_samples_the_noiseless_likelihood_posterior(problem: str) -> N
 def test_pnpdm_samples_its_split_gibbs_posterior(problem: str, options: dict) -> None:
     """At coupling rho the split Gibbs chain's x-marginal is the posterior under N(y; A x, sigma_y^2 + rho^2 A A^H); here
     A A^H = I, so after annealing to rho_min it is the exact posterior with noise sqrt(sigma_y^2 + rho_min^2). The
-    likelihood draw is exact; the prior draw's ancestral steps lose some spread at few levels (measured median variance
-    ratio 0.69 inpainting at 40 levels, 0.65 MRI at 20; 0.79 at the default 100)."""
+    likelihood draw is exact, the prior draw the official Euler-Maruyama reverse SDE on a shorter grid (measured: rms
+    0.064 / 0.048, median variance ratio 1.03 / 0.90). At small rho the chain amplifies a prior step's error in
+    spread by about lambda / (2 rho^2) (~60 here), so the band is a sharp check of the prior step."""
     alg = PnPDM(**options)
     st = stats(problem, alg, target_noise=math.sqrt(0.05**2 + alg.rho_min**2))
     print("pnpdm", problem, st)
-    assert_matches(st, 0.5, 2.0)
+    assert_matches(st, 0.75, 1.35)
 
 
 @pytest.mark.parametrize("problem", ["inpainting", pytest.param("mri", marks=pytest.mark.slow)])

@@ -197,6 +197,25 @@ def test_runs_without_an_svd_where_it_needs_none(name):
     assert not r.failed.any() and torch.isfinite(r.image).all()
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_search_space_and_yaml_defaults_are_options(name):
+    """`bench tune` reads each yaml's `search:` block; every key must be a constructor option (search_space checks),
+    and the yaml holds only values that differ from the constructor's defaults."""
+    import inspect
+
+    import yaml
+
+    from benchmarks import registry
+    from benchmarks.config import CONFIG_DIR, search_space
+
+    space = search_space("algorithms", name)
+    assert space, name
+    params = inspect.signature(registry.load("algorithms", name)).parameters
+    values = {k: v for k, v in (yaml.safe_load((CONFIG_DIR / "algorithm" / f"{name}.yaml").read_text()) or {}).items()
+              if k != "search"}
+    assert all(k in params and params[k].default != v for k, v in values.items()), values
+
+
 def test_list_shows_the_roster_with_descriptions():
     out = bench("list", "algorithms").stdout
     lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith("  ")}

@@ -1,0 +1,119 @@
+"""The solver roster's overhead against its denoiser floor (issue 28): wall time / (NFE x one denoiser call).
+
+Single-coil cs_mri R = 4 at 64 x 64 with the shipped prior `brain-64`, in the runner's CPU execution setting
+(channels_last). Each solver runs once on a batch (after a warm-up of the prior), and its floor is measured right after
+it, in the same process, at the same batch size: NFE back-to-back no-grad denoiser calls, or for the methods that
+backpropagate through the network (ΠGDM, LGD) NFE calls each with its backward pass through ||y - A D(x)||. The ratio
+is what the solver adds on top of the network (1.0 is free): its own operator applications, CG solves, Monte Carlo
+draws and bookkeeping. Step counts are cut to a few NFE so that the script is cheap (the ratio is per network call, but
+a fixed per-run cost, such as RED-diff's pseudo-inverse start, weighs more at few steps); on a shared CPU single timings
+are noisy, so the process CPU-seconds ratio (one thread) is reported beside the wall-clock one. Rows are written as they
+finish; `--out` to an existing file updates only the rows measured.
+
+    python benchmarks/experiments/solver_roster_cost.py [--batch 2] [--steps 6] [--device cpu] [--solvers ddnm ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from algorithms.diffusion.csgm import CSGM
+from algorithms.diffusion.ddnm import DDNM
+from algorithms.diffusion.lgd import LGD
+from algorithms.diffusion.pigdm import PiGDM
+from algorithms.diffusion.pnpdm import PnPDM
+from algorithms.diffusion.reddiff import REDDiff
+from algorithms.diffusion.score_mri import ScoreMRI
+from inverse_problems.data.phantoms.datasets import BrainT2
+from inverse_problems.operators.linalg import batch_dot
+from inverse_problems.problems.cs_mri import CSMRIProblem
+from priors.shipped import brain_64
+
+BACKPROP = ("pigdm", "lgd")  # their floor is a call plus its backward pass
+
+
+def solvers(steps: int) -> dict[str, object]:
+    """Each solver at its defaults but for the number of steps (about `steps` NFE; DDNM's time travel doubles it)."""
+    return {"ddnm": DDNM(n_steps=steps), "pigdm": PiGDM(n_steps=steps), "reddiff": REDDiff(n_steps=steps),
+            "pnpdm": PnPDM(n_iters=2, n_levels=2 * steps), "lgd": LGD(n_steps=steps),
+            "score-mri": ScoreMRI(n_steps=max(2, steps // 2)),
+            "csgm": CSGM(start_iter=2311 - 1 - max(1, steps // 3))}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=6, help="about the NFE of each solver")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--solvers", nargs="+", default=None)
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "solver_roster_cost.json"))
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    previous = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+    prior = brain_64(str(device)).requires_grad_(False)
+    prior.set_execution("fp32", "channels_last" if device.type == "cpu" else "contiguous")
+    data = BrainT2(split="test", size=64)
+    x = torch.stack([data[i]["image"] for i in range(args.batch)]).to(device)
+    sigma = torch.full((args.batch,), 1.0, device=device)
+    inst = CSMRIProblem(size=64, coils=1).simulate(x, torch.Generator(device=device).manual_seed(1))
+    y, op = inst.y, inst.operator
+    xs = x / inst.scale.view(-1, 1, 1, 1)
+    command = f"python benchmarks/experiments/solver_roster_cost.py --batch {args.batch} --steps {args.steps}"
+    out = {"device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+           "torch": torch.__version__, "threads": torch.get_num_threads(), "platform": platform.platform(),
+           "problem": "cs_mri, coils=1, R = 4, 64 x 64", "prior": "brain-64", "batch": args.batch,
+           "memory_format": prior.memory_format, "command": command,
+           "note": "one timed run per solver at a few NFE and its floor right after; a shared 2-core machine, so seconds "
+                   "vary between rows and only the within-row ratios are meaningful",
+           "target_ratio": 1.2, "solvers": previous.get("solvers", {})}
+
+    def call() -> None:
+        with torch.no_grad():
+            prior.denoise(xs, sigma)
+
+    def call_and_backward() -> None:
+        with torch.enable_grad():
+            xi = xs.detach().requires_grad_(True)
+            r = y - op.forward(prior.denoise(xi, sigma))
+            torch.autograd.grad(batch_dot(r, r).sqrt().sum(), xi)
+
+    with torch.no_grad():
+        prior.denoise(xs, sigma)  # warm-up
+    for name, algo in solvers(args.steps).items():
+        if args.solvers and name not in args.solvers:
+            continue
+        cpu = time.process_time()
+        rec = algo.reconstruct(y, op, prior, torch.Generator(device=device).manual_seed(0))
+        cpu = time.process_time() - cpu
+        one = call_and_backward if name in BACKPROP else call
+        sync(device)
+        start, cpu_floor = time.perf_counter(), time.process_time()
+        for _ in range(rec.nfe):
+            one()
+        sync(device)
+        floor, cpu_floor = time.perf_counter() - start, time.process_time() - cpu_floor
+        out["solvers"][name] = {
+            "seconds_per_batch": rec.seconds, "nfe": rec.nfe, "floor_seconds_per_batch": floor,
+            "floor": "call + backward" if name in BACKPROP else "call", "ratio": rec.seconds / floor,
+            "cpu_seconds_per_batch": cpu, "cpu_floor_seconds_per_batch": cpu_floor, "cpu_ratio": cpu / cpu_floor,
+            "failed": int(rec.failed.sum()), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+            "row_command": f"{command} --solvers {name}"}
+        print(f"{name:10s} {rec.seconds:8.2f} s  nfe {rec.nfe:4d}  floor {floor:8.2f} s  ratio {rec.seconds / floor:5.3f}"
+              f"  CPU ratio {cpu / cpu_floor:5.3f}", flush=True)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from algorithms.base import Step
+from algorithms.diffusion.csgm import CSGM
 from algorithms.diffusion.daps import DAPS
+from algorithms.diffusion.ddnm import DDNM
+from algorithms.diffusion.lgd import LGD
+from algorithms.diffusion.pigdm import PiGDM
+from algorithms.diffusion.pnpdm import PnPDM
+from algorithms.diffusion.reddiff import REDDiff
+from algorithms.diffusion.score_mri import ScoreMRI
 from algorithms.diffusion.data_consistency import prox_data, vp_grid, vp_timesteps
 from algorithms.diffusion.ddrm import DDRM
 from algorithms.diffusion.diffdeur import DiffDeuR
@@ -67,6 +74,13 @@ SOLVERS = {
     "daps-exact": (lambda: DAPS(budget=None, n_steps=6, ode_steps=3, x0_sampler="exact"), 18),
     "diffpir": (lambda: DiffPIR(n_steps=10), 9),  # the last step (t = 0) calls no network (the official code)
     "diffdeur": (lambda: DiffDeuR(n_steps=4, inr_iters=5, width=16, n_freq=8), 4),
+    "ddnm": (lambda: DDNM(n_steps=6), 11),  # time travel L = 1: every step but the first is taken twice
+    "pigdm": (lambda: PiGDM(n_steps=6), 6),
+    "reddiff": (lambda: REDDiff(n_steps=6, lr=0.1), 6),  # Adam moves mu by <= lr a step: a larger lr for 6 steps
+    "pnpdm": (lambda: PnPDM(n_iters=3, n_levels=10), 22),  # prior-step levels below each rho_k
+    "lgd": (lambda: LGD(n_steps=6), 6),
+    "score-mri": (lambda: ScoreMRI(n_steps=6), 12),  # predictor + one corrector per level
+    "csgm": (lambda: CSGM(n_levels=8, start_iter=4, steps_each=1), 3),
 }
 
 

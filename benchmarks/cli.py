@@ -16,22 +16,27 @@ from benchmarks.finish import merge_ranks, print_run
 USAGE_ERRORS: tuple[type[BaseException], ...] = (LookupError, ValueError, TypeError, RuntimeError, FileNotFoundError)
 
 
+def source_note(models: dict) -> str:
+    """`; source model: unet brain-t2, varnet brain-t2` of a shift's configs/sources.yaml entry ('' without one)."""
+    if not isinstance(models, dict) or not models:
+        return ""
+    return "; networks' source model: " + ", ".join(f"{family} {model}" for family, model in models.items())
+
+
 def shift_descriptions() -> dict[str, str]:
-    """Each shift's `description:` read from configs/shift/<name>.yaml with PyYAML (no hydra at `bench list`)."""
+    """Each shift's `description:` read from configs/shift/<name>.yaml with PyYAML (no hydra at `bench list`), with
+    the trained networks' default source model under it (configs/sources.yaml)."""
     import yaml
 
     from configs import CONFIG_DIR
 
+    sources_path = CONFIG_DIR / "sources.yaml"
+    sources = (yaml.safe_load(sources_path.read_text(encoding="utf-8")) or {}) if sources_path.exists() else {}
     out = {}
     for path in sorted((CONFIG_DIR / "shift").glob("*.yaml"), key=lambda p: p.stem):
         node = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(node, dict):
-            out[path.stem] = ""
-            continue
-        out[path.stem] = str(node.get("description", ""))
-        networks = node.get("networks")
-        if isinstance(networks, dict) and networks.get("description"):
-            out[path.stem] += f"; for unet/varnet: {networks['description']}"
+        out[path.stem] = str(node.get("description", "")) if isinstance(node, dict) else ""
+        out[path.stem] += source_note(sources.get(path.stem) if isinstance(sources, dict) else None)
     return out
 
 

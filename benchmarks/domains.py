@@ -76,7 +76,15 @@ def run_model(cfg: DictConfig, algorithm: Any = None, prior: Any = None) -> tupl
     network = source_domain(algorithm) if algorithm is not None else None
     if network is not None:
         return "network", network
-    return "prior", source_domain(prior) if prior is not None else None
+    if prior is None:
+        return "prior", None
+    return "prior", source_domain(prior) or _prior_path_domain(cfg)
+
+
+def _prior_path_domain(cfg: DictConfig) -> SourceDomain | None:
+    """The metadata.json beside a prior's `prior.path` (a checkpoint of `bench train-prior` loaded by class)."""
+    path = (cfg.get("prior") or {}).get("path")
+    return SourceDomain.beside(path) if path else None
 
 
 def config_source_domain(cfg: DictConfig) -> tuple[str, SourceDomain | None]:
@@ -104,10 +112,9 @@ def config_source_domain(cfg: DictConfig) -> tuple[str, SourceDomain | None]:
     prior = names.get("prior")
     if not prior:
         return "prior", None
-    path = (cfg.get("prior") or {}).get("path")
-    folder = Path(path) if path else Path(__file__).resolve().parents[1] / "priors" / "weights" / str(prior)
-    folder = folder if folder.is_dir() else folder.parent
-    return "prior", SourceDomain.read(folder / "metadata.json")
+    # a shipped prior's weights folder is priors/weights/<name> (its factory reads the same metadata.json)
+    return "prior", _prior_path_domain(cfg) or SourceDomain.beside(
+        Path(__file__).resolve().parents[1] / "priors" / "weights" / str(prior))
 
 
 def warn_in_distribution_shift(cfg: DictConfig, algorithm: Any, prior: Any = None) -> None:

@@ -37,3 +37,9 @@ class SourceDomain:
             return None
         facts = json.loads(path.read_text(encoding="utf-8"))
         return cls.from_facts(facts.get("training", facts) if isinstance(facts, dict) else None)
+
+    @classmethod
+    def beside(cls, path: str | Path) -> "SourceDomain | None":
+        """From the metadata.json in a weights folder (or beside a weights file), as `bench train-prior` writes it."""
+        path = Path(path)
+        return cls.read((path if path.is_dir() else path.parent) / "metadata.json")

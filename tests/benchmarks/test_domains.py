@@ -108,3 +108,16 @@ def test_a_model_without_a_source_is_never_in_distribution(tmp_path):
     assert config_source_domain(cfg) == ("prior", None) and not in_distribution(cfg, None)
     (tmp_path / "m.json").write_text(json.dumps({"training": {"steps": 3}}))  # facts without a dataset
     assert SourceDomain.read(tmp_path / "m.json") is None and SourceDomain.read(tmp_path / "none.json") is None
+
+
+def test_a_prior_loaded_by_class_from_a_trained_folder_has_that_folders_domain():
+    """`--prior diffusers prior.path=DIR` of a `bench train-prior` output: the metadata.json there, at run time
+    (the runner's warning) and from the config (the leaderboard) alike."""
+    folder = REPO / "priors" / "weights" / "phantom-brain-64"
+    cfg = compose_config(Selection("cs_mri", "diffpir", [], "diffusers", None, "knee-to-brain"), [f"prior.path={folder}"])
+    expected = SourceDomain.beside(folder)
+    assert expected.dataset == "phantom-brain-t2"
+    assert config_source_domain(cfg) == ("prior", expected)
+    from benchmarks.domains import run_model
+
+    assert run_model(cfg, object(), _Model(None)) == ("prior", expected) and in_distribution(cfg, expected)

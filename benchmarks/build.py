@@ -102,6 +102,7 @@ class PerSamplePrior(Prior):
         self.base = base
         self.channels, self.resolution = base.channels, base.resolution
         self.sigma_min, self.sigma_max = base.sigma_min, base.sigma_max
+        self.source_domain = getattr(base, "source_domain", None)
 
     def denoise(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         s = torch.as_tensor(sigma)

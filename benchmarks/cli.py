@@ -16,22 +16,27 @@ from benchmarks.finish import merge_ranks, print_run
 USAGE_ERRORS: tuple[type[BaseException], ...] = (LookupError, ValueError, TypeError, RuntimeError, FileNotFoundError)
 
 
+def source_note(models: dict) -> str:
+    """`; source model: unet brain-t2, varnet brain-t2` of a shift's configs/sources.yaml entry ('' without one)."""
+    if not isinstance(models, dict) or not models:
+        return ""
+    return "; networks' source model: " + ", ".join(f"{family} {model}" for family, model in models.items())
+
+
 def shift_descriptions() -> dict[str, str]:
-    """Each shift's `description:` read from configs/shift/<name>.yaml with PyYAML (no hydra at `bench list`)."""
+    """Each shift's `description:` read from configs/shift/<name>.yaml with PyYAML (no hydra at `bench list`), with
+    the trained networks' default source model under it (configs/sources.yaml)."""
     import yaml
 
     from configs import CONFIG_DIR
 
+    sources_path = CONFIG_DIR / "sources.yaml"
+    sources = (yaml.safe_load(sources_path.read_text(encoding="utf-8")) or {}) if sources_path.exists() else {}
     out = {}
     for path in sorted((CONFIG_DIR / "shift").glob("*.yaml"), key=lambda p: p.stem):
         node = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(node, dict):
-            out[path.stem] = ""
-            continue
-        out[path.stem] = str(node.get("description", ""))
-        networks = node.get("networks")
-        if isinstance(networks, dict) and networks.get("description"):
-            out[path.stem] += f"; for unet/varnet: {networks['description']}"
+        out[path.stem] = str(node.get("description", "")) if isinstance(node, dict) else ""
+        out[path.stem] += source_note(sources.get(path.stem) if isinstance(sources, dict) else None)
     return out
 
 
@@ -210,6 +215,44 @@ def cmd_export_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_argv(argv: list[str]) -> int:
+    """One `bench` command in this process (a suite's run)."""
+    return main(argv)
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    """Run (or with --list print) the runs of configs/suites/NAME.yaml, each into OUT/<run name>; a finished run is
+    skipped and a partly written one resumed, so a suite can be stopped and restarted."""
+    from benchmarks.suites import finished, load_suite
+
+    suite = load_suite(args.name)
+    out = Path(args.out or Path("runs") / "suites" / args.name)
+    failed = []
+    for job in suite.runs:
+        if args.only and args.only not in job.name:
+            continue
+        argv = job.argv()
+        n = args.n or job.n
+        if args.n:
+            argv = [w for k, w in enumerate(argv) if w != "--n" and (k == 0 or argv[k - 1] != "--n")]
+            argv[5:5] = ["--n", str(args.n)]  # after run --problem P --algo A
+        run_dir = out / job.name
+        argv += [*args.overrides, "--out", str(run_dir)]
+        if args.list:
+            print("bench " + shlex.join(argv))
+            continue
+        if finished(run_dir, n):
+            continue
+        resume = ["--resume"] if (run_dir / "config.yaml").exists() else []
+        code = _run_argv([*argv, "--quiet", *resume])
+        print(f"{job.name}: exit {code}", flush=True)
+        if code:
+            failed.append(job.name)
+    if failed:
+        print(f"bench suite {args.name}: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="medtta-bench: diffusion priors and test-time adaptation "
                                                           "for medical imaging inverse problems")
@@ -238,6 +281,15 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--quiet", action="store_true", help="no start line and no progress bar (on stderr); the results table still prints")
     q.add_argument("overrides", nargs="*", help="hydra overrides key=value, e.g. algorithm.steps=50")
     q.set_defaults(func=cmd_run)
+
+    q = sub.add_parser("suite", help="run the runs of a suite (configs/suites/NAME.yaml), each into OUT/<run name>")
+    q.add_argument("name", help="suite name (configs/suites/*.yaml: board, tta, ...)")
+    q.add_argument("--list", action="store_true", help="print each run's `bench run` command instead of running it")
+    q.add_argument("--only", default="", help="only the runs whose name contains this")
+    q.add_argument("--n", type=int, help="samples per run (default: the suite's)")
+    q.add_argument("--out", help="folder of the run directories (default runs/suites/NAME)")
+    q.add_argument("overrides", nargs="*", help="hydra overrides key=value for every run")
+    q.set_defaults(func=cmd_suite)
 
     q = sub.add_parser("tune", help="tune a method's search: block on the val split with the Optuna sweeper")
     q.add_argument("--problem", required=True)

@@ -6,8 +6,8 @@ class defaults. A problem's yaml, configs/problem/<name>.yaml, holds instead the
 problem (`problem_choices`): its default dataset and prior, and options laid over an algorithm's or an
 adapter's defaults on it (e.g. mrsi's DAPS budget, cs_mri's TDA step for the coil-map correction). A problem
 without one (a plugin's) has no default dataset or prior: the run names them (--dataset, --prior). A shift
-(configs/shift/<name>.yaml) names the dataset and overrides that realise it (for a trained end-to-end network, its
-`networks:` block: `load_shift`).
+(configs/shift/<name>.yaml) names a target domain: the dataset and overrides that realise it, the same for every
+algorithm; a trained network's default source model under a shift is in configs/sources.yaml.
 """
 from __future__ import annotations
 
@@ -54,41 +54,38 @@ def shift_names() -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / "shift").glob("*.yaml"))
 
 
-SHIFT_KEYS = {"description", "problem", "dataset", "prior", "overrides", "networks"}
-NETWORK_SHIFT_KEYS = {"description", "dataset", "model", "overrides"}
+SHIFT_KEYS = {"description", "problem", "dataset", "overrides"}
 
 
 def load_shift(name: str, algorithm: str | None = None) -> DictConfig:
-    """configs/shift/<name>.yaml. A shift names a change from a model's training domain; a trained end-to-end
-    network (an algorithm whose class sets `end_to_end`) has another domain than the diffusion prior, so for it the
-    shift's `networks:` block, where there is one, is laid over the shift: its `dataset` and `overrides` replace the
-    shift's and its `model` (the shipped source network) is put first as `algorithm.model=...`, under the user's
-    overrides (e.g. `anatomy`: brain-T2 prior -> knee PD for the diffusion solvers; D2SA's knee-PD source network ->
-    brain T2 for `unet`/`varnet`)."""
+    """configs/shift/<name>.yaml: a target domain (its dataset and problem/dataset option overrides), the same for
+    every algorithm (`algorithm` is accepted for old callers and ignored). Which model a run tests on that target is
+    the model choice: `--prior`, `algorithm.model=`, or a network's default source model under the shift
+    (`shift_source_model`)."""
     path = CONFIG_DIR / "shift" / f"{name}.yaml"
     if not path.exists():
         raise ConfigError(f"unknown shift {name!r}; valid shifts: {', '.join(shift_names()) or '(none)'}")
     shift = OmegaConf.load(path)
+    if "networks" in shift:
+        raise ConfigError(f"{path}: a shift names only its target domain; its `networks:` block goes: put the "
+                          f"networks' source model in configs/sources.yaml ({name}: {{unet: MODEL}}) or pass "
+                          f"`algorithm.model=MODEL`, and another target in a shift of its own")
     unknown = sorted(set(shift) - SHIFT_KEYS)
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; a shift takes {', '.join(sorted(SHIFT_KEYS))}")
-    block = shift.get("networks")
-    if block is not None:
-        unknown = sorted(set(block) - NETWORK_SHIFT_KEYS)
-        if unknown:
-            raise ConfigError(f"{path}: `networks:` has unknown key(s) {', '.join(unknown)}; it takes "
-                              f"{', '.join(sorted(NETWORK_SHIFT_KEYS))}")
-    if algorithm is None or block is None or not getattr(registry.load("algorithms", algorithm), "end_to_end", False):
-        return shift
-    merged = OmegaConf.to_container(shift)
-    net = merged.pop("networks")
-    if "dataset" in net:
-        merged["dataset"] = net["dataset"]
-    overrides = list(net["overrides"] if "overrides" in net else merged.get("overrides") or [])
-    merged["overrides"] = ([f"algorithm.model={net['model']}"] if net.get("model") else []) + overrides
-    if net.get("description"):
-        merged["description"] = net["description"]
-    return OmegaConf.create(merged)
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; a shift takes {', '.join(sorted(SHIFT_KEYS))}"
+                          + (" (a shift names only its target: choose the prior with --prior)"
+                             if "prior" in unknown else ""))
+    return shift
+
+
+def shift_source_model(shift: str | None, algorithm: str) -> str | None:
+    """The default source model (`algorithm.model`) of an end-to-end network under a shift: configs/sources.yaml,
+    the one place that says which shipped network a shift is a shift from (None: the network's own default)."""
+    path = CONFIG_DIR / "sources.yaml"
+    if not shift or not path.exists():
+        return None
+    model = (OmegaConf.to_container(OmegaConf.load(path)).get(shift) or {}).get(algorithm)
+    return str(model) if model else None
 
 
 PLAIN = (type(None), bool, int, float, str, list, tuple, Mapping)
@@ -229,7 +226,7 @@ def resolve(sel: Selection) -> Selection:
     algo_cls = registry.load("algorithms", sel.algorithm)
     for a in sel.adapters:
         registry.load("adapters", a)
-    shift = load_shift(sel.shift, sel.algorithm) if sel.shift else None
+    shift = load_shift(sel.shift) if sel.shift else None
     if shift is not None and shift.get("problem") not in (None, sel.problem):
         raise ConfigError(f"shift {sel.shift!r} is defined for problem {shift.problem!r}, not {sel.problem!r}; "
                           f"see `bench list shifts`")
@@ -264,7 +261,7 @@ def _no_yaml(problem: str, problem_cls: Any) -> str:
 def compose_config(sel: Selection, overrides: Iterable[str] = ()) -> DictConfig:
     """The resolved config of one run (names under `names`, options under each group and `run`)."""
     sel = resolve(sel)
-    shift = load_shift(sel.shift, sel.algorithm) if sel.shift else None
+    shift = load_shift(sel.shift) if sel.shift else None
     # the problem's declared options for the algorithm and adapters sit under the shift's and the user's overrides
     algo_node = _store("algorithms", sel.algorithm, over=problem_options(sel.problem, "algorithms", sel.algorithm))
     choices = [f"+problem={_store('problems', sel.problem)}", f"+algorithm={algo_node}",
@@ -274,6 +271,9 @@ def compose_config(sel: Selection, overrides: Iterable[str] = ()) -> DictConfig:
     for a in sel.adapters:
         choices.append(f"+adapter@adapters.{a}={_store('adapters', a, over=problem_options(sel.problem, 'adapters', a))}")
     shift_overrides = list(shift.get("overrides", [])) if shift else []
+    source = shift_source_model(sel.shift, sel.algorithm)
+    if source and getattr(registry.load("algorithms", sel.algorithm), "end_to_end", False):
+        shift_overrides.insert(0, f"algorithm.model={source}")  # under the user's overrides
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):

@@ -130,7 +130,9 @@ def shift_changed_config(cfg: DictConfig) -> bool:
     each override's key), the run's value against the value without any shift (the problem's default
     dataset and prior, the component's registered default option with the problem's choices laid over it:
     configs/problem/<name>.yaml). A shift no longer defined, or a key
-    that cannot be checked, counts as a change (its runs keep a row of their own)."""
+    that cannot be checked, counts as a change (its runs keep a row of their own). A run whose target is its model's
+    source domain (`benchmarks.domains.in_distribution`: the network's or the prior's training data) measures no
+    shift either, whatever it changed."""
     from benchmarks import registry
     from benchmarks.config import ConfigError, component_defaults, load_shift, problem_choices, problem_options
     from configs import CONFIG_DIR
@@ -138,8 +140,12 @@ def shift_changed_config(cfg: DictConfig) -> bool:
     names = cfg.names
     if not names.get("shift"):
         return False
+    from benchmarks.domains import config_source_domain, in_distribution
+
+    if in_distribution(cfg, config_source_domain(cfg)[1]):
+        return False
     try:
-        shift = load_shift(names.shift, names.get("algorithm"))
+        shift = load_shift(names.shift)
         registry.load("problems", names.problem)
         chosen = problem_choices(names.problem)
     except (ConfigError, LookupError):

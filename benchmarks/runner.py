@@ -87,7 +87,7 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
     device = resolve_device(cfg.run.device)
     torch.manual_seed(cfg.run.seed)
     comp = build_components(cfg, device)
-    warn_in_distribution_shift(cfg, comp.algorithm)
+    warn_in_distribution_shift(cfg, comp.algorithm, comp.prior)
     from benchmarks.fingerprint import prior_fingerprint  # the weights' hash, frozen in config.yaml (leaderboard key)
     prior_hash = None if comp.prior is None else prior_fingerprint(comp.prior)
     OmegaConf.update(cfg, "names.prior_hash", prior_hash, force_add=True)

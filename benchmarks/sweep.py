@@ -20,8 +20,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from benchmarks import registry
 from benchmarks.config import (ConfigError, Selection, _store, load_shift, problem_options, resolve,
-                               store_node)
+                               shift_source_model, store_node)
 from configs import CONFIG_DIR
 
 PRIMARY = "bench_sweep"
@@ -274,12 +275,14 @@ def multirun(spec: SweepSpec, overrides: list[str]) -> Any:
             choices.append(f"{group}={','.join(names)}")
     shift: list[str] = []
     if spec.shift:
-        # a shift with a `networks:` block means another change for the end-to-end networks (load_shift)
-        views = {a: [str(o) for o in load_shift(spec.shift, a).get("overrides", [])] for a in spec.algorithms}
+        # a shift is one target for every algorithm; an end-to-end network's default source model under it
+        # (configs/sources.yaml) is an `algorithm.model` that the other algorithms do not take
+        views = {a: ([f"algorithm.model={m}"] if (m := shift_source_model(spec.shift, a)) and getattr(
+            registry.load("algorithms", a), "end_to_end", False) else []) for a in spec.algorithms}
         if len({tuple(v) for v in views.values()}) > 1:
-            raise ConfigError(f"--shift {spec.shift} sets other overrides for the end-to-end networks than for the "
-                              f"other algorithms ({views}); sweep them in separate `bench run -m` calls")
-        shift = views[spec.algorithms[0]]
+            raise ConfigError(f"--shift {spec.shift} runs the end-to-end networks from another source model than "
+                              f"the other algorithms take ({views}); sweep them in separate `bench run -m` calls")
+        shift = views[spec.algorithms[0]] + [str(o) for o in load_shift(spec.shift).get("overrides", [])]
     overrides = choices + shift + [o for o in overrides if o.split("=", 1)[0].lstrip("+") != "hydra.sweep.dir"]
     GlobalHydra.instance().clear()
     hydra = Hydra.create_main_hydra2(task_name="bench", config_search_path=create_config_search_path(None))

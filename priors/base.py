@@ -38,6 +38,9 @@ class Prior(nn.Module):
     memory_format: str = "contiguous"
     # the attribute that holds the network (`compile_network` compiles it); None: the prior has none
     network_attr: str | None = None
+    # where it was trained (priors.domain.SourceDomain; a shipped prior's from its metadata.json); None: fitted to no
+    # data set (analytic), so no target is in distribution for it
+    source_domain = None
 
     def set_execution(self, precision: str = "fp32", memory_format: str = "contiguous") -> "Prior":
         """How the network runs: `precision` fp32 | bf16 | fp16 (torch.autocast around the network call only;

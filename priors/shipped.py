@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from priors.diffusers_prior import DiffusersPrior
+from priors.domain import SourceDomain
 from priors.edm import EDMPrior
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "phantom-brain-64"
@@ -35,6 +36,7 @@ def phantom_brain_64(device: str | None = None, path: str | None = None, compile
         raise FileNotFoundError(f"the shipped prior's weights are missing at {where} (need unet/ and scheduler/); "
                                 f"recreate them with `{TRAIN_COMMAND.format(path=where)}`")
     prior = DiffusersPrior(path=str(where), compile=compile)
+    prior.source_domain = SourceDomain.read(where / "metadata.json")
     if device is not None:
         prior = prior.to(torch.device(device))
     return prior.eval()
@@ -53,6 +55,7 @@ def _shipped_edm(where: Path, command: str, device: str | None, compile: bool) -
         raise FileNotFoundError(f"the shipped prior's weights are missing at {where} (need model.pt and model.json); "
                                 f"recreate them with `{command.format(path=where)}`")
     prior = EDMPrior(path=str(where / "model.pt"), compile=compile)
+    prior.source_domain = SourceDomain.read(where / "metadata.json")
     if device is not None:
         prior = prior.to(torch.device(device))
     return prior.eval()

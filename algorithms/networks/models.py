@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from algorithms.base import Algorithm, Reconstruction
 from algorithms.networks.training_config import ARCHS
+from priors.domain import SourceDomain
 from inverse_problems.operators.base import ForwardOperator
 from inverse_problems.problems.base import adjoint_quantile
 from priors.base import Prior
@@ -261,7 +262,7 @@ class NetworkAlgorithm(Algorithm):
     """
 
     uses_prior = False
-    end_to_end = True  # a shift's `networks:` block applies (benchmarks.config.load_shift)
+    end_to_end = True  # a shift's default source model applies (configs/sources.yaml)
     arch = ""
 
     def __init__(self, path: str | None = None, model: str | None = None, per_sample: bool = False) -> None:
@@ -273,6 +274,11 @@ class NetworkAlgorithm(Algorithm):
         self.net: ReconNet = net.eval().requires_grad_(False)
         self.net.per_sample = per_sample
         self.network_calls = 0
+
+    @property
+    def source_domain(self) -> SourceDomain | None:
+        """The dataset and problem (with their options) the network was trained on: its training facts."""
+        return SourceDomain.from_facts(self.training)
 
     def predict(self, y: Tensor, operator: ForwardOperator, net: nn.Module | None = None) -> Tensor:
         """Network output for measurements y through `operator` (a masked copy re-subsamples: with_mask);

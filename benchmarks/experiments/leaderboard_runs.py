@@ -1,12 +1,12 @@
-"""Run the README's leaderboard: every method on cs_mri (R = 4, 8; 8 coils and single-coil) and lowfield,
-with default options and tuned on val, then `bench leaderboard`.
+"""Run the README's leaderboard, the suite configs/suites/board.yaml: every method on cs_mri (R = 4, 8; 8 coils and
+single-coil) and lowfield, with default options and tuned on val, then `bench leaderboard`.
 
     python benchmarks/experiments/leaderboard_runs.py [--n 4] [--trials 8] [--n-val 2] [--stage all]
                                                   [--only SUBSTRING] [--out benchmarks/results/runs]
 
 Stages (in this order with `--stage all`):
-- `defaults`: every classical and diffusion method with its registered defaults, plus the `+tda` rows;
-- `tune`: `bench tune` studies (Optuna TPE, seed 0) of the diffusion solvers on the **val** split, the same
+- `defaults`: every run of the suite with its registered defaults (`bench suite board` runs the same);
+- `tune`: `bench tune` studies (Optuna TPE, seed 0) of the suite's `tune: true` runs on the **val** split, the same
   number of trials and val samples for every method, into OUT/studies/<setting>-<method>/;
 - `tuned`: the test runs with each study's best options (`bench run ... --tuned STUDY`).
 Test run directories go to OUT/test/<name>/ (resumable: an unfinished run is finished with --resume, a
@@ -16,30 +16,21 @@ written to benchmarks/results/leaderboard.{json,md}. Diffusion solvers use the s
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 from benchmarks.cli import main as bench
+from benchmarks.suites import SuiteRun, finished, load_suite
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-
-SETTINGS = {
-    "cs_mri-R4": ("cs_mri", ["problem.acceleration=4"]),
-    "cs_mri-R8": ("cs_mri", ["problem.acceleration=8"]),
-    "cs_mri-1coil-R4": ("cs_mri", ["problem.coils=1", "problem.acceleration=4"]),
-    "lowfield": ("lowfield", []),
-}
-CLASSICAL = ["zero-filled", "cg-sense", "l1-wavelet", "tv"]
-DIFFUSION = ["ddrm", "diffpir", "daps", "dps", "diffdeur"]  # cheapest first
-ADAPTED = [("cs_mri-R4", "daps+tda"), ("cs_mri-R4", "diffpir+tda"), ("cs_mri-R8", "diffpir+tda"),
-           ("cs_mri-R4", "ddrm+tda"), ("lowfield", "daps+tda"), ("lowfield", "diffpir+tda")]
+SUITE = "board"  # configs/suites/board.yaml: the settings, the methods, which are tuned
 
 
-def finished(run: Path, n: int) -> bool:
-    done = run / "summary.json"
-    return done.exists() and json.loads(done.read_text())["n"] >= n
+def jobs(stage: str) -> list[SuiteRun]:
+    """The suite's runs of a stage: every run for `defaults`, the `tune: true` runs for `tune` and `tuned`."""
+    runs = load_suite(SUITE).runs
+    return runs if stage == "defaults" else [r for r in runs if r.tune]
 
 
 def run(name: str, run_dir: Path, problem: str, algo: str, n: int, overrides: list[str], timing: dict) -> None:
@@ -80,21 +71,18 @@ def main() -> int:
     timing: dict[str, float] = {}
     stages = ["defaults", "tune", "tuned"] if args.stage == "all" else [args.stage]
     for stage in stages:
-        for setting, (problem, overrides) in SETTINGS.items():
-            methods = (CLASSICAL + DIFFUSION + [a for s, a in ADAPTED if s == setting]) if stage == "defaults" \
-                else DIFFUSION
-            for algo in methods:
-                name = f"{setting}-{algo}"
-                if args.only not in name:
-                    continue
-                study = out / "studies" / name
-                if stage == "defaults":
-                    run(name, out / "test" / name, problem, algo, args.n, overrides, timing)
-                elif stage == "tune":
-                    tune(name, study, problem, algo, args.trials, args.n_val, overrides, timing)
-                elif stage == "tuned" and (study / "study.json").exists():
-                    run(f"{name}-tuned", out / "test" / f"{name}-tuned", problem, algo, args.n,
-                        overrides + ["--tuned", str(study)], timing)
+        for job in jobs(stage):
+            name, overrides = job.name, [*job.flags(), *job.overrides]
+            if args.only not in name:
+                continue
+            study = out / "studies" / name
+            if stage == "defaults":
+                run(name, out / "test" / name, job.problem, job.algo, args.n, overrides, timing)
+            elif stage == "tune":
+                tune(name, study, job.problem, job.algo, args.trials, args.n_val, overrides, timing)
+            elif stage == "tuned" and (study / "study.json").exists():
+                run(f"{name}-tuned", out / "test" / f"{name}-tuned", job.problem, job.algo, args.n,
+                    overrides + ["--tuned", str(study)], timing)
     keep = [a for k in args.keep for a in ("--keep", k)]
     return bench(["leaderboard", str(out / "test"), *keep, "-o", str(RESULTS / "leaderboard.json"), "--markdown",
                   str(RESULTS / "leaderboard.md")])

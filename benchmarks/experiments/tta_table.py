@@ -1,5 +1,8 @@
 """D2SA's Table 1/2 extended: network test-time adaptation against diffusion solvers under the same shifts.
 
+The driver of the suite configs/suites/tta.yaml (its shifts, source models and rows; `bench suite tta --list` shows
+its runs); this script adds patients, --quick iteration counts, the cells' timing and the Markdown.
+
 For each shift with a shipped source model, every method row of D2SA's tables for the U-Net and the VarNet (each
 where its source is shipped: `Shift.network_model`) (Non-TTA, DIP-TTT, FINE, FINE+MR-INR, FINE+SST, FINE+MR-INR+SST,
 SSDU(+SST, +MR-INR+SST), NR2N(+SST, +MR-INR+SST)) and the suite's diffusion rows (DAPS, DPS, DiffPIR, each with and
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.cli import main as bench
+from benchmarks.suites import load_suite
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "tta_table.json"
 
@@ -46,24 +50,41 @@ class Shift:
     missing: str = ""  # what is not shipped (shown when a network family has no model)
 
 
-SHIFTS = [
-    Shift("anatomy", "knee PD -> brain T2 (cs_mri, R = 4, 8 coils)", ["--shift", "knee-to-brain"],
-          {"unet": "knee-pd", "varnet": "knee-pd"}),
-    Shift("modality", "brain T2 -> brain T1 (cs_mri, R = 4, 8 coils)", ["--shift", "contrast"],
-          {"unet": "brain-t2", "varnet": "brain-t2"}),
-    Shift("acceleration", "brain T2, R = 2 -> R = 4 (cs_mri, 8 coils)", ["--dataset", "phantom-brain-t2"],
-          {"unet": "brain-t2-r2", "varnet": "brain-t2-r2"}),
-    Shift("dataset", "brain T2, phantom scanner -> another scanner: 16 coils closer to the head, 4x noise, 5x "
-          "bias field (cs_mri, R = 4; --shift scanner)", ["--shift", "scanner"],
-          {"unet": "brain-t2", "varnet": "brain-t2"}),
-]
+SUITE = "tta"  # configs/suites/tta.yaml: the shifts (groups), their source models and the rows, in run order
+NETWORKS = ("unet", "varnet")
 
+
+def family_row(algo: str) -> tuple[str, str]:
+    """('unet', 'fine+mr-inr') of `unet+fine+mr-inr`, ('unet', 'non-tta') of `unet`, ('diffusion', 'daps+tda') of a
+    diffusion solver's chain (the inverse of `algo_of`)."""
+    head, _, rest = algo.partition("+")
+    return (head, rest or "non-tta") if head in NETWORKS else ("diffusion", algo)
+
+
+def from_suite(name: str = SUITE) -> tuple[list[Shift], list[str], list[str]]:
+    """The table's shifts (each group's target flags and each network family's `algorithm.model`), the network rows
+    in run order and the diffusion rows, as the suite lists them."""
+    suite = load_suite(name)
+    shifts: dict[str, Shift] = {}
+    run_order: list[str] = []
+    diffusion: list[str] = []
+    for r in suite.runs:
+        sh = shifts.setdefault(r.group, Shift(r.group, suite.groups.get(r.group, ""), r.flags(), {}))
+        family, row = family_row(r.algo)
+        if family == "diffusion":
+            diffusion += [] if row in diffusion else [row]
+            continue
+        run_order += [] if row in run_order else [row]
+        models = [o.split("=", 1)[1] for o in r.overrides if o.startswith("algorithm.model=")]
+        if models:
+            sh.network_model[family] = models[-1]
+    return list(shifts.values()), run_order, diffusion
+
+
+SHIFTS, RUN_ORDER, DIFFUSION_ROWS = from_suite()
+# table order of the network rows (D2SA's); the run order (the rows of the U-Net ordering check first) is the suite's
 NETWORK_ROWS = ["non-tta", "dip-ttt", "fine", "fine+mr-inr", "fine+sst", "fine+mr-inr+sst",
                 "ssdu", "ssdu+sst", "ssdu+mr-inr+sst", "nr2n", "nr2n+sst", "nr2n+mr-inr+sst"]
-# run order: the rows of the U-Net ordering check first
-RUN_ORDER = ["non-tta", "fine", "fine+mr-inr", "fine+mr-inr+sst", "dip-ttt", "fine+sst",
-             "ssdu", "ssdu+sst", "ssdu+mr-inr+sst", "nr2n", "nr2n+sst", "nr2n+mr-inr+sst"]
-DIFFUSION_ROWS = ["daps", "daps+tda", "dps", "dps+tda", "diffpir", "diffpir+tda", "diffpir+prior-affine"]
 
 # --quick: iteration counts for a CPU run (every other option at its default); recorded in the results.
 QUICK = {

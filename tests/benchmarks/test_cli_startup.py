@@ -60,12 +60,13 @@ def test_list_describes_every_registered_component_as_its_docstring_does():
             assert any(line.split()[:1] == [name] and line.rstrip().endswith(first) for line in listed), (group, name)
         assert registry.listing(group) == [(n, registry.describe(group, n), registry.distribution(group, n))
                                            for n in registry.names(group)]
-    from benchmarks.config import load_shift, shift_names  # the hydra reader gives the same shift lines
+    from benchmarks.config import load_shift, shift_names, shift_source_model  # hydra's reader: the same lines
 
     for shift in shift_names():
         node = load_shift(shift)
-        networks = (node.get("networks") or {}).get("description")
-        line = f"  {shift:<22} {node.get('description', '')}" + (f"; for unet/varnet: {networks}" if networks else "")
+        models = {f: m for f in ("unet", "varnet") if (m := shift_source_model(shift, f))}
+        line = f"  {shift:<22} {node.get('description', '')}" + (
+            "; networks' source model: " + ", ".join(f"{f} {m}" for f, m in models.items()) if models else "")
         assert line in listed
 
 

@@ -96,40 +96,42 @@ def test_cells_of_a_results_file_with_the_same_settings_are_kept(tmp_path):
     assert tt.kept_cells(results, {**settings, "quick": False}) == ({}, [])  # other settings: a new table
 
 
-def test_a_shifts_networks_block_applies_to_the_end_to_end_networks_only():
-    """`--shift anatomy` is the brain-T2 prior -> knee PD for a diffusion solver and D2SA's knee-PD source network ->
-    brain T2 for unet/varnet; the networks' acceleration shift is their R = 2 source at R = 4 (not R = 8); the
-    user's --dataset and algorithm.model win; the scanner shift changes the same things for both."""
+def test_a_shift_is_one_target_and_the_networks_source_model_is_a_model_choice():
+    """A shift names the same target for every algorithm (`--shift anatomy`: knee PD for a diffusion solver and a
+    network alike); a network's default source model under it is configs/sources.yaml's (the contrast shift's
+    brain-T2 networks, the acceleration shift's R = 2 networks), under the user's `algorithm.model`; D2SA's knee PD ->
+    brain T2 is `--shift knee-to-brain`."""
     assert resolve(Selection("cs_mri", "unet", [], None, None, "knee-to-brain")).dataset == "phantom-brain-t2"
     assert resolve(Selection("cs_mri", "diffpir", [], None, None, "anatomy")).dataset == "phantom-knee-pd"
-    assert resolve(Selection("cs_mri", "unet", ["fine"], None, None, "anatomy")).dataset == "phantom-brain-t2"
-    cfg = compose_config(Selection("cs_mri", "unet", ["fine", "mr-inr", "sst"], None, None, "anatomy"))
+    assert resolve(Selection("cs_mri", "unet", ["fine"], None, None, "anatomy")).dataset == "phantom-knee-pd"
+    cfg = compose_config(Selection("cs_mri", "unet", ["fine", "mr-inr", "sst"], None, None, "knee-to-brain"))
     assert cfg.algorithm.model == "knee-pd" and cfg.names.dataset == "phantom-brain-t2"
-    cfg = compose_config(Selection("cs_mri", "varnet", [], None, None, "acceleration"))
-    assert cfg.algorithm.model == "brain-t2-r2" and cfg.problem.acceleration == 4.0
-    assert cfg.names.dataset == "phantom-brain-t2"
-    assert compose_config(Selection("cs_mri", "daps", [], None, None, "acceleration")).problem.acceleration == 8
+    for algo in ("varnet", "daps"):  # one target: R = 8 for both families
+        cfg = compose_config(Selection("cs_mri", algo, [], None, None, "acceleration"))
+        assert cfg.problem.acceleration == 8 and cfg.names.dataset == "phantom-brain-t2"
+        assert cfg.algorithm.get("model") == ("brain-t2-r2" if algo == "varnet" else None)
     assert compose_config(Selection("cs_mri", "unet", [], None, None, "contrast")).algorithm.model == "brain-t2"
     cfg = compose_config(Selection("cs_mri", "varnet", [], None, None, "real-brain"))
     assert cfg.algorithm.model == "brain-t2" and cfg.names.dataset == "real-brain"
-    cfg = compose_config(Selection("cs_mri", "unet", [], None, "phantom-knee-pd", "anatomy"), ["algorithm.model=brain-t2"])
-    assert cfg.algorithm.model == "brain-t2" and cfg.names.dataset == "phantom-knee-pd"
+    cfg = compose_config(Selection("cs_mri", "unet", [], None, "phantom-knee-pd", "contrast"), ["algorithm.model=knee-pd"])
+    assert cfg.algorithm.model == "knee-pd" and cfg.names.dataset == "phantom-knee-pd"
     for algo, model in (("unet", "brain-t2"), ("diffpir", None)):
         cfg = compose_config(Selection("cs_mri", algo, [], None, None, "scanner"))
         assert (cfg.problem.coils, cfg.problem.coil_radius, cfg.problem.noise_std) == (16, 1.1, 0.02)
         assert cfg.dataset.bias == 0.5 and cfg.names.dataset == "phantom-brain-t2"
         assert cfg.algorithm.get("model") == model
-    assert "for unet/varnet: D2SA anatomy shift" in shift_descriptions()["anatomy"]
+    assert "networks' source model: unet brain-t2, varnet brain-t2" in shift_descriptions()["contrast"]
+    assert "source model" not in shift_descriptions()["anatomy"]
 
 
-def test_a_shift_with_an_unknown_key_is_refused(tmp_path, monkeypatch):
+def test_a_shift_with_an_unknown_key_or_a_networks_block_is_refused(tmp_path, monkeypatch):
     import benchmarks.config as config
 
     (tmp_path / "shift").mkdir()
-    (tmp_path / "shift" / "bad.yaml").write_text("dataset: phantom-brain-t2\nnetworks: {modle: knee-pd}\n")
+    (tmp_path / "shift" / "bad.yaml").write_text("dataset: phantom-brain-t2\nnetworks: {model: knee-pd}\n")
     (tmp_path / "shift" / "worse.yaml").write_text("datset: phantom-brain-t2\n")
     monkeypatch.setattr(config, "CONFIG_DIR", tmp_path)
-    with pytest.raises(config.ConfigError, match="`networks:` has unknown key.*modle"):
+    with pytest.raises(config.ConfigError, match="names only its target.*configs/sources.yaml"):
         config.load_shift("bad", "unet")
     with pytest.raises(config.ConfigError, match="unknown key.*datset"):
         config.load_shift("worse")
@@ -158,10 +160,11 @@ class _Wrapped:
 
 @pytest.mark.parametrize("shift, dataset, overrides, warns", [
     ("anatomy", "phantom-knee-pd", [], True),  # the knee-PD model on knee PD: no shift for it
-    ("anatomy", None, [], False),  # the networks' D2SA anatomy shift: knee PD -> brain T2
+    ("anatomy", None, [], True),  # a shift names the target only: knee PD, the default knee-PD model's own data
+    ("knee-to-brain", None, [], False),  # the networks' D2SA anatomy shift: knee PD -> brain T2
     ("contrast", "phantom-brain-t2", [], True),
     ("scanner", None, [], False),  # same dataset name, another scanner: coils, noise, bias
-    ("acceleration", None, [], False),  # the R = 2 model at R = 4
+    ("acceleration", None, [], False),  # the R = 2 model at R = 8
     ("acceleration", None, ["problem.acceleration=2"], True),
     ("acceleration", None, ["dataset.slices=4", "dataset.length=8"], False),  # patients do not change the data
     (None, "phantom-knee-pd", [], False),
@@ -174,7 +177,8 @@ def test_in_distribution_shift_warns_for_a_network(shift, dataset, overrides, wa
         warn_in_distribution_shift(cfg, _Wrapped(model))
         warn_in_distribution_shift(cfg, object())  # no training facts (a diffusion solver): never warns
     msgs = [str(w.message) for w in caught]
-    assert (len(msgs) == 1 and "--shift anatomy|contrast|acceleration|scanner" in msgs[0]) if warns else not msgs
+    assert (len(msgs) == 1 and "in distribution for it" in msgs[0] and "--shift knee-to-brain" in msgs[0]) \
+        if warns else not msgs
 
 
 def test_each_network_uses_its_shifts_shipped_source_and_other_shifts_keep_their_cells(tmp_path, monkeypatch):

@@ -40,7 +40,8 @@ from torch import Tensor
 
 from inverse_problems.operators.coils import birdcage_maps
 from inverse_problems.operators.coils import rss as rss_combine
-from inverse_problems.data.base import READ_ERRORS, DataError, ImageDataset, check_allocation
+from inverse_problems.data.base import (FLOAT32_SAFE, READ_ERRORS, DataError, ImageDataset, check_allocation,
+                                        check_magnitude, check_slice_count)
 from inverse_problems.operators.espirit import espirit_maps, kernel_shape
 from inverse_problems.operators.fft import fft2c, ifft2c
 from inverse_problems.operators.masks import acs_region, calibration_block, make_mask
@@ -76,6 +77,10 @@ def parse_header(xml: str | bytes, source: str = "header") -> dict[str, tuple[in
             out[key] = tuple(int(child(m, a).text) for a in ("x", "y", "z"))  # type: ignore[union-attr,arg-type]
         except (AttributeError, TypeError, ValueError) as exc:
             raise DataError(f"{source}: 'ismrmrd_header' {space}/matrixSize needs integer x, y, z", source) from exc
+        if min(out[key][:2]) < 1:  # type: ignore[index]
+            raise DataError(f"{source}: 'ismrmrd_header' {space}/matrixSize is {out[key][0]}x{out[key][1]}; a field "
+                            f"of view must be at least 1 x 1 pixels: the header is corrupt (fix it, or remove the "
+                            f"file)", source)
     return out
 
 
@@ -165,6 +170,7 @@ class FastMRIFile:
             raise DataError(f"{self.path}: key 'kspace' has shape {ks.shape} with an empty axis", self.path)
         self.single_coil = ks.ndim == 3
         shape = ks.shape
+        check_slice_count(int(shape[0]), f"{self.path}: key 'kspace'", self.path)
         self.n_slices = shape[0]
         self.coils = 1 if self.single_coil else shape[1]
         self.shape = tuple(shape[-2:])
@@ -226,6 +232,9 @@ class FastMRIFile:
         if not k.any():
             raise DataError(f"{self.path}: key 'kspace' slice {s} is all zero (no signal); choose other slices "
                             f"(dataset.slices=...) or remove the file", self.path)
+        # the orthonormal inverse FFT may sum every sample into one pixel: keep that pixel's square finite in float32
+        check_magnitude(float(np.abs(k).max()), FLOAT32_SAFE / float(np.sqrt(k.shape[-1] * k.shape[-2])),
+                        f"{self.path}: key 'kspace' slice {s}", self.path)
         t = torch.from_numpy(k.astype(np.complex64))
         return t[None] if self.single_coil else t
 
@@ -246,6 +255,11 @@ class FastMRIFile:
         m = self._read(MAPS_KEY, self._check_slice(s))
         if not np.isfinite(m).all():
             raise DataError(f"{self.path}: key {MAPS_KEY!r} slice {s} contains NaN or Inf values", self.path)
+        if not m.any():
+            raise DataError(f"{self.path}: key {MAPS_KEY!r} slice {s} is all zero (no coil is sensitive anywhere, so "
+                            f"the forward model would measure nothing); re-export the maps, or remove the key and use "
+                            f"problem.coil_maps=estimated (ESPIRiT)", self.path)
+        check_magnitude(float(np.abs(m).max()), FLOAT32_SAFE, f"{self.path}: key {MAPS_KEY!r} slice {s}", self.path)
         return torch.from_numpy(m.astype(np.complex64))
 
     def crop_size(self) -> tuple[int, int]:
@@ -427,6 +441,10 @@ class FastMRIDataset(ImageDataset):
         self.size = (size, size)
         self.channels = 2
         self.combine = combine
+        if crop is not None and (not isinstance(crop, (list, tuple)) or len(crop) != 2 or any(
+                isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in crop)):
+            raise ValueError(f"dataset.crop must be two positive integers [H, W] (the image-space field of view in "
+                             f"pixels), got {crop!r}")
         self.crop = tuple(crop) if crop is not None else None
 
     def __len__(self) -> int:
@@ -469,6 +487,11 @@ class FastMRIDataset(ImageDataset):
                                 f"{f.shape[0]} to {crop[0]} in image space, which mixes its rows; pass "
                                 f"dataset.crop=[{f.shape[0]}, {f.shape[1]}] (no crop) or store a (W,) column mask", f.path)
             mask = center_crop(f.file_mask, (n, n))
+            if not bool(mask[n // 2, n // 2]):
+                raise DataError(f"{f.path}: key 'mask' does not acquire the k-space centre (the DC column {n // 2} of "
+                                f"the {n}x{n} grid): a prospective mask always samples it (the image's mean and the "
+                                f"calibration region lie there); the mask is corrupt or not centred: fix it, or "
+                                f"remove the file", f.path)
             if f.coils > 1 and maps is None:
                 check_file_acs(f.path, mask, f.coils)
             scale = torch.ones(())  # no target: reconstructions stay in the file's units
@@ -478,7 +501,10 @@ class FastMRIDataset(ImageDataset):
             target = torch.stack([z.real, z.imag]).to(torch.float32)
             scale = torch.quantile(target.pow(2).sum(0).sqrt().flatten(), 0.99)
             item.update({"image": target / scale, "target_convention": self.convention(f.coils, maps)})
-        if not torch.isfinite(scale) or scale <= 0:
+        if not torch.isfinite(scale):
+            raise DataError(f"{f.path}: slice {s}: the coil combination overflows float32 (scale {float(scale)}); the "
+                            f"file's values are scaled absurdly: rescale it or remove the file", f.path)
+        if scale <= 0:
             raise DataError(f"{f.path}: slice {s} has no signal in the cropped field of view; choose other slices "
                             f"(dataset.slices=...) or remove the file", f.path)
         item["kspace"] = fft2c(coil_images).to(torch.complex64)  # the file's units

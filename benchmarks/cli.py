@@ -189,17 +189,53 @@ def default_out(cfg) -> str:
     return os.path.join("runs", f"{n.problem}-{method}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the path and the cause: `PATH: No space left on device`."""
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, getattr(exc, "filename2", None)) if p is not None]
+    return f"{' -> '.join(paths)}: {cause}" if paths else f"{type(exc).__name__}: {cause}"
+
+
+class OutputError(RuntimeError):
+    """An output file that cannot be written (disk full, unwritable folder, not a regular file): path and cause."""
+
+
+def write_output(path: str | os.PathLike, text: str, flag: str) -> Path:
+    """Write an output file whole or not at all: into a temporary file beside it, then renamed over it (a full disk
+    never leaves a truncated file that looks complete); a missing parent folder is made. Errors name the path."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if path.is_dir():
+            raise OutputError(f"{flag} {path}: is a folder; pass a file name")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"{flag} {path}: cannot write it ({describe_os_error(exc)}); nothing was written "
+                          f"there") from exc
+    finally:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+    return path
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmarks import leaderboard
 
     board = leaderboard.build(args.runs)
     for earlier in args.keep or []:
         board = leaderboard.keep(board, earlier)
-    leaderboard.validate(board)
-    Path(args.output).write_text(json.dumps(board, indent=2))
+    text = leaderboard.dumps(board)  # validated: a NaN or a schema violation stops here, before anything is written
     md = leaderboard.markdown(board)
+    write_output(args.output, text, "-o")
     if args.markdown:
-        Path(args.markdown).write_text(md)
+        write_output(args.markdown, md, "--markdown")
     print(md, end="")
     print(f"{len(board['entries'])} entries -> {args.output}")
     if args.html:
@@ -260,7 +296,7 @@ def parser() -> argparse.ArgumentParser:
                    help="hydra multirun: key=a,b (and --algo a,b) sweep, hydra/launcher=..., hydra/sweeper=...")
     q.add_argument("--tuned", metavar="STUDY_DIR", help="run with the best options of a `bench tune` study")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
-    q.add_argument("overrides", nargs="*", help="hydra overrides key=value, e.g. algorithm.steps=50")
+    q.add_argument("overrides", nargs="*", help="hydra overrides key=value, e.g. algorithm.n_steps=50")
     q.set_defaults(func=cmd_run)
 
     q = sub.add_parser("tune", help="tune a method's search: block on the val split with the Optuna sweeper")
@@ -346,6 +382,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"bench {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, unwritable folder, file too large: one line naming the path and the cause
+        if os.environ.get("BENCH_DEBUG"):
+            raise
+        print(f"bench {args.verb}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        if os.environ.get("BENCH_DEBUG"):
+            raise
+        print(f"bench {args.verb}: error: out of memory; use smaller inputs (--n, --batch-size, dataset.size) or a "
+              f"machine with more memory", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

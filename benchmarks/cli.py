@@ -82,8 +82,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if tuning is not None:
         from omegaconf import OmegaConf, open_dict
 
+        from benchmarks.tune import check_setting
+
         with open_dict(cfg):
             cfg.tuning = OmegaConf.create(tuning)
+        check_setting(cfg)  # the study's setting (problem and options, dataset, prior weights, ...) or a refusal
     out = Path(args.out or default_out(cfg))
     try:
         summary = execute(cfg, out, resume=args.resume, progress=not args.quiet, rank=rank, world_size=world)
@@ -136,7 +139,7 @@ def sweep_spec(args: argparse.Namespace, kind: str):
 def cmd_sweep(args: argparse.Namespace) -> int:
     """`bench run -m`: hydra's multirun; one directory with numbered job run directories."""
     from benchmarks.sweep import job_dirs, multirun
-    from benchmarks.tune import tuned_overrides, write_study
+    from benchmarks.tune import quiet_sweeper_best, sweep_exprs, tuned_overrides, write_study
 
     spec = sweep_spec(args, "sweep")
     base = run_flags(args)
@@ -145,10 +148,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise ValueError("--tuned applies one study's options; sweep one problem and one algorithm with it")
         tuned, spec.tuning = tuned_overrides(args.tuned, args.problem, args.algo, list(args.overrides))
         base += tuned
-    multirun(spec, base + list(args.overrides))
+    with quiet_sweeper_best():  # one best is printed: the study's
+        multirun(spec, base + list(args.overrides))
     if (spec.out / "optimization_results.yaml").exists():  # the Optuna sweeper: record the study
-        study = write_study(spec.out)
-        print(f"\nbest val score {study['best']['score']:.4g} with {study['best']['options']} -> {spec.out / 'study.json'}")
+        study = write_study(spec.out, sweep_exprs(list(args.overrides)) or None)
+        print(f"\nbest {study['split']} score {study['best']['score']:.4g} with {study['best']['options']} -> "
+              f"{spec.out / 'study.json'}\nreproduce its setting with its options: {study['command']}")
     print(f"\nsweep: {len(job_dirs(spec.out))} job(s) in {spec.out}")
     return 0
 
@@ -158,9 +163,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     spec = sweep_spec(args, "tune")
     study = tune(spec, args.trials, args.n_val, args.study_seed, run_flags(args) + list(args.overrides))
-    print(f"\n{study['method']} on {study['problem']}: best val PSNR {study['best']['score']:.4g} after "
-          f"{study['n_trials']} trials with {study['best']['options']}\n-> {spec.out / 'study.json'}; run test with "
-          f"`bench run --problem {study['problem']} --algo {study['method']} --tuned {spec.out}`")
+    best = study["best"]
+    which = "the defaults (trial 0)" if best["defaults"] else f"trial {best['trial']}"
+    print(f"\n{study['method']} on {study['problem']}: best val PSNR {best['score']:.4g} ({which} of "
+          f"{study['n_trials']}, {study['n_val']} val item(s) each) with {best['options']}\n-> "
+          f"{spec.out / 'study.json'}; run test in the study's setting with:\n  {study['command']}")
     return 0
 
 

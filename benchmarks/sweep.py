@@ -21,8 +21,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from benchmarks.config import (ConfigError, Selection, _store, load_shift, problem_solver_defaults, resolve,
-                               store_node)
+from benchmarks.config import (ConfigError, Selection, _store, check_known_keys, load_shift, problem_solver_defaults,
+                               resolve, store_node)
 from configs import CONFIG_DIR
 
 PRIMARY = "bench_sweep"
@@ -129,6 +129,7 @@ def run_config(cfg: DictConfig, sel: Selection, tuning: dict[str, Any] | None = 
                                       "prior": sel.prior, "dataset": sel.dataset, "shift": sel.shift})
         if tuning is not None:
             cfg.tuning = OmegaConf.create(tuning)
+    check_known_keys(cfg)
     return cfg
 
 

@@ -46,6 +46,11 @@ def check_allocation(shape: tuple[int, ...], itemsize: int, limit_gb: float, wha
                         f"what it claims (if it is real, raise {option})")
 
 
+class MissingPackage(ImportError, RuntimeError):
+    """An optional package a dataset needs is not installed; the message says what to install. An ImportError (what
+    it is) and a RuntimeError (what the command line reports as a usage error, one line, no traceback)."""
+
+
 # Magnitudes beyond this cannot go through float32 arithmetic: a square (|x|^2 of a coil combination, a norm)
 # overflows above ~1.8e19. A file holding such values is scaled absurdly, whatever it holds.
 FLOAT32_SAFE = 1e18

@@ -159,8 +159,10 @@ def find_runs(paths: Iterable[str | Path], skipped: list[dict[str, str]] | None 
                     skipped.append({"path": str(d), "reason": why})
     found = sorted(set(found))
     if not found:
+        why = [f"{s['path']}: {s['reason']}" for s in (skipped or [])[:3]]
         raise LeaderboardError(f"no run directories under {', '.join(map(str, paths))} (a run directory has a "
-                               f"config.yaml with `names` and a samples.jsonl, as `bench run` writes)")
+                               f"config.yaml with `names` and a samples.jsonl, as `bench run` writes)"
+                               + (f"; skipped: {'; '.join(why)}" if why else ""))
     return found
 
 

@@ -215,7 +215,9 @@ SWEEP_FILES = {"optimization_results.yaml", "study.json", "multirun.yaml"}
 def _sweep_entry(p: Path) -> bool:
     """What a sweep or study directory holds: numbered job folders, `defaults/` (a study's trial 0), the sweeper's
     and the study's files, hidden files."""
-    return p.name.startswith(".") or p.name in SWEEP_FILES or (p.is_dir() and (p.name.isdigit() or p.name == "defaults"))
+    if p.name.startswith(".") or p.name in SWEEP_FILES:
+        return True
+    return p.is_dir() and (p.name.isdigit() or p.name == "defaults")
 
 
 def check_sweep_dir(out: Path, resume: bool) -> None:

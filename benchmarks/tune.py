@@ -116,7 +116,8 @@ def _parse(overrides: list[str]) -> list[Any]:
     from hydra.errors import HydraException
 
     try:
-        return OverridesParser.create().parse_overrides([o for o in overrides if not o.lstrip("+~").startswith("hydra")])
+        return OverridesParser.create().parse_overrides(
+            [o for o in overrides if not o.lstrip("+~").startswith("hydra")])
     except HydraException as exc:
         raise ConfigError(f"bad override: {exc}") from exc
 

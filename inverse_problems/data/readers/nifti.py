@@ -42,9 +42,10 @@ class NiftiVolume:
         self.shape: tuple[int, int, int] = shape  # type: ignore[assignment]
         dtype = np.dtype(img.get_data_dtype())
         if dtype.kind not in "biufc":
-            raise DataError(f"{path}: voxels are of type {dtype} ({'colour (RGB) values' if dtype.names else dtype.kind})"
-                            f"; expected one grey-level (or complex) value per voxel, as MR magnitude volumes are: "
-                            f"convert the file to a scalar volume, or remove it", path)
+            kind = "colour (RGB) values" if dtype.names else dtype.kind
+            raise DataError(f"{path}: voxels are of type {dtype} ({kind}); expected one grey-level (or complex) "
+                            f"value per voxel, as MR magnitude volumes are: convert the file to a scalar volume, or "
+                            f"remove it", path)
         itemsize = dtype.itemsize
         check_slice_count(shape[axis], f"{path}: the volume along axis {axis}", path)
         plane = tuple(n for a, n in enumerate(shape) if a != axis)

@@ -213,11 +213,14 @@ SWEEP_FILES = {"optimization_results.yaml", "study.json", "multirun.yaml"}
 
 
 def _sweep_entry(p: Path) -> bool:
-    """What a sweep or study directory holds: numbered job folders, `defaults/` (a study's trial 0), the sweeper's
-    and the study's files, hidden files."""
+    """What a sweep or study directory holds: job folders (numbered, or named by hydra.sweep.subdir: run directories,
+    or empty where a job stopped before writing), `defaults/` (a study's trial 0), the sweeper's and the study's files,
+    hidden files."""
     if p.name.startswith(".") or p.name in SWEEP_FILES:
         return True
-    return p.is_dir() and (p.name.isdigit() or p.name == "defaults")
+    if not p.is_dir():
+        return False
+    return p.name.isdigit() or p.name == "defaults" or (p / "config.yaml").is_file() or not any(p.iterdir())
 
 
 def check_sweep_dir(out: Path, resume: bool) -> None:

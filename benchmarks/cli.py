@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -88,8 +87,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if tuning is not None:
         from omegaconf import OmegaConf, open_dict
 
+        from benchmarks.tune import check_setting
+
         with open_dict(cfg):
             cfg.tuning = OmegaConf.create(tuning)
+        check_setting(cfg)  # the study's setting (problem and options, dataset, prior weights, ...) or a refusal
     out = Path(args.out or default_out(cfg))
     try:
         summary = execute(cfg, out, resume=args.resume, progress=not args.quiet, rank=rank, world_size=world)
@@ -134,7 +136,7 @@ def sweep_spec(args: argparse.Namespace, kind: str):
 def cmd_sweep(args: argparse.Namespace) -> int:
     """`bench run -m`: hydra's multirun; one directory with numbered job run directories."""
     from benchmarks.sweep import job_dirs, multirun
-    from benchmarks.tune import tuned_overrides, write_study
+    from benchmarks.tune import quiet_sweeper_best, sweep_exprs, tuned_overrides, write_study
 
     spec = sweep_spec(args, "sweep")
     base = run_flags(args)
@@ -143,10 +145,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise ValueError("--tuned applies one study's options; sweep one problem and one algorithm with it")
         tuned, spec.tuning = tuned_overrides(args.tuned, args.problem, args.algo, list(args.overrides))
         base += tuned
-    multirun(spec, base + list(args.overrides))
+    with quiet_sweeper_best():  # one best is printed: the study's
+        multirun(spec, base + list(args.overrides))
     if (spec.out / "optimization_results.yaml").exists():  # the Optuna sweeper: record the study
-        study = write_study(spec.out)
-        print(f"\nbest val score {study['best']['score']:.4g} with {study['best']['options']} -> {spec.out / 'study.json'}")
+        study = write_study(spec.out, sweep_exprs(list(args.overrides)) or None)
+        print(f"\nbest {study['split']} score {study['best']['score']:.4g} with {study['best']['options']} -> "
+              f"{spec.out / 'study.json'}\nreproduce its setting with its options: {study['command']}")
     print(f"\nsweep: {len(job_dirs(spec.out))} job(s) in {spec.out}")
     return 0
 
@@ -156,9 +160,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     spec = sweep_spec(args, "tune")
     study = tune(spec, args.trials, args.n_val, args.study_seed, run_flags(args) + list(args.overrides))
-    print(f"\n{study['method']} on {study['problem']}: best val PSNR {study['best']['score']:.4g} after "
-          f"{study['n_trials']} trials with {study['best']['options']}\n-> {spec.out / 'study.json'}; run test with "
-          f"`bench run --problem {study['problem']} --algo {study['method']} --tuned {spec.out}`")
+    best = study["best"]
+    which = "the defaults (trial 0)" if best["defaults"] else f"trial {best['trial']}"
+    print(f"\n{study['method']} on {study['problem']}: best val PSNR {best['score']:.4g} ({which} of "
+          f"{study['n_trials']}, {study['n_val']} val item(s) each) with {best['options']}\n-> "
+          f"{spec.out / 'study.json'}; run test in the study's setting with:\n  {study['command']}")
     return 0
 
 
@@ -170,17 +176,53 @@ def default_out(cfg) -> str:
     return os.path.join("runs", f"{n.problem}-{method}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the path and the cause: `PATH: No space left on device`."""
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, getattr(exc, "filename2", None)) if p is not None]
+    return f"{' -> '.join(paths)}: {cause}" if paths else f"{type(exc).__name__}: {cause}"
+
+
+class OutputError(RuntimeError):
+    """An output file that cannot be written (disk full, unwritable folder, not a regular file): path and cause."""
+
+
+def write_output(path: str | os.PathLike, text: str, flag: str) -> Path:
+    """Write an output file whole or not at all: into a temporary file beside it, then renamed over it (a full disk
+    never leaves a truncated file that looks complete); a missing parent folder is made. Errors name the path."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if path.is_dir():
+            raise OutputError(f"{flag} {path}: is a folder; pass a file name")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"{flag} {path}: cannot write it ({describe_os_error(exc)}); nothing was written "
+                          f"there") from exc
+    finally:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+    return path
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmarks import leaderboard
 
     board = leaderboard.build(args.runs)
     for earlier in args.keep or []:
         board = leaderboard.keep(board, earlier)
-    leaderboard.validate(board)
-    Path(args.output).write_text(json.dumps(board, indent=2))
+    text = leaderboard.dumps(board)  # validated: a NaN or a schema violation stops here, before anything is written
     md = leaderboard.markdown(board)
+    write_output(args.output, text, "-o")
     if args.markdown:
-        Path(args.markdown).write_text(md)
+        write_output(args.markdown, md, "--markdown")
     print(md, end="")
     print(f"{len(board['entries'])} entries -> {args.output}")
     if args.html:
@@ -279,7 +321,7 @@ def parser() -> argparse.ArgumentParser:
                    help="hydra multirun: key=a,b (and --algo a,b) sweep, hydra/launcher=..., hydra/sweeper=...")
     q.add_argument("--tuned", metavar="STUDY_DIR", help="run with the best options of a `bench tune` study")
     q.add_argument("--quiet", action="store_true", help="no start line and no progress bar (on stderr); the results table still prints")
-    q.add_argument("overrides", nargs="*", help="hydra overrides key=value, e.g. algorithm.steps=50")
+    q.add_argument("overrides", nargs="*", help="hydra overrides key=value, e.g. algorithm.n_steps=50")
     q.set_defaults(func=cmd_run)
 
     q = sub.add_parser("suite", help="run the runs of a suite (configs/suites/NAME.yaml), each into OUT/<run name>")
@@ -374,6 +416,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"bench {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, unwritable folder, file too large: one line naming the path and the cause
+        if os.environ.get("BENCH_DEBUG"):
+            raise
+        print(f"bench {args.verb}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        if os.environ.get("BENCH_DEBUG"):
+            raise
+        print(f"bench {args.verb}: error: out of memory; use smaller inputs (--n, --batch-size, dataset.size) or a "
+              f"machine with more memory", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -289,7 +289,32 @@ def compose_config(sel: Selection, overrides: Iterable[str] = ()) -> DictConfig:
     with open_dict(cfg):
         cfg.names = OmegaConf.create({"problem": sel.problem, "algorithm": sel.algorithm, "adapters": sel.adapters,
                                       "prior": sel.prior, "dataset": sel.dataset, "shift": sel.shift})
+    check_known_keys(cfg)
     return cfg
+
+
+SECTIONS = ("run", "problem", "algorithm", "dataset", "prior", "adapters", "names", "tuning")
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """Refuse options that no component reads, which would otherwise be recorded in config.yaml and ignored: a
+    top-level key outside the run's sections (`+foo.bar=3`), options of an adapter the run does not use
+    (`+adapters.tda.lr=3` without +tda), prior options for an algorithm that uses no prior. (Unknown options of a
+    component are refused when it is built, naming its valid ones; unknown run.* options by the runner.)"""
+    names = cfg.get("names") or {}
+    unknown = sorted(k for k in cfg if k not in SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]} (e.g. from +{unknown[0]}...=...): no component reads it; a "
+                          f"run's options are problem.*, algorithm.*, dataset.*, prior.*, adapters.<name>.* and run.*")
+    method = f"{names.get('algorithm')}{''.join('+' + a for a in names.get('adapters') or [])}"
+    extra = sorted(set(cfg.get("adapters") or {}) - set(names.get("adapters") or []))
+    if extra:
+        raise ConfigError(f"adapters.{extra[0]}.*: {extra[0]!r} is not an adapter of this run (--algo {method}), so "
+                          f"its options would be ignored; add it (--algo {method}+{extra[0]}) or drop the override")
+    if names.get("prior") is None and cfg.get("prior"):
+        first = next(iter(cfg.prior))
+        raise ConfigError(f"prior.{first}: {names.get('algorithm')!r} uses no prior, so prior options would be "
+                          f"ignored; drop the override")
 
 
 def options(cfg: DictConfig, key: str) -> dict[str, Any]:

@@ -17,8 +17,11 @@ same samples, those samples are counted once.
 """
 from __future__ import annotations
 
+import html
 import json
 import math
+import os
+import stat
 import time
 import warnings
 from pathlib import Path
@@ -47,10 +50,36 @@ class LeaderboardWarning(UserWarning):
 
 # --- reading run directories --------------------------------------------------------------------------
 
+def regular_file(path: Path) -> str | None:
+    """None when `path` is a regular file (or a link to one) that can be read without blocking; else why not (a
+    FIFO named config.yaml would block a reader forever, a folder cannot be read as text)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return f"{path.name} cannot be examined ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file")
+    return f"{path.name} is {kind}, not a regular file"
+
+
+def read_text(path: Path) -> str:
+    """A regular file's text, or a LeaderboardError naming the path and the cause (never blocks on a FIFO)."""
+    why = regular_file(path)
+    if why is not None:
+        raise LeaderboardError(f"{path}: {why}")
+    try:
+        return path.read_text(errors="replace")
+    except OSError as exc:
+        raise LeaderboardError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+
+
 def read_jsonl(path: Path, what: str = "samples") -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) of every line; a corrupted line other than the last is an error naming the file
     and the line. A torn last line (a run killed mid-write) is skipped, as resume does."""
-    lines = path.read_text(errors="replace").split("\n")
+    lines = read_text(path).split("\n")
     filled = [i for i, line in enumerate(lines) if line.strip()]
     out = []
     for i in filled:
@@ -71,6 +100,9 @@ def read_jsonl(path: Path, what: str = "samples") -> list[tuple[int, dict[str, A
 def run_marks(path: Path) -> tuple[DictConfig | None, str]:
     """The run's config when `path` is a run directory (config.yaml with `names` and a samples file), else
     (None, why not)."""
+    why = regular_file(path / "config.yaml")
+    if why is not None:
+        return None, why
     try:
         cfg = OmegaConf.load(path / "config.yaml")
     except Exception as exc:  # noqa: BLE001 - any unreadable yaml is "not a run directory", said with the cause
@@ -82,7 +114,21 @@ def run_marks(path: Path) -> tuple[DictConfig | None, str]:
         return None, f"its config.yaml names no {' or '.join(missing)}"
     if not any(path.glob("samples*.jsonl")):
         return None, "it has no samples.jsonl (no sample finished yet)"
+    for p in sorted(path.glob("samples*.jsonl")):
+        why = regular_file(p)
+        if why is not None:
+            return None, why
     return cfg, ""
+
+
+TEST_SPLIT = "test"
+
+
+def split_of(cfg: DictConfig) -> str:
+    """The run's split (runs written before run.split existed ran on test)."""
+    run = cfg.get("run")
+    split = run.get("split") if isinstance(run, DictConfig) else None
+    return TEST_SPLIT if split is None else str(split)
 
 
 def find_runs(paths: Iterable[str | Path], skipped: list[dict[str, str]] | None = None) -> list[Path]:
@@ -98,16 +144,25 @@ def find_runs(paths: Iterable[str | Path], skipped: list[dict[str, str]] | None 
                  if not any(part.startswith(".") for part in q.relative_to(p).parts[:-1])]
         for d in sorted(set(([p] if (p / "config.yaml").exists() else []) + below)):
             cfg, why = run_marks(d)
+            if cfg is not None and split_of(cfg) != TEST_SPLIT:
+                # a val run is a tuning trial (`bench tune` writes them): scores on the data the options were chosen
+                # on are not test results, so they never become a row (the split is not shown in the table)
+                cfg, why = None, (f"a run on the {split_of(cfg)!r} split (a `bench tune` trial, or run.split="
+                                  f"{split_of(cfg)}), not counted: the leaderboard ranks test-split runs only")
+            elif cfg is None:
+                why = f"not a run directory, {why}"
             if cfg is not None:
                 found.append(d)
             else:
-                warnings.warn(f"skipped {d}: not a run directory, {why}", LeaderboardWarning, stacklevel=3)
+                warnings.warn(f"skipped {d}: {why}", LeaderboardWarning, stacklevel=3)
                 if skipped is not None:
                     skipped.append({"path": str(d), "reason": why})
     found = sorted(set(found))
     if not found:
+        why = [f"{s['path']}: {s['reason']}" for s in (skipped or [])[:3]]
         raise LeaderboardError(f"no run directories under {', '.join(map(str, paths))} (a run directory has a "
-                               f"config.yaml with `names` and a samples.jsonl, as `bench run` writes)")
+                               f"config.yaml with `names` and a samples.jsonl, as `bench run` writes)"
+                               + (f"; skipped: {'; '.join(why)}" if why else ""))
     return found
 
 
@@ -239,9 +294,10 @@ def load_run(path: Path) -> dict[str, Any]:
     env: dict[str, Any] = {}
     if (path / "environment.json").exists():
         try:
-            env = json.loads((path / "environment.json").read_text())
-        except json.JSONDecodeError:
+            env = json.loads(read_text(path / "environment.json"))
+        except (json.JSONDecodeError, LeaderboardError):
             env = {}
+        env = env if isinstance(env, dict) else {}
     names = cfg.names
     requested = [str(a) for a in (names.get("adapters") or [])]
     noop = adapters_adapted_nothing(path, requested)
@@ -253,15 +309,17 @@ def load_run(path: Path) -> dict[str, Any]:
         shift, shift_noop = None, str(shift)
     prior = names.get("prior")
     prior_hash = names.get("prior_hash", UNKNOWN_HASH if prior is not None else None)
-    tiers = sorted({str(r.get("tier") or "simulated") for r, _ in rows}) or ["simulated"]
+    # a line that carries no tier (a failed line of an item that could not be read, or a run from before tiers were
+    # recorded) says nothing about the run's tier: only the lines that state one count
+    tiers = sorted({str(r["tier"]) for r, _ in rows if r.get("tier")}) or ["simulated"]
     if len(tiers) > 1:
         raise LeaderboardError(f"{path}: its samples mix the tiers {tiers}; a run is simulated or measured, not both")
-    targets = sorted({str(r.get("target_convention") or "dataset image") for r, _ in rows}) or ["dataset image"]
+    targets = sorted({str(r["target_convention"]) for r, _ in rows if r.get("target_convention")}) or ["dataset image"]
     volumes: list[dict[str, Any]] = []
     if (path / "summary.json").exists():
         try:
-            volumes = list(json.loads((path / "summary.json").read_text()).get("volumes") or [])
-        except (json.JSONDecodeError, AttributeError):
+            volumes = list(json.loads(read_text(path / "summary.json")).get("volumes") or [])
+        except (json.JSONDecodeError, AttributeError, TypeError, LeaderboardError):
             volumes = []
     run = cfg.get("run") or {}
     key = {"problem": names.problem, "dataset": names.get("dataset"), "tier": tiers[0],
@@ -474,8 +532,19 @@ def build(paths: Iterable[str | Path]) -> dict[str, Any]:
     skipped: list[dict[str, str]] = []
     run_dirs = find_runs(paths, skipped)
     groups: dict[tuple, list[dict[str, Any]]] = {}
-    for run in map(load_run, run_dirs):
+    failed: list[str] = []
+    for d in run_dirs:
+        try:
+            run = load_run(d)
+        except (LeaderboardError, OSError, UnicodeDecodeError) as exc:  # one bad run costs its row, not the board
+            reason = str(exc) if isinstance(exc, LeaderboardError) else f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"skipped {d}: {reason}", LeaderboardWarning, stacklevel=2)
+            skipped.append({"path": str(d), "reason": reason})
+            failed.append(reason)
+            continue
         groups.setdefault(tuple(_freeze(run["key"][k]) for k in KEY), []).append(run)
+    if not groups:
+        raise LeaderboardError("no run directory could be put on the leaderboard: " + "; ".join(failed))
     entries = []
     for key, runs in groups.items():
         notes: list[str] = []
@@ -517,16 +586,51 @@ def build(paths: Iterable[str | Path]) -> dict[str, Any]:
             "skipped": skipped}
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"a bare {name}, which JSON does not have (a missing number is null)")
+
+
+def read_board(path: Path, flag: str) -> dict[str, Any]:
+    """A leaderboard file read strictly: a regular file, JSON without NaN/Infinity, an object valid under the shipped
+    schema; anything else is a LeaderboardError naming the file, the place and the problem."""
+    import jsonschema
+
+    if not path.exists():
+        raise LeaderboardError(f"{flag} {path}: no such file")
+    try:
+        old = json.loads(read_text(path), parse_constant=_no_constant)
+    except LeaderboardError as exc:
+        raise LeaderboardError(f"{flag} {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise LeaderboardError(f"{flag} {path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+                               f"pass a leaderboard.json written by `bench leaderboard`") from exc
+    except ValueError as exc:
+        raise LeaderboardError(f"{flag} {path}: holds {exc}; the file was edited by hand or written by another "
+                               f"program: rebuild it with `bench leaderboard`") from exc
+    if not isinstance(old, dict):
+        raise LeaderboardError(f"{flag} {path}: holds a JSON {type(old).__name__.replace('dict', 'object')}, not a "
+                               f"leaderboard (an object with schema_version and entries, as `bench leaderboard -o` "
+                               f"writes)")
+    version = str(old.get("schema_version", ""))
+    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise LeaderboardError(f"{flag} {path}: schema {version or 'unknown'} cannot join schema {SCHEMA_VERSION} "
+                               f"(another major version); rebuild it from its run directories")
+    try:
+        jsonschema.validate(old, json.loads(SCHEMA_PATH.read_text()))
+    except jsonschema.ValidationError as exc:
+        where = "/".join(map(str, exc.absolute_path)) or "(top)"
+        raise LeaderboardError(f"{flag} {path}: at {where}: {exc.message}; the file is not a valid leaderboard "
+                               f"(tampered or hand-edited): rebuild it from its run directories") from exc
+    return old
+
+
 def keep(board: dict[str, Any], earlier: str | Path) -> dict[str, Any]:
     """Carry into `board` the entries of an earlier leaderboard file (rows whose run directories are gone, e.g.
     those of a former default prior): each is kept as it was, with a note naming the file. Its schema must have
     the same major version; an entry whose key is also a row of `board` is an error (the two would merge unlike
     or repeated runs), naming the row and the fix."""
     path = Path(earlier)
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LeaderboardError(f"--keep {path}: cannot read it as a leaderboard JSON ({exc})") from exc
+    old = read_board(path, "--keep")
     version = str(old.get("schema_version", ""))
     if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
         raise LeaderboardError(f"--keep {path}: schema {version or 'unknown'} cannot join schema {SCHEMA_VERSION} "
@@ -592,6 +696,17 @@ def _fmt(v: float | None, m: str) -> str:
     return f"{v:.4f}" if m == "ssim" else f"{v:.2f}"
 
 
+def md_cell(value: Any) -> str:
+    """Text quoted into a Markdown table cell, inert: HTML (`<script>`, `<b onmouseover=...>`) escaped; pipes,
+    backticks and backslashes as character references (they would split the row, open code spans or escape what
+    follows); an inline link `](` broken; control characters (newlines, ANSI escapes) shown as `\\n`, `\\x1b`, so
+    one row stays one line in a file and on a terminal."""
+    text = html.escape(str(value), quote=False)
+    for char, ref in (("\\", "&#92;"), ("|", "&#124;"), ("`", "&#96;"), ("](", "]&#40;")):
+        text = text.replace(char, ref)
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
 def markdown(board: dict[str, Any], metrics: tuple[str, ...] = TABLE) -> str:
     """The table: PSNR/SSIM/NMSE are per-slice means; `vol PSNR`/`vol SSIM` (fastMRI's per-volume convention)
     are added where some row has them."""
@@ -609,5 +724,5 @@ def markdown(board: dict[str, Any], metrics: tuple[str, ...] = TABLE) -> str:
             if m.removeprefix("volume_") in ("psnr", "ssim") and mm["std"] is not None:
                 cell += f" ± {_fmt(mm['std'], m)}"
             cells.append(cell)
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(map(md_cell, cells)) + " |")
     return "\n".join(lines) + "\n"

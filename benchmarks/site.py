@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 import textwrap
@@ -251,17 +252,19 @@ def _target(columns: list[tuple[str, Path, dict]], index: int, notes: list[str])
 # ---------------------------------------------------------------------------------------------------------
 # the page
 
-def _prepare(out: Path) -> None:
-    """Refuse a non-empty folder that is not a page written here; clear a previous page's generated files."""
+def _check_target(out: Path) -> None:
+    """Refuse a path that is not a folder, or a non-empty folder that is not a page written here."""
     if out.exists() and not out.is_dir():
         raise SiteError(f"--html {out}: exists and is not a folder; pass a new or empty folder")
     if out.is_dir() and any(out.iterdir()):
         index = out / "index.html"
-        if not (index.exists() and GENERATOR in index.read_text(errors="replace")[:2000]):
+        if not (index.is_file() and GENERATOR in index.read_text(errors="replace")[:2000]):
             raise SiteError(f"--html {out}: the folder is not empty and holds no results page written by `bench "
                             f"leaderboard --html`; pass a new or empty folder")
-        for sub in ("figures", "configs"):
-            shutil.rmtree(out / sub, ignore_errors=True)
+
+
+def _prepare(out: Path) -> None:
+    """A fresh folder for the page's files."""
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "configs").mkdir(exist_ok=True)
 
@@ -279,7 +282,7 @@ def _copy_configs(board: dict[str, Any], out: Path) -> dict[str, str]:
             folder.mkdir()
             body = []
             for name in ("config.yaml", "environment.json"):
-                if (run / name).exists():
+                if (run / name).is_file():  # a regular file: a FIFO would block the copy
                     shutil.copyfile(run / name, folder / name)
                     body.append(f'<h2><a href="{name}">{name}</a></h2><pre>{html.escape((run / name).read_text())}</pre>')
             (folder / "index.html").write_text(
@@ -338,8 +341,35 @@ def _select(name: str, values: list[str]) -> str:
 
 
 def write_site(board: dict[str, Any], out: str | Path, max_samples: int = 2) -> Path:
-    """Write the results page of a leaderboard (`leaderboard.build`) into the folder `out`; returns index.html."""
+    """Write the results page of a leaderboard (`leaderboard.build`) into the folder `out`; returns index.html.
+
+    The page is written into a temporary folder beside `out` and moved into place whole: a full disk, an unwritable
+    folder or a file too large leaves `out` as it was (an earlier page, or nothing) and raises a SiteError naming the
+    path and the cause."""
     out = Path(out)
+    _check_target(out)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        _write_page(board, tmp, max_samples)
+        if out.exists():  # an earlier page (or an empty folder): moved aside, then removed once the new one is in
+            os.replace(out, old)
+        os.replace(tmp, out)
+    except OSError as exc:
+        if old.exists() and not out.exists():
+            os.replace(old, out)
+        where = exc.filename or out
+        raise SiteError(f"--html {out}: cannot write the results page ({where}: {exc.strerror or exc}); the folder "
+                        f"was left as it was") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return out / "index.html"
+
+
+def _write_page(board: dict[str, Any], out: Path, max_samples: int) -> Path:
     _prepare(out)
     entries = board["entries"]
     links = _copy_configs(board, out)

@@ -21,8 +21,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from benchmarks import registry
-from benchmarks.config import (ConfigError, Selection, _store, load_shift, problem_options, resolve,
-                               shift_source_model, store_node)
+from benchmarks.config import (ConfigError, Selection, _store, check_known_keys, load_shift, problem_options,
+                               resolve, shift_source_model, store_node)
 from configs import CONFIG_DIR
 
 PRIMARY = "bench_sweep"
@@ -92,6 +92,10 @@ class Job:
                                 ch.get("prior") if self.prior_given else None,
                                 ch.get("dataset") if self.dataset_given else None, self.shift))
         cfg = run_config(cfg, sel, self.tuning)
+        if self.tuning is not None:  # a tuned sweep job: the study's setting, or a refusal naming the key
+            from benchmarks.tune import check_setting
+
+            check_setting(cfg)
         rank, world, local = ranks()
         if world > 1 and cfg.run.device == "auto":
             import torch
@@ -125,6 +129,7 @@ def run_config(cfg: DictConfig, sel: Selection, tuning: dict[str, Any] | None = 
                                       "prior": sel.prior, "dataset": sel.dataset, "shift": sel.shift})
         if tuning is not None:
             cfg.tuning = OmegaConf.create(tuning)
+    check_known_keys(cfg)
     return cfg
 
 
@@ -216,9 +221,34 @@ def sweep_dir(spec_out: str | None, overrides: list[str], default: str) -> Path:
     return Path(spec_out or (given[-1] if given else default))
 
 
+SWEEP_FILES = {"optimization_results.yaml", "study.json", "multirun.yaml"}
+
+
+def _sweep_entry(p: Path) -> bool:
+    """What a sweep or study directory holds: job folders (numbered, or named by hydra.sweep.subdir: run directories,
+    or empty where a job stopped before writing), `defaults/` (a study's trial 0), the sweeper's and the study's files,
+    hidden files."""
+    if p.name.startswith(".") or p.name in SWEEP_FILES:
+        return True
+    if not p.is_dir():
+        return False
+    return p.name.isdigit() or p.name == "defaults" or (p / "config.yaml").is_file() or not any(p.iterdir())
+
+
 def check_sweep_dir(out: Path, resume: bool) -> None:
-    """A sweep directory whose jobs have finished samples needs --resume (as a run directory does)."""
-    if resume or not out.is_dir():
+    """The directory contract of runs, for sweeps and studies: a path that is not a folder, or a non-empty folder
+    that is not a sweep or study directory, is refused before anything is written; one whose jobs have finished
+    samples needs --resume (as a run directory does)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; choose another --out")
+    if not out.is_dir():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if not _sweep_entry(p))
+    if foreign:
+        raise ConfigError(f"--out {out} is a folder that is not empty and is not a sweep or study directory (it holds "
+                          f"{', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}); nothing was written there: "
+                          f"choose a new or empty --out")
+    if resume:
         return
     done = [d.name for d in sorted(out.iterdir()) if d.is_dir() and d.name.isdigit() and any(d.glob("samples*.jsonl"))]
     if done:

@@ -80,6 +80,27 @@ def command_line(cfg: Any) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+POSITIVE = ("size", "steps", "batch_size", "samples", "sample_steps", "n_images", "save_every", "log_every",
+            "threads", "base_channels")
+
+
+def check_options(cfg: Any) -> None:
+    """Refuse, before any data is built or any step trained, counts that cannot work (--samples 0 would only fail
+    after training, when the samples are drawn, leaving no metadata), naming the option."""
+    import math
+
+    for key in POSITIVE:
+        v = getattr(cfg, key, None)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"--{key.replace('_', '-')} must be a whole number >= 1, got {v!r}")
+    if isinstance(cfg.warmup, bool) or not isinstance(cfg.warmup, int) or cfg.warmup < 0:
+        raise ValueError(f"--warmup must be a whole number >= 0, got {cfg.warmup!r}")
+    if not (isinstance(cfg.lr, (int, float)) and math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise ValueError(f"--lr must be a finite number > 0, got {cfg.lr!r}")
+    if not (isinstance(cfg.ema, (int, float)) and 0 <= cfg.ema < 1):
+        raise ValueError(f"--ema must lie in [0, 1), got {cfg.ema!r}")
+
+
 def command(args: argparse.Namespace) -> int:
     """Run `bench train-prior`: resolve the configuration (the checkpoint's on --resume), build the dataset, train."""
     from benchmarks import registry
@@ -93,6 +114,7 @@ def command(args: argparse.Namespace) -> int:
     else:
         cfg = TrainConfig(**options)
     cfg = replace(cfg, command=command_line(cfg))
+    check_options(cfg)
     dataset = registry.build("datasets", cfg.dataset, split="train", **cfg.dataset_kwargs())
     meta = train(cfg, dataset)
     if meta:

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from priors.nets.adm import UNetModel, unet_from_flags
-from priors.checkpoints import config_beside, key_mismatch, load_strict, read_json_config, read_state_dict, strip_prefix
+from priors.checkpoints import (check_architecture, config_beside, key_mismatch, load_strict, read_json_config,
+                               read_state_dict, strip_prefix)
 from priors.diffusers_prior import DiffusersPrior
 
 # DPS configs/model_config.yaml (ffhq_10m.pt, also used by DAPS) and imagenet_model_config.yaml (guided-diffusion's
@@ -38,6 +39,7 @@ LINEAR_SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 
 
 
 def build_unet(flags: dict[str, Any], where: Any = "ADM config") -> UNetModel:
+    check_architecture(flags, where, positive=("image_size", "num_channels", "num_res_blocks"))
     try:
         return unet_from_flags(**flags)
     except TypeError as exc:

@@ -1,7 +1,8 @@
 """Reading the field's checkpoint files: torch dicts with `ema` / `net` / `model` / `state_dict`, or a bare state dict.
 
 Files are read with `torch.load(weights_only=True)`, so no code inside them runs; a pickle that holds
-modules (an EDM `network-snapshot-*.pkl`) is refused with the converter that turns it into a state dict.
+modules (an EDM `network-snapshot-*.pkl`, a whole pickled model) is refused, and the message asks for a state
+dict: no message of the suite advises unpickling a file (that runs whatever code the file holds).
 Loading is strict: a key set that does not match the architecture is an error naming the missing,
 unexpected and wrongly shaped keys.
 """
@@ -19,13 +20,21 @@ from torch import Tensor, nn
 from priors.diffusers_prior import check_finite_weights
 
 CONTAINER_KEYS = ("ema", "net", "model", "state_dict")
-PICKLE_HINT = ("convert it once with `python benchmarks/experiments/convert_edm_pickle.py --edm-src EDM_REPO {path} "
-               "OUT.pt` (it unpickles with your EDM source on the path and writes a state dict and OUT.json)")
+PICKLE_HINT = ("the suite reads tensors only and never unpickles a file (unpickling runs whatever code the file "
+               "holds). Ask the file's provider for a state dict, or make one where the model was trained: "
+               "torch.save({'ema': model.state_dict()}, 'OUT.pt'), with the constructor arguments in OUT.json")
+# EDM's own snapshots: the converter exists for a file whose origin the user has verified; it refuses to unpickle
+# unless told so explicitly (its --trust-pickle flag), so naming it here recommends nothing that runs code
+EDM_PICKLE_HINT = (PICKLE_HINT + ". For an official EDM snapshot whose origin you have verified (its sha256 against "
+                   "the publisher's), benchmarks/experiments/convert_edm_pickle.py --help explains a one-time "
+                   "conversion; it unpickles nothing unless you state that you trust the file")
 
 
-def read_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str, Tensor]:
+def read_state_dict(path: str | os.PathLike, key: str | None = None, pickle_hint: str = PICKLE_HINT
+                    ) -> dict[str, Tensor]:
     """The state dict in a checkpoint file: `key` if given, else the first of ema, net, model, state_dict
-    that the dict holds, else the dict itself when all its values are tensors."""
+    that the dict holds, else the dict itself when all its values are tensors. A file of pickled objects is
+    refused with `pickle_hint` (which must not advise unpickling it)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint {p} does not exist; pass prior.path=FILE (a .pt/.pth torch checkpoint)")
@@ -36,7 +45,7 @@ def read_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str
     except Exception as exc:  # pickle.UnpicklingError, RuntimeError (zip), EOFError ...
         if p.suffix == ".pkl" or "persistence" in str(exc) or "dnnlib" in str(exc) or "GLOBAL" in str(exc):
             raise ValueError(f"{p}: holds pickled modules, not tensors ({type(exc).__name__}); "
-                             + PICKLE_HINT.format(path=p)) from exc
+                             + pickle_hint) from exc
         raise ValueError(f"{p}: cannot read the checkpoint ({type(exc).__name__}: {exc}); the file is corrupt or "
                          f"not a torch checkpoint: re-copy it") from exc
     if not isinstance(obj, Mapping):
@@ -97,6 +106,28 @@ def config_beside(path: str | os.PathLike) -> Path | None:
         if cand.is_file():
             return cand
     return None
+
+
+def check_architecture(cfg: Mapping[str, Any], where: Any, positive: tuple[str, ...] = (),
+                       non_negative: tuple[str, ...] = (), positive_lists: tuple[str, ...] = ()) -> None:
+    """Refuse architecture fields that cannot describe a network (a resolution of -64, zero channels), naming the
+    field and the file, before a network is built from them: such a network would only ever be reported as a
+    checkpoint with hundreds of missing keys."""
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    for key in positive:
+        if key in cfg and not (whole(cfg[key]) and cfg[key] >= 1):
+            raise ValueError(f"{where}: {key} is {cfg[key]!r}; it must be a whole number >= 1 (fix the config json, "
+                             f"or pass the matching prior.preset)")
+    for key in non_negative:
+        if key in cfg and cfg[key] is not None and not (whole(cfg[key]) and cfg[key] >= 0):
+            raise ValueError(f"{where}: {key} is {cfg[key]!r}; it must be a whole number >= 0 (fix the config json)")
+    for key in positive_lists:
+        v = cfg.get(key)
+        if v is not None and not (isinstance(v, (list, tuple)) and v and all(whole(x) and x >= 1 for x in v)):
+            raise ValueError(f"{where}: {key} is {v!r}; it must be a non-empty list of whole numbers >= 1 (fix the "
+                             f"config json)")
 
 
 def read_json_config(source: str | os.PathLike) -> dict[str, Any]:

@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from priors.base import Prior, sigma_like
-from priors.checkpoints import config_beside, load_strict, read_json_config, read_state_dict, strip_prefix
+from priors.checkpoints import (EDM_PICKLE_HINT, check_architecture, config_beside, load_strict, read_json_config,
+                               read_state_dict, strip_prefix)
 from priors.nets.edm import PRECONDITIONERS
 
 _INVERSEBENCH_MRI = dict(class_name="EDMPrecond", img_resolution=320, img_channels=2, label_dim=0,
@@ -80,6 +81,8 @@ def build_network(config: dict[str, Any], where: Any = "EDM config") -> nn.Modul
     if name not in PRECONDITIONERS:
         raise ValueError(f"{where}: class_name {name or '(missing)'!r} is not an EDM preconditioner; use one of "
                          f"{', '.join(PRECONDITIONERS)}")
+    check_architecture(kw, where, positive=("img_resolution", "img_channels", "model_channels", "num_blocks"),
+                       non_negative=("label_dim", "augment_dim"), positive_lists=("channel_mult",))
     try:
         return PRECONDITIONERS[name](**kw)
     except TypeError as exc:
@@ -93,7 +96,7 @@ def load_network(path: str | os.PathLike, config: dict[str, Any], key: str | Non
     A state dict of the bare UNet (keys without the preconditioner's `model.` prefix) is accepted too.
     """
     net = build_network(config, where or path)
-    state = strip_prefix(read_state_dict(path, key), "module.")
+    state = strip_prefix(read_state_dict(path, key, EDM_PICKLE_HINT), "module.")
     if state and not any(k.startswith("model.") for k in state):
         state = {f"model.{k}": v for k, v in state.items()}
     load_strict(net, state, path, "the architecture (prior.preset / prior.config) does not match these weights: "

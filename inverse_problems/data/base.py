@@ -66,6 +66,37 @@ def check_allocation(shape: tuple[int, ...], itemsize: int, limit_gb: float, wha
                         f"what it claims (if it is real, raise {option})")
 
 
+class MissingPackage(ImportError, RuntimeError):
+    """An optional package a dataset needs is not installed; the message says what to install. An ImportError (what
+    it is) and a RuntimeError (what the command line reports as a usage error, one line, no traceback)."""
+
+
+# Magnitudes beyond this cannot go through float32 arithmetic: a square (|x|^2 of a coil combination, a norm)
+# overflows above ~1.8e19. A file holding such values is scaled absurdly, whatever it holds.
+FLOAT32_SAFE = 1e18
+
+
+def check_magnitude(largest: float, limit: float, what: str, path: str | Path | None = None,
+                    item_id: str | None = None) -> None:
+    """Refuse values too large for float32 arithmetic (a file scaled by, say, 1e37), naming the file and the cause,
+    rather than letting them overflow into an "empty" or "no signal" verdict later."""
+    if largest > limit:
+        raise DataError(f"{what} holds magnitudes up to {largest:.3g}, beyond what float32 arithmetic can transform "
+                        f"and square (limit {limit:.3g}); the values are scaled absurdly: rescale the file or remove "
+                        f"it", path, item_id)
+
+
+MAX_SLICES = 100_000  # slices one volume file may declare: MR volumes hold tens to a few thousand
+
+
+def check_slice_count(n: int, what: str, path: str | Path | None = None) -> None:
+    """Refuse a file declaring more slices than any MR volume holds, before an index of them is made (a declared
+    10^9 slices would be a MemoryError, not a message)."""
+    if n > MAX_SLICES:
+        raise DataError(f"{what} declares {n} slices, more than any MR volume holds (limit {MAX_SLICES}); the file is "
+                        f"corrupt or not what it claims: re-copy or remove it", path)
+
+
 def check_image(image: object, source: str) -> Tensor:
     """The item's image if it is a finite, non-empty floating tensor; else a DataError naming `source`."""
     if not isinstance(image, Tensor) or not image.is_floating_point():

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from inverse_problems.data.base import SPLITS, DataError, ImageDataset, Item
+from inverse_problems.data.base import SPLITS, DataError, ImageDataset, Item, MissingPackage
 from inverse_problems.data.phantoms.datasets import normalise_p99
 
 INSTALL = "pip install dipy pydicom (or pip install 'medtta-bench[realdata]')"
@@ -32,7 +32,7 @@ SOURCES: dict[str, str] = {"dipy-t1-coronal": "dipy", "dipy-b0": "dipy", "pydico
 def _package_dir(package: str, source: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
-        raise ImportError(f"real-brain source {source!r} ships with the package {package!r}, which is not installed; "
+        raise MissingPackage(f"real-brain source {source!r} ships with the package {package!r}, which is not installed; "
                           f"{INSTALL}, or choose sources from {sorted(SOURCES)}")
     return Path(spec.origin).parent
 
@@ -100,7 +100,7 @@ class RealBrainDataset(ImageDataset):
             raise ValueError(f"unknown real-brain sources {unknown}; choose a non-empty subset of {sorted(SOURCES)}")
         missing = sorted({SOURCES[s] for s in self.sources if importlib.util.find_spec(SOURCES[s]) is None})
         if missing:
-            raise ImportError(f"real-brain needs {' and '.join(missing)} (its images ship inside the package); "
+            raise MissingPackage(f"real-brain needs {' and '.join(missing)} (its images ship inside the package); "
                               f"{INSTALL}, or pass sources= a subset of {sorted(SOURCES)} whose package is installed")
         self.slices = [(s, k, a) for s in self.sources for k, a in enumerate(load_source(s))]
         self.length = len(self.slices) if length is None else min(int(length), len(self.slices))

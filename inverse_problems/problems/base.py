@@ -58,6 +58,22 @@ def check_number(name: str, value: object, minimum: float | None = None) -> floa
     return float(value)
 
 
+SNR_DB_RANGE = (-60.0, 300.0)  # beyond: noise 1e3 x the signal (nothing measured) or 1e-15 of it (float32 round-off)
+
+
+def check_snr_db(value: object) -> float:
+    """problem.snr_db as a finite number of decibels inside SNR_DB_RANGE, refused before any sample runs: at -1000 dB
+    the noise is 10^50 times the signal, every reconstruction overflows and the run would only report divergence."""
+    snr = check_number("snr_db", value)
+    lo, hi = SNR_DB_RANGE
+    if not lo <= snr <= hi:
+        ratio = f"1e{-snr / 20:.0f} times" if snr < lo else f"1e{-snr / 20:.0f} of"
+        raise ValueError(f"problem.snr_db={value:g} is outside [{lo:g}, {hi:g}] dB: the noise would be {ratio} the "
+                         f"signal ({'nothing would be measured' if snr < lo else 'below float32 round-off'}); choose "
+                         f"an SNR in that range, or set problem.noise_std")
+    return snr
+
+
 class Problem:
     """An inverse problem: turns a batch of ground-truth images into measurements and operators.
 

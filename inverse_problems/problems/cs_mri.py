@@ -14,7 +14,8 @@ from torch import Tensor
 
 from inverse_problems.operators.base import ForwardOperator
 
-from inverse_problems.problems.base import Problem, ProblemInstance, check_int, check_number, noise_std_for_snr
+from inverse_problems.problems.base import (Problem, ProblemInstance, check_int, check_number, check_snr_db,
+                                            noise_std_for_snr)
 from inverse_problems.operators.coils import birdcage_maps
 from inverse_problems.operators.espirit import espirit_maps, kernel_shape
 from inverse_problems.operators.masks import MASK_TYPES, acs_region, calibration_block, make_mask, realised_acceleration
@@ -51,7 +52,7 @@ class CSMRIProblem(Problem):
         center_fraction = check_number("center_fraction", center_fraction)
         noise_std = check_number("noise_std", noise_std)
         if snr_db is not None:
-            snr_db = check_number("snr_db", snr_db)
+            snr_db = check_snr_db(snr_db)
         if mask not in MASK_TYPES:
             raise ValueError(f"unknown mask {mask!r}; choose one of {', '.join(MASK_TYPES)}")
         if isinstance(coil_maps, bool):  # YAML / hydra read a bare `true` as a boolean

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from inverse_problems.operators.base import ForwardOperator
 
-from inverse_problems.problems.base import Problem, check_int, check_number, noise_std_for_snr
+from inverse_problems.problems.base import Problem, check_int, check_number, check_snr_db, noise_std_for_snr
 from inverse_problems.operators.lowfield import LowField
 
 class LowFieldProblem(Problem):
@@ -28,7 +28,7 @@ class LowFieldProblem(Problem):
         size = check_int("size", size, 2)
         k, fwhm, noise_std = check_number("k", k), check_number("fwhm", fwhm), check_number("noise_std", noise_std)
         if snr_db is not None:
-            snr_db = check_number("snr_db", snr_db)
+            snr_db = check_snr_db(snr_db)
         if k < 1:
             raise ValueError(f"k must be >= 1 (k = 2 keeps the central half of each k-space axis), got {k}")
         if fwhm < 0 or (fwhm_recon is not None and fwhm_recon < 0):

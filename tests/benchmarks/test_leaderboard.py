@@ -144,13 +144,15 @@ def test_duplicate_samples_are_an_error_naming_both_dirs(tmp_path):
         f.write(json.dumps({"index": 0, "id": "s0", "status": "ok", "psnr": 29.0}) + "\n")
     with pytest.raises(leaderboard.LeaderboardError, match=r"samples.jsonl line 1\) and in .*samples.jsonl line 3"):
         leaderboard.build([one])
-    # another split is other samples (and another row); other seeds on other indices merge
+    # a val run (a tuning trial) is never a row (issue 26: skipped, named); other seeds on other indices merge
     other = tmp_path / "other"
     fake_run(other / "test", "daps", [30.0], split="test")
     fake_run(other / "val", "daps", [20.0], split="val")
     fake_run(other / "test-more", "daps", [32.0], split="test", start=1)
-    board = leaderboard.build([other])
-    assert sorted((e["split"], e["n"]) for e in board["entries"]) == [("test", 2), ("val", 1)]
+    with pytest.warns(leaderboard.LeaderboardWarning, match="'val' split"):
+        board = leaderboard.build([other])
+    assert sorted((e["split"], e["n"]) for e in board["entries"]) == [("test", 2)]
+    assert [s["path"] for s in board["skipped"]] == [str(other / "val")]
 
 
 def test_noop_shift_joins_the_plain_row():

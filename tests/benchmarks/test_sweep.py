@@ -96,7 +96,8 @@ def test_hydra_keys_reach_hydra_and_resume(tmp_path):
     (["-m", "--algo", "zero-filled", "problem.keepp=0.3,0.5"], "problem.keepp"),
     (["-m", "--algo", "zero-filled", "hydra/launcher=nope"], "hydra/launcher"),
 ])
-def test_sweep_errors_name_the_problem(args, message, tmp_path):
+def test_sweep_errors_name_the_problem(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a sweep without --out goes to runs/sweep-...: here, never the working tree (issue 26)
     res = bench("run", "--problem", "inpainting", "--n", "1", "--quiet", *args, check=False)
     assert res.returncode == 2 and message in res.stderr, res.stderr
     assert "Traceback" not in res.stderr

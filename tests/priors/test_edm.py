@@ -241,7 +241,10 @@ def test_pickle_converter_writes_a_state_dict_and_config_the_prior_loads(tmp_pat
         sys.modules.pop("fake_edm_networks", None)
     with pytest.raises(ValueError, match="convert_edm_pickle"):
         EDMPrior(path=str(tmp_path / "snap.pkl"), preset="edm-cifar10")
-    assert main(["--edm-src", str(src), str(tmp_path / "snap.pkl"), str(tmp_path / "out.pt")]) == 0
+    with pytest.raises(SystemExit, match="refusing to unpickle .*--trust-pickle"):  # issue 26: never by default
+        main(["--edm-src", str(src), str(tmp_path / "snap.pkl"), str(tmp_path / "out.pt")])
+    assert not (tmp_path / "out.pt").exists()
+    assert main(["--trust-pickle", "--edm-src", str(src), str(tmp_path / "snap.pkl"), str(tmp_path / "out.pt")]) == 0
     config = json.loads((tmp_path / "out.json").read_text())
     assert config["class_name"] == "EDMPrecond" and config["model_channels"] == 32
     prior = EDMPrior(path=str(tmp_path / "out.pt"))  # architecture from out.json
@@ -249,7 +252,7 @@ def test_pickle_converter_writes_a_state_dict_and_config_the_prior_loads(tmp_pat
     with torch.no_grad():
         torch.testing.assert_close(prior.denoise(x, 1.0), net(x, torch.ones(2)))
     with pytest.raises(SystemExit, match="torch_utils"):
-        main(["--edm-src", str(tmp_path), str(tmp_path / "snap.pkl"), str(tmp_path / "o2.pt")])
+        main(["--trust-pickle", "--edm-src", str(tmp_path), str(tmp_path / "snap.pkl"), str(tmp_path / "o2.pt")])
 
 
 def test_bench_run_cs_mri_with_an_inversebench_style_checkpoint(tmp_path):

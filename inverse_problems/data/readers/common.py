@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from inverse_problems.data.base import READ_ERRORS, DataError, check_allocation
+from inverse_problems.data.base import (FLOAT32_SAFE, READ_ERRORS, DataError, check_allocation, check_magnitude,
+                                        check_slice_count)
 
 MAPS_KEY = "sensitivity_maps"  # coil maps stored beside the k-space (written by `bench export-data --store-maps`)
 MAX_SLICE_GB = 4.0  # a declared slice above this many GiB is refused before it is read
@@ -45,6 +46,10 @@ def parse_header(xml: str | bytes, source: str = "header") -> dict[str, tuple[in
             out[key] = tuple(int(child(m, a).text) for a in ("x", "y", "z"))  # type: ignore[union-attr,arg-type]
         except (AttributeError, TypeError, ValueError) as exc:
             raise DataError(f"{source}: 'ismrmrd_header' {space}/matrixSize needs integer x, y, z", source) from exc
+        if min(out[key][:2]) < 1:  # type: ignore[index]
+            raise DataError(f"{source}: 'ismrmrd_header' {space}/matrixSize is {out[key][0]}x{out[key][1]}; a field "
+                            f"of view must be at least 1 x 1 pixels: the header is corrupt (fix it, or remove the "
+                            f"file)", source)
     return out
 
 
@@ -106,6 +111,7 @@ class FastMRIFile:
             raise DataError(f"{self.path}: key 'kspace' has shape {ks.shape} with an empty axis", self.path)
         self.single_coil = ks.ndim == 3
         shape = ks.shape
+        check_slice_count(int(shape[0]), f"{self.path}: key 'kspace'", self.path)
         self.n_slices = shape[0]
         self.coils = 1 if self.single_coil else shape[1]
         self.shape = tuple(shape[-2:])
@@ -167,6 +173,9 @@ class FastMRIFile:
         if not k.any():
             raise DataError(f"{self.path}: key 'kspace' slice {s} is all zero (no signal); choose other slices "
                             f"(dataset.slices=...) or remove the file", self.path)
+        # the orthonormal inverse FFT may sum every sample into one pixel: keep that pixel's square finite in float32
+        check_magnitude(float(np.abs(k).max()), FLOAT32_SAFE / float(np.sqrt(k.shape[-1] * k.shape[-2])),
+                        f"{self.path}: key 'kspace' slice {s}", self.path)
         t = torch.from_numpy(k.astype(np.complex64))
         return t[None] if self.single_coil else t
 
@@ -187,6 +196,11 @@ class FastMRIFile:
         m = self._read(MAPS_KEY, self._check_slice(s))
         if not np.isfinite(m).all():
             raise DataError(f"{self.path}: key {MAPS_KEY!r} slice {s} contains NaN or Inf values", self.path)
+        if not m.any():
+            raise DataError(f"{self.path}: key {MAPS_KEY!r} slice {s} is all zero (no coil is sensitive anywhere, so "
+                            f"the forward model would measure nothing); re-export the maps, or remove the key and use "
+                            f"problem.coil_maps=estimated (ESPIRiT)", self.path)
+        check_magnitude(float(np.abs(m).max()), FLOAT32_SAFE, f"{self.path}: key {MAPS_KEY!r} slice {s}", self.path)
         return torch.from_numpy(m.astype(np.complex64))
 
     def crop_size(self) -> tuple[int, int]:

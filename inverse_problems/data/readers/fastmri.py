@@ -247,6 +247,10 @@ class FastMRIDataset(ImageDataset):
         self.size = (size, size)
         self.channels = 2
         self.combine = combine
+        if crop is not None and (not isinstance(crop, (list, tuple)) or len(crop) != 2 or any(
+                isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in crop)):
+            raise ValueError(f"dataset.crop must be two positive integers [H, W] (the image-space field of view in "
+                             f"pixels), got {crop!r}")
         self.crop = tuple(crop) if crop is not None else None
 
     def __len__(self) -> int:
@@ -289,6 +293,11 @@ class FastMRIDataset(ImageDataset):
                                 f"{f.shape[0]} to {crop[0]} in image space, which mixes its rows; pass "
                                 f"dataset.crop=[{f.shape[0]}, {f.shape[1]}] (no crop) or store a (W,) column mask", f.path)
             mask = center_crop(f.file_mask, (n, n))
+            if not bool(mask[n // 2, n // 2]):
+                raise DataError(f"{f.path}: key 'mask' does not acquire the k-space centre (the DC column {n // 2} of "
+                                f"the {n}x{n} grid): a prospective mask always samples it (the image's mean and the "
+                                f"calibration region lie there); the mask is corrupt or not centred: fix it, or "
+                                f"remove the file", f.path)
             if f.coils > 1 and maps is None:
                 check_file_acs(f.path, mask, f.coils)
             scale = torch.ones(())  # no target: reconstructions stay in the file's units
@@ -298,7 +307,10 @@ class FastMRIDataset(ImageDataset):
             target = torch.stack([z.real, z.imag]).to(torch.float32)
             scale = torch.quantile(target.pow(2).sum(0).sqrt().flatten(), 0.99)
             item.update({"image": target / scale, "target_convention": self.convention(f.coils, maps)})
-        if not torch.isfinite(scale) or scale <= 0:
+        if not torch.isfinite(scale):
+            raise DataError(f"{f.path}: slice {s}: the coil combination overflows float32 (scale {float(scale)}); the "
+                            f"file's values are scaled absurdly: rescale it or remove the file", f.path)
+        if scale <= 0:
             raise DataError(f"{f.path}: slice {s} has no signal in the cropped field of view; choose other slices "
                             f"(dataset.slices=...) or remove the file", f.path)
         item["kspace"] = fft2c(coil_images).to(torch.complex64)  # the file's units

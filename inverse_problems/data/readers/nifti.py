@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from inverse_problems.data.base import READ_ERRORS, DataError, ImageDataset, Item, check_allocation
+from inverse_problems.data.base import (FLOAT32_SAFE, READ_ERRORS, DataError, ImageDataset, Item, check_allocation,
+                                        check_magnitude, check_slice_count)
 from inverse_problems.data.readers.fastmri import MAX_SLICE_GB, center_crop, check_resolution, open_files, parse_slices, split_folder
 from inverse_problems.data.phantoms.datasets import normalise_p99
 
@@ -39,9 +40,16 @@ class NiftiVolume:
             raise DataError(f"{path}: volume has shape {shape} (rank {len(shape)}); expected a 3-D volume (X, Y, Z) "
                             f"(or 4-D with one time point)", path)
         self.shape: tuple[int, int, int] = shape  # type: ignore[assignment]
-        itemsize = np.dtype(img.get_data_dtype()).itemsize
+        dtype = np.dtype(img.get_data_dtype())
+        if dtype.kind not in "biufc":
+            kind = "colour (RGB) values" if dtype.names else dtype.kind
+            raise DataError(f"{path}: voxels are of type {dtype} ({kind}); expected one grey-level (or complex) "
+                            f"value per voxel, as MR magnitude volumes are: convert the file to a scalar volume, or "
+                            f"remove it", path)
+        itemsize = dtype.itemsize
+        check_slice_count(shape[axis], f"{path}: the volume along axis {axis}", path)
         plane = tuple(n for a, n in enumerate(shape) if a != axis)
-        check_allocation(plane, max(itemsize, 4), max_slice_gb, f"{path}: one slice along axis {axis}")
+        check_allocation(plane, max(itemsize, 8), max_slice_gb, f"{path}: one slice along axis {axis}")
         if not path.name.endswith(".gz"):
             offset = int(img.dataobj.offset)
             need = offset + itemsize * int(np.prod(shape))
@@ -111,7 +119,8 @@ class NiftiDataset(ImageDataset):
             proxy = nib.load(str(path)).dataobj
             sl = [slice(None)] * len(proxy.shape)
             sl[self.axis] = s
-            data = np.asarray(proxy[tuple(sl)], dtype=np.float32)
+            data = np.asarray(proxy[tuple(sl)])
+            data = np.abs(data) if np.iscomplexobj(data) else data.astype(np.float64)
         except (*READ_ERRORS, ValueError) as exc:  # truncated gzip: EOFError; corrupt: zlib.error / OSError
             raise DataError(f"{path}: slice {s} along axis {self.axis} cannot be read ({type(exc).__name__}: {exc}); "
                             f"the file is truncated or corrupt: re-copy or remove it", path, item_id) from exc
@@ -119,6 +128,9 @@ class NiftiDataset(ImageDataset):
         if not np.isfinite(data).all():
             raise DataError(f"{path}: slice {s} along axis {self.axis} contains NaN or Inf values; expected finite "
                             f"intensities (fix or remove the file)", path, item_id)
+        check_magnitude(float(np.abs(data).max()), FLOAT32_SAFE, f"{path}: slice {s} along axis {self.axis}", path,
+                        item_id)
+        data = data.astype(np.float32)
         if not data.any():
             raise DataError(f"{path}: slice {s} along axis {self.axis} is all zero (no signal); choose other slices "
                             f"(dataset.slices=...) or remove the file", path, item_id)

@@ -136,7 +136,7 @@ def sweep_spec(args: argparse.Namespace, kind: str):
 def cmd_sweep(args: argparse.Namespace) -> int:
     """`bench run -m`: hydra's multirun; one directory with numbered job run directories."""
     from benchmarks.sweep import job_dirs, multirun
-    from benchmarks.tune import quiet_sweeper_best, sweep_exprs, tuned_overrides, write_study
+    from benchmarks.tune import check_setting, quiet_sweeper_best, sweep_exprs, tuned_overrides, write_study
 
     spec = sweep_spec(args, "sweep")
     base = run_flags(args)
@@ -144,6 +144,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if len(spec.problems) > 1 or len(spec.algorithms) > 1:
             raise ValueError("--tuned applies one study's options; sweep one problem and one algorithm with it")
         tuned, spec.tuning = tuned_overrides(args.tuned, args.problem, args.algo, list(args.overrides))
+        spec.check = check_setting
         base += tuned
     with quiet_sweeper_best():  # one best is printed: the study's
         multirun(spec, base + list(args.overrides))

@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -43,6 +43,7 @@ class SweepSpec:
     resume: bool = False
     progress: bool = True
     tuning: dict[str, Any] | None = None
+    check: Callable[[DictConfig], None] | None = None  # a tuned sweep's check of each job against its study
 
 
 def score(summary: dict[str, Any]) -> float:
@@ -77,7 +78,7 @@ class Job:
         self.prior_given = spec.priors is not None
         self.dataset_given = spec.datasets is not None
         self.shift = spec.shift
-        self.resume, self.progress, self.tuning = spec.resume, spec.progress, spec.tuning
+        self.resume, self.progress, self.tuning, self.check = spec.resume, spec.progress, spec.tuning, spec.check
 
     def __call__(self, cfg: DictConfig) -> float | None:
         from hydra.core.hydra_config import HydraConfig
@@ -92,10 +93,8 @@ class Job:
                                 ch.get("prior") if self.prior_given else None,
                                 ch.get("dataset") if self.dataset_given else None, self.shift))
         cfg = run_config(cfg, sel, self.tuning)
-        if self.tuning is not None:  # a tuned sweep job: the study's setting, or a refusal naming the key
-            from benchmarks.tune import check_setting
-
-            check_setting(cfg)
+        if self.tuning is not None and self.check is not None:  # a tuned job: the study's setting, or a refusal
+            self.check(cfg)
         rank, world, local = ranks()
         if world > 1 and cfg.run.device == "auto":
             import torch

@@ -31,7 +31,7 @@ def run_batch(comp: Components, indices: list[int], seed: int, device: torch.dev
     usable = {i: it for i, it in loaded.items() if not isinstance(it, Unusable)}
     good = list(usable)
     rows: dict[int, Row] = {
-        i: {"index": i, "id": u.id, "status": "failed", "reason": u.reason, **dict.fromkeys(METRICS)}
+        i: {"index": i, "id": u.id, "status": "failed", "reason": u.reason, "tier": tier, **dict.fromkeys(METRICS)}
         for i, u in unusable.items()}
     images: dict[int, Any] = {i: None for i in rows}
     targets: dict[int, Any] = {}

@@ -33,14 +33,16 @@ def image_shape(item: Item) -> tuple[int, ...]:
     return tuple(item["image"].shape)
 
 
-def first_readable(dataset: Dataset[Item], tries: int = 8) -> Item:
-    """The first item among the first `tries` that loads (a bad item is the run's business, not the setup's)."""
+def first_readable(dataset: Dataset[Item], shown: int = 8) -> Item:
+    """The first item that loads, however many bad ones come before it (a bad item is the run's business: a failed
+    line naming it, not a refused run); only a dataset with no readable item is refused, naming its first `shown`."""
     errors = []
-    for i in range(min(tries, len(dataset))):
+    for i in range(len(dataset)):
         try:
             return dataset[i]
         except LOAD_ERRORS as exc:
-            errors.append(f"item {i}: {exc}")
+            if len(errors) < shown:
+                errors.append(f"item {i}: {exc}")
     raise ConfigError("the dataset's first items cannot be read: " + "; ".join(errors) if errors
                       else "the dataset is empty")
 

@@ -311,13 +311,36 @@ class RunDir:
             self._lock_fd = None
 
     def _repair(self) -> None:
-        """Drop a torn last line (a kill mid-write) so the file stays one JSON object per line."""
+        """Verify what a resume trusts: drop a torn last line (a kill mid-write), and set aside, in
+        `samples.jsonl.set-aside` beside it (never silently kept or dropped), every line that does not parse, repeats
+        a sample already on file, or reports a finished sample whose reconstruction file is gone; those samples are
+        redone, so the file holds each sample once."""
         if not self.samples_path.exists():
             return
         text = self.samples_path.read_text()
         if text and not text.endswith("\n"):
-            keep = text[: text.rfind("\n") + 1]
-            write_atomic(self.samples_path, keep)
+            text = text[: text.rfind("\n") + 1]
+        keep, aside, seen = [], [], set()
+        for line in text.splitlines():
+            try:
+                row = json.loads(line)
+                index = int(row["index"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                aside.append(f"unreadable line: {line}")
+                continue
+            rec = row.get("reconstruction")
+            if index in seen:
+                aside.append(f"duplicate of sample {index}: {line}")
+            elif row.get("status") == "ok" and isinstance(rec, str) and not (self.path / rec).is_file():
+                aside.append(f"sample {index}: its reconstruction {rec} is missing: {line}")
+            else:
+                seen.add(index)
+                keep.append(line)
+        if aside:
+            with open(self.path / f"{self.samples_path.name}.set-aside", "a") as f:
+                f.write("".join(a + "\n" for a in aside))
+        if aside or text != self.samples_path.read_text():
+            write_atomic(self.samples_path, "".join(line + "\n" for line in keep))
 
     def all_samples(self) -> list[dict[str, Any]]:
         rows = []

@@ -3,8 +3,9 @@
 Every case names its input and what must happen: REFUSED (an error matching a pattern that names what is wrong, and
 no traceback), FAILED_ITEM (a DataError naming the file: what the run loop records as a failed line), SKIPPED (the
 leaderboard reports the run and goes on), or OK (the careful user's expectation, e.g. a clean study still applies).
-Cases that need the run loop's changes (resume verification, bad items as failed lines everywhere) are strict xfails
-until the runner split lands: when they start to pass, the xfail must go.
+The run loop's cases: resume verifies every line it trusts (unreadable, duplicated, or missing its reconstruction:
+set aside in samples.jsonl.set-aside and redone), and a bad item is a failed line carrying the run's tier, however
+many come before the first good one.
 
 Every file is built here, in tmp_path; nothing is written to the working tree.
 """
@@ -40,7 +41,6 @@ from tests.conftest import bench
 
 torch.set_num_threads(1)
 REFUSED, FAILED_ITEM, SKIPPED, OK = "refused", "failed item", "skipped", "ok"
-RUN_LOOP = "run-loop part, after the runner split"
 
 
 @dataclass
@@ -726,7 +726,6 @@ def _samples(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines() if line.strip()]
 
 
-@pytest.mark.xfail(strict=True, reason=RUN_LOOP)
 def test_resume_sets_aside_a_corrupted_middle_line_and_redoes_it(tmp_path: Path):
     out = tmp_path / "run"
     assert _tiny_run(out).returncode == 0
@@ -738,7 +737,6 @@ def test_resume_sets_aside_a_corrupted_middle_line_and_redoes_it(tmp_path: Path)
     assert leaderboard.build([out])["entries"][0]["n"] == 3
 
 
-@pytest.mark.xfail(strict=True, reason=RUN_LOOP)
 def test_resume_counts_a_duplicated_line_once(tmp_path: Path):
     out = tmp_path / "run"
     assert _tiny_run(out).returncode == 0
@@ -749,7 +747,6 @@ def test_resume_counts_a_duplicated_line_once(tmp_path: Path):
     assert summary["n"] == 3 and sorted(r["index"] for r in _samples(out)) == [0, 1, 2]
 
 
-@pytest.mark.xfail(strict=True, reason=RUN_LOOP)
 def test_resume_redoes_a_sample_whose_reconstruction_is_gone(tmp_path: Path):
     out = tmp_path / "run"
     assert _tiny_run(out).returncode == 0
@@ -792,7 +789,6 @@ def test_a_bad_file_before_good_ones_is_a_failed_line(tmp_path: Path):
                                                                                                ("ok", False)]
 
 
-@pytest.mark.xfail(strict=True, reason=RUN_LOOP)
 def test_nine_bad_files_before_a_good_one_are_failed_lines(tmp_path: Path):
     """The run's setup looks at the first 8 items only (runner.first_readable): nine unreadable files first refuse
     the whole run today; each must be a failed line naming its file, and the good one a result."""
@@ -804,7 +800,6 @@ def test_nine_bad_files_before_a_good_one_are_failed_lines(tmp_path: Path):
     assert all(f"a{j}-rgb.nii" in rows[j]["reason"] for j in range(9))
 
 
-@pytest.mark.xfail(strict=True, reason=RUN_LOOP)
 def test_every_line_carries_the_run_tier(tmp_path: Path):
     """A measured run with one unreadable file: its failed line carries tier measured like the others."""
     root = tmp_path / "d"

@@ -174,7 +174,12 @@ def default_out(cfg) -> str:
 
     n = cfg.names
     method = n.algorithm + "".join("+" + a for a in n.adapters)
-    return os.path.join("runs", f"{n.problem}-{method}-{time.strftime('%Y%m%d-%H%M%S')}")
+    base = os.path.join("runs", f"{n.problem}-{method}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out, k = base, 1
+    while os.path.exists(out):  # two runs started in the same second get folders of their own
+        k += 1
+        out = f"{base}-{k}"
+    return out
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -38,3 +38,21 @@ def test_a_resume_says_how_much_is_written_and_quiet_prints_no_start_line(tmp_pa
     _, early, _ = run_spying(tmp_path, monkeypatch, capsys, "--resume")
     assert early.err.splitlines()[0] == (f"zero-filled on inpainting (grf, prior None) -> {out}  "
                                          f"[resuming: 1 of 2 samples written]")
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    """The default --out is stamped to the second: a second run that starts in the same second must not find the
+    first's folder (it would be refused as an unfinished run)."""
+    import time
+
+    from omegaconf import OmegaConf
+
+    from benchmarks.cli import default_out
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time, "strftime", lambda fmt, *a: "20260101-000000")
+    cfg = OmegaConf.create({"names": {"problem": "mrsi", "algorithm": "csi-fit", "adapters": []}})
+    first = default_out(cfg)
+    (tmp_path / first).mkdir(parents=True)
+    second = default_out(cfg)
+    assert first != second and second == first + "-2"

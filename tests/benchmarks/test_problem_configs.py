@@ -2,7 +2,6 @@
 there, not on its class or its operator; a problem without one (a plugin's) names its dataset and prior per run."""
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import textwrap
@@ -30,20 +29,6 @@ def test_every_built_in_problem_has_a_yaml_whose_names_are_registered():
                 registry.load(group, name)
                 problem_options(problem, group, name)  # every option is one the component takes
     assert {p.stem for p in (CONFIG_DIR / "problem").glob("*.yaml")} <= set(source_entry_points()["problems"])
-
-
-def test_component_yamls_hold_only_values_that_differ_from_the_constructor():
-    """One default per component, its constructor's: a yaml repeats none of them."""
-    for group in ("algorithms", "adapters", "priors"):
-        for path in sorted((CONFIG_DIR / registry.CONFIG_DIR[group]).glob("*.yaml")):
-            factory = registry.load(group, path.stem)
-            ctor = {k: p.default for k, p in inspect.signature(factory).parameters.items()}
-            for key, value in (OmegaConf.to_container(OmegaConf.load(path)) or {}).items():
-                if key == "search" or key not in ctor:  # the tuning space; options the runner consumes
-                    continue
-                default = ctor[key]
-                default = list(default) if isinstance(default, tuple) else default
-                assert value != default, f"{path}: {key}: {value!r} repeats the constructor's default"
 
 
 def test_problem_yaml_defaults_reach_a_run(tmp_path):

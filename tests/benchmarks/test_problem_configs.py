@@ -44,12 +44,12 @@ def test_problem_yaml_defaults_reach_a_run(tmp_path):
         {"fwhm": math.inf, "noise_std": math.inf}
     mrsi = options(compose_config(Selection("mrsi", "daps", ["tda"])), "adapters")["tda"]
     assert mrsi["param_lr_scale"] == {"drift": 20.0, "linewidth": 20.0}
-    # the run: a dataset and prior nobody named, the problem's yaml's
+    inpainting = compose_config(Selection("inpainting", "dps", [])).names
+    assert (inpainting.dataset, inpainting.prior) == ("grf", "gaussian")
+    # a run on a dataset nobody named: the problem's yaml's
     out = tmp_path / "run"
-    bench("run", "--problem", "inpainting", "--algo", "dps", "--n", "1", "--out", str(out), "--quiet",
-          "algorithm.n_steps=2")
-    names = OmegaConf.load(out / "config.yaml").names
-    assert (names.dataset, names.prior) == ("grf", "gaussian")
+    bench("run", "--problem", "inpainting", "--algo", "zero-filled", "--n", "1", "--out", str(out), "--quiet")
+    assert OmegaConf.load(out / "config.yaml").names.dataset == "grf"
     assert json.loads((out / "samples.jsonl").read_text().splitlines()[0])["status"] == "ok"
 
 

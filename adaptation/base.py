@@ -12,7 +12,7 @@ state; `state_dict()`/`load_state_dict()` carry state between batches (the TTT s
 Adapters never inspect each other: an adapter declares what it `provides` and what it `needs` (a `Capability`:
 the adapted degradation, a mask scheme), and `AdaptedAlgorithm` binds each need once, when it builds the chain
 (`bind_chain`: AIR guides through the degradation network TDA provides; MR-INR follows the masks of the network
-baseline before it). A required need that no adapter of the chain provides is an error naming both.
+baseline before it). A required need that no adapter of the chain provides is an error naming the adapter and the need.
 `algorithm` is the wrapped algorithm (set by `AdaptedAlgorithm`): network adapters (`needs_network = True`) adapt
 its `net` by installing an adapted copy for the batch; `AdaptedAlgorithm` puts the pretrained `net` back after every
 batch, so the pretrained weights are never left changed.
@@ -184,12 +184,12 @@ def bind_chain(adapters: Sequence[Adapter]) -> None:
     for a in adapters:
         a.__dict__["_handed"] = {}
     for i, a in enumerate(adapters):
-        for need in a.needs:
+        for need in getattr(a, "needs", ()):
             cap = need.capability
             if need.earlier:
-                providers = [p for p in adapters[:i] if cap in p.provides][-1:]
+                providers = [p for p in adapters[:i] if cap in getattr(p, "provides", ())][-1:]
             else:
-                providers = [p for p in adapters if p is not a and cap in p.provides]
+                providers = [p for p in adapters if p is not a and cap in getattr(p, "provides", ())]
             if len(providers) > 1:
                 raise ValueError(f"adapter {label(a)} needs {cap.name} ({cap.description}), and "
                                  f"{', '.join(label(p) for p in providers)} all provide one; chain only one of them")

@@ -70,7 +70,7 @@ class Adapter(nn.Module):
     name: str = ""  # the registered name its trace records carry (the class name where empty)
     adapting: bool = True
     # patient-level (D2SA stage 1, FINE): the runner hands it all of a patient's slices in one batch
-    # (benchmarks.runner.patient_batches) before reconstructing them
+    # (benchmarks.schedule.patient_batches) before reconstructing them
     patient_level: bool = False
     provides: ClassVar[tuple[Capability, ...]] = ()  # what it offers the others of its chain (`provide`)
     needs: ClassVar[tuple[Need, ...]] = ()  # what the chain must hand it (`bind`)

@@ -141,3 +141,59 @@ def test_mcg_diff_converges_to_the_posterior_as_particles_grow() -> None:
     err = smc_errors(lambda j: MCGDiff(n_particles=j), (1, 4, 32))
     print("mcg-diff", err)
     assert_converges(err, 0.2, 0.3)
+
+
+def test_dpg_policy_gradient_is_the_smoothed_reward_gradient_within_its_variance() -> None:
+    """Stein's identity: E[(w_j - b_j) e_j] / r = grad_mu E_e[w(mu + r e)] (the leave-one-out baseline b_j is independent
+    of e_j), so DPG's estimate is unbiased for -grad of the smoothed reward. Compared with the pathwise (autograd)
+    gradient of the same smoothed reward over 40 000 draws (4 000 for the estimate); the squared error over the estimator's own variance (from
+    its per-draw terms) is about 1 (measured ~1.0 on 4 points). Dropping the minus sign or the 1/r moves it by
+    orders of magnitude."""
+    from algorithms.diffusion.dpg import policy_gradient
+
+    _, op, fo, x, y, g = _quadratic(b=4)
+    loss = lambda p: data_loss(fo, p, y)  # noqa: E731
+    ref = loss(x.unsqueeze(1)).squeeze(1)
+    z, r, n = ref.clone(), torch.full((4,), 0.05), 4000
+    est = policy_gradient(x, r, z, ref, loss, n, g)
+    big = 40000
+    e = torch.randn((4, big, *x.shape[1:]), generator=g)
+    mu = x.clone().requires_grad_(True)
+    pts = mu.unsqueeze(1) + r.view(4, 1, 1, 1, 1) * e
+    res = (op.forward(pts.flatten(0, 1)) - y.repeat_interleave(big, 0)).pow(2).flatten(1).sum(1).reshape(4, big)
+    reward = torch.exp(-(res - ref.view(-1, 1)) / z.view(-1, 1)).mean(1)
+    want = -torch.autograd.grad(reward.sum(), mu)[0]
+    # the estimator's variance: per-draw terms (w - b)(-e/r) re-drawn with the same law
+    e2 = torch.randn((4, n, *x.shape[1:]), generator=g)
+    w = torch.exp(-(loss(x.unsqueeze(1) + r.view(4, 1, 1, 1, 1) * e2) - ref.view(-1, 1)) / z.view(-1, 1))
+    b = (w.sum(1, keepdim=True) - w) / (n - 1)
+    terms = (w - b).view(4, n, 1, 1, 1) * (-e2 / r.view(4, 1, 1, 1, 1))
+    expected = terms.var(1).flatten(1).sum(1) / n
+    ratio = float(((est - want).pow(2).flatten(1).sum(1) / expected).mean())
+    print("dpg", ratio)
+    assert 0.6 < ratio < 1.6, ratio
+
+
+def test_scg_keeps_the_noise_a_gradient_step_would_choose() -> None:
+    """For a loss linear across the candidates (step 1e-3 around the point: L(mu + s e) = L(mu) + s grad.e + O(s^2)),
+    the kept noise among n is e_best = -kappa_n u + (orthogonal noise), u = grad/||grad|| by autograd and kappa_n =
+    E[max of n standard normals] (2.07 for n = 32, computed here): over M = 2000 selections the mean lies within the
+    Monte-Carlo error (Var(max) + d - 1)/M of -kappa_n u (ratio ~1). argmax instead of argmin puts it at +kappa_n u."""
+    from algorithms.diffusion.scg import best_candidate
+
+    prior, op, fo, x, y, g = _quadratic(b=1)
+    n, m, s, sigma = 32, 2000, 1e-3, 0.5
+    mu = x.clone().requires_grad_(True)
+    grad = torch.autograd.grad((op.forward(prior.denoise(mu, sigma)) - y).pow(2).sum(), mu)[0]
+    u = (grad / grad.norm()).flatten()
+    e = torch.randn((m, n, *x.shape[1:]), generator=g)
+    with torch.no_grad():
+        clean = prior.denoise((x.unsqueeze(1) + s * e).flatten(0, 1), sigma).reshape(m, n, *x.shape[1:])
+        losses = data_loss(fo, clean, y.expand(m, *y.shape[1:]))
+    kept = e[torch.arange(m).unsqueeze(1), best_candidate(losses)][:, 0].flatten(1)
+    maxima = torch.randn((200000, n), generator=g).amax(1)
+    kappa, var_max = float(maxima.mean()), float(maxima.var())
+    d = kept.shape[1]
+    ratio = float((kept.mean(0) + kappa * u).pow(2).sum() / ((var_max + d - 1) / m))
+    print("scg", kappa, ratio)
+    assert 0.6 < ratio < 1.5, ratio

@@ -134,8 +134,7 @@ def _rows(out) -> list[dict]:
     return [json.loads(ln) for ln in (out / "samples.jsonl").read_text().splitlines()]
 
 
-# a CLI run costs 10-60 s here (start-up, dataset, prior fit): one in the default suite, the others with -m slow
-@pytest.mark.parametrize("name", [n if n == "enkg" else pytest.param(n, marks=pytest.mark.slow) for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)  # a few seconds each: 16 x 16 Gaussian prior, 5 steps
 def test_cli_runs_forward_only_inpainting_with_the_gaussian_prior(name: str, tmp_path) -> None:
     out = tmp_path / name
     bench("run", "--problem", "inpainting", "--algo", name, "--prior", "gaussian", "--n", "1", "--quiet",
@@ -167,9 +166,12 @@ def test_cli_runs_on_single_coil_cs_mri_with_the_shipped_prior(name: str, tmp_pa
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_cli_runs_forward_only_cs_mri(name: str, tmp_path) -> None:
-    """Forward-only single-coil cs_mri (32 x 32, so the probed matrix of FPS and MCG-diff stays small)."""
+    """Forward-only single-coil cs_mri (32 x 32 with a complex Gaussian prior fitted to random fields, so that the probed matrix
+    of FPS and MCG-diff stays small)."""
     out = tmp_path / name
-    bench("run", "--problem", "cs_mri", "--algo", name, "--n", "1", "--quiet", "--out", str(out), "problem.coils=1",
-          "problem.size=32", "dataset.size=32", "problem.forward_only=true", *CLI_FEW_STEPS[name])
+    bench("run", "--problem", "cs_mri", "--algo", name, "--prior", "gaussian", "--n", "1", "--quiet", "--out", str(out),
+          "problem.coils=1", "problem.size=32", "dataset.size=32", "prior.n=16", "prior.dataset_options.channels=2",
+          "problem.forward_only=true",
+          *CLI_FEW_STEPS[name])
     rows = _rows(out)
     assert len(rows) == 1 and rows[0]["status"] == "ok" and rows[0]["nfe"] > 0, rows

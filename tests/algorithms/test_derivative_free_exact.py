@@ -54,8 +54,9 @@ def test_gaussian_smoothed_gradient_is_autograd_within_its_variance() -> None:
 def test_enkg_update_is_the_covariance_preconditioned_gradient() -> None:
     """Exact: for an affine x -> G(x) = A x0(x) (the Gaussian prior's denoiser is affine), EnKG's ensemble step is
     x_j - lr C_xx grad_j with grad_j = grad_x (1/2)||G(x_j) - y||^2 by autograd, C_xx the ensemble covariance
-    (1/J) sum_k (x_k - mean)(x_k - mean)^T and lr = scale / ||C||_F (float precision). Mutations: not centring the
-    particles, or centring the measurement error instead of the measurements, move it by O(1)."""
+    (1/J) sum_k (x_k - mean)(x_k - mean)^T and lr = scale / ||C||_F (float precision). Mutations: the residual's sign
+    (y - G instead of G - y) or the transposed coefficient matrix move it by O(1). (Centring the particles is
+    redundant, sum_k C_jk = 0, and the 1/J cancels in lr: neither is checked.)"""
     prior, op, fo, x, y, g = _quadratic(b=2)
     j, sigma = 12, 0.7
     parts = x.unsqueeze(1) + 0.5 * torch.randn((2, j, *op.image_shape), generator=g)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from inverse_problems.operators.base import ForwardOperator
+from inverse_problems.operators.base import SVD, ForwardOperator
 from inverse_problems.operators.linalg import conjugate_gradient, per_sample
 from inverse_problems.operators.random import Randomness, randn_like
 from priors.schedules import vp_sigma_table
@@ -25,6 +25,14 @@ def noise_level(operator: ForwardOperator, batch: int, device: torch.device) -> 
     """The operator's noise std per real component as a (B,) tensor (detached)."""
     s = operator.noise_std.detach().to(device=device, dtype=torch.float32).reshape(-1)
     return s.expand(batch).clone() if s.numel() == 1 else s.reshape(batch)
+
+
+def spectral_measurement(svd: SVD, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The batch's singular values s (B, n), the observed coordinates s > 0 and ȳ = S^+ U^T y (zero elsewhere)."""
+    b = y.shape[0]
+    s = svd.s.to(y.device).expand(b, -1) if svd.s.ndim == 1 else svd.s.to(y.device)
+    obs = s > 0
+    return s, obs, torch.where(obs, svd.Ut(y) / torch.where(obs, s, torch.ones_like(s)), torch.zeros_like(s))
 
 
 def vp_timesteps(n: int, spacing: str = "uniform", train_steps: int = 1000) -> Tensor:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from algorithms.base import Algorithm, Step, StepCallback
-from algorithms.diffusion.data_consistency import noise_level, randn
+from algorithms.diffusion.data_consistency import noise_level, randn, spectral_measurement
 from algorithms.diffusion.particles import denoise_particles, flatten, particle_noise, pick, resample, unflatten
 from inverse_problems.operators.base import SVD, ForwardOperator
 from priors.base import Prior
@@ -56,11 +56,8 @@ class SpectralSMC(Algorithm):
         """The SVD, the observed mask (B, n), ȳ = S^+ U^T y and c = sigma_y / s (floored at 1e-4, as the official)."""
         b = y.shape[0]
         svd = self.spectral(operator, b)
-        s = svd.s.to(y.device).expand(b, -1) if svd.s.ndim == 1 else svd.s.to(y.device)
-        obs = s > 0
-        safe = torch.where(obs, s, torch.ones_like(s))
-        y_bar = torch.where(obs, svd.Ut(y) / safe, torch.zeros_like(s))
-        c = noise_level(operator, b, y.device).clamp_min(1e-4).view(-1, 1) / safe
+        s, obs, y_bar = spectral_measurement(svd, y)
+        c = noise_level(operator, b, y.device).clamp_min(1e-4).view(-1, 1) / torch.where(obs, s, torch.ones_like(s))
         return svd, obs, y_bar, c
 
     def clean(self, prior: Prior, svd: SVD, x_bar: Tensor, s: float, shape: tuple[int, ...], i: int, n: int,

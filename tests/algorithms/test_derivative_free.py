@@ -175,3 +175,19 @@ def test_cli_runs_forward_only_cs_mri(name: str, tmp_path) -> None:
           *CLI_FEW_STEPS[name])
     rows = _rows(out)
     assert len(rows) == 1 and rows[0]["status"] == "ok" and rows[0]["nfe"] > 0, rows
+
+
+@pytest.mark.parametrize("problem,options", [("inpainting", {"size": 8}), ("cs_mri", {"size": 16, "coils": 1})])
+def test_problem_option_hands_the_same_data_forward_only(problem: str, options: dict) -> None:
+    """`problem.forward_only=true` changes what the reconstruction may call, not the data: same y, same scale, same A x
+    (the problem scales y with its own physics before handing the operator over)."""
+    from benchmarks import registry
+
+    x = torch.rand((2, 1 if problem == "inpainting" else 2, options["size"], options["size"]),
+                   generator=torch.Generator().manual_seed(0))
+    plain = registry.build("problems", problem, **options).simulate(x, torch.Generator().manual_seed(1))
+    fo = registry.build("problems", problem, forward_only=True, **options).simulate(x, torch.Generator().manual_seed(1))
+    assert isinstance(fo.operator, ForwardOnly) and not isinstance(plain.operator, ForwardOnly)
+    assert torch.equal(fo.y, plain.y) and torch.equal(fo.scale, plain.scale)
+    assert torch.allclose(fo.operator.forward(x), plain.operator.forward(x))
+    assert torch.allclose(fo.operator.noise_std, plain.operator.noise_std)

@@ -139,6 +139,10 @@ def build_components(cfg: DictConfig, device: torch.device) -> Components:
     algorithm: Algorithm = registry.build("algorithms", names.algorithm, **options(cfg, "algorithm"))
     if getattr(problem, "forward_only", False) and not algorithm.derivative_free:
         raise ConfigError(forward_only_refusal(names.algorithm, algorithm))
+    if getattr(problem, "forward_only", False) and names.adapters:
+        raise ConfigError(f"adapters ({', '.join(names.adapters)}) fit the operator or the image through A^H or "
+                          f"gradients, which this problem's forward-only operator does not offer "
+                          f"(problem.forward_only=true): run --algo {names.algorithm} without them")
     prior: Prior | None = None
     if algorithm.uses_prior:
         if names.prior is None:

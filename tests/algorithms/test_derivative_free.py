@@ -191,3 +191,9 @@ def test_problem_option_hands_the_same_data_forward_only(problem: str, options: 
     assert torch.equal(fo.y, plain.y) and torch.equal(fo.scale, plain.scale)
     assert torch.allclose(fo.operator.forward(x), plain.operator.forward(x))
     assert torch.allclose(fo.operator.noise_std, plain.operator.noise_std)
+
+
+def test_cli_refuses_adapters_on_a_forward_only_problem(tmp_path) -> None:
+    res = bench("run", "--problem", "inpainting", "--algo", "enkg+tda", "--prior", "gaussian", "--n", "1", "--quiet",
+                "--out", str(tmp_path / "tda"), "prior.n=16", "problem.forward_only=true", check=False)
+    assert res.returncode != 0 and "adapters (tda)" in res.stdout + res.stderr, res.stdout + res.stderr

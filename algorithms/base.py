@@ -158,8 +158,8 @@ operator's support (pixels the measurements cannot see are zero).
         """Refuse, before any compute, an operator or prior this algorithm cannot use."""
         if getattr(operator, "forward_only", False) and not self.derivative_free:
             raise ValueError(f"{type(self).__name__} {self.operator_use()}; this problem's operator is forward-only "
-                             f"(no adjoint, no gradient through it): use a derivative-free solver (`bench list "
-                             f"algorithms` marks them)")
+                             f"(no adjoint, no gradient through it): use a derivative-free solver (marked so in `bench "
+                             f"list algorithms`)")
         missing = [m for m in self.operator_needs if not hasattr(operator, m)]
         if missing:
             raise ValueError(f"{type(self).__name__} needs an operator with {', '.join(missing)}, which "

@@ -41,7 +41,7 @@ def policy_gradient(x0: Tensor, r: Tensor, z: Tensor, loss_ref: Tensor, loss, n_
 
 
 class DPG(Algorithm):
-    """DPG: DPS-like steps whose data gradient is a policy-gradient (REINFORCE) estimate from forward calls only."""
+    """DPG (derivative-free): DPS-like steps guided by a policy-gradient (REINFORCE) estimate from forward calls."""
 
     derivative_free = True
 
@@ -59,7 +59,7 @@ class DPG(Algorithm):
         b, n = y.shape[0], self.n_steps
         sig = vp_sde_sigmas(n).tolist()
         x = sig[0] * randn(torch.empty((b, *operator.image_shape), device=y.device), generator)
-        loss = lambda p: data_loss(operator, p, y)  # noqa: E731
+        loss = lambda p: data_loss(operator, p, y)
         pixels = float(x[0].numel())
         z, prev = None, None
         for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:])):

@@ -10,7 +10,7 @@ With L(x0) = ||y - A x0||^2 and u_q ~ N(0, I), q = 1..n (n = n_queries/2 pairs),
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -42,7 +42,7 @@ def smoothed_gradient(loss: Callable[[Tensor], Tensor], x0: Tensor, n_queries: i
 
 
 class DPSGSG(Algorithm):
-    """DPS-GSG: DPS whose data-term gradient is a Gaussian-smoothed estimate from forward calls (zero-order in A)."""
+    """DPS-GSG (derivative-free): DPS whose data-term gradient is a Gaussian-smoothed estimate from forward calls."""
 
     derivative_free = True
 
@@ -62,7 +62,7 @@ class DPSGSG(Algorithm):
         b = y.shape[0]
         sig = karras_sigmas(self.n_steps, min(self.sigma_max, float(prior.sigma_max)), self.sigma_min).tolist()
         x = sig[0] * randn(torch.empty((b, *operator.image_shape), device=y.device), generator)
-        loss = lambda p: data_loss(operator, p, y)  # noqa: E731
+        loss = lambda p: data_loss(operator, p, y)
         for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:])):
             sigma = torch.full((b,), s, device=y.device)
             with torch.enable_grad():

@@ -24,7 +24,7 @@ from priors.schedules import karras_sigmas
 
 
 class EnKG(Algorithm):
-    """EnKG: Euler PF-ODE over an ensemble, nudged by ensemble-Kalman steps built from forward calls only (no gradients)."""
+    """EnKG (derivative-free): Euler PF-ODE over an ensemble, nudged by ensemble-Kalman steps from forward calls."""
 
     derivative_free = True
 

@@ -60,10 +60,10 @@ class SpectralSMC(Algorithm):
         c = noise_level(operator, b, y.device).clamp_min(1e-4).view(-1, 1) / torch.where(obs, s, torch.ones_like(s))
         return svd, obs, y_bar, c
 
-    def clean(self, prior: Prior, svd: SVD, x_bar: Tensor, s: float, shape: tuple[int, ...], i: int, n: int,
-              y: Tensor, operator: ForwardOperator, callback: StepCallback | None) -> Tensor:
+    def clean(self, prior: Prior, svd: SVD, x_bar: Tensor, s: float, i: int, n: int, y: Tensor,
+              operator: ForwardOperator, callback: StepCallback | None) -> Tensor:
         """x̄0 = V^T D(V x̄, sigma) for particles (B, J, n); the callback sees the particles' mean x̂0 and may shift it."""
-        b, j = x_bar.shape[:2]
+        b = x_bar.shape[0]
         x = unflatten(svd.V(flatten(x_bar)), b)
         x0 = denoise_particles(self, prior, x, s, self.chunk)
         mean = x0.mean(1)
@@ -91,7 +91,7 @@ class SpectralSMC(Algorithm):
 
 
 class FPS(SpectralSMC):
-    """FPS-SMC: a particle filter in the SVD basis on a noised measurement sequence (DDIM proposals, exact conditioning)."""
+    """FPS-SMC (derivative-free): a particle filter in the SVD basis on a noised measurement sequence (DDIM proposals)."""
 
     def __init__(self, n_steps: int = 100, n_particles: int = 8, eta: float = 0.85, output: str = "particle",
                  dense_max: int = 8192, chunk: int = 64) -> None:
@@ -105,7 +105,7 @@ class FPS(SpectralSMC):
     @torch.no_grad()
     def particles(self, y: Tensor, operator: ForwardOperator, prior: Prior, generator: torch.Generator | None,
                   callback: StepCallback | None = None) -> tuple[SVD, Tensor]:
-        b, shape, j, eta = y.shape[0], tuple(operator.image_shape), self.n_particles, self.eta
+        b, j, eta = y.shape[0], self.n_particles, self.eta
         svd, obs, y_bar, c = self.spectral_data(y, operator)
         sig = vp_sde_sigmas(self.n_steps).tolist()
         z = sig[0] * randn(torch.empty_like(y_bar), generator)
@@ -116,7 +116,7 @@ class FPS(SpectralSMC):
         x_bar = z.unsqueeze(1).repeat(1, j, 1)
         c2 = (c**2).unsqueeze(1)
         for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:])):
-            x0 = self.clean(prior, svd, x_bar, s, shape, i, self.n_steps, y, operator, callback)
+            x0 = self.clean(prior, svd, x_bar, s, i, self.n_steps, y, operator, callback)
             mu = x0 + math.sqrt(1 - eta**2) * (s_next / s) * (x_bar - x0)
             tau2 = (eta * s_next) ** 2
             target = ys[i + 1].unsqueeze(1)

@@ -28,7 +28,7 @@ from priors.schedules import karras_sigmas
 
 
 class MCGDiff(SpectralSMC):
-    """MCG-diff: an auxiliary particle filter in the SVD basis that reads y as a diffused state (Kalman-blended proposals)."""
+    """MCG-diff (derivative-free): an auxiliary particle filter in the SVD basis reading y as a diffused state."""
 
     def __init__(self, n_steps: int = 200, n_particles: int = 8, sigma_max: float = 100.0, sigma_min: float = 0.01,
                  output: str = "particle", dense_max: int = 8192, chunk: int = 64) -> None:
@@ -40,14 +40,14 @@ class MCGDiff(SpectralSMC):
     @torch.no_grad()
     def particles(self, y: Tensor, operator: ForwardOperator, prior: Prior, generator: torch.Generator | None,
                   callback: StepCallback | None = None) -> tuple[SVD, Tensor]:
-        b, shape, j = y.shape[0], tuple(operator.image_shape), self.n_particles
+        b, j = y.shape[0], self.n_particles
         svd, obs, y_bar, c = self.spectral_data(y, operator)
         sig = karras_sigmas(self.n_steps, min(self.sigma_max, float(prior.sigma_max)), self.sigma_min).tolist()
         o, target, c2 = obs.unsqueeze(1), y_bar.unsqueeze(1), (c**2).unsqueeze(1)
         x_bar = sig[0] * particle_noise(b, j, y_bar.shape[1:], generator, y.device)
         zero = torch.zeros_like(x_bar)
         for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:])):
-            x0 = self.clean(prior, svd, x_bar, s, shape, i, self.n_steps, y, operator, callback)
+            x0 = self.clean(prior, svd, x_bar, s, i, self.n_steps, y, operator, callback)
             ratio = s_next**2 / s**2
             mu = x0 + ratio * (x_bar - x0)
             f = s_next**2 * (1 - ratio)

@@ -27,7 +27,7 @@ def best_candidate(losses: Tensor) -> Tensor:
 
 
 class SCG(Algorithm):
-    """SCG: ancestral steps whose noise is the best of n candidates by the data loss of their clean estimates (no gradients)."""
+    """SCG (derivative-free): ancestral steps whose noise is the best of n candidates by their clean estimates' data loss."""
 
     derivative_free = True
 

@@ -29,11 +29,11 @@ class _NoBackward(torch.autograd.Function):
     """Identity on A(x) whose backward raises: autograd through a forward-only simulator is refused."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, y: Tensor) -> Tensor:  # noqa: D102 - x only carries the graph
+    def forward(ctx: Any, x: Tensor, y: Tensor) -> Tensor:
         return y.clone()
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:
         raise ForwardOnlyError("this problem's operator is forward-only: it has no gradient (no backward pass); use a "
                                "derivative-free solver")
 
@@ -66,7 +66,7 @@ class ForwardOnly(ForwardOperator):
         return self.inner.support()
 
     @torch.no_grad()
-    def probed_matrix(self, max_columns: int) -> "MatrixOperator":
+    def probed_matrix(self, max_columns: int) -> MatrixOperator:
         """A as an explicit real matrix from forward calls on the n unit images (n = C H W <= max_columns), for a
         linear operator shared by the batch; a clear error otherwise."""
         n = math.prod(self.image_shape)

@@ -153,7 +153,7 @@ def test_dpg_policy_gradient_is_the_smoothed_reward_gradient_within_its_variance
     from algorithms.diffusion.dpg import policy_gradient
 
     _, op, fo, x, y, g = _quadratic(b=4)
-    loss = lambda p: data_loss(fo, p, y)  # noqa: E731
+    loss = lambda p: data_loss(fo, p, y)
     ref = loss(x.unsqueeze(1)).squeeze(1)
     z, r, n = ref.clone(), torch.full((4,), 0.05), 4000
     est = policy_gradient(x, r, z, ref, loss, n, g)

@@ -17,8 +17,7 @@ from torch import Tensor
 
 from algorithms.base import Algorithm, Step, StepCallback
 from algorithms.diffusion.data_consistency import randn
-from algorithms.diffusion.fps import vp_sde_sigmas
-from algorithms.diffusion.particles import ancestral, data_loss, particle_noise
+from algorithms.diffusion.particles import ancestral, data_loss, particle_noise, vp_sde_sigmas
 from inverse_problems.operators.base import ForwardOperator
 from inverse_problems.operators.linalg import batch_norm, per_sample
 from inverse_problems.operators.random import Randomness

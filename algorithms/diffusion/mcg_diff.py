@@ -20,8 +20,7 @@ import torch
 from torch import Tensor
 
 from algorithms.base import StepCallback
-from algorithms.diffusion.fps import SpectralSMC
-from algorithms.diffusion.particles import particle_noise, pick, resample
+from algorithms.diffusion.particles import SpectralSMC, particle_noise, pick, resample
 from inverse_problems.operators.base import SVD, ForwardOperator
 from priors.base import Prior
 from priors.schedules import karras_sigmas

@@ -15,8 +15,7 @@ from torch import Tensor
 
 from algorithms.base import Algorithm, Step, StepCallback
 from algorithms.diffusion.data_consistency import randn
-from algorithms.diffusion.fps import vp_sde_sigmas
-from algorithms.diffusion.particles import data_loss, denoise_particles, particle_noise, pick
+from algorithms.diffusion.particles import data_loss, denoise_particles, particle_noise, pick, vp_sde_sigmas
 from inverse_problems.operators.base import ForwardOperator
 from priors.base import Prior
 

@@ -193,19 +193,22 @@ def compare_setting(rows: list[dict[str, Any]], reference: str) -> None:
             if note:
                 c["role"], c["note"] = "unpaired", note
         e["comparison"] = c
-    rank_setting([e for e in rows if e["comparison"]["headline"]])
+    rank_setting([e for e in rows if e["comparison"]["headline"]], ref)
 
 
-def rank_setting(rows: list[dict[str, Any]]) -> None:
-    """Shared ranks on RANK_METRIC among the headline rows paired with the best one (benchmarks.stats)."""
+def rank_setting(rows: list[dict[str, Any]], ref: dict[str, Any] | None = None) -> None:
+    """Shared ranks on RANK_METRIC among the headline rows that hold the reference's sample ids (without a reference
+    row: the id set most rows hold), so that every ranked row is paired with every other (benchmarks.stats)."""
     scored = {e["row_id"]: values(e, RANK_METRIC) for e in rows}
     scored = {k: v for k, v in scored.items() if v}
-    ranks = stats.shared_ranks(scored, RANK_METRIC not in LOWER_IS_BETTER)
+    anchor = _anchor_ids(list(scored.values()), values(ref, RANK_METRIC) if ref else {})
+    ranks = stats.shared_ranks({k: v for k, v in scored.items() if set(v) == anchor},
+                               RANK_METRIC not in LOWER_IS_BETTER)
     for e in rows:
         rank = ranks.get(e["row_id"])
         e["comparison"]["rank"] = rank
         if e["row_id"] in scored and rank is None:
-            e["comparison"]["note"] = e["comparison"]["note"] or "not ranked: sample ids differ from the best row's"
+            e["comparison"]["note"] = e["comparison"]["note"] or "not ranked: sample ids differ from the ranked rows'"
     firsts = [e for e in rows if e["comparison"]["rank"] == 1]
     if firsts:
         sign = -1.0 if RANK_METRIC in LOWER_IS_BETTER else 1.0
@@ -213,6 +216,16 @@ def rank_setting(rows: list[dict[str, Any]]) -> None:
         for e in firsts:
             e["comparison"]["best"] = e is best
             e["comparison"]["tied_with_best"] = e is not best
+
+
+def _anchor_ids(sets: list[dict[str, float]], ref: dict[str, float]) -> set[str]:
+    """The sample ids the ranked rows must hold: the reference's, else the most common set (ties: the larger)."""
+    if ref:
+        return set(ref)
+    counts: dict[frozenset[str], int] = {}
+    for v in sets:
+        counts[frozenset(v)] = counts.get(frozenset(v), 0) + 1
+    return set(max(counts, key=lambda k: (counts[k], len(k), sorted(k)))) if counts else set()
 
 
 def annotate(board: dict[str, Any], reference: str = DEFAULT_REFERENCE) -> dict[str, Any]:

@@ -304,10 +304,17 @@ def _cell(value: Any, shown: str | None = None, cls: str = "") -> str:
     return f'<td data-v="{html.escape(sort)}"{f" class={cls!r}" if cls else ""}>{html.escape(text)}</td>'
 
 
+def _delta_cell(e: dict[str, Any]) -> str:
+    """The paired PSNR difference to the setting's reference (sorted by its mean), or why there is none."""
+    d = ((e.get("comparison") or {}).get("paired") or {}).get(comparison.RANK_METRIC)
+    return _cell(d["diff"] if d else None, comparison.reference_cell(e) if e.get("comparison") else "–", "num")
+
+
 def table(board: dict[str, Any], links: dict[str, str]) -> str:
     entries = board["entries"]
     optional = [k for k in OPTIONAL_COLUMNS if any(k in e for e in entries)]
-    head = (["problem", "R", "coils", "dataset", "shift", "tier", "method", "prior"] + optional + ["n", "failed"]
+    head = (["problem", "R", "coils", "dataset", "shift", "tier", "method", "prior"] + optional
+            + ["n", "failed", "rank", "Δ vs ref"]
             + [label for _, label in METRIC_COLUMNS] + ["config"])
     ths = "".join(f'<th scope="col" tabindex="0">{html.escape(h)}</th>' for h in head)
     body = []
@@ -321,7 +328,8 @@ def table(board: dict[str, Any], links: dict[str, str]) -> str:
                  _cell(e.get("prior"), _text(e.get("prior")) + (f" [{h.removeprefix('sha256:')[:8]}]" if h else ""))]
         cells += [_cell(tuning_label(e) if k == "tuning" else _text(e.get(k)) if e.get(k) is not None else None)
                   for k in optional]
-        cells += [_cell(e.get("n"), None, "num"), _cell(e.get("n_failed"), None, "num")]
+        cells += [_cell(e.get("n"), None, "num"), _cell(e.get("n_failed"), None, "num"),
+                  _cell((e.get("comparison") or {}).get("rank"), None, "num"), _delta_cell(e)]
         for m, _ in METRIC_COLUMNS:
             mm = (e.get("metrics") or {}).get(m) or {}
             mean, std = mm.get("mean"), mm.get("std")
@@ -333,8 +341,7 @@ def table(board: dict[str, Any], links: dict[str, str]) -> str:
         cells.append(f'<td data-v="">{cfg_links}</td>')
         attrs = " ".join(f'data-{k}="{html.escape(v)}"' for k, v in
                          (("problem", str(e.get("problem"))), ("shift", e.get("shift") or "none"), ("tier", tier(e))))
-        anchor = f' id="row-{html.escape(e["row_id"])}"' if e.get("row_id") else ""
-        body.append(f"<tr {attrs}{anchor}>{''.join(cells)}</tr>")
+        body.append(f"<tr {attrs}>{''.join(cells)}</tr>")
     return (f'<table id="board"><thead><tr>{ths}</tr></thead><tbody>\n' + "\n".join(body)
             + "\n</tbody></table>")
 
@@ -366,7 +373,7 @@ def matrix_html(board: dict[str, Any]) -> str:
 
 
 def _stat_rows(e: dict[str, Any]) -> str:
-    """The row page's statistics: per metric the mean ± std, its interval and the paired difference to the reference."""
+    """The row page's statistics: per metric mean ± std, its interval, the paired difference to the reference."""
     out = []
     for m in comparison.STAT_METRICS:
         mm = (e.get("metrics") or {}).get(m) or {}
@@ -375,8 +382,9 @@ def _stat_rows(e: dict[str, Any]) -> str:
         diff = "–" if d is None else (
             f"{d['diff']:+.4g}" + (f" [{d['low']:+.4g}, {d['high']:+.4g}]" if d["low"] is not None else "")
             + (f", Wilcoxon p = {d['p_wilcoxon']:.3g}" if d["p_wilcoxon"] is not None else "") + f", n = {d['n']}")
+        interval = "–" if not ci else f"[{_fmt(ci[0], m)}, {_fmt(ci[1], m)}]"
         out.append(f"<tr><th>{m.upper()}</th><td>{_fmt(mm.get('mean'), m)} ± {_fmt(mm.get('std'), m)}</td>"
-                   f"<td>{'–' if not ci else f'[{_fmt(ci[0], m)}, {_fmt(ci[1], m)}]'}</td><td>{html.escape(diff)}</td></tr>")
+                   f"<td>{interval}</td><td>{html.escape(diff)}</td></tr>")
     return "".join(out)
 
 

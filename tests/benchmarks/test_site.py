@@ -171,3 +171,44 @@ def test_entries_read_defensively(tmp_path):
     assert ">online<" in row and ">tuned on val, None trials: defaults kept<" in row  # the leaderboard's tuning label
     assert text.count("no saved reconstructions") == 2 and text.count("curves.png") == 2
     assert "samples.png" not in text
+
+
+def test_matrices_link_each_cell_to_its_row_page(page):
+    """One matrix per problem family above the table; every cell links to rows/<row_id>.html, whose own links (the
+    run's config, the setting's figures, the way back) are files inside the site; one best cell per column is bold."""
+    text = (page / "index.html").read_text()
+    assert text.index('<table class="matrix"') < text.index('<table id="board">')
+    assert re.findall(r'<table class="matrix" data-family="(\w+)"', text) == ["cs_mri", "inpainting"]
+    cells = re.findall(r'<td class="num"><a href="(rows/r[0-9a-f]+\.html)">(.*?)</a></td>', text)
+    assert len(cells) == 3 and text.count("<strong>") == 2 + 1  # a best per matrix column, and the legend's "Bold"
+    for ref, shown in cells:
+        assert re.match(r"(<strong>)?-?[0-9.]+ \[[-0-9.]+, [-0-9.]+\] n=2", shown), shown
+        row = (page / ref).read_text()
+        refs = re.findall(r'(?:src|href)="([^"]+)"', row)
+        assert "../index.html" in refs and any(r.startswith("../configs/") for r in refs)
+        for r in refs:
+            assert (page / "rows" / r).is_file(), r
+        assert "http://" not in row and "https://" not in row
+    inpainting = [(page / ref).read_text() for ref, _ in cells if "inpainting" in (page / ref).read_text()]
+    assert len(inpainting) == 2 and all("samples.png" in r for r in inpainting)
+
+
+def test_a_matrix_cell_click_opens_its_row_in_headless_chromium(page):
+    sync_playwright = _browser()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors = []
+            tab.on("pageerror", lambda e: errors.append(str(e)))
+            tab.on("requestfailed", lambda r: errors.append(f"failed to load {r.url}"))
+            tab.goto((page / "index.html").as_uri())
+            tab.locator('table.matrix[data-family="inpainting"] td a', has_text="[").first.click()
+            tab.wait_for_load_state("load")
+            assert "/rows/r" in tab.url and tab.locator("h1").inner_text() in ("tv", "zero-filled")
+            assert all(tab.eval_on_selector_all("img", "is => is.map(i => i.complete && i.naturalWidth > 0)"))
+            tab.locator("a", has_text="← results").click()
+            tab.wait_for_load_state("load")
+            assert tab.url.endswith("/index.html") and errors == []
+        finally:
+            browser.close()

@@ -66,13 +66,49 @@ def row_id(entry: dict[str, Any]) -> str:
     return "r" + _digest([_freeze(entry.get(k)) for k in KEY])
 
 
+def _canonical(value: Any) -> Any:
+    """Numbers that are whole as ints (a recorded 4.0 and 4 are one R), containers recursively."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _with_id(fields: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "s" + _digest({k: v for k, v in fields.items() if k != "assumed"}), **fields}
+
+
 def setting_of(entry: dict[str, Any]) -> dict[str, Any]:
     """The row's setting: the fields its samples depend on, with R and coils pulled out, and an id (a digest)."""
     opts, info = entry.get("problem_options") or {}, entry.get("problem_info") or {}
     fields = {k: entry.get(k) for k in SETTING_FIELDS}
     fields.update(R=opts.get("acceleration", info.get("acceleration")), coils=opts.get("coils", info.get("coils")),
                   problem_options=opts, dataset_options=entry.get("dataset_options") or {})
-    return {"id": "s" + _digest(fields), **fields}
+    return _with_id(_canonical(fields))
+
+
+def fill_unrecorded(entries: list[dict[str, Any]]) -> None:
+    """Options that some rows of a problem do not record (their runs predate the option) are taken, in the setting, as
+    the value every other row of that problem records, where they all record one value; the setting lists them under
+    `assumed`. Where recorded values differ, an unrecorded option stays unknown and its rows a setting of their own."""
+    for problem in {e["problem"] for e in entries}:
+        rows = [e for e in entries if e["problem"] == problem]
+        for group in ("problem_options", "dataset_options"):
+            for key in {k for e in rows for k in e["setting"][group]}:
+                recorded = {json.dumps(e["setting"][group][key], sort_keys=True) for e in rows
+                            if key in e["setting"][group]}
+                if len(recorded) != 1 or all(key in e["setting"][group] for e in rows):
+                    continue
+                value = json.loads(recorded.pop())
+                for e in rows:
+                    if key not in e["setting"][group]:
+                        e["setting"][group] = {**e["setting"][group], key: value}
+                        e["setting"]["assumed"] = sorted(set(e["setting"].get("assumed", [])) | {f"{group}.{key}"})
+        for e in rows:
+            e["setting"] = _with_id({k: v for k, v in e["setting"].items() if k != "id"})
 
 
 def method_name(entry: dict[str, Any]) -> str:
@@ -120,18 +156,33 @@ def mark_former_priors(entries: list[dict[str, Any]]) -> None:
         e["former_prior"] = bool(e.get("prior") and now and e["prior"] != now)
 
 
+OPTION_KEYS = ("prior_options", "algorithm_options", "adapter_options")
+
+
+def _agree(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Options equal wherever both record them (an option one run predates is not a difference)."""
+    return all(json.dumps(a[k], sort_keys=True) == json.dumps(b[k], sort_keys=True) for k in a.keys() & b.keys())
+
+
+def _same_computation(tuned: dict[str, Any], plain: dict[str, Any]) -> bool:
+    exact = [k for k in KEY if k != "tuning" and not k.endswith("_options")]  # problem, dataset: the setting
+    return (tuned["setting"]["id"] == plain["setting"]["id"] and all(tuned[k] == plain[k] for k in exact)
+            and all(_agree(tuned[k] or {}, plain[k] or {}) for k in OPTION_KEYS))
+
+
 def collapse_duplicates(entries: list[dict[str, Any]]) -> None:
-    """A tuned row that kept the defaults (no changed option) and whose key otherwise equals a defaults row's is the
-    same computation: `collapsed_into` names that row, whose notes name the tuned one."""
-    plain = {tuple(_freeze(e.get(k)) for k in KEY if k != "tuning"): e for e in entries if e.get("tuning") is None}
+    """A tuned row that kept the defaults (no changed option) and is otherwise the computation of a defaults row (same
+    setting, method, prior and fingerprint; options equal wherever both record them) repeats it: `collapsed_into` names
+    that row, whose `collapsed` and notes name the tuned one."""
+    plain = [e for e in entries if e.get("tuning") is None]
     for e in entries:
         if e.get("tuning") is None or e.get("changed_options"):
             continue
-        twin = plain.get(tuple(_freeze(e.get(k)) for k in KEY if k != "tuning"))
+        twin = next((p for p in plain if _same_computation(e, p)), None)
         if twin is None:
             continue
         e["collapsed_into"] = twin["row_id"]
-        twin.setdefault("collapsed", []).append(e["row_id"])
+        twin["collapsed"] = sorted(set(twin.get("collapsed", [])) | {e["row_id"]})
         twin["notes"] = [n for n in twin["notes"] if not n.startswith(f"{e['row_id']}:")] + [
             f"{e['row_id']}: {tuning_label(e)}; the same options as this row, collapsed into it"]
 
@@ -209,13 +260,22 @@ def rank_setting(rows: list[dict[str, Any]], ref: dict[str, Any] | None = None) 
         e["comparison"]["rank"] = rank
         if e["row_id"] in scored and rank is None:
             e["comparison"]["note"] = e["comparison"]["note"] or "not ranked: sample ids differ from the ranked rows'"
+    mark_best(rows)
+
+
+def mark_best(rows: list[dict[str, Any]]) -> None:
+    """`best`: the highest mean among the rank-1 rows (or, where nothing could be ranked, among all the rows with a
+    mean); `tied_with_best`: the other rank-1 rows."""
+    sign = -1.0 if RANK_METRIC in LOWER_IS_BETTER else 1.0
     firsts = [e for e in rows if e["comparison"]["rank"] == 1]
-    if firsts:
-        sign = -1.0 if RANK_METRIC in LOWER_IS_BETTER else 1.0
-        best = max(firsts, key=lambda e: sign * (e["metrics"][RANK_METRIC]["mean"] or -math.inf))
-        for e in firsts:
-            e["comparison"]["best"] = e is best
-            e["comparison"]["tied_with_best"] = e is not best
+    if not any(e["comparison"]["rank"] is not None for e in rows):
+        firsts = [e for e in rows if (e["metrics"].get(RANK_METRIC) or {}).get("mean") is not None]
+    if not firsts:
+        return
+    best = max(firsts, key=lambda e: sign * e["metrics"][RANK_METRIC]["mean"])
+    for e in firsts:
+        e["comparison"]["best"] = e is best
+        e["comparison"]["tied_with_best"] = e is not best and e["comparison"]["rank"] == 1
 
 
 def _anchor_ids(sets: list[dict[str, float]], ref: dict[str, float]) -> set[str]:
@@ -236,6 +296,7 @@ def annotate(board: dict[str, Any], reference: str = DEFAULT_REFERENCE) -> dict[
         e["setting"] = setting_of(e)
         e.pop("collapsed_into", None)
         e.pop("collapsed", None)
+    fill_unrecorded(entries)
     mark_former_priors(entries)
     collapse_duplicates(entries)
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -258,10 +319,21 @@ class Matrix:
     family: str
     columns: list[tuple[str, str]]
     rows: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    common: str = ""
+
+
+def _common(settings: list[dict[str, Any]]) -> str:
+    """What every column of a family shares (dataset, shift, tier, target, metric convention), for its title."""
+    parts = []
+    for k in ("dataset", "shift", "tier", "target_convention", "metric_convention"):
+        vals = {str(s.get(k)) for s in settings}
+        if len(vals) == 1 and (k != "shift" or settings[0].get(k)):
+            parts.append(f"{'shift ' if k == 'shift' else 'target ' if k == 'target_convention' else ''}{vals.pop()}")
+    return ", ".join(parts)
 
 
 def _varying(settings: list[dict[str, Any]]) -> set[str]:
-    keys = {k for s in settings for k in s if k not in ("id", "problem_options", "dataset_options")}
+    keys = {k for s in settings for k in s if k not in ("id", "assumed", "problem_options", "dataset_options")}
     out = {k for k in keys if len({json.dumps(s.get(k), default=str) for s in settings}) > 1}
     for group in ("problem_options", "dataset_options"):
         opts = {k for s in settings for k in s[group]} - {"acceleration", "coils"}
@@ -293,11 +365,11 @@ def matrices(board: dict[str, Any]) -> list[Matrix]:
         rows = [e for e in head if e["problem"] == family]
         settings = sorted({e["setting"]["id"]: e["setting"] for e in rows}.values(), key=_column_order)
         varying = _varying(settings)
-        m = Matrix(family, [(s["id"], setting_label(s, varying)) for s in settings])
+        m = Matrix(family, [(s["id"], setting_label(s, varying)) for s in settings], common=_common(settings))
         names = _row_names(rows)
         for e in rows:
             m.rows.setdefault(names[e["row_id"]], {})[e["setting"]["id"]] = e
-        m.rows = dict(sorted(m.rows.items(), key=lambda kv: _row_order(kv, m.columns)))
+        _sort_rows(m)
         out.append(m)
     return out
 
@@ -319,12 +391,34 @@ def _row_names(rows: list[dict[str, Any]]) -> dict[str, str]:
             for e in rows}
 
 
-def _row_order(item: tuple[str, dict[str, dict[str, Any]]], columns: list[tuple[str, str]]) -> tuple:
-    """Rows by their mean rank over the columns they have (unranked last), then by name."""
-    name, cells = item
-    ranks = [cells[c]["comparison"]["rank"] for c, _ in columns if c in cells]
-    ranked = [r for r in ranks if r is not None]
-    return (sum(ranked) / len(ranked) if ranked else math.inf, name)
+def _mean(e: dict[str, Any]) -> float:
+    mean = (e["metrics"].get(RANK_METRIC) or {}).get("mean")
+    return -math.inf if mean is None else float(mean)
+
+
+def _positions(m: Matrix) -> dict[str, float]:
+    """Per entry, its place in its column: its shared rank; the rows not ranked after the ranked ones, by mean."""
+    place: dict[str, float] = {}
+    sign = -1.0 if RANK_METRIC in LOWER_IS_BETTER else 1.0
+    for sid, _ in m.columns:
+        cells = [c[sid] for c in m.rows.values() if sid in c]
+        ranked = [e for e in cells if e["comparison"]["rank"] is not None]
+        place.update({e["row_id"]: e["comparison"]["rank"] for e in ranked})
+        rest = sorted((e for e in cells if e["comparison"]["rank"] is None),
+                      key=lambda e: -sign * _mean(e))
+        place.update({e["row_id"]: len(ranked) + k for k, e in enumerate(rest, start=1)})
+    return place
+
+
+def _sort_rows(m: Matrix) -> None:
+    """Rows by their mean place over the columns they have, then by name."""
+    place = _positions(m)
+
+    def key(item: tuple[str, dict[str, dict[str, Any]]]) -> tuple[float, str]:
+        places = [place[e["row_id"]] for e in item[1].values()]
+        return (sum(places) / len(places), item[0])
+
+    m.rows = dict(sorted(m.rows.items(), key=key))
 
 
 def cell_text(e: dict[str, Any], metric: str = RANK_METRIC) -> str:
@@ -338,8 +432,9 @@ def cell_text(e: dict[str, Any], metric: str = RANK_METRIC) -> str:
 
 
 LEGEND = (f"Cells: mean PSNR (dB) [seeded 95 % bootstrap interval of the mean] and n, the number of test samples. "
-          f"**Bold**: the best mean of the column. {TIE_MARK}: the paired 95 % interval of the difference to the best "
-          f"row includes 0, so the row shares rank 1 with it. [–]: no interval (fewer than 2 samples, or a row kept "
+          f"**Bold**: the best row of the column (the highest mean among the rows of rank 1). "
+          f"{TIE_MARK}: the paired 95 % interval of the difference to the best row includes 0, so the row shares rank 1 "
+          f"with it (indistinguishable on these samples). [–]: no interval (fewer than 2 samples, or a row kept "
           f"from a board that recorded no per-sample values, which cannot be tied or ranked either). Collapsed "
           f"duplicates and rows of a former prior are in the full table only.")
 
@@ -357,7 +452,8 @@ def matrix_markdown(board: dict[str, Any], md_cell: Any) -> str:
                 text = md_cell(cell_text(e)) if e else "–"
                 row.append(f"**{text}**" if e and e["comparison"]["best"] else text)
             lines.append("| " + " | ".join(row) + " |")
-        parts.append(f"**{md_cell(m.family)}** (PSNR, dB)\n\n" + "\n".join(lines))
+        parts.append(f"**{md_cell(m.family)}**: PSNR (dB){md_cell('; ' + m.common) if m.common else ''}\n\n"
+                     + "\n".join(lines))
     return "\n\n".join(parts + [LEGEND]) + "\n" if parts else ""
 
 

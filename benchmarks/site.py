@@ -363,7 +363,8 @@ def matrix_html(board: dict[str, Any]) -> str:
                 text = f"<strong>{text}</strong>" if e["comparison"]["best"] else text
                 tds.append(f'<td class="num"><a href="rows/{html.escape(e["row_id"])}.html">{text}</a></td>')
             trs.append(f'<tr><th scope="row">{html.escape(name)}</th>{"".join(tds)}</tr>')
-        parts.append(f'<h3>{html.escape(m.family)} (PSNR, dB)</h3><div class="wrap"><table class="matrix" '
+        common = f"; {m.common}" if m.common else ""
+        parts.append(f'<h3>{html.escape(m.family)}: PSNR (dB){html.escape(common)}</h3><div class="wrap"><table class="matrix" '
                      f'data-family="{html.escape(m.family)}"><thead><tr><th>method</th>{ths}</tr></thead><tbody>'
                      f'{"".join(trs)}</tbody></table></div>')
     if not parts:

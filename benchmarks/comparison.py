@@ -204,7 +204,7 @@ def unpaired_note(row: dict[str, float], ref: dict[str, float]) -> str:
 
 
 def paired_block(entry: dict[str, Any], ref: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """Per metric, row - reference paired on sample id: {diff, low, high, p_wilcoxon, n}; and the unpaired label,
+    """Per metric, row - reference paired on sample id: {diff, low, high, p_wilcoxon, n, sd}; and the unpaired label,
     where the rows' sample ids differ."""
     out: dict[str, Any] = {}
     note = None
@@ -219,7 +219,7 @@ def paired_block(entry: dict[str, Any], ref: dict[str, Any]) -> tuple[dict[str, 
         if not math.isfinite(p.diff.mean):  # a difference past the float limit: none written
             continue
         out[m] = {"diff": p.diff.mean, "low": p.diff.low, "high": p.diff.high, "p_wilcoxon": p.p_wilcoxon,
-                  "n": p.diff.n}
+                  "n": p.diff.n, "sd": p.sd}
     return out, note
 
 
@@ -238,7 +238,9 @@ def compare_setting(rows: list[dict[str, Any]], reference: str) -> None:
         elif e is ref:
             c["role"] = "reference"
         elif not e.get("per_sample") or not ref.get("per_sample"):
-            c["role"], c["note"] = "not paired", "no per-sample values recorded (a row of a board before schema 2.3)"
+            old = "per_sample" not in e or "per_sample" not in ref
+            c["role"] = "not paired"
+            c["note"] = "no per-sample values recorded" + (" (a row of a board before schema 2.3)" if old else "")
         else:
             c["paired"], note = paired_block(e, ref)
             if note:

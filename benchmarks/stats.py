@@ -34,10 +34,12 @@ class Interval:
 
 @dataclass(frozen=True)
 class Paired:
-    """mean(a - b) over the shared sample ids, its interval, and the Wilcoxon signed-rank p-value."""
+    """mean(a - b) over the shared sample ids, its interval, the Wilcoxon signed-rank p-value and the differences'
+    standard deviation (n - 1 in the denominator; None for n < 2), the spread `samples_for` takes."""
 
     diff: Interval
     p_wilcoxon: float | None
+    sd: float | None = None
 
 
 def bootstrap_interval(values: Sequence[float], seed: int = SEED, confidence: float = CONFIDENCE,
@@ -89,7 +91,8 @@ def paired(a: Mapping[str, float], b: Mapping[str, float], seed: int = SEED) -> 
         return None
     ids = sorted(a)
     d = [a[i] - b[i] for i in ids]
-    return Paired(bootstrap_interval(d, seed), wilcoxon_p(d))
+    sd = float(np.std(d, ddof=1)) if len(d) > 1 else None
+    return Paired(bootstrap_interval(d, seed), wilcoxon_p(d), sd if sd is None or math.isfinite(sd) else None)
 
 
 def _tied(top: Mapping[str, float], other: Mapping[str, float], seed: int) -> bool:

@@ -49,7 +49,7 @@ def test_intervals_and_paired_differences_are_scipys(tmp_path):
     ci = sps.bootstrap((d,), np.mean, confidence_level=0.95, n_resamples=9999, method="BCa",
                        random_state=np.random.default_rng(stats.SEED)).confidence_interval
     assert got == {"diff": pytest.approx(d.mean()), "low": ci.low, "high": ci.high,
-                   "p_wilcoxon": sps.wilcoxon(d).pvalue, "n": 8}
+                   "p_wilcoxon": sps.wilcoxon(d).pvalue, "n": 8, "sd": pytest.approx(d.std(ddof=1))}
     assert board["statistics"]["reference"] == "l1-wavelet"
 
 

@@ -123,6 +123,8 @@ def test_reference_flag_and_from_json(tmp_path):
     assert [e["comparison"] for e in rebuilt["entries"]] == [e["comparison"] for e in board["entries"]]
     res = bench("leaderboard", "-o", str(again), check=False)
     assert res.returncode == 2 and "--from-json" in res.stderr
+    res = bench("leaderboard", str(tmp_path / "runs"), "--reference", "nothing", "-o", str(again))
+    assert "no row is 'nothing'" in res.stderr and json.loads(again.read_text())["statistics"]["reference"] == "nothing"
 
 
 def test_an_old_board_without_per_sample_values(tmp_path):
@@ -143,3 +145,18 @@ def test_an_old_board_without_per_sample_values(tmp_path):
     cg = rows[("cg-sense", None)]["comparison"]
     assert cg["role"] == "not paired" and "no per-sample values" in cg["note"] and cg["rank"] is None
     assert "[–]" in comparison.cell_text(rows[("daps", _prior())])
+
+
+def test_an_option_a_run_predates_takes_the_value_the_other_rows_record(tmp_path):
+    """A run written before an option existed does not record it: in the setting it takes the value every other row
+    of the problem records (listed under `assumed`); where the recorded values differ, it stays a setting of its own."""
+    fake_run(tmp_path / "old", "l1-wavelet", list(BASE), problem={"acceleration": 4}, **CLASSICAL)
+    fake_run(tmp_path / "new", "cg-sense", list(BASE - 1.0), problem={"acceleration": 4.0, "slab": 0.6}, **CLASSICAL)
+    rows = _rows(leaderboard.build([tmp_path]))
+    old, new = rows[("l1-wavelet", None)], rows[("cg-sense", None)]
+    assert old["setting"]["id"] == new["setting"]["id"] and old["setting"]["assumed"] == ["problem_options.slab"]
+    assert "assumed" not in new["setting"] and new["comparison"]["paired"]["psnr"]["diff"] == pytest.approx(-1.0)
+    fake_run(tmp_path / "thin", "tv", list(BASE), problem={"acceleration": 4, "slab": 0.3}, **CLASSICAL)
+    rows = _rows(leaderboard.build([tmp_path]))
+    assert len({e["setting"]["id"] for e in rows.values()}) == 3
+    assert rows[("cg-sense", None)]["comparison"]["role"] == "no reference"

@@ -8,7 +8,9 @@ tuning provenance (`tuning.trials/metric/split`, or defaults), the data tier (si
 target convention (both from the sample lines; runs written before they were recorded: simulated, "dataset
 image") and every option of the problem, dataset, algorithm and adapters. Per-volume metrics (fastMRI's
 convention, `volume_*`) come from the runs' summary.json `volumes`, each volume once. Per row: mean and std of every metric over the finished samples, n, device, NFE,
-seconds per sample and the run ids. Samples are read from samples*.jsonl (the source of truth).
+seconds per sample, the run ids and the per-sample values of PSNR, SSIM and NMSE by sample id. Samples are read from
+samples*.jsonl (the source of truth). Rows of one setting are then compared paired (benchmarks.comparison: bootstrap
+intervals, the paired difference to the setting's reference row, shared ranks, per-family matrices).
 
 Honesty rules: a sample id counted twice in one row is an error naming both run directories; a run whose
 shift or adapter changed nothing (`--shift operator` = the default coil maps, `cg-sense+tda`: no sampler
@@ -758,7 +760,7 @@ def markdown(board: dict[str, Any], metrics: tuple[str, ...] = TABLE) -> str:
         if e.get("collapsed_into"):
             continue
         cells = _cells(e, e.get("label") or method_label(e)) + [str(e["n"])]
-        cells[7] = _tuning_cell(e, by_id)
+        cells[head.index("tuning")] = _tuning_cell(e, by_id)
         rank = (e.get("comparison") or {}).get("rank")
         cells.append("–" if rank is None else str(rank))
         for m in metrics:

@@ -231,15 +231,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         board = leaderboard.keep(board, earlier)
     text = leaderboard.dumps(board)  # validated: a NaN or a schema violation stops here, before anything is written
     md = leaderboard.document(board)
-    reference = board["statistics"]["reference"]
-    if not any(e["comparison"]["role"] == "reference" for e in board["entries"]):
-        print(f"note: no row is {reference!r} with its defaults in any setting, so no row has a paired difference; "
-              f"name another with --reference (a method label of the table)", file=sys.stderr)
     write_output(args.output, text, "-o")
     if args.markdown:
         write_output(args.markdown, md, "--markdown")
     print(md, end="")
     print(f"{len(board['entries'])} entries -> {args.output}")
+    if args.reference and not any(e["comparison"]["role"] == "reference" for e in board["entries"]):
+        print(f"note: no row is {args.reference!r} with its defaults in any setting, so no row has a paired "
+              f"difference; name another with --reference (a method label of the table)", file=sys.stderr)
     if args.html:
         from benchmarks.site import write_site
 

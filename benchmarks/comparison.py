@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks import stats
-from benchmarks.leaderboard import KEY, _freeze, method_label, tuning_label
+from benchmarks.labels import KEY, freeze, method_label, tuning_label
 
 DEFAULT_REFERENCE = "l1-wavelet"
 STAT_METRICS = ("psnr", "ssim", "nmse")
@@ -63,7 +63,7 @@ def _digest(value: Any) -> str:
 
 def row_id(entry: dict[str, Any]) -> str:
     """A short stable id of a row: a digest of its key (what tells rows apart)."""
-    return "r" + _digest([_freeze(entry.get(k)) for k in KEY])
+    return "r" + _digest([freeze(entry.get(k)) for k in KEY])
 
 
 def _canonical(value: Any) -> Any:

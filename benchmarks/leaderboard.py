@@ -31,13 +31,12 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
+from benchmarks.labels import KEY, freeze, method_label, option_text, tuning_label
 from benchmarks.results import METRICS
 
 SCHEMA_VERSION = "2.3"
 READABLE_VERSIONS = ("2.1", "2.2", "2.3")  # older boards validate too: 2.2 and 2.3 only added optional fields
 SCHEMA_PATH = Path(__file__).resolve().parent / "leaderboard.schema.json"
-KEY = ("problem", "dataset", "tier", "target_convention", "shift", "algorithm", "adapters", "prior", "prior_hash", "scheme", "split", "tuning",
-       "problem_options", "dataset_options", "prior_options", "algorithm_options", "adapter_options")
 TABLE = ("psnr", "ssim", "nmse", "data_misfit", "seconds", "nfe")
 UNKNOWN_HASH = "unknown"
 
@@ -457,41 +456,19 @@ def changed_options(key: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return changed
 
 
-def _opt(v: Any) -> str:
-    return json.dumps(v) if isinstance(v, (dict, list)) else str(v)
-
-
-def method_label(entry: dict[str, Any]) -> str:
-    """algorithm[+adapters], then the changed options and the adapters that adapted nothing, e.g.
-    `diffpir (lam=30)`, `cg-sense (+tda adapted nothing)`."""
-    name = entry["algorithm"] + (f"+{entry['adapters']}" if entry["adapters"] else "")
-    opts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={_opt(v)}"  # a tuned float: 4 significant digits
-            for part in entry["changed_options"].values() for k, v in part.items()]
-    opts += [f"+{a} adapted nothing" for a in entry.get("adapters_noop", [])]
-    return name + (f" ({', '.join(opts)})" if opts else "")
-
-
-def tuning_label(entry: dict[str, Any]) -> str:
-    t = entry.get("tuning")
-    if not t:
-        return "defaults"
-    kept = "" if entry.get("changed_options") else ": defaults kept"  # the study's trial 0 (the defaults) won
-    return f"tuned on {t.get('split')}, {t.get('trials')} trials{kept}"
-
-
 def _flat(entry: dict[str, Any]) -> dict[str, str]:
     """Every keyed value of an entry as `group.option` -> text (what may tell two Markdown rows apart)."""
     flat = {}
     for group in ("problem", "dataset", "prior", "algorithm"):
         for k, v in entry[f"{group}_options"].items():
-            flat[f"{group}.{k}"] = _opt(v)
+            flat[f"{group}.{k}"] = option_text(v)
     for a, opts in entry["adapter_options"].items():
         for k, v in opts.items():
-            flat[f"adapters.{a}.{k}"] = _opt(v)
+            flat[f"adapters.{a}.{k}"] = option_text(v)
     h = entry.get("prior_hash")
     flat["prior_hash"] = str(h)[:19] if h else str(h)  # "sha256:" + 12 hex digits
     flat["run.scheme"], flat["run.split"] = str(entry.get("scheme")), str(entry.get("split"))
-    flat["tuning"] = _opt(entry.get("tuning"))
+    flat["tuning"] = option_text(entry.get("tuning"))
     return flat
 
 
@@ -519,10 +496,6 @@ def _label_entries(entries: list[dict[str, Any]]) -> None:
             e["label"] += " [" + ", ".join(f"{k}={f.get(k, '–')}" for k in keys) + "]"
 
 
-def _freeze(value: Any) -> Any:
-    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
-
-
 def _order(e: dict[str, Any]) -> tuple:
     return (e["problem"], e["problem_info"].get("acceleration", 0), -int(e["problem_options"].get("coils") or 0),
             str(e["dataset"]), str(e["shift"]), str(e["prior"]), e["algorithm"], e["adapters"],
@@ -547,7 +520,7 @@ def build(paths: Iterable[str | Path], reference: str | None = None) -> dict[str
             skipped.append({"path": str(d), "reason": reason})
             failed.append(reason)
             continue
-        groups.setdefault(tuple(_freeze(run["key"][k]) for k in KEY), []).append(run)
+        groups.setdefault(tuple(freeze(run["key"][k]) for k in KEY), []).append(run)
     if not groups:
         raise LeaderboardError("no run directory could be put on the leaderboard: " + "; ".join(failed))
     entries = []
@@ -642,9 +615,9 @@ def keep(board: dict[str, Any], earlier: str | Path) -> dict[str, Any]:
     if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
         raise LeaderboardError(f"--keep {path}: schema {version or 'unknown'} cannot join schema {SCHEMA_VERSION} "
                                f"(another major version); rebuild it from its run directories")
-    have = {tuple(_freeze(e.get(k)) for k in KEY): e for e in board["entries"]}
+    have = {tuple(freeze(e.get(k)) for k in KEY): e for e in board["entries"]}
     for e in old.get("entries", []):
-        key = tuple(_freeze(e.get(k)) for k in KEY)
+        key = tuple(freeze(e.get(k)) for k in KEY)
         if key in have:
             raise LeaderboardError(
                 f"--keep {path}: its row {e.get('label') or method_label(e)!r} ({e['problem']}, {e['dataset']}, prior "

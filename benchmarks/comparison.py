@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ SETTING_FIELDS = ("problem", "dataset", "tier", "target_convention", "shift", "m
 
 # --- per-sample values ---------------------------------------------------------------------------------------
 
-def per_sample_block(ok: list[dict[str, Any]], sample_id: Any) -> dict[str, list[Any]]:
+def per_sample_block(ok: list[dict[str, Any]], sample_id: Callable[[dict[str, Any]], str]) -> dict[str, list[Any]]:
     """{"ids": [...], metric: [value or None, ...]} of a row's finished samples, in id order (what the statistics
     are computed from, so a board can be re-analysed without its run directories)."""
     rows = sorted(ok, key=lambda r: str(sample_id(r)))
@@ -435,13 +436,13 @@ def cell_text(e: dict[str, Any], metric: str = RANK_METRIC) -> str:
 
 LEGEND = (f"Cells: mean PSNR (dB) [seeded 95 % bootstrap interval of the mean] and n, the number of test samples. "
           f"**Bold**: the best row of the column (the highest mean among the rows of rank 1). "
-          f"{TIE_MARK}: the paired 95 % interval of the difference to the best row includes 0, so the row shares rank 1 "
-          f"with it (indistinguishable on these samples). [–]: no interval (fewer than 2 samples, or a row kept "
+          f"{TIE_MARK}: the paired 95 % interval of the difference to the best row includes 0, so the row shares "
+          f"rank 1 with it (indistinguishable on these samples). [–]: no interval (fewer than 2 samples, or a row kept "
           f"from a board that recorded no per-sample values, which cannot be tied or ranked either). Collapsed "
           f"duplicates and rows of a former prior are in the full table only.")
 
 
-def matrix_markdown(board: dict[str, Any], md_cell: Any) -> str:
+def matrix_markdown(board: dict[str, Any], md_cell: Callable[[Any], str]) -> str:
     """The matrices as Markdown tables, each under a bold family title, with the legend after them."""
     parts = []
     for m in matrices(board):

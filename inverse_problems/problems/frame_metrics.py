@@ -30,8 +30,9 @@ def _box(x: Tensor, win: int) -> Tensor:
 
 
 def lncc(x: Tensor, ref: Tensor, win: int = 9) -> Tensor:
-    """(N,) VoxelMorph's local squared NCC of (N, *spatial) images (2-D or 3-D), window `win`."""
-    i, j = x[:, None].double(), ref[:, None].double()
+    """(N,) VoxelMorph's local squared NCC of (N, *spatial) images (2-D or 3-D), window `win`, in their dtype
+    (differentiable: a registration loss)."""
+    i, j = x[:, None], ref[:, None]
     n = float(win ** (x.ndim - 1))
     s_i, s_j, s_ii, s_jj, s_ij = (_box(v, win) for v in (i, j, i * i, j * j, i * j))
     u_i, u_j = s_i / n, s_j / n

@@ -55,6 +55,8 @@ CASES = {
     "anatomy-brain-flair": lambda tmp: PHANTOM,
     "anatomy-brain-mix": lambda tmp: PHANTOM,
     "phantom-dmi": lambda tmp: dict(size=8, subjects=1, n_frames=2),
+    "phantom-cardiac-4d": lambda tmp: dict(size=16, frames=4, subjects=2),
+    "phantom-lung-4d": lambda tmp: dict(size=16, frames=4, subjects=2),
     "fastmri": lambda tmp: dict(root=str(FIXTURES / "fastmri" / "multicoil"), size=16),
     "nifti": nifti_folder,
     "images": image_folder,

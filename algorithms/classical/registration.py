@@ -34,7 +34,7 @@ def smoothness(flow: Tensor) -> Tensor:
 class InterpIO(FrameInterpolation):
     """Instance-optimised bidirectional flow between bracketing acquired frames, UVI-Net's blend (see the module)."""
 
-    def __init__(self, steps: int = 300, lr: float = 0.05, lam: float = 0.1, window: int = 9, coarse: int = 2) -> None:
+    def __init__(self, steps: int = 300, lr: float = 0.1, lam: float = 0.1, window: int = 9, coarse: int = 4) -> None:
         super().__init__()
         if steps < 0 or lr <= 0 or lam < 0 or window < 1 or coarse < 1:
             raise ValueError(f"interp-io needs steps >= 0, lr > 0, lam >= 0, window >= 1, coarse >= 1; got "

@@ -23,10 +23,10 @@ FRAME_METRICS = ("psnr", "lncc9", "ssim", "nmse100")
 
 
 def _box(x: Tensor, win: int) -> Tensor:
-    """Zero-padded box sums over a win^d window of (N, 1, *spatial) images, d = 2 or 3."""
-    d = x.ndim - 2
-    conv = F.conv2d if d == 2 else F.conv3d
-    return conv(x, torch.ones((1, 1) + (win,) * d, dtype=x.dtype, device=x.device), padding=win // 2)
+    """Zero-padded box sums over a win^d window of (N, C, *spatial) images, d = 2 or 3 (an average pool that counts
+    the padding, times the window's size)."""
+    pool = F.avg_pool2d if x.ndim == 4 else F.avg_pool3d
+    return pool(x, win, stride=1, padding=win // 2, count_include_pad=True) * float(win ** (x.ndim - 2))
 
 
 def lncc(x: Tensor, ref: Tensor, win: int = 9) -> Tensor:
@@ -34,7 +34,8 @@ def lncc(x: Tensor, ref: Tensor, win: int = 9) -> Tensor:
     (differentiable: a registration loss)."""
     i, j = x[:, None], ref[:, None]
     n = float(win ** (x.ndim - 1))
-    s_i, s_j, s_ii, s_jj, s_ij = (_box(v, win) for v in (i, j, i * i, j * j, i * j))
+    s_i, s_j, s_ii, s_jj, s_ij = _box(torch.cat([i, j, i * i, j * j, i * j], 1), win).unbind(1)
+    s_i, s_j, s_ii, s_jj, s_ij = (v[:, None] for v in (s_i, s_j, s_ii, s_jj, s_ij))
     u_i, u_j = s_i / n, s_j / n
     cross = s_ij - u_j * s_i - u_i * s_j + u_i * u_j * n
     var_i = s_ii - 2 * u_i * s_i + u_i * u_i * n

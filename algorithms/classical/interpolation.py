@@ -20,12 +20,14 @@ FRAME_OPERATOR = ("keep", "times")
 
 def brackets(keep: Tensor, times: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """For each sample and frame (B, T): the acquired frames a <= k <= b that bracket it and alpha in [0, 1]
-    (a = b = k, alpha = 0 on acquired frames). `keep` (B, T) bool with both ends acquired, `times` (T,)."""
+    (a = b = k, alpha = 0 on acquired frames). `keep` (B, T) bool with both ends acquired, `times` (T,) or
+    (B, T)."""
     b, t = keep.shape
     idx = torch.arange(t, device=keep.device).expand(b, t)
     before = torch.where(keep, idx, torch.zeros_like(idx)).cummax(1).values
     after = torch.where(keep, idx, torch.full_like(idx, t - 1)).flip(1).cummin(1).values.flip(1)
-    ta, tb, tk = times[before], times[after], times[idx]
+    times = times.reshape(-1, t).expand(b, t)
+    ta, tb, tk = times.gather(1, before), times.gather(1, after), times
     alpha = torch.where(after > before, (tk - ta) / (tb - ta).clamp_min(1e-12), torch.zeros_like(tk))
     return before, after, alpha
 

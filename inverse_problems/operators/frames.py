@@ -50,7 +50,7 @@ def kept_frames(protocol: str, frames: int, generator: torch.Generator | None = 
 
 class FrameSelection(ForwardOperator):
     """y = S_K x + n on sequences (B, T, H, W): frames where `keep` (T,) or (B, T) is true are acquired, the others
-    are zero. Frame k was acquired at `times[k]` (default k; the interpolators read it)."""
+    are zero. Frame k was acquired at `times[k]` ((T,) or (B, T); default k: the interpolators read it)."""
 
     def __init__(self, keep: Tensor, size: tuple[int, int], noise_std: float | Tensor = 0.0,
                  times: Tensor | None = None) -> None:
@@ -60,8 +60,10 @@ class FrameSelection(ForwardOperator):
             raise ValueError(f"keep must be (T,) or (B, T) with T >= 2, got {tuple(keep.shape)}")
         frames = keep.shape[-1]
         self.register_buffer("keep", keep.reshape(-1, frames))
-        self.register_buffer("times", torch.arange(frames, dtype=torch.float32) if times is None
-                             else times.float().reshape(frames))
+        times = torch.arange(frames, dtype=torch.float32) if times is None else times.float()
+        if times.shape[-1] != frames or times.ndim not in (1, 2):
+            raise ValueError(f"times must be (T,) or (B, T) with T = {frames}, got {tuple(times.shape)}")
+        self.register_buffer("times", times.reshape(-1, frames))
         self.image_shape = (frames, *size)
         self.measurement_shape = self.image_shape
 

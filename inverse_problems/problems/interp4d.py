@@ -43,8 +43,8 @@ class Interp4DProblem(Problem):
         g = torch.Generator().manual_seed(item_seed("interp4d", self.mask_seed, (item or {}).get("id", "")))
         return kept_frames(self.protocol, frames, g)
 
-    def operator(self, keep: Tensor, device: torch.device | str) -> FrameSelection:
-        return FrameSelection(keep, self.image_shape[1:], self.noise_std).to(device)
+    def operator(self, keep: Tensor, device: torch.device | str, times: Tensor | None = None) -> FrameSelection:
+        return FrameSelection(keep, self.image_shape[1:], self.noise_std, times).to(device)
 
     def acquisition_operator(self, x: Tensor, generator: Randomness = None) -> FrameSelection:
         """The protocol's frames, the same for every sample (`random:p`: those of an item without id; `instance`
@@ -53,9 +53,15 @@ class Interp4DProblem(Problem):
 
     def instance(self, items: list[dict[str, Any]], device: torch.device | str, generator: Randomness = None
                  ) -> ProblemInstance:
-        """Simulate the batch, each item with its own acquired frames."""
+        """Simulate the batch, each item with its own acquired frames (and frame times, where an item has them: a
+        real cine's frames picked between ED and ES)."""
         x = torch.stack([it["image"] for it in items]).to(device)
-        true_op = self.operator(torch.stack([self.kept(it) for it in items]), device)
+        frames = self.image_shape[0]
+        times = None
+        if any("times" in it for it in items):
+            times = torch.stack([torch.as_tensor(it.get("times", torch.arange(frames)), dtype=torch.float32)
+                                 for it in items])
+        true_op = self.operator(torch.stack([self.kept(it) for it in items]), device, times)
         true_op.check_image(x)
         y = true_op.measure(x, generator)
         op = self.reconstruction_operator(y, true_op)

@@ -31,6 +31,7 @@ class SequenceItem(Item, total=False):
     displacement: Tensor  # (T, 2, H, W) u_t = phi_t(x) - x in pixels (x, y): frame_t(p) = frame_0(p + u_t(p))
     labels: Tensor  # (T, H, W) uint8 tissue labels at the pixel centres (the dataset's own codes)
     ejection_fraction: float  # cardiac: the subject's (2-D, blood-pool area) ejection fraction
+    times: Tensor  # (T,) acquisition time of each frame (a real cine's frame numbers); absent: 0, 1, ..., T-1
 
 
 def grid(n: int) -> tuple[Tensor, Tensor]:

@@ -1,4 +1,4 @@
-"""The 4-D loaders on tiny files written here by nibabel: `acdc` (Info.cfg's ED/ES, UVI-Net's split, frames picked
+"""The 4-D loaders on tiny files written here by nibabel and pydicom: `acdc` (Info.cfg's ED/ES, UVI-Net's split, frames picked
 between ED and ES with their times, min-max per frame) and `4dlung` (phase volumes sorted by number, HU window)."""
 from __future__ import annotations
 
@@ -95,3 +95,45 @@ def test_lung_4d(tmp_path) -> None:
     assert {train[k]["patient"] for k in range(len(train))} == {"P0", "P1"} and len(train) == 14
     with pytest.raises(DataError, match="phases"):
         Lung4DDataset(str(tmp_path), "test", size=6, last=9, test_patients=1)
+
+
+def write_dicom_lung(root: Path, phases: int = 6) -> np.ndarray:
+    """Patient folder D0 of CT series (TCIA-like: study/series folders), one per phase `Gated, 10k.0%`, written in
+    shuffled phase and slice order; returns the (x, y, z) HU volume of phase k = 0 (the others add 50 k HU)."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    g = np.random.default_rng(0)
+    base = g.integers(-1000, 400, size=(8, 6, 5)).astype(np.float64)  # (x, y, z)
+    for k in [3, 0, 5, 1, 4, 2][:phases]:
+        folder = root / "D0" / "study" / f"series{k}"
+        folder.mkdir(parents=True)
+        uid = generate_uid()
+        for z in [2, 0, 4, 1, 3]:
+            meta = FileMetaDataset()
+            meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds = Dataset()
+            ds.file_meta = meta
+            ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+            ds.SeriesInstanceUID, ds.SeriesDescription = uid, f"P1^P100^S0^I0, Gated, {10 * k}.0%"
+            ds.ImagePositionPatient = [0.0, 0.0, 2.5 * z]
+            ds.Rows, ds.Columns = 6, 8
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+            ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+            ds.PixelData = (base[:, :, z].T + 1024 + 50 * k).astype(np.uint16).tobytes()  # rows = y
+            pydicom.dcmwrite(str(folder / f"{z:03d}.dcm"), ds, enforce_file_format=True)
+    return base
+
+
+def test_lung_4d_from_dicom(tmp_path) -> None:
+    """DICOM series through pydicom: phases ordered by the description's percentage, slices by z, HU by the rescale."""
+    base = write_dicom_lung(tmp_path)
+    ds = Lung4DDataset(str(tmp_path), "test", size=6, first=0, last=5, axis=2, slices="all", test_patients=1,
+                       hu_window=[-1500, 1500])
+    assert len(ds) == 5 and ds[0]["patient"] == "D0"
+    item = ds[3]  # slice z = 3: its (8, 6) plane centre-cropped to 6 x 6 (x = 1..6), not resized
+    expect = torch.stack([torch.from_numpy(((base[1:7, :, 3] + 50 * k + 1500) / 3000)) for k in range(6)]).float()
+    assert torch.allclose(item["image"], expect, atol=1e-5)

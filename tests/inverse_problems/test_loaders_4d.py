@@ -1,5 +1,6 @@
-"""The 4-D loaders on tiny files written here by nibabel and pydicom: `acdc` (Info.cfg's ED/ES, UVI-Net's split, frames picked
-between ED and ES with their times, min-max per frame) and `4dlung` (phase volumes sorted by number, HU window)."""
+"""The 4-D loaders on tiny files written here by nibabel and pydicom: `acdc` (Info.cfg's ED/ES, UVI-Net's split,
+frames picked between ED and ES with their times, min-max per frame) and `4dlung` (phase volumes sorted by number, HU
+window; DICOM series)."""
 from __future__ import annotations
 
 from pathlib import Path

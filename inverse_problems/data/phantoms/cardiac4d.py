@@ -40,7 +40,7 @@ class CardiacSubject:
     """One subject's anatomy, motion and intensities (all drawn from `g`)."""
 
     def __init__(self, g: torch.Generator, ef_range: Sequence[float], torsion_deg: float, drift: float,
-                 contrast: str) -> None:
+                 contrast: str, texture: float = 0.08) -> None:
         u = lambda lo=0.0, hi=1.0: uniform(g, lo, hi)  # noqa: E731
         self.body = (u(0.82, 0.90), u(0.62, 0.70), u(0.03, 0.06))  # semi-axes, fat thickness
         self.c = (0.12 + u(-0.04, 0.04), -0.02 + u(-0.04, 0.04))
@@ -59,7 +59,7 @@ class CardiacSubject:
                       (u(-0.52, -0.45), u(-0.15, -0.05), u(0.24, 0.28), u(0.40, 0.46))]
         self.liver = (u(-0.40, -0.30), u(0.35, 0.45), u(0.35, 0.42), u(0.22, 0.28))
         self.values = {k: v * u(0.95, 1.05) for k, v in CONTRASTS[contrast].items()}
-        self.texture = Texture(g, f_lo=3.0, f_hi=10.0)
+        self.texture, self.texture_amp = Texture(g, f_lo=3.0, f_hi=10.0), texture
         self.bias = (u(-1, 1), u(-1, 1), u(-1, 1))
 
     def radii(self, m: float) -> tuple[float, float]:
@@ -127,8 +127,6 @@ class CardiacSubject:
         signal = signal * (1 + self.texture_amp * self.texture(x, y))
         return {"signal": signal, "myocardium": myo.double(), "labels": labels}
 
-    texture_amp = 0.08
-
 
 class PhantomCardiac4D(SequenceDataset):
     """Short-axis cardiac cines ED -> ES (see the module): `frames` (T) frames of `size`^2 on [0, 1]; options for
@@ -150,9 +148,8 @@ class PhantomCardiac4D(SequenceDataset):
         self.texture, self.bias, self.noise = texture, bias, noise
 
     def subject(self, i: int) -> CardiacSubject:
-        s = CardiacSubject(self.generator(i), self.ef_range, self.torsion_deg, self.drift, self.contrast)
-        s.texture_amp = self.texture
-        return s
+        return CardiacSubject(self.generator(i), self.ef_range, self.torsion_deg, self.drift, self.contrast,
+                              self.texture)
 
     def render(self, i: int) -> dict[str, Tensor]:
         s = self.subject(i)

@@ -72,6 +72,9 @@ class ForwardOnly(ForwardOperator):
         n = math.prod(self.image_shape)
         if not self.linear:
             raise ForwardOnlyError("this forward-only operator is not declared linear: it has no matrix to probe")
+        if self.inner.forward(torch.zeros((1, *self.image_shape), device=self.device)).shape[0] != 1:
+            raise ForwardOnlyError("this forward-only operator differs per sample (its output for one image is a "
+                                   "batch): probing writes out one matrix shared by the batch")
         if n > max_columns:
             raise ForwardOnlyError(f"probing a forward-only operator takes one forward call per image coordinate; "
                                    f"{n} coordinates is above the limit {max_columns} (algorithm.dense_max)")

@@ -178,15 +178,16 @@ def test_cli_runs_forward_only_cs_mri(name: str, tmp_path) -> None:
     assert len(rows) == 1 and rows[0]["status"] == "ok" and rows[0]["nfe"] > 0, rows
 
 
-@pytest.mark.parametrize("problem,options", [("inpainting", {"size": 8}), ("cs_mri", {"size": 16, "coils": 1})])
+@pytest.mark.parametrize("problem,options", [("inpainting", {"size": 8}), ("cs_mri", {"size": 16, "coils": 1}),
+                                             ("mrsi", {"size": 8})])
 def test_problem_option_hands_the_same_data_forward_only(problem: str, options: dict) -> None:
     """`problem.forward_only=true` changes what the reconstruction may call, not the data: same y, same scale, same A x
     (the problem scales y with its own physics before handing the operator over)."""
     from benchmarks import registry
 
-    x = torch.rand((2, 1 if problem == "inpainting" else 2, options["size"], options["size"]),
-                   generator=torch.Generator().manual_seed(0))
-    plain = registry.build("problems", problem, **options).simulate(x, torch.Generator().manual_seed(1))
+    plain_problem = registry.build("problems", problem, **options)
+    x = torch.rand((2, *plain_problem.image_shape), generator=torch.Generator().manual_seed(0))
+    plain = plain_problem.simulate(x, torch.Generator().manual_seed(1))
     fo = registry.build("problems", problem, forward_only=True, **options).simulate(x, torch.Generator().manual_seed(1))
     assert isinstance(fo.operator, ForwardOnly) and not isinstance(plain.operator, ForwardOnly)
     assert torch.equal(fo.y, plain.y) and torch.equal(fo.scale, plain.scale)
@@ -198,3 +199,16 @@ def test_cli_refuses_adapters_on_a_forward_only_problem(tmp_path) -> None:
     res = bench("run", "--problem", "inpainting", "--algo", "enkg+tda", "--prior", "gaussian", "--n", "1", "--quiet",
                 "--out", str(tmp_path / "tda"), "prior.n=16", "problem.forward_only=true", check=False)
     assert res.returncode != 0 and "adapters (tda)" in res.stdout + res.stderr, res.stdout + res.stderr
+
+
+def test_cli_runs_forward_only_mrsi() -> None:
+    """The MRSI signal model (drift, linewidth, B0) handed over without its gradient: EnKG runs on it (a few seconds)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "mrsi"
+        bench("run", "--problem", "mrsi", "--algo", "enkg", "--n", "1", "--quiet", "--out", str(out),
+              "problem.forward_only=true", *CLI_FEW_STEPS["enkg"])
+        rows = _rows(out)
+    assert len(rows) == 1 and rows[0]["status"] == "ok" and rows[0]["nfe"] > 0, rows

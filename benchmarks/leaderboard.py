@@ -29,12 +29,13 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
+from benchmarks.metrics import METRIC_CONVENTION, line_conventions
 from benchmarks.results import METRICS
 
 SCHEMA_VERSION = "2.2"
 READABLE_VERSIONS = ("2.1", "2.2")  # older boards validate too: 2.2 only added the optional problem_metrics
 SCHEMA_PATH = Path(__file__).resolve().parent / "leaderboard.schema.json"
-KEY = ("problem", "dataset", "tier", "target_convention", "shift", "algorithm", "adapters", "prior", "prior_hash", "scheme", "split", "tuning",
+KEY = ("problem", "dataset", "tier", "target_convention", "metric_convention", "shift", "algorithm", "adapters", "prior", "prior_hash", "scheme", "split", "tuning",
        "problem_options", "dataset_options", "prior_options", "algorithm_options", "adapter_options")
 TABLE = ("psnr", "ssim", "nmse", "data_misfit", "seconds", "nfe")
 UNKNOWN_HASH = "unknown"
@@ -315,6 +316,10 @@ def load_run(path: Path) -> dict[str, Any]:
     if len(tiers) > 1:
         raise LeaderboardError(f"{path}: its samples mix the tiers {tiers}; a run is simulated or measured, not both")
     targets = sorted({str(r["target_convention"]) for r, _ in rows if r.get("target_convention")}) or ["dataset image"]
+    scored = line_conventions([r for r, _ in rows])  # a run scored under two conventions is never one row's numbers
+    if len(scored) > 1:
+        raise LeaderboardError(f"{path}: its samples were scored under {len(scored)} metric conventions ({scored}); "
+                               f"re-score it with `bench rescore {path}`")
     volumes: list[dict[str, Any]] = []
     if (path / "summary.json").exists():
         try:
@@ -323,7 +328,8 @@ def load_run(path: Path) -> dict[str, Any]:
             volumes = []
     run = cfg.get("run") or {}
     key = {"problem": names.problem, "dataset": names.get("dataset"), "tier": tiers[0],
-           "target_convention": "+".join(targets), "shift": shift, "algorithm": names.algorithm,
+           "target_convention": "+".join(targets), "metric_convention": (scored or [METRIC_CONVENTION["fastmri"]])[0],
+           "shift": shift, "algorithm": names.algorithm,
            "adapters": "+".join(adapters), "prior": prior, "prior_hash": prior_hash,
            "scheme": run.get("scheme"), "split": run.get("split"), "tuning": _tuning_key(cfg),
            "problem_options": _container(cfg.get("problem")), "dataset_options": _container(cfg.get("dataset")),
@@ -574,7 +580,8 @@ def build(paths: Iterable[str | Path]) -> dict[str, Any]:
             "device": sorted({run["device"] for run in runs}),
             "problem_info": _problem_info(rows),
             "run_ids": sorted(run["run_id"] for run in runs),
-            "metric_convention": "per-slice + per-volume (fastMRI)" if volumes else "per-slice",
+            "metric_convention": f"per-slice ({key[KEY.index('metric_convention')]})" + (" + per-volume (fastMRI)"
+                                                                                      if volumes else ""),
             "notes": notes,
         })
         block = problem_metrics_block(runs[0]["key"]["problem"], ok, notes)

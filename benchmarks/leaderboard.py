@@ -29,8 +29,10 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
+from benchmarks.archive import entry_run, run_label
 from benchmarks.metrics import METRIC_CONVENTION, line_conventions
 from benchmarks.results import METRICS
+from benchmarks.verify import read_verification, row_verification
 
 SCHEMA_VERSION = "2.2"
 READABLE_VERSIONS = ("2.1", "2.2")  # older boards validate too: 2.2 only added the optional problem_metrics
@@ -135,12 +137,14 @@ def split_of(cfg: DictConfig) -> str:
 def find_runs(paths: Iterable[str | Path], skipped: list[dict[str, str]] | None = None) -> list[Path]:
     """Run directories among the paths: each path itself or, recursively, those below it. Folders with a
     config.yaml that are not run directories are skipped with a warning (and listed in `skipped`); folders
-    whose name starts with a dot (e.g. hydra's `.hydra/`) are not searched."""
+    whose name starts with a dot (e.g. hydra's `.hydra/`) are not searched. A path that is an entry of `bench
+    submit` (.tar) is unpacked and checked against its manifest first (benchmarks.archive)."""
     paths = list(paths)
     found: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
             raise LeaderboardError(f"{p} does not exist")
+        p = entry_run(p)
         below = [q.parent for q in p.rglob("config.yaml")
                  if not any(part.startswith(".") for part in q.relative_to(p).parts[:-1])]
         for d in sorted(set(([p] if (p / "config.yaml").exists() else []) + below)):
@@ -337,7 +341,8 @@ def load_run(path: Path) -> dict[str, Any]:
            "algorithm_options": _container(cfg.get("algorithm")),
            "adapter_options": {a: all_adapter_opts.get(a, {}) for a in adapters}}
     tuning = _container(cfg.get("tuning")) if cfg.get("tuning") is not None else None
-    return {"key": key, "rows": rows, "device": str(env.get("device", "unknown")), "run_id": str(path),
+    return {"key": key, "rows": rows, "device": str(env.get("device", "unknown")), "run_id": run_label(path),
+            "verification": read_verification(path),
             "adapters_noop": noop, "shift_noop": shift_noop, "variant": (tuple(noop), shift_noop or ""),
             "tuning": tuning, "volumes": volumes}
 
@@ -584,6 +589,9 @@ def build(paths: Iterable[str | Path]) -> dict[str, Any]:
                                                                                       if volumes else ""),
             "notes": notes,
         })
+        verified = row_verification(runs)  # `bench verify` of its runs (benchmarks.verify)
+        if verified is not None:
+            entries[-1]["verification"] = verified
         block = problem_metrics_block(runs[0]["key"]["problem"], ok, notes)
         if block is not None:
             entries[-1]["problem_metrics"] = block

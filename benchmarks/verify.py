@@ -109,15 +109,20 @@ def code_differences(env: dict[str, Any]) -> list[str]:
             f"had uncommitted changes"]
 
 
-def prior_difference(recorded: str | None, prior: torch.nn.Module | None) -> list[str]:
+def prior_difference(cfg: Any, prior: torch.nn.Module | None) -> list[str]:
+    """The prior's fingerprint here against the run's `names.prior_hash`, naming the prior and where it loads from."""
     from benchmarks.fingerprint import prior_fingerprint
 
     if prior is None:
         return []
+    recorded = cfg.names.get("prior_hash")
     here = prior_fingerprint(prior)  # as the runner computes it (a PerSamplePrior wrapper included)
-    if recorded != here:
-        return [f"prior fingerprint: {recorded} (run) -> {here} (the weights this checkout loads)"]
-    return []
+    if recorded == here:
+        return []
+    opts = cfg.get("prior") or {}
+    where = f"prior.path={opts.get('path')}" if opts.get("path") else "its default weights"
+    return [f"prior fingerprint of {cfg.names.prior} ({where}): {recorded} (run) -> {here} (the weights loaded "
+            f"here): the weights file was changed or swapped"]
 
 
 def compare(row: dict[str, Any], new_row: dict[str, Any], image: torch.Tensor | None, target: torch.Tensor | None,
@@ -197,7 +202,7 @@ def verify(run_dir: str | Path, k: int = 2, seed: int = 0, force: bool = False,
         torch.manual_seed(int(cfg.run.seed))
         comp = build_components(cfg, dev)
         differences = package_differences(env) + code_differences(env) + \
-            prior_difference(cfg.names.get("prior_hash"), comp.prior)
+            prior_difference(cfg, comp.prior)
         if made_on != dev.type:
             differences.append(f"device: {made_on} (run) -> {dev.type} (here)")
         if differences and not force:

@@ -85,9 +85,9 @@ class TargetSource:
             return np.load(self.path / saved), False
         if self._dataset is None:
             from benchmarks.build import build_dataset
-            from benchmarks.leaderboard import split_of
 
-            self._dataset = build_dataset(str(self.cfg.names.dataset), self.cfg, split_of(self.cfg))
+            split = str((self.cfg.get("run") or {}).get("split") or "test")  # runs before run.split: test
+            self._dataset = build_dataset(str(self.cfg.names.dataset), self.cfg, split)
         item = self._dataset[int(row["index"])]
         if row.get("id") is not None and str(item.get("id")) != str(row["id"]):
             raise RescoreError(f"{self.path}: sample {row['index']} has no saved target and the dataset's item "

@@ -40,7 +40,7 @@ def probe(*argv: str, extra_path: str | None = None) -> dict:
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["list"], ["train-prior", "--help"], ["train-recon", "--help"],
-                                  ["run", "--help"]])
+                                  ["run", "--help"], ["rescore", "--help"], ["verify", "--help"], ["submit", "--help"]])
 def test_help_and_list_import_no_heavy_library(argv, plugin_path):
     got = probe(*argv, extra_path=str(plugin_path))
     assert got["code"] == 0

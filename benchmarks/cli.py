@@ -246,10 +246,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from benchmarks.rescore import rescore
+    from benchmarks.rescore import rescore, run_dirs
 
-    for run in args.run_dirs:
-        print(rescore(Path(run)).line())
+    for run in run_dirs(args.run_dirs):
+        print(rescore(run).line())
     return 0
 
 
@@ -401,7 +401,7 @@ def parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("rescore", help="re-score finished runs by the current metric convention from their saved "
                                        "reconstructions and targets (no re-run)")
-    q.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    q.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, or folders holding them")
     q.set_defaults(func=cmd_rescore)
 
     q = sub.add_parser("verify", help="re-run K samples of a run from its provenance and compare them to the bit")

@@ -1,4 +1,4 @@
-"""`bench rescore RUN_DIR...`: re-score finished runs by the current metric convention (benchmarks.metrics) from
+"""`bench rescore RUN_DIR...` (or folders holding run directories): re-score finished runs by the current metric convention (benchmarks.metrics) from
 their saved reconstructions and targets, without re-running anything.
 
 Per run directory: every samples*.jsonl is rewritten through a temporary file and a rename (readers see the old or
@@ -148,6 +148,22 @@ def keep_before(path: Path) -> None:
     backup = path.with_name(path.name + BACKUP)
     if path.is_file() and not backup.exists():
         write_atomic(backup, path.read_text())
+
+
+def run_dirs(paths: list[str | Path]) -> list[Path]:
+    """Each path that is a run directory, else the run directories below it (folders starting with a dot skipped)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if is_run_dir(p):
+            out.append(p)
+            continue
+        below = sorted(q.parent for q in p.rglob(CONFIG)
+                       if is_run_dir(q.parent) and not any(part.startswith(".") for part in q.relative_to(p).parts))
+        if not below:
+            raise RescoreError(f"{p}: neither a run directory nor a folder holding run directories (made by `bench "
+                               f"run`, with a config.yaml); pass run directories")
+        out.extend(below)
+    return out
 
 
 def rescore(run_dir: str | Path) -> Rescored:

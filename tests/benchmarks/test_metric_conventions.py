@@ -105,7 +105,7 @@ def test_rescore_round_trip(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metrics"]["psnr"]["mean"] == pytest.approx(sum(r["psnr"] for r in fresh) / 3)
     assert "rescored_at" in summary and (out / "summary.json.before-rescore").exists()
-    bench("rescore", str(out))  # again: the same numbers, the original kept
+    bench("rescore", str(tmp_path))  # again, as a folder of runs: the same numbers, the original kept
     assert _lines(out / "samples.jsonl") == fresh
     assert (out / "samples.jsonl.before-rescore").read_text() == old_text
 
@@ -117,5 +117,7 @@ def test_rescore_refuses_a_run_without_its_reconstructions(tmp_path):
     res = bench("rescore", str(out), check=False)
     assert res.returncode == 2 and "no saved reconstruction" in res.stderr and "re-run" in res.stderr
     assert (out / "samples.jsonl").read_text() == before and not (out / "samples.jsonl.before-rescore").exists()
-    res = bench("rescore", str(tmp_path), check=False)
-    assert res.returncode == 2 and "not a run directory" in res.stderr
+    res = bench("rescore", str(tmp_path / "norec" / "reconstructions"), check=False)
+    assert res.returncode == 2 and "neither a run directory nor a folder holding run directories" in res.stderr
+    res = bench("rescore", str(tmp_path), check=False)  # a folder of runs: each re-scored (here refused, untouched)
+    assert res.returncode == 2 and "no saved reconstruction" in res.stderr

@@ -182,3 +182,15 @@ def test_submit_refuses_what_is_not_a_finished_run(tmp_path):
     assert res.returncode == 2 and "not a run directory" in res.stderr
     res = bench("submit", str(tmp_path), "-o", str(tmp_path / "e.zip"), check=False)
     assert res.returncode == 2
+
+
+def test_verify_a_run_scored_under_the_old_convention_compares_its_saved_images(cg_run, tmp_path):
+    run = tmp_path / "cg"
+    shutil.copytree(cg_run, run)
+    lines = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    old = [{k: v for k, v in r.items() if k != "metric_convention"} | {"psnr": r["psnr"] - 2.0} for r in lines]
+    (run / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    res = _verify(run, "--samples", "3")
+    assert "verified: 3/3" in res.stdout and "older convention" in res.stdout
+    v = json.loads((run / "verify.json").read_text())
+    assert all(s["metric_delta"]["psnr"] == 0 for s in v["samples"])  # against its saved image scored now, not +2

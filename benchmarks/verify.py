@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from benchmarks.results import CONFIG, RunDir, _clean, device_kind, git_revision, is_run_dir, write_atomic
+from benchmarks.results import (CONFIG, RunDir, _clean, added_defaults, device_kind, git_revision, is_run_dir,
+                                run_defaults, write_atomic)
 
 MATTERS = ("torch", "numpy", "scipy", "diffusers")
 VERIFY = "verify.json"
@@ -190,6 +191,8 @@ def verify(run_dir: str | Path, k: int = 2, seed: int = 0, force: bool = False,
     if not is_run_dir(path):
         raise VerifyError(f"{path} is not a run directory (no config.yaml of `bench run`); pass a run directory")
     cfg = OmegaConf.load(path / CONFIG)
+    # options added since the run was made read as the defaults it ran with (as `bench run --resume` reads them)
+    cfg = OmegaConf.merge(OmegaConf.create({"run": run_defaults(), **added_defaults(cfg)}), cfg)
     env_path = path / "environment.json"
     env = json.loads(env_path.read_text()) if env_path.is_file() else {}
     chosen = draw(RunDir(path).all_samples(), k, seed)

@@ -45,6 +45,7 @@ def test_verify_a_classical_solver_is_bit_identical_and_the_row_carries_it(cg_ru
     assert all(d == 0 for s in v["samples"] for d in s["metric_delta"].values())
     again = _verify(run, "--samples", "2", "--seed", "1")
     assert again.stdout.splitlines()[:2] == res.stdout.splitlines()[:2]  # the seeded draw picks the same samples
+    v = json.loads((run / "verify.json").read_text())  # the second verify's
     board = leaderboard.build([run])
     assert board["entries"][0]["verification"] == {"verified": "2/2", "runs": "1/1", "date": v["date"],
                                                    "machines": [v["machine"]], "forced": False}

@@ -387,7 +387,7 @@ def parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_tune)
 
     q = sub.add_parser("leaderboard", help="aggregate run directories into a leaderboard")
-    q.add_argument("runs", nargs="+", help="run directories (or folders holding them) and entries of `bench submit`")
+    q.add_argument("runs", nargs="+", help="run directories (or folders holding them)")
     q.add_argument("-o", "--output", default="leaderboard.json")
     q.add_argument("--markdown", help="also write the markdown table here")
     q.add_argument("--keep", action="append", metavar="LEADERBOARD.json",

@@ -9,8 +9,8 @@ one: a second rescore keeps the original), and so is summary.json, which is then
 
 The target of a line is its `targets/<index>.npy`. A run made before targets were saved is re-scored against the
 target rebuilt from the run's own config: the dataset is built with the run's options and split, and item `index`
-gives the image (every built-in dataset makes item i from (its seed, i) alone, procedural phantoms included, and
-a file-backed one reads the same file), checked against the line's sample id. A line without a saved
+gives the image (a dataset makes item i from its options and i: procedural phantoms from (their seed, i),
+file-backed ones from the same file), checked against the line's sample id. A line without a saved
 reconstruction (a run with run.save_reconstructions=false) cannot be re-scored: the run is refused, untouched.
 The directory is locked as `bench run` locks it: a run being written is refused.
 """

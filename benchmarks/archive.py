@@ -12,7 +12,8 @@ rescore`). Its first member is `<run name>/MANIFEST.json`:
 `bench leaderboard` accepts entries beside run directories (`unpack`): every member must be a regular file or
 folder inside the run folder (no links, no absolute or `..` paths), every file the manifest lists must be there
 with its hash, and no other file may be: anything else is an ArchiveError naming the file. The row's run id is the
-entry's path.
+entry's path. `bench verify entry.tar` verifies an entry the same way and writes `entry.tar.verify.json` beside it,
+which the leaderboard then reads in place of the verify.json packed in the entry.
 """
 from __future__ import annotations
 
@@ -170,6 +171,14 @@ def unpack(entry: str | Path) -> Path:
 def entry_run(path: Path) -> Path:
     """What `bench leaderboard` reads for a path it is given: an entry's checked run folder, else the path itself."""
     return unpack(path) if is_entry(path) else path
+
+
+def verification_file(path: Path) -> Path:
+    """Where `bench verify` writes and the leaderboard reads a run's verification: RUN_DIR/verify.json, or for an
+    unpacked entry `<entry>.verify.json` beside the entry (the entry itself stays as its manifest says; a
+    verification made by whoever received it takes the place of the one packed in it)."""
+    entry = _UNPACKED.get(Path(path).resolve())
+    return Path(f"{entry}.verify.json") if entry is not None else Path(path) / "verify.json"
 
 
 def run_label(path: Path) -> str:

@@ -260,10 +260,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for d in result["differences"]:
         print(f"compared anyway (--force): {d}")
     for s in result["samples"]:
-        print(SampleCheck(**s).line())
-    print(f"verified: {result['verified']} bit-identical on {result['device']} ({result['machine']}, "
-          f"{result['date']}) -> {Path(args.run_dir) / 'verify.json'}")
-    return 0 if result["bit_identical"] == result["samples_checked"] else 1
+        print(SampleCheck.from_dict(s).line())
+    print(f"verified: {result['verified']} ({result['n_bit_identical']} bit-identical) on {result['device']} "
+          f"({result['machine']}, {result['date']}) -> {result['written_to']}")
+    return 0 if result["n_verified"] == result["samples_checked"] else 1
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -405,7 +405,7 @@ def parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_rescore)
 
     q = sub.add_parser("verify", help="re-run K samples of a run from its provenance and compare them to the bit")
-    q.add_argument("run_dir", metavar="RUN_DIR")
+    q.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, or an entry of `bench submit` (.tar)")
     q.add_argument("--samples", type=int, default=2, help="how many finished samples to re-run (default 2)")
     q.add_argument("--seed", type=int, default=0, help="seed of the draw of the samples (default 0)")
     q.add_argument("--force", action="store_true",

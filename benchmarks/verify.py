@@ -15,8 +15,10 @@ put them in (`benchmarks.schedule.run_batches`: the same composition, so even a 
 the same inputs), with the run's torch thread count; adapter state flows as in the run (the naive scheme's
 warm-up pass; the minibatch scheme replays every batch before the last one drawn). Per sample: bit-identical (the
 reconstruction's bytes equal the saved file's), max |Δ| and the metric differences. The result is written to
-RUN_DIR/verify.json (`verified: "k/K"`, date, machine, device, the differences passed over with --force), which the
-leaderboard carries on the run's row (`verification`).
+RUN_DIR/verify.json (`verified: "k/K"`: bit-identical, or for an entry packed without reconstructions every metric
+equal to the bit; date, machine, device, the differences passed over with --force), which the
+leaderboard carries on the run's row (`verification`). An entry of `bench submit` is verified from its unpacked,
+manifest-checked copy, and the result is written beside it (`entry.tar.verify.json`, benchmarks.archive).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import json
 import platform
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,19 @@ class SampleCheck:
     metric_delta: dict[str, float | None] = field(default_factory=dict)
     note: str = ""
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SampleCheck":
+        """A check as verify.json holds it (its derived `verified` dropped)."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+    @property
+    def verified(self) -> bool:
+        """Bit-identical; without a saved reconstruction (an entry without --with-recons), every metric equal."""
+        if self.bit_identical is not None:
+            return self.bit_identical
+        deltas = [v for v in self.metric_delta.values() if v is not None]
+        return self.status == "ok" and bool(deltas) and all(v == 0 for v in deltas)
+
     def line(self) -> str:
         head = f"sample {self.index} ({self.id})"
         if self.status != "ok":
@@ -65,7 +80,7 @@ class SampleCheck:
         if self.bit_identical:
             what = "bit-identical"
         elif self.bit_identical is None:
-            what = "no saved reconstruction to compare"
+            what = "no saved reconstruction to compare; metrics " + ("equal" if self.verified else "differ")
         else:
             what = f"differs: max |Δ| {self.max_abs_diff:.3g}"
         return f"{head}: {what}" + (f"; {deltas}" if deltas else "") + (f" ({self.note})" if self.note else "")
@@ -187,7 +202,9 @@ def verify(run_dir: str | Path, k: int = 2, seed: int = 0, force: bool = False,
     from benchmarks.build import build_components, check_run_options, resolve_device
     from benchmarks.rescore import ssim_convention_of
 
-    path = Path(run_dir)
+    from benchmarks.archive import entry_run, verification_file
+
+    path = entry_run(Path(run_dir))  # an entry of `bench submit`: unpacked and checked against its manifest
     if not is_run_dir(path):
         raise VerifyError(f"{path} is not a run directory (no config.yaml of `bench run`); pass a run directory")
     cfg = OmegaConf.load(path / CONFIG)
@@ -218,20 +235,26 @@ def verify(run_dir: str | Path, k: int = 2, seed: int = 0, force: bool = False,
         torch.set_num_threads(threads)
     ssim = ssim_convention_of(str(cfg.names.problem))
     checks = [compare(r, *new[int(r["index"])], path, ssim) for r in chosen]
-    same = sum(bool(c.bit_identical) for c in checks)
+    same = sum(c.verified for c in checks)
     name = f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""
-    result = {"verified": f"{same}/{len(checks)}", "bit_identical": same, "samples_checked": len(checks),
+    result = {"verified": f"{same}/{len(checks)}", "n_verified": same, "samples_checked": len(checks),
+              "n_bit_identical": sum(bool(c.bit_identical) for c in checks),
               "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": platform.node(), "platform": platform.platform(),
               "device": str(dev) + name, "seed": seed, "forced": bool(differences), "differences": differences,
-              "git_revision": git_revision(), "samples": [asdict(c) for c in checks]}
-    write_atomic(path / VERIFY, json.dumps(_clean(result), indent=2, default=str))
+              "git_revision": git_revision(), "samples": [{**asdict(c), "verified": c.verified} for c in checks]}
+    result["written_to"] = str(verification_file(path))
+    write_atomic(Path(result["written_to"]), json.dumps(_clean(result), indent=2, default=str))
     return result
 
 
 def read_verification(path: Path) -> dict[str, Any] | None:
-    """RUN_DIR/verify.json when it is there and readable (else None: an unverified run)."""
+    """The run's verification (RUN_DIR/verify.json; for an entry, `<entry>.verify.json` beside it when there, else the
+    one packed in it) when it is there and readable (else None: an unverified run)."""
+    from benchmarks.archive import verification_file
+
+    where = verification_file(path)
     try:
-        data = json.loads((Path(path) / VERIFY).read_text())
+        data = json.loads((where if where.is_file() else Path(path) / VERIFY).read_text())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("samples_checked"), int) else None
@@ -243,7 +266,7 @@ def row_verification(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     found = [v for v in (r.get("verification") for r in runs) if v]
     if not found:
         return None
-    return {"verified": f"{sum(int(v.get('bit_identical', 0)) for v in found)}/"
+    return {"verified": f"{sum(int(v.get('n_verified', 0)) for v in found)}/"
                         f"{sum(int(v['samples_checked']) for v in found)}",
             "runs": f"{len(found)}/{len(runs)}", "date": max(str(v.get("date")) for v in found),
             "machines": sorted({str(v.get("machine")) for v in found}),

@@ -38,9 +38,9 @@ def test_verify_a_classical_solver_is_bit_identical_and_the_row_carries_it(cg_ru
     assert "algorithms/classical/compressed_sensing.py" in env["code"]["files"]  # cg-sense's module
     assert "benchmarks/cli.py" not in env["code"]["files"]  # a module that computes no number does not count
     res = _verify(run, "--samples", "2", "--seed", "1")
-    assert res.stdout.count("bit-identical;") == 2 and "verified: 2/2" in res.stdout
+    assert res.stdout.count("bit-identical;") == 2 and "verified: 2/2 (2 bit-identical)" in res.stdout
     v = json.loads((run / "verify.json").read_text())
-    assert v["verified"] == "2/2" and v["forced"] is False and v["machine"] and v["date"]
+    assert v["verified"] == "2/2" and v["n_bit_identical"] == 2 and v["forced"] is False and v["machine"] and v["date"]
     assert all(s["bit_identical"] and s["max_abs_diff"] == 0.0 for s in v["samples"])
     assert all(d == 0 for s in v["samples"] for d in s["metric_delta"].values())
     again = _verify(run, "--samples", "2", "--seed", "1")
@@ -195,3 +195,18 @@ def test_verify_a_run_scored_under_the_old_convention_compares_its_saved_images(
     assert "verified: 3/3" in res.stdout and "older convention" in res.stdout
     v = json.loads((run / "verify.json").read_text())
     assert all(s["metric_delta"]["psnr"] == 0 for s in v["samples"])  # against its saved image scored now, not +2
+
+
+def test_verify_an_entry_writes_beside_it_and_the_row_carries_that(cg_run, tmp_path):
+    entry = tmp_path / "entry.tar"
+    bench("submit", str(cg_run), "-o", str(entry))  # no reconstructions: the metrics are compared to the bit
+    res = _verify(entry, "--samples", "2")
+    assert "verified: 2/2 (0 bit-identical)" in res.stdout and "no saved reconstruction to compare; metrics equal" \
+        in res.stdout
+    beside = json.loads((tmp_path / "entry.tar.verify.json").read_text())
+    assert beside["verified"] == "2/2" and beside["written_to"] == str(tmp_path / "entry.tar.verify.json")
+    row = leaderboard.build([entry])["entries"][0]
+    assert row["verification"]["verified"] == "2/2" and row["verification"]["date"] == beside["date"]
+    full = tmp_path / "full.tar"
+    bench("submit", str(cg_run), "-o", str(full), "--with-recons")
+    assert "verified: 3/3 (3 bit-identical)" in _verify(full, "--samples", "3").stdout

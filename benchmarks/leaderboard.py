@@ -29,10 +29,10 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
-from benchmarks.archive import entry_run, run_label
-from benchmarks.metrics import METRIC_CONVENTION, line_conventions
 from benchmarks.results import METRICS
 from benchmarks.verify import read_verification, row_verification
+from benchmarks.archive import entry_run, run_label
+from benchmarks.metrics import METRIC_CONVENTION, line_conventions
 
 SCHEMA_VERSION = "2.2"
 READABLE_VERSIONS = ("2.1", "2.2")  # older boards validate too: 2.2 only added the optional problem_metrics

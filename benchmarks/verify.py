@@ -178,6 +178,10 @@ def rerun(cfg: Any, chosen: list[int], device: torch.device, comp: Any) -> dict[
     seed = int(cfg.run.seed)
     batches = run_batches(comp.dataset, comp.adapters, n, int(cfg.run.batch_size))
     needed = [j for j, b in enumerate(batches) if any(i in b for i in chosen)]
+    outside = sorted(set(chosen) - {i for j in needed for i in batches[j]})
+    if outside:
+        raise VerifyError(f"sample(s) {outside} lie outside the run's {n} samples (run.n={cfg.run.n}, the dataset has "
+                          f"{len(comp.dataset)} items): the data changed since the run; it cannot be re-run")
     scheme = Scheme(str(cfg.run.scheme), comp.adapters)
     if scheme.needs_warmup:
         scheme.set_adapting(True)
@@ -199,10 +203,9 @@ def rerun(cfg: Any, chosen: list[int], device: torch.device, comp: Any) -> dict[
 def verify(run_dir: str | Path, k: int = 2, seed: int = 0, force: bool = False,
            device: str | None = None) -> dict[str, Any]:
     """Verify a run directory (module docstring); returns what it writes to RUN_DIR/verify.json."""
+    from benchmarks.archive import entry_run, verification_file
     from benchmarks.build import build_components, check_run_options, resolve_device
     from benchmarks.rescore import ssim_convention_of
-
-    from benchmarks.archive import entry_run, verification_file
 
     path = entry_run(Path(run_dir))  # an entry of `bench submit`: unpacked and checked against its manifest
     if not is_run_dir(path):

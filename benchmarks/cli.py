@@ -221,16 +221,24 @@ def write_output(path: str | os.PathLike, text: str, flag: str) -> Path:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmarks import leaderboard
 
-    board = leaderboard.build(args.runs)
+    if bool(args.runs) == bool(args.from_json):
+        raise leaderboard.LeaderboardError("pass run directories, or --from-json LEADERBOARD.json (not both)")
+    if args.from_json:
+        board = leaderboard.from_json(args.from_json, args.reference)
+    else:
+        board = leaderboard.build(args.runs, args.reference)
     for earlier in args.keep or []:
         board = leaderboard.keep(board, earlier)
     text = leaderboard.dumps(board)  # validated: a NaN or a schema violation stops here, before anything is written
-    md = leaderboard.markdown(board)
+    md = leaderboard.document(board)
     write_output(args.output, text, "-o")
     if args.markdown:
         write_output(args.markdown, md, "--markdown")
     print(md, end="")
     print(f"{len(board['entries'])} entries -> {args.output}")
+    if args.reference and not any(e["comparison"]["role"] == "reference" for e in board["entries"]):
+        print(f"note: no row is {args.reference!r} with its defaults in any setting, so no row has a paired "
+              f"difference; name another with --reference (a method label of the table)", file=sys.stderr)
     if args.html:
         from benchmarks.site import write_site
 
@@ -387,8 +395,14 @@ def parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_tune)
 
     q = sub.add_parser("leaderboard", help="aggregate run directories into a leaderboard")
-    q.add_argument("runs", nargs="+", help="run directories (or folders holding them)")
+    q.add_argument("runs", nargs="*", help="run directories (or folders holding them)")
     q.add_argument("-o", "--output", default="leaderboard.json")
+    q.add_argument("--reference", metavar="NAME",
+                   help="each setting's reference row for the paired differences: a method label, e.g. `cg-sense` or "
+                        "`diffpir+tda` (default: l1-wavelet, with its defaults)")
+    q.add_argument("--from-json", metavar="LEADERBOARD.json",
+                   help="instead of run directories, an earlier leaderboard file: its rows as they are, compared "
+                        "again (settings, duplicates, intervals, paired differences, ranks, matrices)")
     q.add_argument("--markdown", help="also write the markdown table here")
     q.add_argument("--keep", action="append", metavar="LEADERBOARD.json",
                    help="carry the rows of an earlier leaderboard file whose run directories are gone (repeatable)")

@@ -41,6 +41,7 @@ DASH = "–"
 CPU2 = "2-core CPU (model not recorded), no GPU"
 CONDITIONS: dict[str, dict[str, str]] = {
     "leaderboard.json": {"machine": CPU2, "idle": "no: two or three jobs shared the 2 cores"},
+    "paired_spread.json": {"machine": CPU2 + ", one thread per run", "idle": "no (shared with other jobs)"},
     "gap_closure.json": {"machine": CPU2, "idle": "not recorded"},
     "gap_closure_daps.json": {"machine": CPU2, "idle": "not recorded"},
     "gap_closure_phantom-brain-64.json": {"machine": CPU2, "idle": "not recorded"},
@@ -143,7 +144,7 @@ def _main_setting_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
             if e["problem"] == "cs_mri" and e["problem_options"].get("coils") == 8
             and e["problem_options"].get("acceleration") == 4 and not e["shift"]
             and e["dataset"] == "phantom-brain-t2" and e["prior"] in (None, "brain-64")
-            and e.get("split", "test") == "test"]
+            and e.get("split", "test") == "test" and not e.get("collapsed_into")]
     return sorted(rows, key=lambda e: -(e["metrics"]["psnr"]["mean"] or 0.0))
 
 
@@ -166,14 +167,37 @@ def headline() -> str:
 
 
 def leaderboard() -> str:
-    from benchmarks.leaderboard import markdown
+    from benchmarks.leaderboard import document
 
     board = load("leaderboard.json")
-    return "\n\n".join([markdown(board).rstrip("\n"), caption(
+    return "\n\n".join([document(board).rstrip("\n"), caption(
         "leaderboard.json", "python benchmarks/experiments/leaderboard_runs.py --stage defaults|tune|tuned|board",
         "4 test images per row (64×64), seed 0; rows labelled `phantom-brain-64` are the former default prior's, "
         "kept from `leaderboard_phantom-brain-64.json` (`bench leaderboard --keep`); s/sample: compare within a row "
-        "group only.", board)])
+        "group only. The board's run directories are not in the repository and its rows predate per-sample values "
+        "(schema 2.3): it was re-analysed from its JSON (`bench leaderboard --from-json`), so it has no intervals, "
+        "pairing or ranks.", board)])
+
+
+def paired_spread() -> str:
+    data = load("paired_spread.json")
+    rows = []
+    for r in data["rows"]:
+        d = r["paired"]
+        ci = r["psnr_ci95"]
+        rows.append([r["method"], str(r["n"]), f(r["psnr"]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else ""),
+                     "reference" if r["role"] == "reference" else DASH if d is None else
+                     f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}], p = {d['p_wilcoxon']:.2g}",
+                     DASH if d is None or d["sd"] is None else f(d["sd"], ".3f"),
+                     DASH if r["n_to_resolve"] is None else str(r["n_to_resolve"]), DASH if r["rank"] is None
+                     else str(r["rank"])])
+    return "\n\n".join([
+        table(["method", "n", "PSNR [95 % interval]", f"− {data['reference']} (paired)", "paired sd (dB)",
+               f"n for ±{data['resolve_db']} dB", "rank"], rows),
+        f"{data['setting']}; seed 0. n for ±{data['resolve_db']} dB = ceil((1.96 · sd / {data['resolve_db']})²) "
+        f"(`benchmarks.stats.samples_for`); {data['sample_seconds']:.0f} s of reconstruction in all (the runs' "
+        f"per-sample seconds summed). "
+        + caption("paired_spread.json", data=data)])
 
 
 # ---------------------------------------------------------------- test-time adaptation
@@ -522,7 +546,7 @@ def diffpir_data_step() -> str:
 
 
 TABLES: dict[str, Callable[[], str]] = {
-    "headline": headline, "leaderboard": leaderboard, "gap-closure": gap_closure, "anatomy": anatomy,
+    "headline": headline, "leaderboard": leaderboard, "paired-spread": paired_spread, "gap-closure": gap_closure, "anatomy": anatomy,
     "tta-quick": tta_quick, "tta-defaults": tta_defaults, "tta-nr2n": tta_nr2n, "tta-main-command": tta_main_command,
     "mrsi": mrsi, "mrsi-daps-val": mrsi_daps_val, "mrsi-budget": mrsi_budget, "mrsi-tda-iters": mrsi_tda_iters,
     "mrsi-daps-cost": mrsi_daps_cost, "prior-quality": prior_quality, "recon-baselines": recon_baselines,

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from algorithms.diffusion.dps import DPS
 from algorithms.diffusion.data_consistency import randn
+from algorithms.diffusion.dps import DPS
 from inverse_problems.operators.base import ForwardOperator
 from inverse_problems.operators.linalg import batch_dot
 

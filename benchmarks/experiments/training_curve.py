@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     for d in chosen:
         step = d.name[5:]
         row = board["checkpoints"].setdefault(step, {})
-        t0, c0 = time.time(), time.process_time()
+        t0 = time.time()
         if "denoising" not in row:
             row["denoising"] = denoising(d)
         if not args.no_recon:

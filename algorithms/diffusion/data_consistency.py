@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from inverse_problems.operators.base import SVD, ForwardOperator
+from inverse_problems.operators.base import ForwardOperator
 from inverse_problems.operators.linalg import conjugate_gradient, per_sample
 from inverse_problems.operators.random import Randomness, randn_like
 from priors.schedules import vp_sigma_table
@@ -27,8 +27,9 @@ def noise_level(operator: ForwardOperator, batch: int, device: torch.device) -> 
     return s.expand(batch).clone() if s.numel() == 1 else s.reshape(batch)
 
 
-def spectral_measurement(svd: SVD, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The batch's singular values s (B, n), the observed coordinates s > 0 and ȳ = S^+ U^T y (zero elsewhere)."""
+def spectral_measurement(svd, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(s, obs, y_bar) in the operator's SVD basis A = U S V^T for a batch y: the singular values s (B, k), the mask
+    obs = s > 0 of the observed coordinates, and y_bar = S^+ U^T y (0 where s = 0). DDRM and DDNM start here."""
     b = y.shape[0]
     s = svd.s.to(y.device).expand(b, -1) if svd.s.ndim == 1 else svd.s.to(y.device)
     obs = s > 0

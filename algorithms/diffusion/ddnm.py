@@ -46,7 +46,7 @@ class DDNM(Algorithm):
             callback: StepCallback | None) -> Tensor:
         b = y.shape[0]
         svd = self.spectral(operator, b)
-        s, obs, y_bar = spectral_measurement(svd, y)  # S^+ U^T y
+        s, obs, y_bar = spectral_measurement(svd, y)  # y_bar = S^+ U^T y
         sig = vp_grid(self.n_steps, "uniform").tolist()
         x = sig[0] * randn(torch.empty((b, *operator.image_shape), device=y.device), generator)
         for i in range(self.n_steps):

@@ -144,13 +144,13 @@ class EDMPrior(Prior):
         self.class_label = class_label
         self.source = None if path is None else str(path)
         self.backend = backend
-        self.onnx = OnnxNetwork(class_label) if backend == "onnxruntime" else None
+        self._onnx = OnnxNetwork(class_label) if backend == "onnxruntime" else None
         if compile:
             self.compile_network()
 
     def set_execution(self, precision: str = "fp32", memory_format: str = "contiguous") -> "EDMPrior":
         """Prior.set_execution; the onnxruntime backend runs float32 only."""
-        if self.onnx is not None and precision != "fp32":
+        if self._onnx is not None and precision != "fp32":
             raise ValueError(f"prior.backend=onnxruntime runs the network in float32; run.precision={precision} needs "
                              f"prior.backend=torch")
         super().set_execution(precision, memory_format)
@@ -158,8 +158,8 @@ class EDMPrior(Prior):
 
     def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
         s = sigma_like(sigma, x)
-        if self.onnx is not None and self.onnx.usable(self.net, x, s):
-            return self.onnx(self.net, x, s)
+        if self._onnx is not None and self._onnx.usable(self.net, x, s):
+            return self._onnx(self.net, x, s)
         labels = None
         if self.class_label is not None:
             labels = torch.zeros(x.shape[0], int(self.net.label_dim), device=x.device)

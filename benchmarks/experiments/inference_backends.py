@@ -18,6 +18,7 @@ import platform
 import statistics
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -75,6 +76,8 @@ def main() -> None:
               f"wall x{row['wall_ratio_torch_over_onnxruntime']:.2f}), max|diff| {diff:.1e}, load "  # type: ignore[index]
               f"{eager['load_1min'][1]:.1f}")  # type: ignore[index]
     out = {"command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv), "prior": "brain-64", "threads": 1,
+           "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+           "measured_under_load": max(r["torch"]["load_1min"][2] for r in rows) > 1.5,  # type: ignore[index]
            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "platform": platform.platform(),
            "cpu_count": os.cpu_count(), "rounds": args.rounds, "torch_memory_format": "channels_last",
            "note": "medians over alternating calls on a machine shared with other jobs; load_1min is [min, median, "

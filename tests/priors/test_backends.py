@@ -107,3 +107,12 @@ def test_backend_leaves_the_fingerprint_and_reaches_the_shipped_prior():
     eager, onnx = pair()
     assert prior_fingerprint(eager) == prior_fingerprint(onnx)
     assert brain_64(backend="onnxruntime")._onnx is not None and brain_64()._onnx is None
+
+
+def test_prior_backend_override_reaches_the_runs_prior():
+    from benchmarks.build import build_components
+    from benchmarks.config import Selection, compose_config
+
+    cfg = compose_config(Selection("cs_mri", "daps", [], "brain-64"), ["problem.coils=1", "prior.backend=onnxruntime"])
+    prior = build_components(cfg, torch.device("cpu")).prior
+    assert prior.backend == "onnxruntime" and prior._onnx is not None and prior.memory_format == "channels_last"

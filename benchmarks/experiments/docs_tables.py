@@ -548,18 +548,23 @@ def diffpir_data_step() -> str:
 
 def inference_backends() -> str:
     data = load("inference_backends.json")
+    ov = "openvino" in data
     rows = [[str(r["batch"]), f(r["torch"]["cpu_seconds"] * 1e3, ".1f"), f(r["onnxruntime"]["cpu_seconds"] * 1e3, ".1f"),
-             f(r["cpu_ratio_torch_over_onnxruntime"]), f(r["wall_ratio_torch_over_onnxruntime"]),
-             f(r["max_abs_diff"], ".1e"), f"{f(r['torch']['load_1min'][0], '.1f')}–{f(r['torch']['load_1min'][2], '.1f')}"]
-            for r in data["rows"]]
-    out = [table(["batch", "eager (channels_last) CPU ms", "ONNX Runtime CPU ms", "eager / ORT (CPU)",
-                  "eager / ORT (wall)", "max abs. difference", "load (1 min)"], rows),
+             f(r["cpu_ratio_torch_over_onnxruntime"]), f(r["wall_ratio_torch_over_onnxruntime"]), f(r["max_abs_diff"], ".1e")]
+            + ([f(r["openvino"]["cpu_seconds"] * 1e3, ".1f"), f(r["cpu_ratio_torch_over_openvino"]),
+                f(r["openvino_max_abs_diff"], ".1e")] if ov else [])
+            + [f"{f(r['torch']['load_1min'][0], '.1f')}–{f(r['torch']['load_1min'][2], '.1f')}"] for r in data["rows"]]
+    head = ["batch", "eager (channels_last) CPU ms", "ONNX Runtime CPU ms", "eager / ORT (CPU)", "eager / ORT (wall)",
+            "ORT max abs. difference"]
+    head += ["OpenVINO CPU ms", "eager / OpenVINO (CPU)", "OpenVINO max abs. difference"] if ov else []
+    versions = f"onnxruntime {data['onnxruntime']}" + (f", openvino {data['openvino']}" if ov else "")
+    out = [table(head + ["load (1 min)"], rows),
            f"Prior `{data['prior']}`, one forward call, medians over {data['rounds']} alternating calls per backend; "
-           f"onnxruntime {data['onnxruntime']}. " + caption("inference_backends.json", data=data)]
+           f"{versions}. " + caption("inference_backends.json", data=data)]
     main = data.get("main_command")
     if main:
         out.append(table(["backend", "PSNR (dB)", "process CPU s", "wall s", "load (1 min, start–end)", "command"],
-                         [[name, f(r["psnr"], ".4f"), f(r["cpu_seconds"], ".0f"), f(r["wall_seconds"], ".0f"),
+                         [[name, f(r["psnr"], ".4f"), f(r["cpu_seconds"], ".1f"), f(r["wall_seconds"], ".0f"),
                            f"{f(r['load_1min'][0], '.1f')}–{f(r['load_1min'][1], '.1f')}", cmd(r["command"])]
                           for name, r in main["runs"].items()]))
         out.append(main["note"])

@@ -1,4 +1,4 @@
-"""The `bench` command line: list, run, leaderboard, report, train-prior, train-recon."""
+"""The `bench` command line: list, run, leaderboard, report, rescore, verify, submit, train-prior, train-recon."""
 from __future__ import annotations
 
 import argparse
@@ -253,6 +253,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from benchmarks.rescore import rescore, run_dirs
+
+    for run in run_dirs(args.run_dirs):
+        print(rescore(run).line())
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from benchmarks.verify import SampleCheck, verify
+
+    result = verify(Path(args.run_dir), args.samples, args.seed, args.force, args.device)
+    for d in result["differences"]:
+        print(f"compared anyway (--force): {d}")
+    for s in result["samples"]:
+        print(SampleCheck.from_dict(s).line())
+    print(f"verified: {result['verified']} ({result['n_bit_identical']} bit-identical) on {result['device']} "
+          f"({result['machine']}, {result['date']}) -> {result['written_to']}")
+    return 0 if result["n_verified"] == result["samples_checked"] else 1
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from benchmarks.archive import pack
+
+    out, n = pack(Path(args.run_dir), Path(args.output), args.with_recons)
+    print(f"{n} file(s) and their sha256 manifest -> {out}")
+    return 0
+
+
 def cmd_export_data(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
@@ -383,6 +412,26 @@ def parser() -> argparse.ArgumentParser:
     q = sub.add_parser("report", help="summary table and figures of one run directory")
     q.add_argument("run_dir")
     q.set_defaults(func=cmd_report)
+
+    q = sub.add_parser("rescore", help="re-score finished runs by the current metric convention from their saved "
+                                       "reconstructions and targets (no re-run)")
+    q.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, or folders holding them")
+    q.set_defaults(func=cmd_rescore)
+
+    q = sub.add_parser("verify", help="re-run K samples of a run from its provenance and compare them to the bit")
+    q.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, or an entry of `bench submit` (.tar)")
+    q.add_argument("--samples", type=int, default=2, help="how many finished samples to re-run (default 2)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the draw of the samples (default 0)")
+    q.add_argument("--force", action="store_true",
+                   help="compare even where the prior's fingerprint, the code, a package version or the device differ")
+    q.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default: the kind the run was made on)")
+    q.set_defaults(func=cmd_verify)
+
+    q = sub.add_parser("submit", help="pack a run into a leaderboard entry (tar with a sha256 manifest)")
+    q.add_argument("run_dir", metavar="RUN_DIR")
+    q.add_argument("-o", "--output", required=True, help="the entry file (.tar, .tar.gz or .tgz)")
+    q.add_argument("--with-recons", action="store_true", help="also pack reconstructions/ and targets/")
+    q.set_defaults(func=cmd_submit)
 
     q = sub.add_parser("export-data", help="write dataset items as fastMRI multi-coil h5 files")
     q.add_argument("--dataset", required=True)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-KEY = ("problem", "dataset", "tier", "target_convention", "shift", "algorithm", "adapters", "prior", "prior_hash",
-       "scheme", "split", "tuning", "problem_options", "dataset_options", "prior_options", "algorithm_options",
-       "adapter_options")
+KEY = ("problem", "dataset", "tier", "target_convention", "metric_convention", "shift", "algorithm", "adapters", "prior",
+       "prior_hash", "scheme", "split", "tuning", "problem_options", "dataset_options", "prior_options",
+       "algorithm_options", "adapter_options")
 
 
 def freeze(value: Any) -> Any:

@@ -31,8 +31,11 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
+from benchmarks.archive import entry_run, run_label
 from benchmarks.labels import KEY, freeze, method_label, option_text, tuning_label
+from benchmarks.metrics import METRIC_CONVENTION, line_conventions
 from benchmarks.results import METRICS
+from benchmarks.verify import read_verification, row_verification
 
 SCHEMA_VERSION = "2.3"
 READABLE_VERSIONS = ("2.1", "2.2", "2.3")  # older boards validate too: 2.2 and 2.3 only added optional fields
@@ -135,12 +138,14 @@ def split_of(cfg: DictConfig) -> str:
 def find_runs(paths: Iterable[str | Path], skipped: list[dict[str, str]] | None = None) -> list[Path]:
     """Run directories among the paths: each path itself or, recursively, those below it. Folders with a
     config.yaml that are not run directories are skipped with a warning (and listed in `skipped`); folders
-    whose name starts with a dot (e.g. hydra's `.hydra/`) are not searched."""
+    whose name starts with a dot (e.g. hydra's `.hydra/`) are not searched. A path that is an entry of `bench
+    submit` (.tar) is unpacked and checked against its manifest first (benchmarks.archive)."""
     paths = list(paths)
     found: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
             raise LeaderboardError(f"{p} does not exist")
+        p = entry_run(p)
         below = [q.parent for q in p.rglob("config.yaml")
                  if not any(part.startswith(".") for part in q.relative_to(p).parts[:-1])]
         for d in sorted(set(([p] if (p / "config.yaml").exists() else []) + below)):
@@ -316,6 +321,10 @@ def load_run(path: Path) -> dict[str, Any]:
     if len(tiers) > 1:
         raise LeaderboardError(f"{path}: its samples mix the tiers {tiers}; a run is simulated or measured, not both")
     targets = sorted({str(r["target_convention"]) for r, _ in rows if r.get("target_convention")}) or ["dataset image"]
+    scored = line_conventions([r for r, _ in rows])  # a run scored under two conventions is never one row's numbers
+    if len(scored) > 1:
+        raise LeaderboardError(f"{path}: its samples were scored under {len(scored)} metric conventions ({scored}); "
+                               f"re-score it with `bench rescore {path}`")
     volumes: list[dict[str, Any]] = []
     if (path / "summary.json").exists():
         try:
@@ -324,7 +333,8 @@ def load_run(path: Path) -> dict[str, Any]:
             volumes = []
     run = cfg.get("run") or {}
     key = {"problem": names.problem, "dataset": names.get("dataset"), "tier": tiers[0],
-           "target_convention": "+".join(targets), "shift": shift, "algorithm": names.algorithm,
+           "target_convention": "+".join(targets), "metric_convention": (scored or [METRIC_CONVENTION["fastmri"]])[0],
+           "shift": shift, "algorithm": names.algorithm,
            "adapters": "+".join(adapters), "prior": prior, "prior_hash": prior_hash,
            "scheme": run.get("scheme"), "split": run.get("split"), "tuning": _tuning_key(cfg),
            "problem_options": _container(cfg.get("problem")), "dataset_options": _container(cfg.get("dataset")),
@@ -332,7 +342,8 @@ def load_run(path: Path) -> dict[str, Any]:
            "algorithm_options": _container(cfg.get("algorithm")),
            "adapter_options": {a: all_adapter_opts.get(a, {}) for a in adapters}}
     tuning = _container(cfg.get("tuning")) if cfg.get("tuning") is not None else None
-    return {"key": key, "rows": rows, "device": str(env.get("device", "unknown")), "run_id": str(path),
+    return {"key": key, "rows": rows, "device": str(env.get("device", "unknown")), "run_id": run_label(path),
+            "verification": read_verification(path),
             "adapters_noop": noop, "shift_noop": shift_noop, "variant": (tuple(noop), shift_noop or ""),
             "tuning": tuning, "volumes": volumes}
 
@@ -552,10 +563,14 @@ def build(paths: Iterable[str | Path], reference: str | None = None) -> dict[str
             "device": sorted({run["device"] for run in runs}),
             "problem_info": _problem_info(rows),
             "run_ids": sorted(run["run_id"] for run in runs),
-            "metric_convention": "per-slice + per-volume (fastMRI)" if volumes else "per-slice",
+            "metric_convention": f"per-slice ({key[KEY.index('metric_convention')]})" + (" + per-volume (fastMRI)"
+                                                                                      if volumes else ""),
             "notes": notes,
             "per_sample": comparison.per_sample_block(ok, sample_id),
         })
+        verified = row_verification(runs)  # `bench verify` of its runs (benchmarks.verify)
+        if verified is not None:
+            entries[-1]["verification"] = verified
         block = problem_metrics_block(runs[0]["key"]["problem"], ok, notes)
         if block is not None:
             entries[-1]["problem_metrics"] = block

@@ -538,6 +538,32 @@ def denoiser_speed() -> str:
                                                          "--precision fp32", data=data)])
 
 
+def training_curve() -> str:
+    data = load("training_curve_brain-64.json")
+    ref = data.get("l1-wavelet", {})
+    steps = sorted(data["checkpoints"], key=int)
+    recon = [("daps real-brain val", "real-brain val"), ("diffpir+tda real-brain val", "real-brain val"),
+             ("daps in-distribution val", "in-distribution val")]
+    rows = []
+    for k in steps:
+        c = data["checkpoints"][k]
+        den = [f(c["denoising"]["real-brain val"][str(s)]) for s in data["sigmas"]]
+        den += [f(c["denoising"][t]["0.2"]) for t in ("anatomy-brain-mix test", "real-brain test")]
+        rec = [f"{f(c['recon'][key])} ({c['recon'][key] - ref[r]:+.2f})" if key in c.get("recon", {}) else "–"
+               for key, r in recon]
+        rows.append([k, *den, *rec])
+    rows.append(["`l1-wavelet`", *[""] * (len(data["sigmas"]) + 2), f(ref.get("real-brain val")),
+                 "", f(ref.get("in-distribution val"))])
+    head = (["step"] + [f"real-brain val σ = {s:g}" for s in data["sigmas"]]
+            + ["anatomy test σ = 0.2", "real-brain test σ = 0.2", "DAPS, real-brain val (Δ L1)",
+               "DiffPIR+TDA, real-brain val (Δ L1)", "DAPS, in-distribution val (Δ L1)"])
+    return "\n\n".join([table(head, rows), (
+        f"Denoising PSNR (dB, complex) of x0 + σ·ε per checkpoint of `brain-64`'s training, and the PSNR of `bench run` "
+        f"(cs_mri, R = 4, 8 coils, every option at its default) on the first {data['n_recon']} val items, with the "
+        "difference to L1-wavelet on the same items in brackets; checkpoints are chosen on the val columns only. "
+        f"Plot: `benchmarks/results/training_curve_brain-64.png`. " + caption("training_curve_brain-64.json", data=data))])
+
+
 def diffpir_data_step() -> str:
     data = load("diffpir_data_step.json")
     rows = [[f"`data_step={k}`", f(r["mean_psnr"]), f(r["mean_ssim"], ".3f"), f(data["process_cpu_seconds"][k], ".1f"),
@@ -578,7 +604,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "mrsi-daps-cost": mrsi_daps_cost, "prior-quality": prior_quality, "recon-baselines": recon_baselines,
     "solver-cost": solver_cost, "peer-speed": peer_speed, "cli-startup": cli_startup, "daps-x0": daps_x0,
     "denoiser-speed": denoiser_speed, "diffpir-data-step": diffpir_data_step,
-    "inference-backends": inference_backends,
+    "inference-backends": inference_backends, "training-curve": training_curve,
 }
 
 

@@ -116,3 +116,23 @@ def test_prior_backend_override_reaches_the_runs_prior():
     cfg = compose_config(Selection("cs_mri", "daps", [], "brain-64"), ["problem.coils=1", "prior.backend=onnxruntime"])
     prior = build_components(cfg, torch.device("cpu")).prior
     assert prior.backend == "onnxruntime" and prior._onnx is not None and prior.memory_format == "channels_last"
+
+
+def test_solvers_give_the_same_reconstruction_on_either_backend():
+    """DAPS (forward calls only: on the graph) and DPS (gradients through the network: on PyTorch, noted once)."""
+    from algorithms.diffusion.daps import DAPS
+    from algorithms.diffusion.dps import DPS
+    from inverse_problems.operators.inpainting import Inpainting
+
+    eager, onnx = pair()
+    g = torch.Generator().manual_seed(1)
+    op = Inpainting((torch.rand((16, 16), generator=g) < 0.5).float(), 2, noise_std=0.05)
+    y = op.measure(torch.randn((2, 2, 16, 16), generator=g), g)
+    for algo in (DAPS(budget=None, n_steps=3, ode_steps=2, langevin_steps=2), DPS(n_steps=3)):
+        want = algo.reconstruct(y, op, eager, torch.Generator().manual_seed(0)).image
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            got = algo.reconstruct(y, op, onnx, torch.Generator().manual_seed(0)).image
+        notes = [str(w.message) for w in seen if "prior.backend=onnxruntime" in str(w.message)]
+        assert float((got - want).abs().max()) <= 1e-4
+        assert (len(notes) == 1 and "gradient" in notes[0]) if isinstance(algo, DPS) else not notes

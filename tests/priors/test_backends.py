@@ -136,3 +136,11 @@ def test_solvers_give_the_same_reconstruction_on_either_backend():
         notes = [str(w.message) for w in seen if "prior.backend=onnxruntime" in str(w.message)]
         assert float((got - want).abs().max()) <= 1e-4
         assert (len(notes) == 1 and "gradient" in notes[0]) if isinstance(algo, DPS) else not notes
+
+
+def test_a_missing_onnxruntime_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ValueError, match=r'pip install -e "\.\[onnx\]"'):
+        EDMPrior(net=tiny_net("edm-dhariwal"), backend="onnxruntime")

@@ -91,8 +91,9 @@ def _versions(net: nn.Module) -> int:
 
 class OnnxNetwork:
     """A network's forward call through ONNX Runtime (CPU provider, all graph optimisations, `threads` intra-op
-    threads: 0 is torch's thread count at the first call). The graph is exported (or read from the cache) at the
-    first call, on that call's input; `usable` says whether a call may run here (and notes once why not)."""
+    threads: 0 is torch's thread count at the first call; idle threads sleep, not spin). The graph is exported (or
+    read from the cache) at the first call, on that call's input; `usable` says whether a call may run here (and
+    notes once why not)."""
 
     def __init__(self, class_label: int | None = None, threads: int = 0, cache: Path | None = None) -> None:
         check_backend("onnxruntime")
@@ -135,6 +136,7 @@ class OnnxNetwork:
         options.intra_op_num_threads = self.threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting on shared cores
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self._version = _versions(net)
 

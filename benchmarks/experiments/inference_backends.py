@@ -21,7 +21,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -76,7 +76,7 @@ def main() -> None:
         import openvino
 
         versions["openvino"] = openvino.__version__
-    rows = []
+    rows: list[dict[str, Any]] = []
     for batch in args.batch:
         g = torch.Generator().manual_seed(batch)
         sigma = torch.exp(torch.empty(batch).uniform_(-4.0, 4.0, generator=g))
@@ -96,28 +96,26 @@ def main() -> None:
         for r in range(args.rounds):
             for name in (order if r % 2 == 0 else order[::-1]):
                 times[name].append(timed(calls[name], x, sigma))
-        row: dict[str, object] = {"batch": batch, "max_abs_diff": diff}
+        row: dict[str, Any] = {"batch": batch, "max_abs_diff": diff}
         if args.openvino:
             row["openvino_max_abs_diff"] = diffs["openvino"]
         for name, ts in times.items():
+            loads = [t[2] for t in ts]
             row[name] = {"cpu_seconds": statistics.median(t[0] for t in ts),
                          "wall_seconds": statistics.median(t[1] for t in ts),
-                         "load_1min": [min(t[2] for t in ts), statistics.median(t[2] for t in ts), max(t[2] for t in ts)]}
-        eager, onnx = row["torch"], row["onnxruntime"]
-        row["cpu_ratio_torch_over_onnxruntime"] = eager["cpu_seconds"] / onnx["cpu_seconds"]  # type: ignore[index]
-        row["wall_ratio_torch_over_onnxruntime"] = eager["wall_seconds"] / onnx["wall_seconds"]  # type: ignore[index]
-        if args.openvino:
-            row["cpu_ratio_torch_over_openvino"] = eager["cpu_seconds"] / row["openvino"]["cpu_seconds"]  # type: ignore
-            print(f"batch {batch}: openvino {row['openvino']['cpu_seconds'] * 1e3:.1f} ms CPU "  # type: ignore[index]
-                  f"(torch/openvino x{row['cpu_ratio_torch_over_openvino']:.2f}), max|diff| {diffs['openvino']:.1e}")
+                         "load_1min": [min(loads), statistics.median(loads), max(loads)]}
+        for name in calls:
+            if name != "torch":
+                row[f"cpu_ratio_torch_over_{name}"] = row["torch"]["cpu_seconds"] / row[name]["cpu_seconds"]
+        row["wall_ratio_torch_over_onnxruntime"] = row["torch"]["wall_seconds"] / row["onnxruntime"]["wall_seconds"]
         rows.append(row)
-        print(f"batch {batch}: torch {eager['cpu_seconds'] * 1e3:.1f} ms CPU, onnxruntime "  # type: ignore[index]
-              f"{onnx['cpu_seconds'] * 1e3:.1f} ms CPU (torch/onnxruntime x{row['cpu_ratio_torch_over_onnxruntime']:.2f}; "
-              f"wall x{row['wall_ratio_torch_over_onnxruntime']:.2f}), max|diff| {diff:.1e}, load "  # type: ignore[index]
-              f"{eager['load_1min'][1]:.1f}")  # type: ignore[index]
+        others = ", ".join(f"{name} {row[name]['cpu_seconds'] * 1e3:.1f} ms (x{row[f'cpu_ratio_torch_over_{name}']:.2f}, "
+                           f"max|diff| {diffs[name]:.1e})" for name in calls if name != "torch")
+        print(f"batch {batch}, load {row['torch']['load_1min'][1]:.1f}: CPU per call: torch "
+              f"{row['torch']['cpu_seconds'] * 1e3:.1f} ms, {others}")
     out = {"command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv), "prior": "brain-64", "threads": 1,
            "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
-           "measured_under_load": max(r["torch"]["load_1min"][2] for r in rows) > 1.5,  # type: ignore[index]
+           "measured_under_load": max(r["torch"]["load_1min"][2] for r in rows) > 1.5,
            "torch": torch.__version__, **versions, "platform": platform.platform(),
            "cpu_count": os.cpu_count(), "rounds": args.rounds, "torch_memory_format": "channels_last",
            "note": "medians over alternating calls on a machine shared with other jobs; load_1min is [min, median, "

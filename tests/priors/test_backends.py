@@ -12,7 +12,8 @@ from priors.backends import BACKENDS, check_backend, graph_key
 from priors.edm import EDMPrior
 from tests.priors.test_edm import tiny_net
 
-ort = pytest.importorskip("onnxruntime", reason='prior.backend=onnxruntime needs the [onnx] extra: pip install -e ".[onnx]"')
+ort = pytest.importorskip("onnxruntime",
+                          reason='prior.backend=onnxruntime needs the [onnx] extra: pip install -e ".[onnx]"')
 
 torch.set_num_threads(1)
 

@@ -71,6 +71,7 @@ CONDITIONS: dict[str, dict[str, str]] = {
     "daps_x0_sampler.json": {"machine": CPU2 + ", one thread", "date": "2026-12-02 (committed)"},
     "diffpir_data_step.json": {"machine": CPU2 + ", one thread", "idle": "no", "date": "2026-12-02 (committed)"},
     "cli_startup.json": {"machine": CPU2},
+    "inference_backends.json": {"machine": CPU2},
 }
 
 
@@ -571,6 +572,31 @@ def diffpir_data_step() -> str:
                         data["what"].split(":")[0] + ". " + caption("diffpir_data_step.json", "", data=data)])
 
 
+def inference_backends() -> str:
+    data = load("inference_backends.json")
+    ov = "openvino" in data
+    rows = [[str(r["batch"]), f(r["torch"]["cpu_seconds"] * 1e3, ".1f"), f(r["onnxruntime"]["cpu_seconds"] * 1e3, ".1f"),
+             f(r["cpu_ratio_torch_over_onnxruntime"]), f(r["wall_ratio_torch_over_onnxruntime"]), f(r["max_abs_diff"], ".1e")]
+            + ([f(r["openvino"]["cpu_seconds"] * 1e3, ".1f"), f(r["cpu_ratio_torch_over_openvino"]),
+                f(r["openvino_max_abs_diff"], ".1e")] if ov else [])
+            + [f"{f(r['torch']['load_1min'][0], '.1f')}–{f(r['torch']['load_1min'][2], '.1f')}"] for r in data["rows"]]
+    head = ["batch", "eager (channels_last) CPU ms", "ONNX Runtime CPU ms", "eager / ORT (CPU)", "eager / ORT (wall)",
+            "ORT max abs. difference"]
+    head += ["OpenVINO CPU ms", "eager / OpenVINO (CPU)", "OpenVINO max abs. difference"] if ov else []
+    versions = f"onnxruntime {data['onnxruntime']}" + (f", openvino {data['openvino']}" if ov else "")
+    out = [table(head + ["load (1 min)"], rows),
+           f"Prior `{data['prior']}`, one forward call, medians over {data['rounds']} alternating calls per backend; "
+           f"{versions}. " + caption("inference_backends.json", data=data)]
+    main = data.get("main_command")
+    if main:
+        out.append(table(["backend", "PSNR (dB)", "process CPU s", "wall s", "load (1 min, start–end)", "command"],
+                         [[name, f(r["psnr"], ".4f"), f(r["cpu_seconds"], ".1f"), f(r["wall_seconds"], ".0f"),
+                           f"{f(r['load_1min'][0], '.1f')}–{f(r['load_1min'][1], '.1f')}", cmd(r["command"])]
+                          for name, r in main["runs"].items()]))
+        out.append(main["note"])
+    return "\n\n".join(out)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "headline": headline, "leaderboard": leaderboard, "paired-spread": paired_spread, "gap-closure": gap_closure, "anatomy": anatomy,
     "tta-quick": tta_quick, "tta-defaults": tta_defaults, "tta-nr2n": tta_nr2n, "tta-main-command": tta_main_command,
@@ -578,7 +604,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "mrsi-daps-cost": mrsi_daps_cost, "prior-quality": prior_quality, "recon-baselines": recon_baselines,
     "solver-cost": solver_cost, "peer-speed": peer_speed, "cli-startup": cli_startup, "daps-x0": daps_x0,
     "denoiser-speed": denoiser_speed, "diffpir-data-step": diffpir_data_step,
-    "training-curve": training_curve,
+    "inference-backends": inference_backends, "training-curve": training_curve,
 }
 
 

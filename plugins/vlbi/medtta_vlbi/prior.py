@@ -1,0 +1,29 @@
+"""The shipped prior `eht-rings-64`: a tiny EDM network trained by `bench train-prior` on the crescent/m-ring family
+of `synthetic-eht` (64x64, peak-1 units), in medtta_vlbi/weights/eht-rings-64 (model.pt, model.json,
+metadata.json with the exact command, steps and wall time)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from priors.base import EDMPrior, SourceDomain
+
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "eht-rings-64"
+TRAIN_COMMAND = ("bench train-prior --recipe edm --model tiny --dataset synthetic-eht --size 64 --steps 800 "
+                 "--batch-size 8 --lr 1e-3 --warmup 100 --ema 0.995 --n-images 2048 --seed 0 --threads 1 --cpu "
+                 "--samples 8 --sample-steps 18 --out {path} morphology=rings")
+
+
+def eht_rings_64(device: str | None = None, path: str | None = None, compile: bool = False) -> EDMPrior:
+    """Shipped diffusion prior of the VLBI plugin: 64x64 crescents and m-rings (EDM SongUNet, tiny); `path`: another
+    weights folder with model.pt and model.json."""
+    where = Path(path) if path else WEIGHTS
+    if not (where / "model.pt").exists() or not (where / "model.json").exists():
+        raise FileNotFoundError(f"the VLBI plugin's prior weights are missing at {where} (need model.pt and "
+                                f"model.json); recreate them with `{TRAIN_COMMAND.format(path=where)}`")
+    prior = EDMPrior(path=str(where / "model.pt"), compile=compile)
+    prior.source_domain = SourceDomain.read(where / "metadata.json")
+    if device is not None:
+        prior = prior.to(torch.device(device))
+    return prior.eval()

@@ -7,7 +7,8 @@ Metrics per sample (recon and target in peak-1 image units, clipped to [0, 1], d
 - `psnr_blur10/15/20`: PSNR of target and aligned reconstruction both blurred by a circular Gaussian of 10, 15,
   20 microarcsecond FWHM;
 - `chi2_cp`, `chi2_lcamp`: the reduced closure chi^2 of the reconstruction rescaled to the measured flux, each
-  normalised as InverseBench does (chi^2 if >= 1, else 1/chi^2: 1 is a fit at the noise level).
+  normalised as InverseBench does (chi^2 if >= 1, else 1/chi^2: 1 is a fit at the noise level); negative pixels
+  (no brightness is negative) are set to 0 first, so that the flux rescaling is defined.
 """
 from __future__ import annotations
 
@@ -143,7 +144,7 @@ class BlackHoleProblem(Problem):
         if seen is not None:
             op, y, k = seen
             with torch.no_grad():
-                chi = self._chi2_one(op, y, k, recon)
+                chi = self._chi2_one(op, y, k, recon.clamp_min(0))
             out["chi2_cp"], out["chi2_lcamp"] = normalised_chi2(chi["cp"]), normalised_chi2(chi["lcamp"])
         return out
 

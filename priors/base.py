@@ -2,10 +2,6 @@
 
 A noisy image is x = x0 + sigma * eps; a prior exposes the Tweedie denoiser
 D(x, sigma) = E[x0 | x], and the score is (D(x, sigma) - x) / sigma^2 (Karras et al. 2022).
-
-For plugins that ship a network trained by `bench train-prior`, `EDMPrior` (priors.edm: an EDM network from a
-model.pt + model.json) and `SourceDomain` (priors.domain: the training domain read from its metadata.json) are
-re-exported here, loaded on first use (they import this module).
 """
 from __future__ import annotations
 
@@ -102,14 +98,3 @@ class Prior(nn.Module):
                 f"images of shape {tuple(image_shape)}; choose a prior trained for this shape "
                 f"(`bench list priors`) or set the problem's size to match"
             )
-
-
-def __getattr__(name: str) -> Any:
-    """The plugin API's lazy re-exports: `EDMPrior` and `SourceDomain` (module docstring)."""
-    if name == "EDMPrior":
-        from priors.edm import EDMPrior
-        return EDMPrior
-    if name == "SourceDomain":
-        from priors.domain import SourceDomain
-        return SourceDomain
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

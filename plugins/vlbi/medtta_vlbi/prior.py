@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from priors.base import EDMPrior, SourceDomain
+from priors import EDMPrior, SourceDomain
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "eht-rings-64"
 TRAIN_COMMAND = ("bench train-prior --recipe edm --model tiny --dataset synthetic-eht --size 64 --steps 800 "

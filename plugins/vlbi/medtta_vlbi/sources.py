@@ -23,12 +23,20 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from inverse_problems.base import Item
+
 FAMILIES: dict[str, tuple[str, ...]] = {
     "rings": ("crescent", "mring"), "disks": ("disk",), "doubles": ("double",),
     "crescent": ("crescent",), "mring": ("mring",), "disk": ("disk",), "double": ("double",),
     "all": ("crescent", "mring", "disk", "double"),
 }
 SPLITS = ("train", "val", "test")
+
+
+class SourceItem(Item, total=False):
+    """A synthetic source: `id`, `image` (1, H, W) and its `morphology` (crescent, mring, disk or double)."""
+
+    morphology: str
 
 
 def _seed(*parts: object) -> int:
@@ -142,7 +150,7 @@ class SyntheticEHT(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int) -> SourceItem:
         if not 0 <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} items")
         g = torch.Generator().manual_seed(_seed("synthetic-eht", self.seed, self.split, self.morphology, i))

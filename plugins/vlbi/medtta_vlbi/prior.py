@@ -10,9 +10,10 @@ import torch
 from priors import EDMPrior, SourceDomain
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "eht-rings-64"
-TRAIN_COMMAND = ("bench train-prior --recipe edm --model tiny --dataset synthetic-eht --size 64 --steps 800 "
+TRAIN_COMMAND = ("bench train-prior --recipe edm --model tiny --dataset synthetic-eht --size 64 --steps 1400 "
                  "--batch-size 8 --lr 1e-3 --warmup 100 --ema 0.995 --n-images 2048 --seed 0 --threads 1 --cpu "
-                 "--samples 8 --sample-steps 18 --out {path} morphology=rings")
+                 "--samples 8 --sample-steps 18 --save-every 400 --out {path} morphology=rings, stopped after 400 steps and "
+                 "finished with: bench train-prior --resume --out {path} --steps 400 --threads 1 --cpu --samples 8 --sample-steps 18")
 
 
 def eht_rings_64(device: str | None = None, path: str | None = None, compile: bool = False) -> EDMPrior:

@@ -3,8 +3,9 @@
 Knows nothing of algorithms, adaptation or the harness. `Prior` is loaded on first use, so that a torch-free module
 below (priors.training.config, which `bench train-prior --help` reads) imports no torch. Part of the plugin API:
 `EDMPrior` (priors.edm: an EDM network from a model.pt + model.json) and `SourceDomain` (priors.domain: its training
-domain, read from a metadata.json), for a plugin that ships weights trained by `bench train-prior`; they are
-re-exported here rather than in priors.base, which priors.edm imports.
+domain, read from a metadata.json), and `shipped_edm` (priors.shipped: both at once from a weights folder), for a
+plugin that ships weights trained by `bench train-prior`; they are re-exported here rather than in priors.base, which
+priors.edm imports.
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ if TYPE_CHECKING:
     from priors.base import Prior
     from priors.domain import SourceDomain
     from priors.edm import EDMPrior
+    from priors.shipped import shipped_edm
 
-__all__ = ["EDMPrior", "Prior", "SourceDomain"]
+__all__ = ["EDMPrior", "Prior", "SourceDomain", "shipped_edm"]
 
 
 def __getattr__(name: str) -> Any:
@@ -31,4 +33,8 @@ def __getattr__(name: str) -> Any:
         from priors.domain import SourceDomain
 
         return SourceDomain
+    if name == "shipped_edm":
+        from priors.shipped import shipped_edm
+
+        return shipped_edm
     raise AttributeError(f"module 'priors' has no attribute {name!r}")

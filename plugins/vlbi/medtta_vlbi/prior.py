@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from priors import EDMPrior, SourceDomain
+from priors import EDMPrior, shipped_edm
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "eht-rings-64"
 TRAIN_COMMAND = ("bench train-prior --recipe edm --model tiny --dataset synthetic-eht --size 64 --steps 1400 "
@@ -19,12 +17,4 @@ TRAIN_COMMAND = ("bench train-prior --recipe edm --model tiny --dataset syntheti
 def eht_rings_64(device: str | None = None, path: str | None = None, compile: bool = False) -> EDMPrior:
     """Shipped diffusion prior of the VLBI plugin: 64x64 crescents and m-rings (EDM SongUNet, tiny); `path`: another
     weights folder with model.pt and model.json."""
-    where = Path(path) if path else WEIGHTS
-    if not (where / "model.pt").exists() or not (where / "model.json").exists():
-        raise FileNotFoundError(f"the VLBI plugin's prior weights are missing at {where} (need model.pt and "
-                                f"model.json); recreate them with `{TRAIN_COMMAND.format(path=where)}`")
-    prior = EDMPrior(path=str(where / "model.pt"), compile=compile)
-    prior.source_domain = SourceDomain.read(where / "metadata.json")
-    if device is not None:
-        prior = prior.to(torch.device(device))
-    return prior.eval()
+    return shipped_edm(Path(path) if path else WEIGHTS, TRAIN_COMMAND, device, compile)

@@ -9,12 +9,14 @@ n_ij ~ CN(0, 2 sigma_ij^2) (sigma_ij per real component). From the data:
     closure phase        psi = arg(V_ij V_jk V_ki),             sigma_psi^2 = sum sigma^2 / |V|^2
     log closure ampl.    L = log |V_ij| + log |V_kl| - log |V_ik| - log |V_jl|,  sigma_L^2 = sum sigma^2 / |V|^2
     flux                 F = sum_p I_p (the zero-spacing flux, taken as known; sigma_F = 2)
-    amplitudes           |V_ij^obs|,                             sigma_ij
+    amplitudes           |V_ij^obs|,                             sigma_amp^2 = sigma_ij^2 + (f |V_ij^obs|)^2
+(f = `amp_sys`, a fractional systematic error of the amplitudes, as EHT imaging budgets one; closure quantities need
+none, the station-based errors cancel in them).
 Both closures are invariant to the gains. The measurement vector y stacks the whitened, weighted blocks
     [sqrt(w_cp) cos psi / sigma_psi, sqrt(w_cp) sin psi / sigma_psi, sqrt(w_ca) L / sigma_L,
      sqrt(w_F) F / sigma_F, sqrt(w_amp) |V| / sigma]
 so that ||A(x) - y||^2 = w_cp sum 2 (1 - cos(psi - psi_x)) / sigma_psi^2 + w_ca sum (L - L_x)^2 / sigma_L^2
-+ w_F (F - F_x)^2 / 4 + w_amp sum (|V| - |g_i||g_j||V_x|)^2 / sigma^2: InverseBench's closure data fit (their
++ w_F (F - F_x)^2 / 4 + w_amp sum (|V| - |g_i||g_j||V_x|)^2 / sigma_amp^2: InverseBench's closure data fit (their
 `loss` is twice this). The model amplitudes carry the adaptable station log-gains `log_gain` (B, S): the only
 parameter the data fit sees through the amplitude term, and none through the closures.
 """
@@ -51,12 +53,12 @@ class VLBIOperator(ForwardOperator):
 
     def __init__(self, obs: Observation, size: int = 64, fov_uas: float = 160.0, pixel_jy: float = 0.006,
                  weights: tuple[float, float, float, float] = (1.0, 1.0, 0.5, 0.0), batch: int = 1,
-                 gain_std: float = 0.2, random_phases: bool = True) -> None:
+                 gain_std: float = 0.2, random_phases: bool = True, amp_sys: float = 0.02) -> None:
         super().__init__(noise_std=1.0)
         self.obs, self.size, self.fov_uas, self.pixel_jy = obs, size, float(fov_uas), float(pixel_jy)
         self.image_shape = (1, size, size)
         self.w_cp, self.w_ca, self.w_flux, self.w_amp = (float(w) for w in weights)
-        self.gain_std, self.random_phases = float(gain_std), random_phases
+        self.gain_std, self.random_phases, self.amp_sys = float(gain_std), random_phases, float(amp_sys)
         self.n_cp, self.n_ca, self.n_vis, self.n_st = len(obs.cphase), len(obs.lcamp), obs.n_vis, len(obs.names)
         self.measurement_shape = (2 * self.n_cp + self.n_ca + 1 + self.n_vis,)
         cos, sin = dtft_matrix(obs.uv, size, fov_uas)
@@ -71,6 +73,7 @@ class VLBIOperator(ForwardOperator):
         self.register_buffer("time_index", torch.from_numpy(np.unique(obs.times, return_inverse=True)[1]))
         self.register_buffer("sigma_cp", torch.ones(batch, self.n_cp))
         self.register_buffer("sigma_ca", torch.ones(batch, self.n_ca))
+        self.register_buffer("sigma_amp", self.sigma_vis.expand(batch, -1).clone())
         self.log_gain = nn.Parameter(torch.zeros(batch, self.n_st), requires_grad=False)
 
     # physics -------------------------------------------------------------------------------------------------
@@ -100,7 +103,7 @@ class VLBIOperator(ForwardOperator):
         """The measurement vector (B, m): weighted blocks over their sigmas (module docstring)."""
         return torch.cat([math.sqrt(self.w_cp) * cos / self.sigma_cp, math.sqrt(self.w_cp) * sin / self.sigma_cp,
                           math.sqrt(self.w_ca) * lca / self.sigma_ca, math.sqrt(self.w_flux) * flux[:, None] / FLUX_SIGMA,
-                          math.sqrt(self.w_amp) * amp / self.sigma_vis], dim=1)
+                          math.sqrt(self.w_amp) * amp / self.sigma_amp], dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
         """A(x): the whitened closure phases, log closure amplitudes, flux and gain-scaled amplitudes of x."""
@@ -149,15 +152,17 @@ class VLBIOperator(ForwardOperator):
         rel = (self.sigma_vis / amp) ** 2
         sigma_cp = rel[:, self.cp_index].sum(-1).sqrt()
         sigma_ca = rel[:, self.ca_index].sum(-1).sqrt()
+        sigma_amp = (self.sigma_vis**2 + (self.amp_sys * amp) ** 2).sqrt()
         with torch.no_grad():
             self.log_gain = nn.Parameter(log_gain.detach().clone(), requires_grad=False)
         return {"cos": cos, "sin": sin, "lcamp": lca, "flux": x.reshape(b, -1).sum(1), "amp": amp,
-                "sigma_cp": sigma_cp, "sigma_ca": sigma_ca, "phases": phases}
+                "sigma_cp": sigma_cp, "sigma_ca": sigma_ca, "sigma_amp": sigma_amp, "phases": phases}
 
     def measure(self, x: Tensor, generator: Randomness = None) -> Tensor:
         """Observe x (gains, thermal noise), fix the closure sigmas from those data, return the whitened y."""
         data = self.observe(x, generator)
         self.sigma_cp, self.sigma_ca = data["sigma_cp"].detach(), data["sigma_ca"].detach()
+        self.sigma_amp = data["sigma_amp"].detach()
         return self.whiten(data["cos"], data["sin"], data["lcamp"], data["flux"], data["amp"]).detach()
 
     # data fit ------------------------------------------------------------------------------------------------

@@ -83,7 +83,8 @@ class BlackHoleProblem(Problem):
     `elevation_cut_deg`); thermal noise (`bandwidth_ghz`, `integration_s`, `pixel_jy`: Jy per image unit);
     station gains (`gain_std`: amplitude errors delta_i ~ N(0, gain_std^2); `random_phases`: atmospheric phases per
     station and timestamp); the data-fit weights of closure phases, log closure amplitudes, flux and visibility
-    amplitudes (InverseBench's w2, w3, w4, w1; amp_weight > 0 lets the station gains enter the fit).
+    amplitudes (InverseBench's w2, w3, w4, w1; amp_weight > 0 lets the station gains enter the fit), and `amp_sys`,
+    the amplitudes' fractional systematic error.
     """
 
     metrics_version = "blackhole-1"
@@ -92,7 +93,7 @@ class BlackHoleProblem(Problem):
                  elevation_cut_deg: float = 10.0, bandwidth_ghz: float = 2.0, integration_s: float = 120.0,
                  pixel_jy: float = 0.006, gain_std: float = 0.2, random_phases: bool = True,
                  cp_weight: float = 1.0, lcamp_weight: float = 1.0, flux_weight: float = 0.5,
-                 amp_weight: float = 0.0) -> None:
+                 amp_weight: float = 0.0, amp_sys: float = 0.02) -> None:
         if size < 8 or fov_uas <= 0 or pixel_jy <= 0 or gain_std < 0:
             raise ValueError(f"need size >= 8, fov_uas > 0, pixel_jy > 0, gain_std >= 0; got {size}, {fov_uas}, "
                              f"{pixel_jy}, {gain_std}")
@@ -100,7 +101,7 @@ class BlackHoleProblem(Problem):
             raise ValueError("data-fit weights must be >= 0, and cp_weight and lcamp_weight > 0")
         self.image_shape = (1, size, size)
         self.size, self.fov_uas, self.pixel_jy = size, fov_uas, pixel_jy
-        self.gain_std, self.random_phases = gain_std, random_phases
+        self.gain_std, self.random_phases, self.amp_sys = gain_std, random_phases, amp_sys
         self.weights = (cp_weight, lcamp_weight, flux_weight, amp_weight)
         self.obs = eht_observation(hours, step_min, elevation_cut_deg, bandwidth_ghz=bandwidth_ghz,
                                    integration_s=integration_s)
@@ -108,7 +109,7 @@ class BlackHoleProblem(Problem):
 
     def acquisition_operator(self, x: Tensor, generator: Randomness = None) -> VLBIOperator:
         return VLBIOperator(self.obs, self.size, self.fov_uas, self.pixel_jy, self.weights, x.shape[0],
-                            self.gain_std, self.random_phases).to(x.device)
+                            self.gain_std, self.random_phases, self.amp_sys).to(x.device)
 
     def reconstruction_operator(self, y: Tensor, true_operator: ForwardOperator) -> ForwardOperator:
         """The same array and closure sigmas (from the data), station gains unknown: log_gain = 0."""
@@ -153,7 +154,8 @@ class BlackHoleProblem(Problem):
         """Sample k's closure chi^2 (its row of the batch operator's sigmas)."""
         one = copy.copy(op)
         one._buffers = dict(op._buffers)
-        one._buffers["sigma_cp"], one._buffers["sigma_ca"] = op.sigma_cp[k:k + 1], op.sigma_ca[k:k + 1]
+        for name in ("sigma_cp", "sigma_ca", "sigma_amp"):
+            one._buffers[name] = getattr(op, name)[k:k + 1]
         one._parameters = {"log_gain": nn.Parameter(op.log_gain[k:k + 1].detach(), requires_grad=False)}
         chi = one.chi2(recon[None].to(y.device), y[k:k + 1])
         return {n: float(v[0]) for n, v in chi.items()}

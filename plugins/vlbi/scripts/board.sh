@@ -11,11 +11,15 @@ dps=(algorithm.n_steps=${DPS_STEPS:-50} algorithm.zeta=${DPS_ZETA:-1.0})
 daps=(algorithm.budget=null algorithm.n_steps=25 algorithm.ode_steps=2 algorithm.langevin_steps=20
       algorithm.lr=${DAPS_LR:-1e-4} algorithm.tau_mode=noise)
 tda=(adapters.tda.sigma_max=100 adapters.tda.lr=0.05)
+# the amplitude term at weight 0.01 (at 1 DAPS diverges at these Langevin steps); TDA adapts below sigma = 1
+amp=(problem.amp_weight=0.01)
+tda_amp=(adapters.tda.lr=0.05 adapters.tda.iters=5)
 $bench run "${common[@]}" --algo daps --out "$out/daps" "${daps[@]}"
 $bench run "${common[@]}" --algo daps+tda --out "$out/daps+tda" "${daps[@]}" "${tda[@]}"
-$bench run "${common[@]}" --algo daps --out "$out/daps-amp" "${daps[@]}" problem.amp_weight=1
-$bench run "${common[@]}" --algo daps+tda --out "$out/daps+tda-amp" "${daps[@]}" "${tda[@]}" problem.amp_weight=1
+$bench run "${common[@]}" --algo daps --out "$out/daps-amp" "${daps[@]}" "${amp[@]}"
+$bench run "${common[@]}" --algo daps+tda --out "$out/daps+tda-amp" "${daps[@]}" "${amp[@]}" "${tda_amp[@]}"
 $bench run "${common[@]}" --algo daps --out "$out/daps-doubles" "${daps[@]}" dataset.morphology=doubles
 $bench run "${common[@]}" --algo dps --out "$out/dps" "${dps[@]}"
 python "$(dirname "$0")/board_table.py" "$out"/*/ > "$out/board.md"
+python "$(dirname "$0")/gain_error.py" "$out/daps+tda-amp" >> "$out/board.md"
 cat "$out/board.md"

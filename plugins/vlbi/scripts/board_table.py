@@ -13,7 +13,8 @@ def row(run: Path) -> str:
     """One table row: the run's label (its folder name), n, the problem metrics, NFE and seconds per sample."""
     summary = json.loads((run / "summary.json").read_text())
     pm = summary["problem_metrics"]
-    cells = [f"{pm[c]['mean']:.2f} ± {pm[c]['std']:.2f}" if pm.get(c) else "–" for c in COLUMNS]
+    cells = [f"{pm[c]['mean']:.2f} ± {pm[c]['std']:.2f}" if pm.get(c) and pm[c]["mean"] is not None
+             else "–" for c in COLUMNS]
     rows = [json.loads(s) for s in (run / "samples.jsonl").read_text().splitlines() if s.strip()]
     ok = [r for r in rows if r["status"] == "ok"]
     nfe = ok[0]["nfe"] if ok else "–"

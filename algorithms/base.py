@@ -61,10 +61,12 @@ class Reconstruction:
 def measurement_reference(y: Tensor, operator: ForwardOperator) -> Tensor:
     """(B,) the scale the measurements set: the 99th percentile of |A^H y| (the runner's scale, docs/design.md
     "Scaling", so about 1 in scaled units), at least a tenth of max |A^H y| (sparse measurements, whose
-    99th percentile falls on unmeasured zeros)."""
+    99th percentile falls on unmeasured zeros). A non-linear operator (no adjoint) gives its own, `image_reference(y)`."""
     if getattr(operator, "forward_only", False):  # no A^H: the measurement's own magnitudes
         mag = (y.detach().abs() if y.is_complex() else magnitude(y.detach()).abs()).flatten(1).float()
         return torch.maximum(torch.quantile(mag, 0.99, dim=1), 0.1 * mag.amax(dim=1)).clamp_min(1e-12)
+    if not operator.linear:
+        return operator.image_reference(y).float()
     peak = magnitude(operator.adjoint(y).detach()).abs().flatten(1).amax(dim=1).float()
     return torch.maximum(adjoint_quantile(y, operator), 0.1 * peak)
 
@@ -140,6 +142,10 @@ operator's support (pixels the measurements cannot see are zero).
     # Capability: True for a solver that calls only the operator's `forward` (no adjoint, no gradient through it), the
     # only kind a forward-only operator (inverse_problems.operators.forward_only) accepts.
     derivative_free: bool = False
+    # Capability: False for a solver that only differentiates `operator.forward` (DPS, DAPS's Langevin), so it also runs
+    # on a non-linear operator (`operator.linear` False: no adjoint, normal or SVD); True refuses those before compute
+    # (a derivative-free solver, which calls only `forward`, runs on them too)
+    needs_linear: bool = True
 
     def __init__(self) -> None:
         self.nfe = 0
@@ -164,6 +170,11 @@ operator's support (pixels the measurements cannot see are zero).
         if missing:
             raise ValueError(f"{type(self).__name__} needs an operator with {', '.join(missing)}, which "
                              f"{type(operator).__name__} lacks; use a problem whose operator has them")
+        if not operator.linear and not self.derivative_free and (self.needs_linear or self.needs_svd):
+            raise ValueError(
+                f"{type(self).__name__} needs a linear operator ({'an SVD' if self.needs_svd else 'its adjoint'}); "
+                f"{type(operator).__name__} is non-linear (no adjoint, no SVD): use a solver that differentiates "
+                f"the forward model, such as dps or daps")
         if self.uses_prior and prior is None:
             raise ValueError(f"{type(self).__name__} needs a prior; pass --prior NAME")
         size = math.prod(operator.image_shape)

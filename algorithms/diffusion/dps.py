@@ -23,6 +23,8 @@ from priors.schedules import vp_sigmas
 class DPS(Algorithm):
     """DPS: ancestral DDPM steps plus zeta' * grad ||y - A x0_hat(x_t)|| (backprop through the denoiser)."""
 
+    needs_linear = False  # the data term is differentiated by autograd through operator.forward
+
     def __init__(self, n_steps: int = 1000, zeta: float = 0.5, vp_step: bool = True) -> None:
         super().__init__()
         if n_steps < 1:

@@ -11,6 +11,7 @@ from benchmarks import registry
 from benchmarks.train_prior_cli import add_cli as add_train_prior
 from benchmarks.train_recon_cli import add_cli as add_train_recon
 from benchmarks.finish import merge_ranks, print_run
+from benchmarks.threads import passive_wait
 
 USAGE_ERRORS: tuple[type[BaseException], ...] = (LookupError, ValueError, TypeError, RuntimeError, FileNotFoundError)
 
@@ -395,6 +396,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    passive_wait()  # before torch loads: idle OpenMP threads sleep instead of spinning (benchmarks.threads)
     p = parser()
     args, extra = p.parse_known_args(argv)
     # `key=value` words may stand anywhere, also after options (argparse stops filling a positional list early)

@@ -160,7 +160,8 @@ def git_revision() -> str:
     return "unknown"
 
 
-def environment(device: torch.device) -> dict[str, Any]:
+def environment(device: torch.device, threads: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Package versions, git revision, device, torch threads (with how `run.threads` chose them), command."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -177,6 +178,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "git_revision": git_revision(),
         "device": dev,
         "torch_threads": torch.get_num_threads(),
+        **({"thread_choice": threads} if threads is not None else {}),
         "command": sys.argv,
     }
 
@@ -214,7 +216,7 @@ class RunDir:
         self.samples_path = self.path / (SAMPLES if rank == 0 else f"samples.rank{rank}.jsonl")
         self.trace_path = self.path / ("adaptation.jsonl" if rank == 0 else f"adaptation.rank{rank}.jsonl")
 
-    def open(self, cfg: DictConfig, device: torch.device, resume: bool) -> None:
+    def open(self, cfg: DictConfig, device: torch.device, resume: bool, threads: dict[str, Any] | None = None) -> None:
         """Lock the directory and check it against cfg (see the module docstring); make it if new.
 
         Raises RunDirError with the reason and the fix. `close()` releases the lock."""
@@ -229,12 +231,13 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock()
         try:
-            self._check_or_create(cfg, device, resume)
+            self._check_or_create(cfg, device, resume, threads)
         except BaseException:
             self.close()
             raise
 
-    def _check_or_create(self, cfg: DictConfig, device: torch.device, resume: bool) -> None:
+    def _check_or_create(self, cfg: DictConfig, device: torch.device, resume: bool,
+                         threads: dict[str, Any] | None = None) -> None:
         cfg_path = self.path / CONFIG
         existing = read_samples(self.samples_path)  # this process's own file: ranks start at different times
         if is_run_dir(self.path):
@@ -259,11 +262,11 @@ class RunDir:
                     raise RunDirError(f"--resume: {self.path} was made on {made_on} and this process runs on "
                                       f"{device.type}; random draws differ between devices: pass --device {made_on}")
             if self.rank == 0 and resume:
-                self.append({"resumed_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **environment(device)},
+                self.append({"resumed_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **environment(device, threads)},
                             self.path / "resumes.jsonl")
         elif self.rank == 0:
             write_atomic(cfg_path, OmegaConf.to_yaml(cfg))  # from here on the folder is a run directory
-            write_atomic(self.path / "environment.json", json.dumps(environment(device), indent=2))
+            write_atomic(self.path / "environment.json", json.dumps(environment(device, threads), indent=2))
         else:
             raise RunDirError(f"rank {self.rank}: {self.path} has no config.yaml although rank 0 opened it")
         (self.path / "reconstructions").mkdir(exist_ok=True)

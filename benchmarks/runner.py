@@ -34,6 +34,7 @@ from benchmarks.progress import StepProgress, announce, method_label, tensorboar
 from benchmarks.results import RunDir
 from benchmarks.schedule import run_batches
 from benchmarks.summary import summarise
+from benchmarks.threads import apply_threads
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -84,6 +85,7 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
 
     Raises RunInterrupted on Ctrl-C, after writing the summary of the lines written so far."""
     check_run_options(cfg)
+    threads = apply_threads(cfg.run.get("threads", "auto"))
     device = resolve_device(cfg.run.device)
     torch.manual_seed(cfg.run.seed)
     comp = build_components(cfg, device)
@@ -97,7 +99,7 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
         n = len(comp.dataset)
     seed, save = int(cfg.run.seed), bool(cfg.run.get("save_reconstructions", True))
     rundir = RunDir(out, rank)
-    rundir.open(cfg, device, resume)
+    rundir.open(cfg, device, resume, threads.as_dict())
     try:
         done, traced = rundir.finished(), rundir.traced()
         batches = run_batches(comp.dataset, comp.adapters, n, int(cfg.run.batch_size))

@@ -5,6 +5,7 @@
     RUN_DIR/resumes.jsonl        the environment of every --resume (one line each)
     RUN_DIR/samples.jsonl        one JSON line per finished sample, appended (and fsynced) as it finishes
     RUN_DIR/adaptation.jsonl     per batch, what the adapters learned (Reconstruction.trace), if any
+    RUN_DIR/cost.jsonl           per process that ran or resumed it: process CPU and wall seconds, threads, load
     RUN_DIR/summary.json         mean/std of every metric over the finished samples
     RUN_DIR/reconstructions/<index>.npy   float32 (C, H, W) reconstruction in the target's units
                                           (C = 2: real, imaginary), written before its JSON line
@@ -384,6 +385,20 @@ class RunDir:
             f.write(json.dumps(_clean(row), default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+    @property
+    def cost_path(self) -> Path:
+        """RUN_DIR/cost.jsonl (rank r > 0: cost.rank{r}.jsonl): one line per process that ran (or resumed) the run."""
+        return self.path / ("cost.jsonl" if self.rank == 0 else f"cost.rank{self.rank}.jsonl")
+
+    def cost(self) -> dict[str, Any] | None:
+        """The run's process CPU and wall seconds over every process that wrote it (all ranks, all resumes)."""
+        lines = [r for p in sorted(self.path.glob("cost*.jsonl")) for r in read_samples(p)]
+        if not lines:
+            return None
+        return {"cpu_seconds": round(sum(r["cpu_seconds"] + r.get("startup_cpu_seconds", 0.0) for r in lines), 2),
+                "wall_seconds": round(sum(r["wall_seconds"] for r in lines), 2), "processes": len(lines),
+                "threads": sorted({r["threads"] for r in lines if r.get("threads") is not None})}
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_atomic(self.path / "summary.json", json.dumps(_clean(summary), indent=2))

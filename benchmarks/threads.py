@@ -23,7 +23,7 @@ class ThreadChoice:
 
     threads: int
     affinity: int
-    load: float | None
+    load: float
     processes: int
     source: str  # "auto" or "run.threads"
 
@@ -53,18 +53,22 @@ def local_processes() -> int:
     return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))))
 
 
+def load_average() -> float:
+    """The 1-minute load average (0 where the platform has none, e.g. Windows)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+
+
 def thread_choice(setting: int | str) -> ThreadChoice:
     """run.threads: 'auto' from the affinity and the load average, or a whole number >= 1 as given."""
-    n, procs = cores(), local_processes()
-    if setting != "auto":
-        if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
-            raise ValueError(f"run.threads must be 'auto' or a whole number >= 1, got {setting!r}")
-        return ThreadChoice(setting, n, None, procs, "run.threads")
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # no load average (Windows): assume the machine is free
-        load = 0.0
-    return ThreadChoice(choose_threads(n, load, procs), n, round(load, 2), procs, "auto")
+    n, procs, load = cores(), local_processes(), load_average()
+    if setting == "auto":
+        return ThreadChoice(choose_threads(n, load, procs), n, round(load, 2), procs, "auto")
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise ValueError(f"run.threads must be 'auto' or a whole number >= 1, got {setting!r}")
+    return ThreadChoice(setting, n, round(load, 2), procs, "run.threads")
 
 
 def passive_wait() -> None:

@@ -6,7 +6,7 @@ waits for the thread the scheduler parked, and spinning threads take CPU from th
     threads = max(1, min(affinity, floor((affinity - load) / processes + 1/2)))
 from the cores this process may run on (`os.sched_getaffinity`), the 1-minute load average (`os.getloadavg`,
 read when the run starts) and the number of processes of this run on the machine (WORLD_SIZE/LOCAL_WORLD_SIZE,
-which share the free cores); `run.threads=N` forces N. `passive_wait()` sets OMP_WAIT_POLICY=PASSIVE (threads
+which share the free cores); `run.threads=N` forces N, and so does OMP_NUM_THREADS=N under `auto`. `passive_wait()` sets OMP_WAIT_POLICY=PASSIVE (threads
 sleep at barriers instead of spinning) and must run before torch starts its thread pool; a value the user set
 is kept.
 """
@@ -25,7 +25,7 @@ class ThreadChoice:
     affinity: int
     load: float
     processes: int
-    source: str  # "auto" or "run.threads"
+    source: str  # "auto", "run.threads" or "OMP_NUM_THREADS"
 
     def as_dict(self) -> dict[str, object]:
         return {"threads": self.threads, "affinity": self.affinity, "load_1min": self.load,
@@ -64,6 +64,9 @@ def load_average() -> float:
 def thread_choice(setting: int | str) -> ThreadChoice:
     """run.threads: 'auto' from the affinity and the load average, or a whole number >= 1 as given."""
     n, procs, load = cores(), local_processes(), load_average()
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if setting == "auto" and env.isdigit() and int(env) >= 1:  # the user's explicit choice
+        return ThreadChoice(int(env), n, round(load, 2), procs, "OMP_NUM_THREADS")
     if setting == "auto":
         return ThreadChoice(choose_threads(n, load, procs), n, round(load, 2), procs, "auto")
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:

@@ -30,6 +30,7 @@ ROWS = {
     "0.2k chain": ["algorithm.x0_sampler=chain", "algorithm.budget=null", "algorithm.n_steps=40",
                    "algorithm.ode_steps=5"],
     "0.1k chain": ["algorithm.x0_sampler=chain", "algorithm.budget=0.1k"],
+    "0.1k langevin": ["algorithm.x0_sampler=langevin", "algorithm.budget=0.1k"],
 }
 
 
@@ -44,9 +45,9 @@ def main() -> None:
     args = p.parse_args()
     result = {"what": "daps+tda on cs_mri (8 coils, R = 4), brain-64, phantom-brain-t2 val split, seed 0, batch "
                       f"{args.n}, {args.threads} thread(s); PSNR paired on the same samples",
-              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, no GPU",
-              "idle": False, "note": "the 2-core machine ran other jobs (see the load averages): seconds are "
+              "measured_under_load": True, "note": "the 2-core machine ran other jobs (see the load averages): seconds are "
                                      "inflated and comparable only as ratios between rows of this file",
               "rows": {}}
     samples = {}

@@ -500,6 +500,42 @@ def daps_x0() -> str:
                         f"{data['problem']}. " + caption("daps_x0_sampler.json", "", data=data)])
 
 
+def _paired(r: dict[str, Any]) -> str:
+    d = r.get("paired_psnr_difference")
+    return DASH if d is None else f"{d:+.2f} ± {f(r.get('paired_psnr_difference_std'))}"
+
+
+def daps_main_command() -> str:
+    data = load("daps_main_command.json")
+    rows = [[name, f(r["nfe"], ".0f"), f(r["psnr"]), _paired(r),
+             " / ".join(f(v) for v in r["psnr_per_sample"].values()), f(r["cpu_s"], ".0f"), f(r["wall_s"], ".0f"),
+             f"{f(r['load_before'], '.1f')}–{f(r['load_after'], '.1f')}", cmd(r["command"])]
+            for name, r in data["rows"].items()]
+    return "\n\n".join([table(["DAPS x0 step, budget", "NFE", "PSNR (dB)", "paired Δ to 1k langevin",
+                               "per sample", "CPU s", "wall s", "load", "command"], rows),
+                        f"{data['what']}. " + caption("daps_main_command.json",
+                                                      "python -m benchmarks.experiments.daps_main_command", data=data)])
+
+
+def main_command_speed() -> str:
+    data = load("main_command_speed.json")
+    rows = [[str(r["extra_busy_processes"]), r["mode"], str(r["threads"]), f(r["load_seen_by_auto"], ".1f"),
+             f(r["cpu_s"], ".0f"), f(r["wall_s"], ".0f"), f(r["psnr"]),
+             f"{f(r['load_before'], '.1f')}–{f(r['load_after'], '.1f')}", cmd(r["command"])] for r in data["runs"]]
+    return "\n\n".join([table(["extra busy processes", "threads chosen by", "threads", "load seen", "CPU s (process)",
+                               "wall s", "PSNR (dB)", "load", "command"], rows),
+                        f"{data['what']}. " + caption("main_command_speed.json", data=data)])
+
+
+def throughput() -> str:
+    data = load("throughput.json")
+    rows = [[r["layout"], f(r["samples_per_hour"], ".0f"), f(r["cpu_s_per_sample"], ".1f"), f(r["wall_s"], ".0f"),
+             f(r["psnr"]), f"{f(r['load_before'], '.1f')}–{f(r['load_after'], '.1f')}", cmd(r["command"])]
+            for r in data["runs"]]
+    return "\n\n".join([table(["layout", "samples / hour", "CPU s / sample", "wall s", "PSNR (dB)", "load", "command"],
+                               rows), f"{data['what']}. " + caption("throughput.json", data=data)])
+
+
 def denoiser_speed() -> str:
     data = load("denoiser_speed.json")
     rows = [[r["precision"], r["memory_format"], f(r["call_seconds"]), f(r["call_backward_seconds"]),
@@ -528,6 +564,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "mrsi-daps-cost": mrsi_daps_cost, "prior-quality": prior_quality, "recon-baselines": recon_baselines,
     "solver-cost": solver_cost, "peer-speed": peer_speed, "cli-startup": cli_startup, "daps-x0": daps_x0,
     "denoiser-speed": denoiser_speed, "diffpir-data-step": diffpir_data_step,
+    "daps-main-command": daps_main_command, "main-command-speed": main_command_speed, "throughput": throughput,
 }
 
 

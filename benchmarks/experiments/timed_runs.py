@@ -52,8 +52,9 @@ def timed(procs: list[subprocess.Popen]) -> dict[str, Any]:
 
 
 def run_samples(run_dir: Path) -> dict[int, dict[str, Any]]:
-    """index -> the sample's line of RUN_DIR/samples.jsonl."""
-    rows = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines() if line.strip()]
+    """index -> the sample's line of RUN_DIR/samples.jsonl (and of the other ranks' samples.rank{r}.jsonl)."""
+    rows = [json.loads(line) for path in sorted(run_dir.glob("samples*.jsonl"))
+            for line in path.read_text().splitlines() if line.strip()]
     return {int(r["index"]): r for r in rows if "index" in r}
 
 

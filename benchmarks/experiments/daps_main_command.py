@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import shlex
+import sys
 import tempfile
 from pathlib import Path
 
@@ -46,10 +48,10 @@ def main() -> None:
     result = {"what": "daps+tda on cs_mri (8 coils, R = 4), brain-64, phantom-brain-t2 val split, seed 0, batch "
                       f"{args.n}, {args.threads} thread(s); PSNR paired on the same samples",
               "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, no GPU",
+              "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, no GPU",
               "measured_under_load": True, "note": "the 2-core machine ran other jobs (see the load averages): seconds are "
                                      "inflated and comparable only as ratios between rows of this file",
-              "rows": {}}
+              "command": "python -m benchmarks.experiments.daps_main_command " + shlex.join(sys.argv[1:]), "rows": {}}
     samples = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.rows:

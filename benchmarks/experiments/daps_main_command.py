@@ -24,9 +24,9 @@ from benchmarks.experiments.timed_runs import REPO, bench_prefix, psnr_summary, 
 
 BASE = ["run", "--problem", "cs_mri", "--algo", "daps+tda", "--quiet", "run.split=val"]
 ROWS = {
-    "1k langevin": ["algorithm.x0_sampler=langevin"],
-    "1k chain": ["algorithm.x0_sampler=chain"],
-    "1k exact": ["algorithm.x0_sampler=exact"],
+    "1k langevin": ["algorithm.x0_sampler=langevin", "algorithm.budget=1k"],
+    "1k chain": ["algorithm.x0_sampler=chain", "algorithm.budget=1k"],
+    "1k exact": ["algorithm.x0_sampler=exact", "algorithm.budget=1k"],
     "0.5k chain": ["algorithm.x0_sampler=chain", "algorithm.budget=null", "algorithm.n_steps=100",
                    "algorithm.ode_steps=5"],
     "0.2k chain": ["algorithm.x0_sampler=chain", "algorithm.budget=null", "algorithm.n_steps=40",

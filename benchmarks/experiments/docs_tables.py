@@ -505,16 +505,17 @@ def _paired(r: dict[str, Any]) -> str:
     return DASH if d is None else f"{d:+.2f} ± {f(r.get('paired_psnr_difference_std'))}"
 
 
-def daps_main_command() -> str:
-    data = load("daps_main_command.json")
+def daps_main_command(name: str = "daps_main_command.json") -> str:
+    data = load(name)
+    ref = data["command"].split("--reference ")[1].split(" --")[0].strip('"') if "--reference" in data["command"] \
+        else "1k langevin"
     rows = [[name, f(r["nfe"], ".0f"), f(r["psnr"]), _paired(r),
              " / ".join(f(v) for v in r["psnr_per_sample"].values()), f(r["cpu_s"], ".0f"), f(r["wall_s"], ".0f"),
              f"{f(r['load_before'], '.1f')}–{f(r['load_after'], '.1f')}", cmd(r["command"])]
             for name, r in data["rows"].items()]
-    return "\n\n".join([table(["DAPS x0 step, budget", "NFE", "PSNR (dB)", "paired Δ to 1k langevin",
-                               "per sample", "CPU s", "wall s", "load", "command"], rows),
-                        f"{data['what']}. " + caption("daps_main_command.json",
-                                                      "python -m benchmarks.experiments.daps_main_command", data=data)])
+    return "\n\n".join([table(["DAPS x0 step, budget", "NFE", "PSNR (dB)", f"paired Δ to {ref} (dB)",
+                               "per sample (dB)", "CPU s", "wall s", "load", "command"], rows),
+                        f"{data['what']}. " + caption(name, data=data)])
 
 
 def main_command_speed() -> str:
@@ -564,7 +565,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "mrsi-daps-cost": mrsi_daps_cost, "prior-quality": prior_quality, "recon-baselines": recon_baselines,
     "solver-cost": solver_cost, "peer-speed": peer_speed, "cli-startup": cli_startup, "daps-x0": daps_x0,
     "denoiser-speed": denoiser_speed, "diffpir-data-step": diffpir_data_step,
-    "daps-main-command": daps_main_command, "main-command-speed": main_command_speed, "throughput": throughput,
+    "daps-main-command": daps_main_command, "daps-sampler-01k": lambda: daps_main_command("daps_sampler_01k.json"), "main-command-speed": main_command_speed, "throughput": throughput,
 }
 
 

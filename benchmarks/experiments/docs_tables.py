@@ -70,6 +70,7 @@ CONDITIONS: dict[str, dict[str, str]] = {
     "daps_x0_sampler.json": {"machine": CPU2 + ", one thread", "date": "2026-12-02 (committed)"},
     "diffpir_data_step.json": {"machine": CPU2 + ", one thread", "idle": "no", "date": "2026-12-02 (committed)"},
     "cli_startup.json": {"machine": CPU2},
+    "board_cost.json": {"machine": CPU2 + ", one thread per run", "idle": "no: two or three jobs shared the 2 cores"},
 }
 
 
@@ -521,7 +522,8 @@ def daps_main_command(name: str = "daps_main_command.json") -> str:
 def main_command_speed() -> str:
     data = load("main_command_speed.json")
     rows = [[str(r["extra_busy_processes"]), r["mode"], str(r["threads"]), f(r["load_seen_by_auto"], ".1f"),
-             f(r["cpu_s"], ".0f"), f(r["wall_s"], ".0f"), f(r["psnr"]),
+             ("> " if r.get("stopped") else "") + f(r["cpu_s"], ".0f"), ("> " if r.get("stopped") else "")
+             + f(r["wall_s"], ".0f"), f(r["psnr"]) if not r.get("stopped") else "stopped unfinished",
              f"{f(r['load_before'], '.1f')}–{f(r['load_after'], '.1f')}", cmd(r["command"])] for r in data["runs"]]
     return "\n\n".join([table(["extra busy processes", "threads chosen by", "threads", "load seen", "CPU s (process)",
                                "wall s", "PSNR (dB)", "load", "command"], rows),
@@ -535,6 +537,19 @@ def throughput() -> str:
             for r in data["runs"]]
     return "\n\n".join([table(["layout", "samples / hour", "CPU s / sample", "wall s", "PSNR (dB)", "load", "command"],
                                rows), f"{data['what']}. " + caption("throughput.json", data=data)])
+
+
+def board_cost() -> str:
+    data = load("board_cost.json")
+    est = data["estimate"]
+    rows = [[f"estimate: `{k}` rows", f(v)] for k, v in est["hours_per_problem"].items()]
+    rows.append([f"estimate: all {est['rows']} rows", f"**{f(est['total_hours'])}**"])
+    if data.get("recorded"):
+        rec = data["recorded"]
+        rows.append([f"recorded by `bench suite board` ({rec['date']})", f"**{f(rec['total_cpu_hours'])}** CPU-h"])
+    return "\n\n".join([table(["what", "hours"], rows),
+                        f"{est['kind'][0].upper() + est['kind'][1:]}, the leaderboard of {est['date_utc'][:10]}. "
+                        + caption("board_cost.json", data=data)])
 
 
 def denoiser_speed() -> str:
@@ -566,6 +581,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "solver-cost": solver_cost, "peer-speed": peer_speed, "cli-startup": cli_startup, "daps-x0": daps_x0,
     "denoiser-speed": denoiser_speed, "diffpir-data-step": diffpir_data_step,
     "daps-main-command": daps_main_command, "daps-sampler-01k": lambda: daps_main_command("daps_sampler_01k.json"), "main-command-speed": main_command_speed, "throughput": throughput,
+    "board-cost": board_cost,
 }
 
 

@@ -4,12 +4,14 @@ against `run.threads=auto`, wall and CPU seconds, at the machine's current load 
 - "former": torch's default, one thread per core (`run.threads=N`, N = the affinity) and libgomp's default wait
   policy (spin, then sleep; OMP_WAIT_POLICY is set to an empty value, which libgomp reads as its default, with a
   warning), as `bench run` ran before `run.threads` existed;
+- "passive": one thread per core as before, with OMP_WAIT_POLICY=PASSIVE (what `bench` sets now): the wait
+  policy's share of the difference;
 - "auto": `run.threads=auto` (the free cores) with OMP_WAIT_POLICY=PASSIVE, the default now.
 For each extra load (0, 2, ...: that many `python -c 'while 1: pass'` processes started before and killed after
 its runs), the rows run interleaved ABBA (former, auto, auto, former with --repeat 2). A run's CPU seconds are its
 process's (all threads): above the idle CPU need, the excess is threads waiting or spinning, not work.
 
-    python -m benchmarks.experiments.main_command_speed [--n 1] [--extra-loads 0 2] [--repeat 1]
+    python -m benchmarks.experiments.main_command_speed [--n 1] [--extra-loads 0 2] [--repeat 1] [--modes former auto]
         [--out benchmarks/results/main_command_speed.json] [--bench "python -m benchmarks.cli"]
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ MAIN = ["run", "--problem", "cs_mri", "--algo", "daps+tda", "--quiet"]
 def modes(affinity: int) -> dict[str, tuple[list[str], dict[str, str]]]:
     """name -> (overrides, environment) of each thread choice."""
     return {"former": ([f"run.threads={affinity}"], {"OMP_WAIT_POLICY": ""}),
+            "passive": ([f"run.threads={affinity}"], {}),
             "auto": (["run.threads=auto"], {})}
 
 
@@ -49,6 +52,9 @@ def main() -> None:
     p.add_argument("--extra-loads", type=int, nargs="*", default=[0, 2])
     p.add_argument("--repeat", type=int, default=1, help="1: former, auto; 2: former, auto, auto, former (ABBA); "
                                                           "4: ABBA twice")
+    p.add_argument("--modes", nargs=2, default=["former", "auto"], choices=["former", "passive", "auto"],
+                   help="the two thread choices compared (A and B of the ABBA order)")
+    p.add_argument("--append", action="store_true", help="add the rows to an existing --out file")
     p.add_argument("--overrides", nargs="*", default=[], help="extra overrides of every run")
     p.add_argument("--out", default=str(REPO / "benchmarks/results/main_command_speed.json"))
     p.add_argument("--bench", help="the bench command (default: python -m benchmarks.cli of this checkout)")
@@ -63,12 +69,17 @@ def main() -> None:
               "note": "a shared machine: other jobs ran besides the extra busy processes (see the load averages)",
               "command": "python -m benchmarks.experiments.main_command_speed " + shlex.join(sys.argv[1:]),
               "runs": []}
+    if args.append and Path(args.out).exists():
+        old = json.loads(Path(args.out).read_text())
+        result["runs"] = old["runs"]
+        result["command"] = old["command"] + "; then " + result["command"]
     with tempfile.TemporaryDirectory() as tmp:
         for extra in args.extra_loads:
             spinners = busy(extra)
             time.sleep(2 if extra else 0)
             try:
-                order = ["former", "auto", "auto", "former"][: 2 * args.repeat] * max(1, args.repeat // 2)
+                a, b = args.modes
+                order = [a, b, b, a][: 2 * args.repeat] * max(1, args.repeat // 2)
                 for k, mode in enumerate(order):
                     overrides, env = env_modes[mode]
                     out = Path(tmp) / f"{extra}-{k}-{mode}"

@@ -40,3 +40,17 @@ def test_passive_wait_keeps_a_users_policy(monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     threads.passive_wait()
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_run_threads_is_checked_before_compute():
+    from omegaconf import OmegaConf
+
+    from benchmarks.build import check_run_options
+    from benchmarks.config import ConfigError
+    from benchmarks.results import run_defaults
+
+    for good in ("auto", 1, 4):
+        check_run_options(OmegaConf.create({"run": {**run_defaults(), "threads": good}}))
+    for bad in (0, -1, "many", True):
+        with pytest.raises(ConfigError, match="run.threads"):
+            check_run_options(OmegaConf.create({"run": {**run_defaults(), "threads": bad}}))

@@ -129,7 +129,9 @@ def test_bad_options() -> None:
 
 def _operator_for(algo) -> tuple[object, torch.Tensor]:
     """A small operator that has every attribute the algorithm declares in `operator_needs` (its capability), and
-    a measurement: inpainting where it suffices, else a 2H MRSI operator with a B0 map (8 px, 16 points)."""
+    a measurement: inpainting where it suffices, else frame selection (4-D interpolation: 5 frames of 16 px) or a
+    2H MRSI operator with a B0 map (8 px, 16 points)."""
+    from inverse_problems.operators.frames import FrameSelection
     from inverse_problems.operators.mrsi import MRSI
 
     g = torch.Generator().manual_seed(0)
@@ -137,6 +139,10 @@ def _operator_for(algo) -> tuple[object, torch.Tensor]:
     if all(hasattr(inpaint, m) for m in algo.operator_needs):
         x = torch.rand((2, 1, 8, 8), generator=g)
         return inpaint, inpaint.measure(x, g)
+    frames = FrameSelection(torch.tensor([[1, 0, 0, 1, 1], [1, 0, 1, 0, 1]], dtype=torch.bool), (16, 16), 0.01)
+    if all(hasattr(frames, m) for m in algo.operator_needs):
+        x = torch.rand((2, 5, 16, 16), generator=g)
+        return frames, frames.measure(x, g)
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, 8), torch.linspace(-1, 1, 8), indexing="ij")
     op = MRSI(make_mask("vd2d", (8, 8), 2, 0.25, 0), n_t=16, b0_hz=4.0 * xx * yy, noise_std=0.01)
     x = torch.rand((2, 4, 8, 8), generator=g) * torch.tensor([10.0, 3, 3, 1.5]).view(4, 1, 1) / 10

@@ -18,12 +18,19 @@ from configs import CONFIG_DIR
 from tests.conftest import bench, source_entry_points
 
 
+# problems that ship no prior of their own yet: a run names one (interp4d: the sequence prior of issue 29 is to come)
+NO_DEFAULT_PRIOR = {"interp4d"}
+
+
 def test_every_built_in_problem_has_a_yaml_whose_names_are_registered():
     for problem in source_entry_points()["problems"]:
         chosen = problem_choices(problem)
         assert chosen.path is not None, f"configs/problem/{problem}.yaml is missing"
         registry.load("datasets", chosen.dataset)
-        registry.load("priors", chosen.prior)
+        if problem in NO_DEFAULT_PRIOR:
+            assert chosen.prior is None, f"{problem} has a default prior now: take it off NO_DEFAULT_PRIOR"
+        else:
+            registry.load("priors", chosen.prior)
         for group in ("algorithms", "adapters"):
             for name in getattr(chosen, group):
                 registry.load(group, name)

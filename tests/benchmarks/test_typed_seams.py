@@ -13,6 +13,7 @@ from benchmarks.build import Components, build_components
 from benchmarks.config import Selection, compose_config
 from inverse_problems.data.base import Item
 from inverse_problems.data.phantoms.dmi import DMIItem
+from inverse_problems.data.phantoms.sequences import SequenceItem
 
 
 @pytest.mark.parametrize("name", registry.names("datasets"))
@@ -26,7 +27,9 @@ def test_every_registered_dataset_returns_items(name):
 def test_items_hold_only_their_declared_keys():
     for name, options, kind in (("phantom-brain-t2", {"size": 16, "length": 4, "slices": 2}, Item),
                                 ("phantom-dmi", {"size": 8, "subjects": 1, "n_frames": 2}, DMIItem),
-                                ("grf", {"size": 8, "length": 2}, Item)):
+                                ("grf", {"size": 8, "length": 2}, Item),
+                                ("phantom-cardiac-4d", {"size": 8, "frames": 3, "subjects": 2}, SequenceItem),
+                                ("phantom-lung-4d", {"size": 8, "frames": 3, "subjects": 2}, SequenceItem)):
         item = registry.build("datasets", name, split="test", **options)[1]
         assert kind.__required_keys__ <= set(item) <= set(kind.__annotations__), name
 

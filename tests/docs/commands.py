@@ -52,6 +52,7 @@ QUICK_OPTIONS = {
     "dps": {"algorithm.n_steps": "8"},
     "diffpir": {"algorithm.n_steps": "4"},
     "ddrm": {"algorithm.n_steps": "4"},
+    "interp-io": {"algorithm.steps": "20"},
     "diffdeur": {"algorithm.n_steps": "3", "algorithm.inr_iters": "5"},
     "fine": {"adapters.fine.epochs": "1"},
     "ssdu": {"adapters.ssdu.epochs": "1"},

@@ -37,6 +37,22 @@ def image_folder(tmp: Path) -> dict:
     return dict(root=str(tmp), size=8)
 
 
+def acdc_folder(tmp: Path) -> dict:
+    from tests.inverse_problems.test_loaders_4d import write_acdc
+
+    if not (tmp / "training").exists():
+        write_acdc(tmp, {91: (1, 9, 10), 92: (2, 10, 12)})
+    return dict(root=str(tmp), size=8, frames=5)
+
+
+def lung_folder(tmp: Path) -> dict:
+    from tests.inverse_problems.test_loaders_4d import write_lung
+
+    if not (tmp / "P0").exists():
+        write_lung(tmp)
+    return dict(root=str(tmp), size=6, test_patients=1, slices="all")
+
+
 def real_brain(tmp: Path) -> dict:
     if importlib.util.find_spec("pydicom") is None:
         pytest.skip("real-brain's one offline slice without dipy needs pydicom: pip install pydicom")
@@ -55,6 +71,10 @@ CASES = {
     "anatomy-brain-flair": lambda tmp: PHANTOM,
     "anatomy-brain-mix": lambda tmp: PHANTOM,
     "phantom-dmi": lambda tmp: dict(size=8, subjects=1, n_frames=2),
+    "phantom-cardiac-4d": lambda tmp: dict(size=16, frames=4, subjects=2),
+    "phantom-lung-4d": lambda tmp: dict(size=16, frames=4, subjects=2),
+    "acdc": acdc_folder,
+    "4dlung": lung_folder,
     "fastmri": lambda tmp: dict(root=str(FIXTURES / "fastmri" / "multicoil"), size=16),
     "nifti": nifti_folder,
     "images": image_folder,

@@ -44,6 +44,10 @@ CASES = [  # (problem, options, known ||A|| or None)
     ("deblur-gaussian", dict(channels=2, sigma=1.0, kernel_size=5), None),
     ("deblur-motion", dict(channels=3, kernel_size=7, intensity=0.5), None),
     ("deblur-motion", dict(channels=1, kernel_size=31, intensity=1.0, kernel_seed=4), None),
+    # 4-D interpolation: frame selection, a partial identity (tests/inverse_problems/test_interp4d.py)
+    ("interp4d", dict(frames=4), 1.0),
+    ("interp4d", dict(frames=5, protocol="stride:2", noise_std=0.01), 1.0),
+    ("interp4d", dict(frames=4, protocol="random:0.5", mask_seed=2), 1.0),
 ]
 
 

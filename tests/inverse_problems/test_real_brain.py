@@ -16,12 +16,24 @@ needs_pydicom = pytest.mark.skipif(importlib.util.find_spec("pydicom") is None,
                                    reason="real-brain's MR_small slice needs pydicom: pip install pydicom")
 
 
-def test_val_and_train_are_refused():
-    for split in ("val", "train"):
-        with pytest.raises(ValueError, match="held-out test set"):
-            RealBrainDataset(split)
+def test_train_is_refused():
+    with pytest.raises(ValueError, match="never used for training"):
+        RealBrainDataset("train")
     with pytest.raises(ValueError, match="unknown split"):
         RealBrainDataset("dev")
+    with pytest.raises(ValueError, match="for split 'val'"):
+        RealBrainDataset("val", sources=("dipy-b0",))
+
+
+@needs_dipy
+def test_val_split_is_disjoint_from_test_and_interleaved():
+    val, test = RealBrainDataset("val", size=32), RealBrainDataset("test", size=32, sources=("dipy-t1-coronal", "dipy-b0"))
+    assert len(val) == 22
+    ids = [val[i]["id"] for i in range(len(val))]
+    assert ids[:2] == ["real-dipy-piesno-00", "real-dipy-aniso-00"] and len(set(ids)) == 22
+    images = torch.stack([val[i]["image"] for i in range(len(val))])
+    for j in range(len(test)):
+        assert (images - test[j]["image"]).abs().flatten(1).amax(1).min() > 1e-3   # no test slice in val
 
 
 def test_item_image_crops_the_centre_square_and_has_zero_phase():

@@ -51,6 +51,9 @@ def check_run_options(cfg: DictConfig) -> None:
         value = cfg.run.get(key, valid.get(key, False))
         if not isinstance(value, bool):
             raise ConfigError(f"run.{key} must be true or false, got {value!r}")
+    threads = cfg.run.get("threads", valid.get("threads", "auto"))
+    if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"run.threads must be auto or a whole number >= 1, got {threads!r}")
     for key, allowed in (("precision", tuple(PRECISIONS)), ("memory_format", ("auto", *MEMORY_FORMATS))):
         value = cfg.run.get(key, valid[key])
         if value not in allowed:

@@ -11,6 +11,7 @@ from benchmarks import registry
 from benchmarks.train_prior_cli import add_cli as add_train_prior
 from benchmarks.train_recon_cli import add_cli as add_train_recon
 from benchmarks.finish import merge_ranks, print_run
+from benchmarks.threads import passive_wait
 
 USAGE_ERRORS: tuple[type[BaseException], ...] = (LookupError, ValueError, TypeError, RuntimeError, FileNotFoundError)
 
@@ -307,11 +308,13 @@ def _run_argv(argv: list[str]) -> int:
 
 def cmd_suite(args: argparse.Namespace) -> int:
     """Run (or with --list print) the runs of configs/suites/NAME.yaml, each into OUT/<run name>; a finished run is
-    skipped and a partly written one resumed, so a suite can be stopped and restarted."""
-    from benchmarks.suites import finished, load_suite
+    skipped and a partly written one resumed, so a suite can be stopped and restarted. After running, print and
+    write OUT/suite_cost.json: CPU-hours per run and in total; --list shows the last run's figures as estimates."""
+    from benchmarks.suites import finished, last_suite_cost, load_suite, write_suite_cost
 
     suite = load_suite(args.name)
     out = Path(args.out or Path("runs") / "suites" / args.name)
+    last = last_suite_cost(out) if args.list else None
     failed = []
     for job in suite.runs:
         if args.only and args.only not in job.name:
@@ -324,7 +327,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
         run_dir = out / job.name
         argv += [*args.overrides, "--out", str(run_dir)]
         if args.list:
-            print("bench " + shlex.join(argv))
+            known = (last or {}).get("runs", {}).get(job.name)
+            print("bench " + shlex.join(argv) + (f"  # last run: {known['cpu_hours']:.3f} CPU-h" if known else ""))
             continue
         if finished(run_dir, n):
             continue
@@ -333,6 +337,17 @@ def cmd_suite(args: argparse.Namespace) -> int:
         print(f"{job.name}: exit {code}", flush=True)
         if code:
             failed.append(job.name)
+    if args.list:
+        if last:
+            print(f"# last run ({last['date']}): {last['total_cpu_hours']:.3f} CPU-h in total"
+                  + (f", {len(last['missing'])} run(s) without a cost" if last["missing"] else ""))
+        return 0
+    cost = write_suite_cost(suite, out)
+    for name, row in cost["runs"].items():
+        print(f"{name}: {row['cpu_hours']:.3f} CPU-h")
+    print(f"bench suite {args.name}: {cost['total_cpu_hours']:.3f} CPU-h in total"
+          + (f" ({len(cost['missing'])} run(s) without a recorded cost)" if cost["missing"] else "")
+          + f" -> {out / 'suite_cost.json'}")
     if failed:
         print(f"bench suite {args.name}: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
@@ -458,6 +473,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    passive_wait()  # before torch loads: idle OpenMP threads sleep instead of spinning (benchmarks.threads)
     p = parser()
     args, extra = p.parse_known_args(argv)
     # `key=value` words may stand anywhere, also after options (argparse stops filling a positional list early)

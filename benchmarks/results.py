@@ -6,6 +6,7 @@
     RUN_DIR/resumes.jsonl        the environment of every --resume (one line each)
     RUN_DIR/samples.jsonl        one JSON line per finished sample, appended (and fsynced) as it finishes
     RUN_DIR/adaptation.jsonl     per batch, what the adapters learned (Reconstruction.trace), if any
+    RUN_DIR/cost.jsonl           per process that ran or resumed it: process CPU and wall seconds, threads, load
     RUN_DIR/summary.json         mean/std of every metric over the finished samples
     RUN_DIR/reconstructions/<index>.npy   float32 (C, H, W) reconstruction in the target's units
                                           (C = 2: real, imaginary), written before its JSON line
@@ -161,7 +162,8 @@ def git_revision() -> str:
     return "unknown"
 
 
-def environment(device: torch.device) -> dict[str, Any]:
+def environment(device: torch.device, threads: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Package versions, git revision, device, torch threads (with how `run.threads` chose them), command."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -178,6 +180,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "git_revision": git_revision(),
         "device": dev,
         "torch_threads": torch.get_num_threads(),
+        **({"thread_choice": threads} if threads is not None else {}),
         "command": sys.argv,
     }
 
@@ -215,7 +218,7 @@ class RunDir:
         self.samples_path = self.path / (SAMPLES if rank == 0 else f"samples.rank{rank}.jsonl")
         self.trace_path = self.path / ("adaptation.jsonl" if rank == 0 else f"adaptation.rank{rank}.jsonl")
 
-    def open(self, cfg: DictConfig, device: torch.device, resume: bool) -> None:
+    def open(self, cfg: DictConfig, device: torch.device, resume: bool, threads: dict[str, Any] | None = None) -> None:
         """Lock the directory and check it against cfg (see the module docstring); make it if new.
 
         Raises RunDirError with the reason and the fix. `close()` releases the lock."""
@@ -230,12 +233,13 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock()
         try:
-            self._check_or_create(cfg, device, resume)
+            self._check_or_create(cfg, device, resume, threads)
         except BaseException:
             self.close()
             raise
 
-    def _check_or_create(self, cfg: DictConfig, device: torch.device, resume: bool) -> None:
+    def _check_or_create(self, cfg: DictConfig, device: torch.device, resume: bool,
+                         threads: dict[str, Any] | None = None) -> None:
         cfg_path = self.path / CONFIG
         existing = read_samples(self.samples_path)  # this process's own file: ranks start at different times
         if is_run_dir(self.path):
@@ -260,14 +264,14 @@ class RunDir:
                     raise RunDirError(f"--resume: {self.path} was made on {made_on} and this process runs on "
                                       f"{device.type}; random draws differ between devices: pass --device {made_on}")
             if self.rank == 0 and resume:
-                self.append({"resumed_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **environment(device)},
+                self.append({"resumed_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **environment(device, threads)},
                             self.path / "resumes.jsonl")
         elif self.rank == 0:
             write_atomic(cfg_path, OmegaConf.to_yaml(cfg))  # from here on the folder is a run directory
             from benchmarks.provenance import code_record  # the source files of the modules that compute the run
 
-            write_atomic(self.path / "environment.json", json.dumps({**environment(device), "code": code_record()},
-                                                                    indent=2))
+            write_atomic(self.path / "environment.json",
+                         json.dumps({**environment(device, threads), "code": code_record()}, indent=2))
         else:
             raise RunDirError(f"rank {self.rank}: {self.path} has no config.yaml although rank 0 opened it")
         (self.path / "reconstructions").mkdir(exist_ok=True)
@@ -385,6 +389,20 @@ class RunDir:
             f.write(json.dumps(_clean(row), default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+    @property
+    def cost_path(self) -> Path:
+        """RUN_DIR/cost.jsonl (rank r > 0: cost.rank{r}.jsonl): one line per process that ran (or resumed) the run."""
+        return self.path / ("cost.jsonl" if self.rank == 0 else f"cost.rank{self.rank}.jsonl")
+
+    def cost(self) -> dict[str, Any] | None:
+        """The run's process CPU and wall seconds over every process that wrote it (all ranks, all resumes)."""
+        lines = [r for p in sorted(self.path.glob("cost*.jsonl")) for r in read_samples(p)]
+        if not lines:
+            return None
+        return {"cpu_seconds": round(sum(r["cpu_seconds"] + r.get("startup_cpu_seconds", 0.0) for r in lines), 2),
+                "wall_seconds": round(sum(r["wall_seconds"] for r in lines), 2), "processes": len(lines),
+                "threads": sorted({r["threads"] for r in lines if r.get("threads") is not None})}
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_atomic(self.path / "summary.json", json.dumps(_clean(summary), indent=2))

@@ -19,6 +19,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -34,6 +35,7 @@ from benchmarks.progress import StepProgress, announce, method_label, tensorboar
 from benchmarks.results import RunDir
 from benchmarks.schedule import run_batches
 from benchmarks.summary import summarise
+from benchmarks.threads import ThreadChoice, apply_threads, load_average
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -78,12 +80,30 @@ class SigintGuard:
             raise KeyboardInterrupt
 
 
+_STARTUP_COUNTED = False  # whether this process's start-up CPU is already in a run's cost
+
+
+def record_cost(rundir: RunDir, cpu0: float, wall0: float, startup: float, threads: ThreadChoice) -> None:
+    """Append this process's share of the run to RUN_DIR/cost.jsonl: process CPU seconds (all threads) and wall
+    seconds since `execute` began, the start-up CPU before it (a process's first run only), threads and load."""
+    rundir.append({"rank": rundir.rank, "cpu_seconds": round(time.process_time() - cpu0, 3),
+                   "startup_cpu_seconds": round(startup, 3), "wall_seconds": round(time.perf_counter() - wall0, 3),
+                   "threads": threads.threads, "load_1min_start": threads.load,
+                   "load_1min_end": round(load_average(), 2),
+                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}, rundir.cost_path)
+
+
 def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progress: bool = True,
             rank: int = 0, world_size: int = 1) -> dict[str, Any]:
     """Run (or finish, with resume) the benchmark described by cfg into the run directory `out`.
 
     Raises RunInterrupted on Ctrl-C, after writing the summary of the lines written so far."""
+    global _STARTUP_COUNTED
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    startup = 0.0 if _STARTUP_COUNTED else cpu0  # the interpreter and its imports, counted by a process's first run
+    _STARTUP_COUNTED = True
     check_run_options(cfg)
+    threads = apply_threads(cfg.run.get("threads", "auto"))
     device = resolve_device(cfg.run.device)
     torch.manual_seed(cfg.run.seed)
     comp = build_components(cfg, device)
@@ -97,7 +117,7 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
         n = len(comp.dataset)
     seed, save = int(cfg.run.seed), bool(cfg.run.get("save_reconstructions", True))
     rundir = RunDir(out, rank)
-    rundir.open(cfg, device, resume)
+    rundir.open(cfg, device, resume, threads.as_dict())
     try:
         done, traced = rundir.finished(), rundir.traced()
         batches = run_batches(comp.dataset, comp.adapters, n, int(cfg.run.batch_size))
@@ -138,8 +158,10 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
                 bar.close()
             except KeyboardInterrupt:
                 guard.deferring = True  # a second Ctrl-C does not tear the summary
+                record_cost(rundir, cpu0, wall0, startup, threads)
                 summarise(cfg, rundir, device)
                 raise RunInterrupted(out) from None
+        record_cost(rundir, cpu0, wall0, startup, threads)
         return summarise(cfg, rundir, device)
     finally:
         rundir.close()

@@ -113,3 +113,54 @@ def finished(run_dir: Path, n: int | None) -> bool:
 
     done = run_dir / "summary.json"
     return done.exists() and (n is None or json.loads(done.read_text())["n"] >= n)
+
+
+COST_FILE = "suite_cost.json"
+
+
+def run_cost(run_dir: Path) -> dict[str, Any] | None:
+    """A run directory's recorded cost (summary.json `cost`: process CPU and wall seconds of every process that
+    wrote it), or None where it has none (not run yet, or made before costs were recorded)."""
+    import json
+
+    path = run_dir / "summary.json"
+    return json.loads(path.read_text()).get("cost") if path.exists() else None
+
+
+def suite_cost(suite: Suite, out: Path) -> dict[str, Any]:
+    """CPU-hours per run of the suite and in total, from each run directory's recorded cost; runs without one are
+    listed as missing (the total then covers the others only)."""
+    import datetime
+    import os
+
+    rows, missing = {}, []
+    for job in suite.runs:
+        cost = run_cost(out / job.name)
+        if cost is None:
+            missing.append(job.name)
+            continue
+        rows[job.name] = {"cpu_hours": round(cost["cpu_seconds"] / 3600, 4), "cpu_seconds": cost["cpu_seconds"],
+                          "wall_seconds": cost["wall_seconds"], "threads": cost.get("threads")}
+    return {"suite": suite.name, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "total_cpu_hours": round(sum(r["cpu_seconds"] for r in rows.values()) / 3600, 4),
+            "runs": rows, "missing": missing, "load_1min": round(os.getloadavg()[0], 2),
+            "what": "process CPU seconds of every process that wrote each run (all threads; start-up counted once "
+                    "per process), summed; recorded in each run's summary.json `cost`"}
+
+
+def write_suite_cost(suite: Suite, out: Path) -> dict[str, Any]:
+    """Write OUT/suite_cost.json and return it."""
+    import json
+
+    cost = suite_cost(suite, out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / COST_FILE).write_text(json.dumps(cost, indent=2) + "\n")
+    return cost
+
+
+def last_suite_cost(out: Path) -> dict[str, Any] | None:
+    """OUT/suite_cost.json of the last `bench suite` run, if any."""
+    import json
+
+    path = out / COST_FILE
+    return json.loads(path.read_text()) if path.exists() else None

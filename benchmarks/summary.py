@@ -49,6 +49,9 @@ def summarise(cfg: DictConfig, rundir: RunDir, device: torch.device | str) -> di
         summary["no_target"] = (f"{len(untargeted)} sample(s) have no target (prospective data): their "
                                 f"reconstructions are written and they are excluded from every metric")
         summary["submission"] = write_submission(untargeted, Path(rundir.path))
+    cost = rundir.cost()
+    if cost is not None:  # process CPU seconds of every process that wrote the run (the board's cost)
+        summary["cost"] = cost
     rundir.write_summary(summary)
     return summary
 

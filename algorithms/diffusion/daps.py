@@ -22,6 +22,15 @@ likelihood of the operator's noise model when that is larger.
   y' = y + (tau/sqrt 2) e1, z' = x̂0 + sigma e2, and solve (A^T A + rho I) x = A^T y' + rho z',
   rho = tau^2/(2 sigma^2), by conjugate gradient; Cov(rhs) = P (up to the factor tau^2/2), so x ~ N(m, P^-1)
   exactly when CG has converged (`cg_iters`, `cg_tol`).
+`x0_sampler="chain"` draws the law of the official K-step chain itself, in one go. For a Gaussian target the
+unadjusted chain x <- x - eta (P x - b) + sqrt(2 eta) eps, started at x̂0, is linear: in an eigenbasis of A^T A
+(eigenvalue lam_i) each coordinate is an AR(1) with a_i = 1 - eta p_i, p_i = (2/tau^2) lam_i + 1/sigma^2, so
+    x_K = x̂0 + (1 - a^K)/p · (2/tau^2) (A^T y - A^T A x̂0) + sqrt(2 eta (1 - a^2K)/(1 - a^2)) z
+per coordinate: equal in distribution to the K steps (not in their random numbers), the under-mixing included
+(directions the data do not see stay at x̂0 plus noise of variance 2 eta K). The basis is A's SVD where the
+operator has a closed-form one, or the per-row eigenbasis of A^H A (`MultiCoilMRI.row_eigenbasis`, multi-coil MRI
+with a Cartesian line mask, the basis of DiffPIR's direct data step); elsewhere the chain runs step by step.
+`x0_sampler="exact"` uses the same bases (route "svd" or "eigen"), with coefficients 1/p for both mean and variance.
 `exact_final="mean"` (default) returns the last step's conditional mean rather than a draw from it: a draw adds
 noise of std sigma_min along every direction the data do not see (the Langevin chain, started at x̂0 with a step
 far below sigma_min^2, leaves those directions at x̂0). One operator application (SVD) or `cg_iters` normal calls (CG) per annealing step instead of K Langevin steps,
@@ -37,6 +46,7 @@ from algorithms.base import Algorithm, Step, StepCallback
 from algorithms.diffusion.data_consistency import noise_level, randn
 from inverse_problems.operators.base import ForwardOperator
 from inverse_problems.operators.base import SVD
+from inverse_problems.operators.mri import RowEigenbasis
 from inverse_problems.operators.linalg import conjugate_gradient, per_sample
 from priors.base import Prior
 from priors.sampling import pf_ode_sample
@@ -45,8 +55,14 @@ from priors.schedules import karras_sigmas
 # (annealing steps, ODE steps per x̂0): the paper's 1K and 4K (NFE) budgets, and a 0.1K one for problems whose
 # operator makes the official budget impractical on a CPU (chosen for such a problem in its configs/problem yaml)
 BUDGETS = {"0.1k": (50, 2), "1k": (200, 5), "4k": (400, 10)}
-X0_SAMPLERS = ("langevin", "exact")
-EXACT_ROUTES = ("auto", "svd", "cg")
+X0_SAMPLERS = ("langevin", "exact", "chain")
+EXACT_ROUTES = ("auto", "svd", "eigen", "cg")
+
+
+def eigenbasis(operator: ForwardOperator) -> RowEigenbasis | None:
+    """The operator's per-row eigenbasis of A^H A (`row_eigenbasis`, multi-coil MRI with a line mask), or None."""
+    make = getattr(operator, "row_eigenbasis", None)
+    return make() if make is not None else None
 
 
 class DAPS(Algorithm):
@@ -76,10 +92,11 @@ class DAPS(Algorithm):
             raise ValueError(f"need sigma_max > sigma_min > ode_sigma_min > 0, got {sigma_max}, {sigma_min}, {ode_sigma_min}")
         if x0_sampler not in X0_SAMPLERS:
             raise ValueError(f"x0_sampler must be one of {X0_SAMPLERS} ('langevin': the official code; 'exact': the "
-                             f"Gaussian x0-conditional drawn exactly), got {x0_sampler!r}")
+                             f"Gaussian x0-conditional drawn exactly; 'chain': the official K-step chain's law drawn "
+                             f"in one go), got {x0_sampler!r}")
         if exact_route not in EXACT_ROUTES:
-            raise ValueError(f"exact_route must be one of {EXACT_ROUTES} ('auto': SVD where there is one, else "
-                             f"perturb-and-MAP by CG), got {exact_route!r}")
+            raise ValueError(f"exact_route must be one of {EXACT_ROUTES} ('auto': SVD where there is one, else the "
+                             f"per-row eigenbasis, else perturb-and-MAP by CG), got {exact_route!r}")
         if exact_final not in ("mean", "sample"):
             raise ValueError(f"exact_final must be 'mean' (the last conditional's mean) or 'sample' (a draw), "
                              f"got {exact_final!r}")
@@ -136,11 +153,55 @@ class DAPS(Algorithm):
         return x
 
     def route(self, operator: ForwardOperator) -> str:
-        """The exact sampler's route for this operator: 'svd' (closed form, or dense up to dense_max) or 'cg'."""
-        if self.exact_route != "auto":
+        """The exact sampler's route for this operator: 'svd' (closed form), 'eigen' (the per-row eigenbasis of
+        A^H A), 'svd' (dense, up to dense_max coordinates) or 'cg'; the chain sampler's: 'svd', 'eigen' or
+        'langevin' (step by step)."""
+        if self.exact_route != "auto" and self.x0_sampler == "exact":
             return self.exact_route
+        if operator.svd() is not None:
+            return "svd"
+        if eigenbasis(operator) is not None:
+            return "eigen"
+        if self.x0_sampler == "chain":
+            return "langevin"
         size = operator.image_shape[0] * operator.image_shape[1] * operator.image_shape[2]
-        return "svd" if operator.svd() is not None or size <= self.dense_max else "cg"
+        return "svd" if size <= self.dense_max else "cg"
+
+    def spectral_coefficients(self, lam: Tensor, w: Tensor, sigma: float, lr: float, exact: bool) -> tuple[Tensor, Tensor]:
+        """(c, v) per coordinate of eigenvalue lam (float64): x = x̂0 + c w (A^T y - A^T A x̂0) + sqrt(v) z.
+
+        Exact target: c = v = 1/p, p = w lam + 1/sigma^2. K-step chain: a = 1 - lr p, c = (1 - a^K)/p,
+        v = 2 lr sum_{j<K} a^2j = 2 lr (1 - a^2K)/(1 - a^2) (2 lr K where a^2 = 1)."""
+        p = w.double().view(-1, *[1] * (lam.ndim - 1)) * lam + 1.0 / sigma**2
+        if exact:
+            return 1.0 / p, 1.0 / p
+        k = self.langevin_steps
+        a = 1.0 - lr * p
+        one_minus_a2 = lr * p * (2.0 - lr * p)
+        flat = one_minus_a2.abs() < 1e-12
+        v = torch.where(flat, 2.0 * lr * k, 2.0 * lr * (1.0 - a ** (2 * k)) / torch.where(flat, 1.0, one_minus_a2))
+        return (1.0 - a**k) / p, v
+
+    def spectral_draw(self, x0: Tensor, y: Tensor, operator: ForwardOperator, basis: SVD | RowEigenbasis,
+                      sigma: float, lr: float, tau: Tensor, generator: torch.Generator | None, exact: bool,
+                      draw: bool = True) -> Tensor:
+        """Step 2 in A^T A's eigenbasis (A's SVD, or the per-row eigenbasis): x̂0 + basis(c w d + sqrt(v) z) with
+        d the coordinates of A^T y - A^T A x̂0 (`spectral_coefficients`); one operator application, no chain."""
+        w = 2.0 / tau**2
+        if isinstance(basis, RowEigenbasis):
+            lam = basis.lam
+            d = basis.to_basis(operator.adjoint(y)) - lam * basis.to_basis(x0)
+        else:
+            s = basis.s.to(y.device).double()
+            lam = (s.expand(y.shape[0], -1) if s.ndim == 1 else s) ** 2
+            d = (s * basis.Ut(y).double() - lam * basis.Vt(x0).double())
+        c, v = self.spectral_coefficients(lam, w, sigma, lr, exact)
+        step = c * w.double().view(-1, *[1] * (lam.ndim - 1)) * d
+        if draw:
+            z = randn(d, generator)
+            z = torch.complex(z, randn(z, generator)) if d.is_complex() else z
+            step = step + v.sqrt() * z
+        return x0 + (basis.from_basis(step) if isinstance(basis, RowEigenbasis) else basis.V(step.to(x0.dtype)))
 
     def exact_svd(self, x0: Tensor, y: Tensor, svd: SVD, sigma: float, tau: Tensor,
                   generator: torch.Generator | None, draw: bool = True) -> Tensor:
@@ -173,12 +234,18 @@ class DAPS(Algorithm):
 
     def sample_x0(self, x0: Tensor, y: Tensor, operator: ForwardOperator, i: int, sigma: float, tau: Tensor,
                   generator: torch.Generator | None, svd: SVD | None) -> Tensor:
-        """Step 2 at annealing step i: the official Langevin chain, or the exact draw (SVD or CG route)."""
-        if self.x0_sampler == "langevin":
+        """Step 2 at annealing step i: the official Langevin chain (step by step, or its law in one draw in an
+        eigenbasis), or the exact draw (SVD, eigenbasis or CG route)."""
+        route = self.route(operator) if self.x0_sampler != "langevin" else "langevin"
+        if route == "langevin":
             return self.langevin(x0, y, operator, sigma, self.step_size(i), tau, generator)
-        draw = not (self.exact_final == "mean" and i == self.n_steps - 1)
-        if svd is not None:
-            return self.exact_svd(x0, y, svd, sigma, tau, generator, draw)
+        exact = self.x0_sampler == "exact"
+        draw = not (exact and self.exact_final == "mean" and i == self.n_steps - 1)
+        basis = svd if svd is not None else (eigenbasis(operator) if route == "eigen" else None)
+        if basis is not None:
+            if exact and isinstance(basis, SVD):
+                return self.exact_svd(x0, y, basis, sigma, tau, generator, draw)
+            return self.spectral_draw(x0, y, operator, basis, sigma, self.step_size(i), tau, generator, exact, draw)
         return self.exact_cg(x0, y, operator, sigma, tau, generator, draw)
 
     @torch.no_grad()
@@ -191,7 +258,7 @@ class DAPS(Algorithm):
         sigmas = self.annealing()
         x = sigmas[0] * randn(torch.empty((b, *operator.image_shape), device=y.device), generator)
         denoise = lambda v, s: self.denoise(prior, v, s)  # noqa: E731 - NFE-counted
-        use_svd = self.x0_sampler == "exact" and self.route(operator) == "svd"
+        use_svd = self.x0_sampler != "langevin" and self.route(operator) == "svd"
         dense = self.spectral(operator, b) if use_svd and operator.svd() is None else None  # once per run
         for i, (sg, sn) in enumerate(zip(sigmas[:-1], sigmas[1:])):
             sigma = torch.full((b,), sg, device=y.device)

@@ -71,6 +71,7 @@ CONDITIONS: dict[str, dict[str, str]] = {
     "daps_x0_sampler.json": {"machine": CPU2 + ", one thread", "date": "2026-12-02 (committed)"},
     "diffpir_data_step.json": {"machine": CPU2 + ", one thread", "idle": "no", "date": "2026-12-02 (committed)"},
     "cli_startup.json": {"machine": CPU2},
+    "board_cost.json": {"machine": CPU2 + ", one thread per run", "idle": "no: two or three jobs shared the 2 cores"},
     "inference_backends.json": {"machine": CPU2},
 }
 
@@ -525,6 +526,57 @@ def daps_x0() -> str:
                         f"{data['problem']}. " + caption("daps_x0_sampler.json", "", data=data)])
 
 
+def _paired(r: dict[str, Any]) -> str:
+    d = r.get("paired_psnr_difference")
+    return DASH if d is None else f"{d:+.2f} ± {f(r.get('paired_psnr_difference_std'))}"
+
+
+def daps_main_command(name: str = "daps_main_command.json") -> str:
+    data = load(name)
+    ref = data["command"].split("--reference ")[1].split(" --")[0].strip('"') if "--reference" in data["command"] \
+        else "1k langevin"
+    rows = [[name, f(r["nfe"], ".0f"), f(r["psnr"]), _paired(r),
+             " / ".join(f(v) for v in r["psnr_per_sample"].values()), f(r["cpu_s"], ".0f"), f(r["wall_s"], ".0f"),
+             f"{f(r['load_before'], '.1f')}–{f(r['load_after'], '.1f')}", cmd(r["command"])]
+            for name, r in data["rows"].items()]
+    return "\n\n".join([table(["DAPS x0 step, budget", "NFE", "PSNR (dB)", f"paired Δ to {ref} (dB)",
+                               "per sample (dB)", "CPU s", "wall s", "load", "command"], rows),
+                        f"{data['what']}. " + caption(name, data=data)])
+
+
+def main_command_speed() -> str:
+    data = load("main_command_speed.json")
+    rows = [[str(r["extra_busy_processes"]), r["mode"], str(r["threads"]), f(r["load_seen_by_auto"], ".1f"),
+             ("> " if r.get("stopped") else "") + f(r["cpu_s"], ".0f"), ("> " if r.get("stopped") else "")
+             + f(r["wall_s"], ".0f"), f(r["psnr"]) if not r.get("stopped") else "stopped unfinished",
+             f"{f(r['load_before'], '.1f')}–{f(r['load_after'], '.1f')}", cmd(r["command"])] for r in data["runs"]]
+    return "\n\n".join([table(["extra busy processes", "threads chosen by", "threads", "load seen", "CPU s (process)",
+                               "wall s", "PSNR (dB)", "load", "command"], rows),
+                        f"{data['what']}. " + caption("main_command_speed.json", data=data)])
+
+
+def throughput() -> str:
+    data = load("throughput.json")
+    rows = [[r["layout"], f(r["samples_per_hour"], ".0f"), f(r["cpu_s_per_sample"], ".1f"), f(r["wall_s"], ".0f"),
+             f(r["psnr"]), f"{f(r['load_before'], '.1f')}–{f(r['load_after'], '.1f')}", cmd(r["command"])]
+            for r in data["runs"]]
+    return "\n\n".join([table(["layout", "samples / hour", "CPU s / sample", "wall s", "PSNR (dB)", "load", "command"],
+                               rows), f"{data['what']}. " + caption("throughput.json", data=data)])
+
+
+def board_cost() -> str:
+    data = load("board_cost.json")
+    est = data["estimate"]
+    rows = [[f"estimate: `{k}` rows", f(v)] for k, v in est["hours_per_problem"].items()]
+    rows.append([f"estimate: all {est['rows']} rows", f"**{f(est['total_hours'])}**"])
+    if data.get("recorded"):
+        rec = data["recorded"]
+        rows.append([f"recorded by `bench suite board` ({rec['date']})", f"**{f(rec['total_cpu_hours'])}** CPU-h"])
+    return "\n\n".join([table(["what", "hours"], rows),
+                        f"{est['kind'][0].upper() + est['kind'][1:]}, the leaderboard of {est['date_utc'][:10]}. "
+                        + caption("board_cost.json", data=data)])
+
+
 def denoiser_speed() -> str:
     data = load("denoiser_speed.json")
     rows = [[r["precision"], r["memory_format"], f(r["call_seconds"]), f(r["call_backward_seconds"]),
@@ -604,6 +656,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "mrsi-daps-cost": mrsi_daps_cost, "prior-quality": prior_quality, "recon-baselines": recon_baselines,
     "solver-cost": solver_cost, "peer-speed": peer_speed, "cli-startup": cli_startup, "daps-x0": daps_x0,
     "denoiser-speed": denoiser_speed, "diffpir-data-step": diffpir_data_step,
+    "daps-main-command": daps_main_command, "daps-sampler-01k": lambda: daps_main_command("daps_sampler_01k.json"),
+    "main-command-speed": main_command_speed, "throughput": throughput, "board-cost": board_cost,
     "inference-backends": inference_backends, "training-curve": training_curve,
 }
 

@@ -28,6 +28,29 @@ from inverse_problems.operators.complex import to_complex, to_real
 from inverse_problems.operators.fft import fft2c, ifft2c
 
 
+class RowEigenbasis:
+    """A^H A = blockdiag_h(Q_h diag(lam_h) Q_h^H) over image rows (columns when `cols`), in complex128.
+
+    Coordinates of a real 2-channel image x (B, 2, H, W) are r = Q^H x_h per row, a complex (B, H, W) tensor;
+    Q is unitary, so a real white-noise image has coordinates with independent N(0, 1) real and imaginary parts.
+    """
+
+    def __init__(self, cols: bool, gram: Tensor, lam: Tensor, q: Tensor) -> None:
+        self.cols, self.gram, self.q = cols, gram, q
+        self.lam = lam.clamp_min(0.0)  # (B', H, W): eigenvalues of the PSD blocks, rounding below 0 removed
+
+    def to_basis(self, x: Tensor) -> Tensor:
+        """Q^H x per row: (B, 2, H, W) real -> (B, H, W) complex128."""
+        v = to_complex(x).to(torch.complex128)
+        v = v.transpose(-1, -2) if self.cols else v
+        return (self.q.mH @ v[..., None])[..., 0]
+
+    def from_basis(self, r: Tensor) -> Tensor:
+        """Q r per row: (B, H, W) complex -> (B, 2, H, W) real float32."""
+        x = (self.q @ r.to(torch.complex128)[..., None])[..., 0]
+        return to_real((x.transpose(-1, -2) if self.cols else x).to(torch.complex64))
+
+
 class AdaptableMixin:
     """`adaptable_parameters()` and `reset_adaptation()` over the parameters named in `_adaptable`."""
 
@@ -188,23 +211,20 @@ class MultiCoilMRI(AdaptableMixin, ForwardOperator):
             return to_real(torch.fft.fftshift(v, dim=dims))
         return apply
 
-    def prox_solver(self) -> Callable[[Tensor, Tensor, Tensor], Tensor] | None:
-        """(A^H y, z, rho (B,)) -> argmin_x ||A x - y||^2 + rho ||x - z||^2, solved directly where the mask is
-        Cartesian lines (`fourier_axes` one axis); None for a 2-D mask. No gradient.
+    def row_eigenbasis(self) -> RowEigenbasis | None:
+        """A^H A block-diagonalised where the mask is Cartesian lines (`fourier_axes` one axis); None for a 2-D mask.
 
         With lines along the first axis, A^H A acts on each image row on its own (F^H M F acts along the row
         only): G_h = sum_c D_ch^H P D_ch, P = F^H M^2 F (W x W), D_ch = diag(S_c[h, :]), i.e.
-        G_h[i, j] = P[i, j] sum_c conj(S_c[h, i]) S_c[h, j]. Each G_h = Q diag(lam) Q^H is diagonalised once
-        (float64; H eigenproblems of size W per map batch, cost H W^3, cached until the operator's maps, phase,
-        coil correction or mask change), and then x = z + Q diag(1/(lam + rho)) Q^H (A^H y - G z): the exact
-        solution, with the directions of lam below 1e-10 max(lam) (the null space, where A^H y - G z is zero
-        up to rounding) left at z. Columns are handled by transposing."""
+        G_h[i, j] = P[i, j] sum_c conj(S_c[h, i]) S_c[h, j], and G_h = Q diag(lam) Q^H (float64; H eigenproblems
+        of size W per map batch, cost H W^3, cached until the operator's maps, phase, coil correction or mask
+        change). Columns are handled by transposing. No gradient."""
         dims = self.fourier_axes()
         if len(dims) != 1:
             return None
         params = [self.maps, self.mask, self.phase] + ([self.coil_correction] if self.correction_size > 0 else [])
         key = tuple((id(t), t.data_ptr(), t._version) for t in params)
-        cache = getattr(self, "_prox_cache", None)
+        cache = getattr(self, "_eigen_cache", None)
         if cache is None or cache[0] != key:
             with torch.no_grad():
                 cols = dims == (-2,)
@@ -218,22 +238,26 @@ class MultiCoilMRI(AdaptableMixin, ForwardOperator):
                 rows = shift[0](torch.fft.ifft(shift[1](fwd), dim=-1, norm="ortho"))  # rows[j] = P e_j
                 gram = torch.einsum("bchi,bchj->bhij", maps.conj(), maps) * rows.T
                 lam, q = torch.linalg.eigh(gram)
-                keep = lam > 1e-10 * lam.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-300)
-            self._prox_cache = cache = (key, (cols, gram, lam, q, keep))
-        cols, gram, lam, q, keep = cache[1]
+            self._eigen_cache = cache = (key, RowEigenbasis(cols, gram, lam, q))
+        return cache[1]
+
+    def prox_solver(self) -> Callable[[Tensor, Tensor, Tensor], Tensor] | None:
+        """(A^H y, z, rho (B,)) -> argmin_x ||A x - y||^2 + rho ||x - z||^2, solved directly where the mask is
+        Cartesian lines (`row_eigenbasis`); None for a 2-D mask. No gradient.
+
+        x = z + Q diag(1/(lam + rho)) Q^H (A^H y - G z): the exact solution, with the directions of lam below
+        1e-10 max(lam) (the null space, where A^H y - G z is zero up to rounding) left at z."""
+        eig = self.row_eigenbasis()
+        if eig is None:
+            return None
+        keep = eig.lam > 1e-10 * eig.lam.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-300)
 
         def solve(aty: Tensor, z: Tensor, rho: Tensor) -> Tensor:
             self.check_image(z)
             with torch.no_grad():
-                def vec(x: Tensor) -> Tensor:
-                    v = to_complex(x).to(torch.complex128)
-                    return (v.transpose(-1, -2) if cols else v)[..., None]
-                zc = vec(z)
-                r = q.mH @ (vec(aty) - gram @ zc)
-                r = torch.where(keep[..., None], r / (lam[..., None] + rho.to(torch.float64).view(-1, 1, 1, 1)), 0)
-                x = (zc + q @ r)[..., 0]
-                x = x.transpose(-1, -2) if cols else x
-                return to_real(x.to(torch.complex64))
+                r = eig.to_basis(aty) - eig.lam * eig.to_basis(z)
+                r = torch.where(keep, r / (eig.lam + rho.to(torch.float64).view(-1, 1, 1)), 0)
+                return z + eig.from_basis(r)
         return solve
 
     def rss(self, y: Tensor) -> Tensor:
@@ -280,4 +304,4 @@ class SingleCoilMRI(MultiCoilMRI):
         return SVD(V=v, Vt=vt, U=u, Ut=ut, s=s)
 
 
-__all__ = ["AdaptableMixin", "MultiCoilMRI", "SingleCoilMRI"]
+__all__ = ["AdaptableMixin", "MultiCoilMRI", "RowEigenbasis", "SingleCoilMRI"]

@@ -44,7 +44,7 @@ def _operators():
 
 
 # (operator, route): closed-form SVD, exact dense SVD, perturb-and-MAP by CG (also where an SVD exists)
-CASES = [("inpainting", "svd"), ("single-coil", "svd"), ("lowfield", "svd"), ("multi-coil", "svd"),
+CASES = [("inpainting", "svd"), ("single-coil", "svd"), ("lowfield", "svd"), ("multi-coil", "svd"), ("multi-coil", "eigen"),
          ("multi-coil", "cg"), ("single-coil", "cg"), ("inpainting", "cg"), ("mrsi", "svd"), ("mrsi", "cg")]
 
 
@@ -132,8 +132,10 @@ def test_exact_sampler_draws_per_sample(name):
 def test_routes_and_errors():
     ops = _operators()
     assert DAPS(x0_sampler="exact").route(ops["single-coil"]) == "svd"
-    assert DAPS(x0_sampler="exact", dense_max=0).route(ops["multi-coil"]) == "cg"
-    assert DAPS(x0_sampler="exact").route(ops["multi-coil"]) == "svd"  # 32 coordinates: dense
+    assert DAPS(x0_sampler="exact", dense_max=0).route(ops["multi-coil"]) == "eigen"  # a line mask
+    assert DAPS(x0_sampler="chain").route(ops["multi-coil"]) == "eigen"
+    assert DAPS(x0_sampler="chain").route(ops["single-coil"]) == "svd"
+    assert DAPS(x0_sampler="chain").route(ops["mrsi"]) == "langevin"  # no basis: the chain step by step
     assert DAPS(x0_sampler="exact", exact_route="cg").route(ops["single-coil"]) == "cg"
     assert ops["mrsi"].svd() is None and DAPS(x0_sampler="exact").route(ops["mrsi"]) == "svd"  # 64: dense
     assert DAPS(x0_sampler="exact", dense_max=63).route(ops["mrsi"]) == "cg"
@@ -170,3 +172,79 @@ def test_exact_sampler_takes_one_operator_pass_per_step_on_the_svd_route():
     assert calls["normal"] == 0
     DAPS(budget=None, n_steps=3, ode_steps=1, langevin_steps=4).reconstruct(y, op, prior, torch.Generator())
     assert calls["normal"] == 12
+
+
+def chain_law(op, x_hat: torch.Tensor, y: torch.Tensor, sigma: float, tau: float, lr: float, k: int):
+    """Mean (n,) and covariance (n, n) in double of K unadjusted Langevin steps from x̂0, by dense linear algebra:
+    x_K = B^K x̂0 + sum_{j<K} B^j lr b, Cov = 2 lr sum_{j<K} B^2j, B = I - lr P, P = (2/tau^2) A^T A + I/sigma^2,
+    b = (2/tau^2) A^T y + x̂0/sigma^2 (A^T A assembled column by column from `operator.normal`)."""
+    n = x_hat.numel()
+    eye = torch.eye(n).reshape(n, *x_hat.shape[1:])
+    with torch.no_grad():
+        gram = op.normal(eye).reshape(n, n).T.double()
+        aty = op.adjoint(y).reshape(-1).double()
+    w = 2.0 / tau**2
+    prec = w * gram + torch.eye(n, dtype=torch.float64) / sigma**2
+    step = torch.eye(n, dtype=torch.float64) - lr * prec
+    b = w * aty + x_hat.reshape(-1).double() / sigma**2
+    m, cov, power = x_hat.reshape(-1).double(), torch.zeros(n, n, dtype=torch.float64), torch.eye(n, dtype=torch.float64)
+    for _ in range(k):
+        m = step @ m + lr * b
+        cov = cov + 2 * lr * power @ power.T
+        power = step @ power
+    return m, cov
+
+
+@pytest.mark.parametrize("name", ["single-coil", "multi-coil", "inpainting"])
+@pytest.mark.parametrize("sigma,tau,lr", [(0.3, 0.2, 2e-3), (1.0, 0.05, 4e-4)])
+def test_chain_sampler_has_the_k_step_chains_mean_and_covariance(name, sigma, tau, lr):
+    """x0_sampler=chain (one draw in A^T A's eigenbasis: the SVD, or multi-coil's per-row eigenbasis) and the
+    official step-by-step chain both have the dense K-step law: whitened draws ~ N(0, I) to Monte Carlo error."""
+    op = _operators()[name]
+    g = torch.Generator().manual_seed(11)
+    shape = (1, *op.image_shape)
+    x_true, x_hat = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    y1 = op.measure(x_true, g)
+    k = 30
+    m, cov = chain_law(op, x_hat, y1, sigma, tau, lr, k)
+    x_hat_n, y = x_hat.expand(N, *shape[1:]).contiguous(), y1.expand(N, *y1.shape[1:]).contiguous()
+    tau_t = torch.full((N,), tau)
+    chol = torch.linalg.cholesky(cov + 1e-14 * torch.eye(cov.shape[0], dtype=cov.dtype))
+    chain = DAPS(x0_sampler="chain", langevin_steps=k)
+    assert chain.route(op) == ("eigen" if name == "multi-coil" else "svd")
+    with torch.no_grad():
+        one_draw = chain.spectral_draw(x_hat_n, y, op, op.svd() or op.row_eigenbasis(), sigma, lr, tau_t,
+                                       torch.Generator().manual_seed(1), exact=False)
+        stepwise = DAPS(langevin_steps=k).langevin(x_hat_n, y, op, sigma, lr, tau_t, torch.Generator().manual_seed(2))
+    for x in (one_draw, stepwise):
+        wht = torch.linalg.solve_triangular(chol, (x.reshape(N, -1).double() - m).T, upper=False).T
+        assert wht.mean(0).abs().max() < 5 / N**0.5, wht.mean(0).abs().max()
+        emp = torch.cov(wht.T)
+        assert (emp - torch.eye(emp.shape[0], dtype=emp.dtype)).abs().max() < 7 * (2 / N) ** 0.5
+    # the chain has not mixed: its covariance differs from the exact target's
+    _, target = closed_form(op, x_hat, y1, sigma, tau)
+    assert (cov - target).abs().max() > 0.1 * target.diagonal().max()
+
+
+def test_chain_sampler_in_daps_draws_per_sample_and_skips_the_chain():
+    """In a whole DAPS run on the multi-coil line-mask operator: no normal-operator calls (no step-by-step chain),
+    and sample k's reconstruction does not depend on the batch it is in."""
+    op = _operators()["multi-coil"]
+    calls = {"normal": 0}
+    orig = op.normal_map
+
+    def counting_map():
+        calls["normal"] += 1
+        return orig()
+
+    op.normal_map = counting_map
+    prior = GaussianPrior(torch.zeros(op.image_shape), 0.5 * torch.ones(op.image_shape), "pixel")
+    g = torch.Generator().manual_seed(5)
+    y = op.measure(prior.sample(3, g), g)
+    ids = ["a", "b", "c"]
+    make = lambda: DAPS(budget=None, n_steps=4, ode_steps=2, x0_sampler="chain")  # noqa: E731
+    whole = make().reconstruct(y, op, prior, SampleGenerators.seeded(0, ids)).image
+    assert calls["normal"] == 0
+    for k, i in enumerate(ids):
+        one = make().reconstruct(y[k:k + 1], op, prior, SampleGenerators.seeded(0, [i])).image
+        torch.testing.assert_close(one[0], whole[k], rtol=0, atol=1e-5)

@@ -68,7 +68,12 @@ def test_run_directory_contents(tmp_path):
         assert np.load(out / r["reconstruction"]).shape == (1, 32, 32)
     env = json.loads((out / "environment.json").read_text())
     assert env["packages"]["torch"] and env["torch_threads"] >= 1 and "git_revision" in env
+    assert env["thread_choice"]["threads"] == env["torch_threads"]
     summary = json.loads((out / "summary.json").read_text())
+    cost = [json.loads(line) for line in (out / "cost.jsonl").read_text().splitlines()]
+    assert len(cost) == 1 and cost[0]["cpu_seconds"] > 0 and cost[0]["startup_cpu_seconds"] > 0
+    assert summary["cost"]["cpu_seconds"] == pytest.approx(cost[0]["cpu_seconds"] + cost[0]["startup_cpu_seconds"],
+                                                           abs=0.01)
     assert summary["n_ok"] == 4
     assert summary["metrics"]["psnr"]["mean"] == pytest.approx(np.mean([r["psnr"] for r in rows]))
     # same seed, same numbers

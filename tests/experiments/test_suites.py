@@ -136,3 +136,30 @@ def test_bench_suite_runs_each_run_into_its_folder(tmp_path, monkeypatch, capsys
     calls.clear()
     assert cli.main(["suite", "board", "--only", "lowfield-daps", "--n", "2", "--out", "o"]) == 0
     assert not calls  # finished runs are skipped
+
+
+def test_suite_records_and_lists_its_cpu_hours(tmp_path, monkeypatch, capsys):
+    """`bench suite` writes OUT/suite_cost.json (CPU-hours per run from each run's summary `cost`, and the total)
+    and prints them; `--list` shows the last run's figures as estimates."""
+    from benchmarks import cli
+
+    def fake_run(argv):
+        out = tmp_path / argv[argv.index("--out") + 1]
+        out.mkdir(parents=True, exist_ok=True)
+        cpu = 360.0 if argv[argv.index("--algo") + 1] == "daps" else 720.0
+        (out / "summary.json").write_text(json.dumps({"n": 2, "cost": {"cpu_seconds": cpu, "wall_seconds": 1.0,
+                                                                        "processes": 1, "threads": [1]}}))
+        return 0
+
+    monkeypatch.setattr(cli, "_run_argv", fake_run)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["suite", "board", "--only", "lowfield-daps", "--n", "2", "--out", "o"]) == 0
+    printed = capsys.readouterr().out
+    cost = json.loads((tmp_path / "o" / "suite_cost.json").read_text())
+    assert cost["runs"]["lowfield-daps"]["cpu_hours"] == 0.1 and cost["runs"]["lowfield-daps+tda"]["cpu_hours"] == 0.2
+    assert cost["total_cpu_hours"] == pytest.approx(0.3) and "lowfield-daps" not in cost["missing"]
+    assert "bench suite board: 0.300 CPU-h in total" in printed and "lowfield-daps: 0.100 CPU-h" in printed
+    assert cli.main(["suite", "board", "--list", "--only", "lowfield-daps", "--out", "o"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].endswith("# last run: 0.100 CPU-h") and listed[-1].startswith("# last run (")
+    assert "0.300 CPU-h in total" in listed[-1]

@@ -361,8 +361,10 @@ def test_problem_solver_defaults_sit_under_the_users_overrides_and_only_for_thei
     user = options(compose_config(Selection("mrsi", "daps", []), ["algorithm.x0_sampler=exact",
                                                                    "algorithm.budget=1k"]), "algorithm")
     assert (user["x0_sampler"], user["budget"], user["langevin_steps"]) == ("exact", "1k", 50)
-    other = options(compose_config(Selection("cs_mri", "daps", [])), "algorithm")
+    other = options(compose_config(Selection("lowfield", "daps", [])), "algorithm")
     assert (other["budget"], other["x0_sampler"], other["langevin_steps"]) == ("1k", "langevin", 100)
+    cs = options(compose_config(Selection("cs_mri", "daps", [])), "algorithm")  # cs_mri declares its own
+    assert (cs["budget"], cs["x0_sampler"], cs["langevin_steps"]) == ("0.1k", "chain", 100)
     assert options(compose_config(Selection("mrsi", "diffpir", [])), "algorithm") == \
         options(compose_config(Selection("cs_mri", "diffpir", [])), "algorithm")  # nothing declared for diffpir
     key = {"algorithm": "daps", "algorithm_options": algo, "adapter_options": {}}

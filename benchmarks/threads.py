@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,15 @@ def apply_threads(setting: int | str) -> ThreadChoice:
     import torch
 
     choice = thread_choice(setting)
-    torch.set_num_threads(choice.threads)
+    current = torch.get_num_threads()
+    if choice.threads > current:
+        # torch's threads start at the cores (or OMP_NUM_THREADS), so this is a second run of a process that set
+        # fewer; raising the count again breaks MKL's LU solves in torch 2.14 ("Parameter 6 was incorrect on entry
+        # to DLASWP"), as does any set_num_threads call once LAPACK has run, so only a lower count is ever set
+        choice = replace(choice, threads=current, source=f"{choice.source}, capped at {current} (this process "
+                         "already runs with fewer threads; raising them breaks MKL's LU solves)")
+    if choice.threads != current:
+        torch.set_num_threads(choice.threads)
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # the inter-op pool already started (a second run in this process)

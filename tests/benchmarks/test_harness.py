@@ -71,7 +71,8 @@ def test_run_directory_contents(tmp_path):
     assert env["thread_choice"]["threads"] == env["torch_threads"]
     summary = json.loads((out / "summary.json").read_text())
     cost = [json.loads(line) for line in (out / "cost.jsonl").read_text().splitlines()]
-    assert len(cost) == 1 and cost[0]["cpu_seconds"] > 0 and cost[0]["startup_cpu_seconds"] > 0
+    # start-up CPU is counted by a process's first run only: in this in-process CLI an earlier test's run may have it
+    assert len(cost) == 1 and cost[0]["cpu_seconds"] > 0 and cost[0]["startup_cpu_seconds"] >= 0
     assert summary["cost"]["cpu_seconds"] == pytest.approx(cost[0]["cpu_seconds"] + cost[0]["startup_cpu_seconds"],
                                                            abs=0.01)
     assert summary["n_ok"] == 4

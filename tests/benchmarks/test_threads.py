@@ -54,3 +54,36 @@ def test_run_threads_is_checked_before_compute():
     for bad in (0, -1, "many", True):
         with pytest.raises(ConfigError, match="run.threads"):
             check_run_options(OmegaConf.create({"run": {**run_defaults(), "threads": bad}}))
+
+
+def test_a_later_run_of_the_process_never_raises_the_thread_count(monkeypatch):
+    """torch 2.14's MKL LU solves fail after set_num_threads raises the count or repeats it once LAPACK has run:
+    a run sets only a count below the process's current one, else keeps it (recorded in the choice's source)."""
+    import torch
+
+    from benchmarks import threads
+
+    state = {"n": 2}
+    calls: list[int] = []
+    monkeypatch.setattr(torch, "get_num_threads", lambda: state["n"])
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), state.update(n=n)))
+    monkeypatch.setattr(torch, "set_num_interop_threads", lambda n: None)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert threads.apply_threads(2).threads == 2 and calls == []            # the same count: no call at all
+    assert threads.apply_threads(1).threads == 1 and calls == [1]
+    raised = threads.apply_threads(2)
+    assert raised.threads == 1 and "capped at 1" in raised.source and calls == [1]
+
+
+def test_a_second_run_in_one_process_leaves_lu_solves_working():
+    """The failure itself, in a fresh process: LAPACK used, then two runs' thread settings, then an LU solve."""
+    import subprocess
+    import sys
+
+    code = ("import torch; from benchmarks.threads import apply_threads\n"
+            "a = torch.randn(2, 64, 64, dtype=torch.float64); a = a @ a.mT + torch.eye(64)\n"
+            "b = torch.randn(2, 64, 1, dtype=torch.float64); torch.linalg.solve(a, b)\n"
+            "apply_threads(2); apply_threads(1); apply_threads(2); torch.linalg.solve(a, b); print('solved')")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": ""}, timeout=120)
+    assert "solved" in res.stdout, res.stderr[-2000:]

@@ -224,7 +224,8 @@ def final_loss(losses: list[float]) -> float:
 
 
 def plot_loss(losses: list[float], path: Path, label: str = "DDPM loss") -> None:
-    """The loss curve (per step, and its running mean) on a log axis, as a PNG."""
+    """The loss curve (per step, and its running mean) on a log axis (linear where a loss is <= 0: NCC terms), as a
+    PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -237,7 +238,7 @@ def plot_loss(losses: list[float], path: Path, label: str = "DDPM loss") -> None
         kernel = torch.ones(k) / k
         smooth = torch.nn.functional.conv1d(torch.tensor(losses).view(1, 1, -1), kernel.view(1, 1, -1)).flatten()
         ax.plot(range(k - 1, len(losses)), smooth.tolist(), lw=1.5, label=f"mean of {k}")
-    ax.set_yscale("log")
+    ax.set_yscale("log" if losses and min(losses) > 0 else "linear")
     ax.set_xlabel("step")
     ax.set_ylabel(label)
     ax.legend()

@@ -57,6 +57,7 @@ class InterpTTT(Adapter):
 
     name = "ttt"
     part = "features"  # the UviLite submodule trained: features (f) or flow
+    interpolator = True  # wraps only uvi-lite (the adapter battery builds that case for it)
 
     def __init__(self, lr: float = 1e-3, iters: int = 5, seed: int = 0) -> None:
         super().__init__()

@@ -44,6 +44,7 @@ from inverse_problems.operators.random import Randomness, rand, randint
 from inverse_problems.operators.warp import warp
 from inverse_problems.problems.frame_metrics import lncc
 from priors.base import Prior
+from priors.domain import SourceDomain
 
 FORMAT = "medtta-interp-net"
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
@@ -402,6 +403,11 @@ class UviLiteAlgorithm(Algorithm):
         net, self.training = load_interp_network(where)
         self.path = str(where)
         self.net: UviLite = net.eval().requires_grad_(False)
+
+    @property
+    def source_domain(self) -> SourceDomain | None:
+        """The dataset and problem (with their options) the network was trained on: its training facts."""
+        return SourceDomain.from_facts(self.training)
 
     def predict(self, y: Tensor, operator: ForwardOperator, net: nn.Module | None = None) -> Tensor:
         """The sequence with its missing frames interpolated by `net` (default self.net); differentiable in it."""

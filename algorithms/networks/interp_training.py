@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,8 @@ from algorithms.classical.interpolation import InterpLinear
 from algorithms.networks.interp_training_config import RESUMABLE, InterpTrainConfig, check_config
 from algorithms.networks.uvi import UviLite, aux_loss, build_interp_network, interpolate_sequence, save_interp_network, uvi_loss
 from inverse_problems.operators.random import SampleGenerators
-from priors.training.common import (EMA, Progress, checkpoint_path, final_loss, plot_loss, restore, resume_state,
-                                    save_state, train_steps, warmup_schedule)
+from priors.training.common import (checkpoint_path, final_loss, plot_loss, start_process,
+                                    save_state, start_optimisation, train_steps)
 from priors.training.config import plain_config
 
 
@@ -66,31 +65,16 @@ def validate(net: UviLite, problem: Any, dataset: Any, n: int, seed: int) -> dic
 
 def train(cfg: InterpTrainConfig, dataset: Any, problem: Any, val_dataset: Any = None) -> dict[str, Any]:
     """Train (or resume) uvi-lite on the end frames of `dataset`; validate on `val_dataset` (module docstring)."""
-    from accelerate import Accelerator
-
     check_config(cfg)
     out = Path(cfg.out)
     ckpt_path = checkpoint_path(out)
-    state = resume_state(cfg, InterpTrainConfig, RESUMABLE)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    acc = Accelerator(cpu=cfg.cpu)
-    torch.manual_seed(cfg.seed + acc.process_index)
+    state, acc = start_process(cfg, InterpTrainConfig, RESUMABLE)
     start_step = int(state["step"]) if state is not None else 0
     i0, i1 = end_frames(problem, dataset, cfg.n_images, cfg.seed) if start_step < cfg.steps else (None, None)
     net_config = cfg.network_config()
     model = build_interp_network(net_config)
     n_params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = warmup_schedule(opt, cfg.warmup)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
-    ema = EMA(model, cfg.ema)
-    progress = Progress.begin(cfg.command, state)
-    if state is not None:
-        restore(state, model, ema, opt, sched)
-        gen.set_state(state["rng"]["generator"])
-        torch.set_rng_state(state["rng"]["torch"])
-        print(f"train-interp: resuming {out} at step {progress.step} of {cfg.steps}", file=sys.stderr)
+    opt, sched, gen, ema, progress = start_optimisation(cfg, model, state, acc, "train-interp")
     model, opt = acc.prepare(model, opt)
     ema.model.to(acc.device)
     progress.start_clock()

@@ -39,15 +39,14 @@ from torch import Tensor, nn
 from algorithms.base import Algorithm
 from algorithms.classical.interpolation import FRAME_OPERATOR, brackets
 from algorithms.classical.registration import smoothness
+from algorithms.networks.models import shipped_path, trained_source_domain
 from inverse_problems.operators.base import ForwardOperator
 from inverse_problems.operators.random import Randomness, rand, randint
 from inverse_problems.operators.warp import warp
 from inverse_problems.problems.frame_metrics import lncc
 from priors.base import Prior
-from priors.domain import SourceDomain
 
 FORMAT = "medtta-interp-net"
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 SHIPPED = {"cardiac": "uvi-lite-cardiac-32.pt"}  # algorithms/weights/<file>, by name (`algorithm.model=NAME`)
 DEFAULT_MODEL = "cardiac"
 
@@ -376,14 +375,7 @@ def load_interp_network(path: str | Path) -> tuple[UviLite, dict[str, Any]]:
 
 def shipped_interp_path(model: str) -> Path:
     """algorithms/weights/<file> of a shipped uvi-lite model."""
-    if model not in SHIPPED:
-        raise ValueError(f"no shipped uvi-lite model named {model!r}; shipped: {', '.join(SHIPPED)}; train one with "
-                         f"`bench train-interp` and pass algorithm.path=OUT/model.pt")
-    path = WEIGHTS / SHIPPED[model]
-    if not path.is_file():
-        raise FileNotFoundError(f"the shipped uvi-lite model {model!r} is missing at {path}; pass "
-                                f"algorithm.path=OUT/model.pt of `bench train-interp`")
-    return path
+    return shipped_path(UviLite.arch, model, SHIPPED, "bench train-interp")
 
 
 class UviLiteAlgorithm(Algorithm):
@@ -404,10 +396,7 @@ class UviLiteAlgorithm(Algorithm):
         self.path = str(where)
         self.net: UviLite = net.eval().requires_grad_(False)
 
-    @property
-    def source_domain(self) -> SourceDomain | None:
-        """The dataset and problem (with their options) the network was trained on: its training facts."""
-        return SourceDomain.from_facts(self.training)
+    source_domain = property(trained_source_domain)
 
     def predict(self, y: Tensor, operator: ForwardOperator, net: nn.Module | None = None) -> Tensor:
         """The sequence with its missing frames interpolated by `net` (default self.net); differentiable in it."""

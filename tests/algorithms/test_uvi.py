@@ -124,7 +124,6 @@ def test_train_interp_resume_is_exact(tmp_path):
     assert net.rot_head is not None and net.mae_head is not None
 
 
-@pytest.mark.slow
 def test_bench_train_interp_then_bench_run(tmp_path):
     """The CLI end to end: train-interp writes model.pt, `bench run --algo uvi-lite` loads it."""
     from tests.helpers import bench
@@ -134,9 +133,8 @@ def test_bench_train_interp_then_bench_run(tmp_path):
                 "2", "--n-val", "1", "--flow-chans", "2", "--flow-levels", "1", "--feature-widths", "2,4",
                 "--refine-chans", "2", "--threads", "1", "--out", str(out), "dataset.oversample=1")
     assert "trained" in res.stdout and "interp-linear" in res.stdout
-    run = bench("run", "--problem", "interp4d", "--algo", "uvi-lite", "--n", "1", "--out", str(tmp_path / "r"),
+    bench("run", "--problem", "interp4d", "--algo", "uvi-lite", "--n", "1", "--out", str(tmp_path / "r"),
                 f"algorithm.path={out / 'model.pt'}", "problem.size=16", "problem.frames=4", "dataset.size=16",
                 "dataset.frames=4", "dataset.oversample=1")
-    assert run.returncode == 0 if hasattr(run, "returncode") else True
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["n_ok"] == 1

@@ -109,3 +109,31 @@ def test_mae_mask_ratio_option_and_refusals(tmp_path):
 
     with pytest.raises(ValueError, match="uvi-lite\\+ttt-rot"):
         run_batch(AdaptedAlgorithm(InterpLinear(), [TTTRot()]))
+
+
+@pytest.mark.parametrize("epochs,adapt_only", [(1, False), (2, True)])
+def test_naive_epochs_and_adapt_only_warm_up_through_the_runner(epochs, adapt_only, tmp_path, monkeypatch):
+    """run.naive_epochs passes over all batches adapt before the predicting pass; run.naive_adapt_only runs only the
+    adapters' before-run adaptation in them (no reconstruction, so no warm-up records in the trace)."""
+    from omegaconf import OmegaConf
+
+    import benchmarks.runner as runner
+    from benchmarks.build import Components
+    from tests.helpers import ListDataset
+
+    x = sequences(3, frames=5, size=16)
+    prob, _ = interp_instance(x)
+    adapter = TTTRot(iters=2, lr=1e-2)
+    comp = Components(dataset=ListDataset(x), problem=prob, prior=None,
+                      algorithm=AdaptedAlgorithm(tiny_uvi_algorithm(tmp_path), [adapter]), adapters=[adapter])
+    monkeypatch.setattr(runner, "build_components", lambda cfg, device: comp)
+    cfg = OmegaConf.create({
+        "run": {"n": 3, "batch_size": 1, "seed": 0, "device": "cpu", "scheme": "naive", "split": "test",
+                "save_reconstructions": False, "naive_epochs": epochs, "naive_adapt_only": adapt_only},
+        "names": {"problem": "interp4d", "algorithm": "uvi-lite", "adapters": ["ttt-rot"], "prior": None,
+                  "dataset": "toy", "shift": None}})
+    assert runner.execute(cfg, tmp_path / "run", progress=False)["n_ok"] == 3
+    assert adam_steps(adapter) == {float(2 * 3 * epochs)}  # iters x batches x epochs, all before predicting
+    frozen = adapter.history[-3:]
+    assert all(h["steps"] == 0 and not h["adapting"] for h in frozen)
+    assert len(adapter.history) == (3 if adapt_only else 6)

@@ -132,6 +132,8 @@ class AdaptedAlgorithm(Algorithm):
         self.adapters = adapters
         self.uses_prior = algorithm.uses_prior
         self.needs_svd = algorithm.needs_svd
+        # adapters fit operator parameters or images through A^H / gradients: none is known to run forward-only
+        self.derivative_free = algorithm.derivative_free and not adapters
         for a in adapters:
             if getattr(a, "needs_network", False) and not is_network_algorithm(algorithm):
                 raise ValueError(

@@ -61,7 +61,12 @@ class Reconstruction:
 def measurement_reference(y: Tensor, operator: ForwardOperator) -> Tensor:
     """(B,) the scale the measurements set: the 99th percentile of |A^H y| (the runner's scale, docs/design.md
     "Scaling", so about 1 in scaled units), at least a tenth of max |A^H y| (sparse measurements, whose
-    99th percentile falls on unmeasured zeros)."""
+    99th percentile falls on unmeasured zeros). A non-linear operator (no adjoint) gives its own, `image_reference(y)`."""
+    if getattr(operator, "forward_only", False):  # no A^H: the measurement's own magnitudes
+        mag = (y.detach().abs() if y.is_complex() else magnitude(y.detach()).abs()).flatten(1).float()
+        return torch.maximum(torch.quantile(mag, 0.99, dim=1), 0.1 * mag.amax(dim=1)).clamp_min(1e-12)
+    if not operator.linear:
+        return operator.image_reference(y).float()
     peak = magnitude(operator.adjoint(y).detach()).abs().flatten(1).amax(dim=1).float()
     return torch.maximum(adjoint_quantile(y, operator), 0.1 * peak)
 
@@ -134,6 +139,13 @@ operator's support (pixels the measurements cannot see are zero).
     # Capability: the operator attributes this algorithm needs beyond ForwardOperator's (e.g. an MRSI line-shape
     # fit); an operator without them is refused before compute. Batteries pick an operator that has them.
     operator_needs: tuple[str, ...] = ()
+    # Capability: True for a solver that calls only the operator's `forward` (no adjoint, no gradient through it), the
+    # only kind a forward-only operator (inverse_problems.operators.forward_only) accepts.
+    derivative_free: bool = False
+    # Capability: False for a solver that only differentiates `operator.forward` (DPS, DAPS's Langevin), so it also runs
+    # on a non-linear operator (`operator.linear` False: no adjoint, normal or SVD); True refuses those before compute
+    # (a derivative-free solver, which calls only `forward`, runs on them too)
+    needs_linear: bool = True
 
     def __init__(self) -> None:
         self.nfe = 0
@@ -150,13 +162,25 @@ operator's support (pixels the measurements cannot see are zero).
 
     def check(self, operator: ForwardOperator, prior: Prior | None) -> None:
         """Refuse, before any compute, an operator or prior this algorithm cannot use."""
+        if getattr(operator, "forward_only", False) and not self.derivative_free:
+            raise ValueError(f"{type(self).__name__} {self.operator_use()}; this problem's operator is forward-only "
+                             f"(no adjoint, no gradient through it): use a derivative-free solver (marked so in `bench "
+                             f"list algorithms`)")
         missing = [m for m in self.operator_needs if not hasattr(operator, m)]
         if missing:
             raise ValueError(f"{type(self).__name__} needs an operator with {', '.join(missing)}, which "
                              f"{type(operator).__name__} lacks; use a problem whose operator has them")
+        if not operator.linear and not self.derivative_free and (self.needs_linear or self.needs_svd):
+            raise ValueError(
+                f"{type(self).__name__} needs a linear operator ({'an SVD' if self.needs_svd else 'its adjoint'}); "
+                f"{type(operator).__name__} is non-linear (no adjoint, no SVD): use a solver that differentiates "
+                f"the forward model, such as dps or daps")
         if self.uses_prior and prior is None:
             raise ValueError(f"{type(self).__name__} needs a prior; pass --prior NAME")
         size = math.prod(operator.image_shape)
+        if self.needs_svd and getattr(operator, "forward_only", False) and not getattr(operator, "linear", False):
+            raise ValueError(f"{type(self).__name__} needs a linear operator (its SVD); this forward-only operator is "
+                             f"not declared linear")
         if self.needs_svd and operator.svd() is None and size > self.dense_max:
             raise ValueError(
                 f"{type(self).__name__} needs an operator with an exact SVD; {type(operator).__name__} has no closed "
@@ -164,10 +188,21 @@ operator's support (pixels the measurements cannot see are zero).
                 f"exact dense route (raise it: the cost grows as the cube), or use a problem whose operator has "
                 f"one, such as single-coil cs_mri (coils=1), lowfield or inpainting")
 
-    @staticmethod
-    def spectral(operator: ForwardOperator, batch: int) -> SVD:
-        """The operator's closed-form SVD, else its exact dense one (inverse_problems.operators.dense)."""
-        return operator.svd() or dense_svd(operator, batch)
+    def operator_use(self) -> str:
+        """What this algorithm needs of the operator beyond `forward`, in words (for the forward-only refusal)."""
+        if self.needs_svd:
+            return "needs the operator's SVD (or its adjoint, for the dense one)"
+        return "needs the operator's adjoint or gradients through the forward model"
+
+    def spectral(self, operator: ForwardOperator, batch: int) -> SVD:
+        """The operator's closed-form SVD, else its exact dense one (inverse_problems.operators.dense); a linear
+        forward-only operator is first written out as a matrix from forward calls (`probed_matrix`)."""
+        svd = operator.svd()
+        if svd is not None:
+            return svd
+        if getattr(operator, "forward_only", False):
+            return dense_svd(operator.probed_matrix(self.dense_max), batch)  # type: ignore[operator]
+        return dense_svd(operator, batch)
 
     def reconstruct(self, y: Tensor, operator: ForwardOperator, prior: Prior | None = None,
                     generator: torch.Generator | None = None, callback: StepCallback | None = None) -> Reconstruction:

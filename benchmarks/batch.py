@@ -12,7 +12,7 @@ import torch
 from algorithms.base import Step
 from benchmarks.build import Components
 from benchmarks.items import NO_TARGET, Unusable, load_item
-from benchmarks.metrics import IMAGE_METRICS, image_metrics, peak_memory_mb, reset_peak_memory
+from benchmarks.metrics import IMAGE_METRICS, image_metrics, metric_convention, peak_memory_mb, reset_peak_memory
 from benchmarks.results import METRICS
 from inverse_problems.operators.random import SampleGenerators
 
@@ -64,9 +64,10 @@ def run_batch(comp: Components, indices: list[int], seed: int, device: torch.dev
             misfit = inst.operator.data_misfit(recon.image, inst.y).tolist()
         scored = [k for k, it in enumerate(items) if it.get("image") is not None]  # prospective items: no target
         metrics: list[dict[str, Any]] = [dict.fromkeys(IMAGE_METRICS) for _ in items]
+        ssim_convention = getattr(comp.problem, "ssim_convention", "fastmri")  # a problem may declare another
         if scored:
             x = torch.stack([items[k]["image"] for k in scored]).to(device)
-            for k, m in zip(scored, image_metrics(image[scored], x)):
+            for k, m in zip(scored, image_metrics(image[scored], x, ssim_convention)):
                 metrics[k] = m
         # the problem's own metrics (docs/design.md: one hook), per sample, in target units: row["problem_metrics"]
         hook = getattr(comp.problem, "metrics", None)
@@ -87,7 +88,8 @@ def run_batch(comp: Components, indices: list[int], seed: int, device: torch.dev
                                    "reason": recon.failure[k]}
             if not failed and it.get("image") is None:
                 row["reason"] = NO_TARGET
-            row.update({"tier": tier, "target_convention": it.get("target_convention", "dataset image")})
+            row.update({"tier": tier, "target_convention": it.get("target_convention", "dataset image"),
+                        "metric_convention": metric_convention(ssim_convention)})
             row.update({key: it[key] for key in ("volume", "patient", "slice", "data_scale") if key in it})
             row.update({m: (None if failed else v) for m, v in metrics[k].items()})
             row["data_misfit"] = None if failed else misfit[k]

@@ -112,6 +112,14 @@ class PerSamplePrior(Prior):
 
 
 
+def forward_only_refusal(name: str, algorithm: Algorithm) -> str:
+    """Why `name` cannot run on a forward-only problem, and the registered solvers that can."""
+    usable = [n for n in registry.names("algorithms")
+              if getattr(registry.load("algorithms", n), "derivative_free", False)]
+    return (f"algorithm {name!r} {algorithm.operator_use()}; this problem's operator is forward-only "
+            f"(problem.forward_only=true: no adjoint, no gradient through it); use one of: {', '.join(usable)}")
+
+
 def build_components(cfg: DictConfig, device: torch.device) -> Components:
     """Instantiate every component and check that they fit together, before any compute."""
     names = cfg.names
@@ -129,6 +137,12 @@ def build_components(cfg: DictConfig, device: torch.device) -> Components:
             f"{tuple(problem.image_shape)}; set the sizes to match (e.g. dataset.size=... problem.size=...)"
         )
     algorithm: Algorithm = registry.build("algorithms", names.algorithm, **options(cfg, "algorithm"))
+    if getattr(problem, "forward_only", False) and not algorithm.derivative_free:
+        raise ConfigError(forward_only_refusal(names.algorithm, algorithm))
+    if getattr(problem, "forward_only", False) and names.adapters:
+        raise ConfigError(f"adapters ({', '.join(names.adapters)}) fit the operator or the image through A^H or "
+                          f"gradients, which this problem's forward-only operator does not offer "
+                          f"(problem.forward_only=true): run --algo {names.algorithm} without them")
     prior: Prior | None = None
     if algorithm.uses_prior:
         if names.prior is None:

@@ -1,4 +1,5 @@
-"""The `bench` command line: list, run, leaderboard, report, train-prior, train-recon, train-interp."""
+"""The `bench` command line: list, run, leaderboard, report, rescore, verify, submit, train-prior, train-recon,
+train-interp."""
 from __future__ import annotations
 
 import argparse
@@ -222,16 +223,24 @@ def write_output(path: str | os.PathLike, text: str, flag: str) -> Path:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmarks import leaderboard
 
-    board = leaderboard.build(args.runs)
+    if bool(args.runs) == bool(args.from_json):
+        raise leaderboard.LeaderboardError("pass run directories, or --from-json LEADERBOARD.json (not both)")
+    if args.from_json:
+        board = leaderboard.from_json(args.from_json, args.reference)
+    else:
+        board = leaderboard.build(args.runs, args.reference)
     for earlier in args.keep or []:
         board = leaderboard.keep(board, earlier)
     text = leaderboard.dumps(board)  # validated: a NaN or a schema violation stops here, before anything is written
-    md = leaderboard.markdown(board)
+    md = leaderboard.document(board)
     write_output(args.output, text, "-o")
     if args.markdown:
         write_output(args.markdown, md, "--markdown")
     print(md, end="")
     print(f"{len(board['entries'])} entries -> {args.output}")
+    if args.reference and not any(e["comparison"]["role"] == "reference" for e in board["entries"]):
+        print(f"note: no row is {args.reference!r} with its defaults in any setting, so no row has a paired "
+              f"difference; name another with --reference (a method label of the table)", file=sys.stderr)
     if args.html:
         from benchmarks.site import write_site
 
@@ -243,6 +252,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     from benchmarks.report import report
 
     print(report(Path(args.run_dir)))
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from benchmarks.rescore import rescore, run_dirs
+
+    for run in run_dirs(args.run_dirs):
+        print(rescore(run).line())
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from benchmarks.verify import SampleCheck, verify
+
+    result = verify(Path(args.run_dir), args.samples, args.seed, args.force, args.device)
+    for d in result["differences"]:
+        print(f"compared anyway (--force): {d}")
+    for s in result["samples"]:
+        print(SampleCheck.from_dict(s).line())
+    print(f"verified: {result['verified']} ({result['n_bit_identical']} bit-identical) on {result['device']} "
+          f"({result['machine']}, {result['date']}) -> {result['written_to']}")
+    return 0 if result["n_verified"] == result["samples_checked"] else 1
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from benchmarks.archive import pack
+
+    out, n = pack(Path(args.run_dir), Path(args.output), args.with_recons)
+    print(f"{n} file(s) and their sha256 manifest -> {out}")
     return 0
 
 
@@ -359,8 +397,14 @@ def parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_tune)
 
     q = sub.add_parser("leaderboard", help="aggregate run directories into a leaderboard")
-    q.add_argument("runs", nargs="+", help="run directories (or folders holding them)")
+    q.add_argument("runs", nargs="*", help="run directories (or folders holding them)")
     q.add_argument("-o", "--output", default="leaderboard.json")
+    q.add_argument("--reference", metavar="NAME",
+                   help="each setting's reference row for the paired differences: a method label, e.g. `cg-sense` or "
+                        "`diffpir+tda` (default: l1-wavelet, with its defaults)")
+    q.add_argument("--from-json", metavar="LEADERBOARD.json",
+                   help="instead of run directories, an earlier leaderboard file: its rows as they are, compared "
+                        "again (settings, duplicates, intervals, paired differences, ranks, matrices)")
     q.add_argument("--markdown", help="also write the markdown table here")
     q.add_argument("--keep", action="append", metavar="LEADERBOARD.json",
                    help="carry the rows of an earlier leaderboard file whose run directories are gone (repeatable)")
@@ -370,6 +414,26 @@ def parser() -> argparse.ArgumentParser:
     q = sub.add_parser("report", help="summary table and figures of one run directory")
     q.add_argument("run_dir")
     q.set_defaults(func=cmd_report)
+
+    q = sub.add_parser("rescore", help="re-score finished runs by the current metric convention from their saved "
+                                       "reconstructions and targets (no re-run)")
+    q.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, or folders holding them")
+    q.set_defaults(func=cmd_rescore)
+
+    q = sub.add_parser("verify", help="re-run K samples of a run from its provenance and compare them to the bit")
+    q.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, or an entry of `bench submit` (.tar)")
+    q.add_argument("--samples", type=int, default=2, help="how many finished samples to re-run (default 2)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the draw of the samples (default 0)")
+    q.add_argument("--force", action="store_true",
+                   help="compare even where the prior's fingerprint, the code, a package version or the device differ")
+    q.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default: the kind the run was made on)")
+    q.set_defaults(func=cmd_verify)
+
+    q = sub.add_parser("submit", help="pack a run into a leaderboard entry (tar with a sha256 manifest)")
+    q.add_argument("run_dir", metavar="RUN_DIR")
+    q.add_argument("-o", "--output", required=True, help="the entry file (.tar, .tar.gz or .tgz)")
+    q.add_argument("--with-recons", action="store_true", help="also pack reconstructions/ and targets/")
+    q.set_defaults(func=cmd_submit)
 
     q = sub.add_parser("export-data", help="write dataset items as fastMRI multi-coil h5 files")
     q.add_argument("--dataset", required=True)

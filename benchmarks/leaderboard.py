@@ -8,7 +8,9 @@ tuning provenance (`tuning.trials/metric/split`, or defaults), the data tier (si
 target convention (both from the sample lines; runs written before they were recorded: simulated, "dataset
 image") and every option of the problem, dataset, algorithm and adapters. Per-volume metrics (fastMRI's
 convention, `volume_*`) come from the runs' summary.json `volumes`, each volume once. Per row: mean and std of every metric over the finished samples, n, device, NFE,
-seconds per sample and the run ids. Samples are read from samples*.jsonl (the source of truth).
+seconds per sample, the run ids and the per-sample values of PSNR, SSIM and NMSE by sample id. Samples are read from
+samples*.jsonl (the source of truth). Rows of one setting are then compared paired (benchmarks.comparison: bootstrap
+intervals, the paired difference to the setting's reference row, shared ranks, per-family matrices).
 
 Honesty rules: a sample id counted twice in one row is an error naming both run directories; a run whose
 shift or adapter changed nothing (`--shift operator` = the default coil maps, `cg-sense+tda`: no sampler
@@ -29,13 +31,15 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
+from benchmarks.archive import entry_run, run_label
+from benchmarks.labels import KEY, freeze, method_label, option_text, tuning_label
+from benchmarks.metrics import METRIC_CONVENTION, line_conventions
 from benchmarks.results import METRICS
+from benchmarks.verify import read_verification, row_verification
 
-SCHEMA_VERSION = "2.2"
-READABLE_VERSIONS = ("2.1", "2.2")  # older boards validate too: 2.2 only added the optional problem_metrics
+SCHEMA_VERSION = "2.3"
+READABLE_VERSIONS = ("2.1", "2.2", "2.3")  # older boards validate too: 2.2 and 2.3 only added optional fields
 SCHEMA_PATH = Path(__file__).resolve().parent / "leaderboard.schema.json"
-KEY = ("problem", "dataset", "tier", "target_convention", "shift", "algorithm", "adapters", "prior", "prior_hash", "scheme", "split", "tuning",
-       "problem_options", "dataset_options", "prior_options", "algorithm_options", "adapter_options")
 TABLE = ("psnr", "ssim", "nmse", "data_misfit", "seconds", "nfe")
 UNKNOWN_HASH = "unknown"
 
@@ -134,12 +138,14 @@ def split_of(cfg: DictConfig) -> str:
 def find_runs(paths: Iterable[str | Path], skipped: list[dict[str, str]] | None = None) -> list[Path]:
     """Run directories among the paths: each path itself or, recursively, those below it. Folders with a
     config.yaml that are not run directories are skipped with a warning (and listed in `skipped`); folders
-    whose name starts with a dot (e.g. hydra's `.hydra/`) are not searched."""
+    whose name starts with a dot (e.g. hydra's `.hydra/`) are not searched. A path that is an entry of `bench
+    submit` (.tar) is unpacked and checked against its manifest first (benchmarks.archive)."""
     paths = list(paths)
     found: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
             raise LeaderboardError(f"{p} does not exist")
+        p = entry_run(p)
         below = [q.parent for q in p.rglob("config.yaml")
                  if not any(part.startswith(".") for part in q.relative_to(p).parts[:-1])]
         for d in sorted(set(([p] if (p / "config.yaml").exists() else []) + below)):
@@ -315,6 +321,10 @@ def load_run(path: Path) -> dict[str, Any]:
     if len(tiers) > 1:
         raise LeaderboardError(f"{path}: its samples mix the tiers {tiers}; a run is simulated or measured, not both")
     targets = sorted({str(r["target_convention"]) for r, _ in rows if r.get("target_convention")}) or ["dataset image"]
+    scored = line_conventions([r for r, _ in rows])  # a run scored under two conventions is never one row's numbers
+    if len(scored) > 1:
+        raise LeaderboardError(f"{path}: its samples were scored under {len(scored)} metric conventions ({scored}); "
+                               f"re-score it with `bench rescore {path}`")
     volumes: list[dict[str, Any]] = []
     if (path / "summary.json").exists():
         try:
@@ -323,7 +333,8 @@ def load_run(path: Path) -> dict[str, Any]:
             volumes = []
     run = cfg.get("run") or {}
     key = {"problem": names.problem, "dataset": names.get("dataset"), "tier": tiers[0],
-           "target_convention": "+".join(targets), "shift": shift, "algorithm": names.algorithm,
+           "target_convention": "+".join(targets), "metric_convention": (scored or [METRIC_CONVENTION["fastmri"]])[0],
+           "shift": shift, "algorithm": names.algorithm,
            "adapters": "+".join(adapters), "prior": prior, "prior_hash": prior_hash,
            "scheme": run.get("scheme"), "split": run.get("split"), "tuning": _tuning_key(cfg),
            "problem_options": _container(cfg.get("problem")), "dataset_options": _container(cfg.get("dataset")),
@@ -331,7 +342,8 @@ def load_run(path: Path) -> dict[str, Any]:
            "algorithm_options": _container(cfg.get("algorithm")),
            "adapter_options": {a: all_adapter_opts.get(a, {}) for a in adapters}}
     tuning = _container(cfg.get("tuning")) if cfg.get("tuning") is not None else None
-    return {"key": key, "rows": rows, "device": str(env.get("device", "unknown")), "run_id": str(path),
+    return {"key": key, "rows": rows, "device": str(env.get("device", "unknown")), "run_id": run_label(path),
+            "verification": read_verification(path),
             "adapters_noop": noop, "shift_noop": shift_noop, "variant": (tuple(noop), shift_noop or ""),
             "tuning": tuning, "volumes": volumes}
 
@@ -455,41 +467,19 @@ def changed_options(key: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return changed
 
 
-def _opt(v: Any) -> str:
-    return json.dumps(v) if isinstance(v, (dict, list)) else str(v)
-
-
-def method_label(entry: dict[str, Any]) -> str:
-    """algorithm[+adapters], then the changed options and the adapters that adapted nothing, e.g.
-    `diffpir (lam=30)`, `cg-sense (+tda adapted nothing)`."""
-    name = entry["algorithm"] + (f"+{entry['adapters']}" if entry["adapters"] else "")
-    opts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={_opt(v)}"  # a tuned float: 4 significant digits
-            for part in entry["changed_options"].values() for k, v in part.items()]
-    opts += [f"+{a} adapted nothing" for a in entry.get("adapters_noop", [])]
-    return name + (f" ({', '.join(opts)})" if opts else "")
-
-
-def tuning_label(entry: dict[str, Any]) -> str:
-    t = entry.get("tuning")
-    if not t:
-        return "defaults"
-    kept = "" if entry.get("changed_options") else ": defaults kept"  # the study's trial 0 (the defaults) won
-    return f"tuned on {t.get('split')}, {t.get('trials')} trials{kept}"
-
-
 def _flat(entry: dict[str, Any]) -> dict[str, str]:
     """Every keyed value of an entry as `group.option` -> text (what may tell two Markdown rows apart)."""
     flat = {}
     for group in ("problem", "dataset", "prior", "algorithm"):
         for k, v in entry[f"{group}_options"].items():
-            flat[f"{group}.{k}"] = _opt(v)
+            flat[f"{group}.{k}"] = option_text(v)
     for a, opts in entry["adapter_options"].items():
         for k, v in opts.items():
-            flat[f"adapters.{a}.{k}"] = _opt(v)
+            flat[f"adapters.{a}.{k}"] = option_text(v)
     h = entry.get("prior_hash")
     flat["prior_hash"] = str(h)[:19] if h else str(h)  # "sha256:" + 12 hex digits
     flat["run.scheme"], flat["run.split"] = str(entry.get("scheme")), str(entry.get("split"))
-    flat["tuning"] = _opt(entry.get("tuning"))
+    flat["tuning"] = option_text(entry.get("tuning"))
     return flat
 
 
@@ -517,18 +507,17 @@ def _label_entries(entries: list[dict[str, Any]]) -> None:
             e["label"] += " [" + ", ".join(f"{k}={f.get(k, '–')}" for k in keys) + "]"
 
 
-def _freeze(value: Any) -> Any:
-    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
-
-
 def _order(e: dict[str, Any]) -> tuple:
     return (e["problem"], e["problem_info"].get("acceleration", 0), -int(e["problem_options"].get("coils") or 0),
             str(e["dataset"]), str(e["shift"]), str(e["prior"]), e["algorithm"], e["adapters"],
             json.dumps({k: e[k] for k in KEY}, sort_keys=True, default=str))
 
 
-def build(paths: Iterable[str | Path]) -> dict[str, Any]:
-    """The leaderboard of the run directories under `paths`: {schema_version, created, entries, skipped}."""
+def build(paths: Iterable[str | Path], reference: str | None = None) -> dict[str, Any]:
+    """The leaderboard of the run directories under `paths`: {schema_version, created, entries, skipped, statistics},
+    each setting's rows compared with its `reference` row (benchmarks.comparison; default L1-wavelet)."""
+    from benchmarks import comparison
+
     skipped: list[dict[str, str]] = []
     run_dirs = find_runs(paths, skipped)
     groups: dict[tuple, list[dict[str, Any]]] = {}
@@ -542,7 +531,7 @@ def build(paths: Iterable[str | Path]) -> dict[str, Any]:
             skipped.append({"path": str(d), "reason": reason})
             failed.append(reason)
             continue
-        groups.setdefault(tuple(_freeze(run["key"][k]) for k in KEY), []).append(run)
+        groups.setdefault(tuple(freeze(run["key"][k]) for k in KEY), []).append(run)
     if not groups:
         raise LeaderboardError("no run directory could be put on the leaderboard: " + "; ".join(failed))
     entries = []
@@ -574,16 +563,22 @@ def build(paths: Iterable[str | Path]) -> dict[str, Any]:
             "device": sorted({run["device"] for run in runs}),
             "problem_info": _problem_info(rows),
             "run_ids": sorted(run["run_id"] for run in runs),
-            "metric_convention": "per-slice + per-volume (fastMRI)" if volumes else "per-slice",
+            "metric_convention": f"per-slice ({key[KEY.index('metric_convention')]})" + (" + per-volume (fastMRI)"
+                                                                                      if volumes else ""),
             "notes": notes,
+            "per_sample": comparison.per_sample_block(ok, sample_id),
         })
+        verified = row_verification(runs)  # `bench verify` of its runs (benchmarks.verify)
+        if verified is not None:
+            entries[-1]["verification"] = verified
         block = problem_metrics_block(runs[0]["key"]["problem"], ok, notes)
         if block is not None:
             entries[-1]["problem_metrics"] = block
     entries.sort(key=_order)
     _label_entries(entries)
-    return {"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "entries": entries,
-            "skipped": skipped}
+    board = {"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "entries": entries,
+             "skipped": skipped}
+    return comparison.annotate(board, reference or comparison.DEFAULT_REFERENCE)
 
 
 def _no_constant(name: str) -> Any:
@@ -635,9 +630,9 @@ def keep(board: dict[str, Any], earlier: str | Path) -> dict[str, Any]:
     if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
         raise LeaderboardError(f"--keep {path}: schema {version or 'unknown'} cannot join schema {SCHEMA_VERSION} "
                                f"(another major version); rebuild it from its run directories")
-    have = {tuple(_freeze(e.get(k)) for k in KEY): e for e in board["entries"]}
+    have = {tuple(freeze(e.get(k)) for k in KEY): e for e in board["entries"]}
     for e in old.get("entries", []):
-        key = tuple(_freeze(e.get(k)) for k in KEY)
+        key = tuple(freeze(e.get(k)) for k in KEY)
         if key in have:
             raise LeaderboardError(
                 f"--keep {path}: its row {e.get('label') or method_label(e)!r} ({e['problem']}, {e['dataset']}, prior "
@@ -647,9 +642,24 @@ def keep(board: dict[str, Any], earlier: str | Path) -> dict[str, Any]:
                                                           f"its run directories are not part of this build"]}
         board["entries"].append(kept)
         have[key] = kept
+    return restat(board)
+
+
+def restat(board: dict[str, Any], reference: str | None = None) -> dict[str, Any]:
+    """The board's rows re-sorted, re-labelled and compared again (settings, duplicates, intervals, paired differences,
+    ranks) with `reference` (default: the board's own, else L1-wavelet); written as the current schema version."""
+    from benchmarks import comparison
+
+    reference = reference or (board.get("statistics") or {}).get("reference") or comparison.DEFAULT_REFERENCE
     board["entries"].sort(key=_order)
     _label_entries(board["entries"])
-    return board
+    board["schema_version"] = SCHEMA_VERSION
+    return comparison.annotate(board, reference)
+
+
+def from_json(path: str | Path, reference: str | None = None) -> dict[str, Any]:
+    """An earlier leaderboard file's rows, as they are, compared again under the current rules (`restat`)."""
+    return restat(read_board(Path(path), "--from-json"), reference)
 
 
 def _non_finite(value: Any, where: str = "") -> str | None:
@@ -707,22 +717,54 @@ def md_cell(value: Any) -> str:
     return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
+def _tuning_cell(e: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> str:
+    """The tuning label, plus the tuned rows collapsed into this one (their tuning kept these defaults)."""
+    also = [tuning_label(by_id[r]) for r in e.get("collapsed") or [] if r in by_id]
+    return tuning_label(e) + (f" (= {'; '.join(also)})" if also else "")
+
+
+def _ci_cell(e: dict[str, Any], m: str) -> str:
+    ci = (e["metrics"].get(m) or {}).get("ci95")
+    return f"[{_fmt(ci[0], m)}, {_fmt(ci[1], m)}]" if ci else "–"
+
+
 def markdown(board: dict[str, Any], metrics: tuple[str, ...] = TABLE) -> str:
-    """The table: PSNR/SSIM/NMSE are per-slice means; `vol PSNR`/`vol SSIM` (fastMRI's per-volume convention)
-    are added where some row has them."""
+    """The full table, one line per row except collapsed duplicates (named in their defaults row's tuning cell):
+    PSNR/SSIM/NMSE are per-slice means (± std), `PSNR 95 % CI` the bootstrap interval of the mean, `vs ref` the paired
+    PSNR difference to the setting's reference row (benchmarks.comparison), `rank` the shared PSNR rank in the setting;
+    `vol PSNR`/`vol SSIM` (fastMRI's per-volume convention) are added where some row has them."""
+    from benchmarks.comparison import reference_cell
+
     if any("volume_psnr" in e["metrics"] for e in board["entries"]):
         metrics = tuple(metrics) + ("volume_psnr", "volume_ssim")
     names = {"seconds": "s/sample", "volume_psnr": "vol PSNR", "volume_ssim": "vol SSIM"}
-    head = ["problem", "R", "coils", "dataset", "shift", "method", "prior", "tuning", "tier", "target", "n"] + [
-        names.get(m, m.upper() if m in ("psnr", "ssim", "nmse", "nfe") else m) for m in metrics]
+    head = ["problem", "R", "coils", "dataset", "shift", "method", "prior", "tuning", "tier", "target", "n", "rank"]
+    for m in metrics:
+        head.append(names.get(m, m.upper() if m in ("psnr", "ssim", "nmse", "nfe") else m))
+        head += ["PSNR 95 % CI", "vs ref (PSNR)"] if m == "psnr" else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    by_id = {e["row_id"]: e for e in board["entries"] if e.get("row_id")}
     for e in board["entries"]:
+        if e.get("collapsed_into"):
+            continue
         cells = _cells(e, e.get("label") or method_label(e)) + [str(e["n"])]
+        cells[head.index("tuning")] = _tuning_cell(e, by_id)
+        rank = (e.get("comparison") or {}).get("rank")
+        cells.append("–" if rank is None else str(rank))
         for m in metrics:
             mm = e["metrics"].get(m, {"mean": None, "std": None})
             cell = _fmt(mm["mean"], m.removeprefix("volume_"))
             if m.removeprefix("volume_") in ("psnr", "ssim") and mm["std"] is not None:
                 cell += f" ± {_fmt(mm['std'], m)}"
             cells.append(cell)
+            cells += [_ci_cell(e, m), reference_cell(e)] if m == "psnr" else []
         lines.append("| " + " | ".join(map(md_cell, cells)) + " |")
     return "\n".join(lines) + "\n"
+
+
+def document(board: dict[str, Any]) -> str:
+    """What `bench leaderboard --markdown` writes: the per-family matrices, then the full table."""
+    from benchmarks.comparison import matrix_markdown
+
+    mats = matrix_markdown(board, md_cell)
+    return (mats + "\n**All rows**\n\n" if mats else "") + markdown(board)

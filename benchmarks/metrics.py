@@ -1,20 +1,29 @@
-"""Per-sample image metrics on un-scaled images, magnitude for complex (2-channel) data.
+"""Per-sample image metrics on un-scaled images, magnitude for complex (2-channel) data, by the field's conventions.
 
-PSNR and SSIM are piq's (Kastryulin et al. 2022), computed here with its definitions so that importing
-piq (and torchvision with it, seconds at start-up) waits until LPIPS needs it: on images divided by the data
-range, PSNR = -10 log10(mse + 1e-8); SSIM (Wang et al. 2004) with an 11 x 11 Gaussian window (sigma 1.5, valid
-convolution), K1 = 0.01, K2 = 0.03, the images average-pooled by round(min(H, W)/256) first when that is > 1,
-the mean over windows and channels (tests/benchmarks/test_metrics_piq.py checks both against piq). The data range is taken
-from the target: its maximum magnitude for complex data, max - min for real single-channel data (both images
-shifted by the target's minimum); the reconstruction is clipped to [0, range] as piq requires. NMSE = ||x - ref||^2 / ||ref||^2 and
-NCC (Pearson correlation) are on magnitudes too. LPIPS (piq, VGG16) is computed only when its
-weights are already in the torch hub cache: offline without them it is null, with one warning.
+The convention (`METRIC_CONVENTION`, written on every line of samples.jsonl as `metric_convention`; lines without
+it were scored by `LEGACY_CONVENTION`, and `bench rescore` re-scores them from their saved images):
 
-`volume_metrics` is fastMRI's convention (Zbontar et al. 2018; fastmri/evaluate.py): per volume of
-magnitude slices, NMSE = ||gt - pred||^2 / ||gt||^2, PSNR = 10 log10(max(gt)^2 / mean((gt - pred)^2))
-over the whole volume, SSIM the mean over slices of the mean SSIM of a slice with data_range = the
-volume's max(gt), a 7 x 7 uniform window, K1 = 0.01, K2 = 0.03 and sample (co)variances (N / (N - 1)),
-averaged over the windows that lie inside the image (skimage's structural_similarity defaults).
+- PSNR and NMSE of the reconstruction as it is: nothing is clipped to the target's range (an overshoot costs PSNR).
+  PSNR = -10 log10(mean((x - ref)^2) / range^2 + 1e-8) (piq's formula: 80 dB for a perfect image, never infinite);
+  NMSE = ||x - ref||^2 / ||ref||^2; NCC the Pearson correlation.
+- SSIM by fastMRI's convention (Zbontar et al. 2018; fastmri/evaluate.py, skimage's structural_similarity
+  defaults): a 7 x 7 uniform window, K1 = 0.01, K2 = 0.03, sample (co)variances (N / (N - 1)), the mean over the
+  windows inside the image, per channel of the magnitude image, in float64. A problem may declare another
+  convention by a class attribute `ssim_convention = "gaussian"` (the natural-image problems do): Wang et al.
+  2004's 11 x 11 Gaussian window (sigma 1.5), computed as piq.ssim does (images average-pooled by
+  round(min(H, W)/256) when that is > 1; tests/benchmarks/test_metrics_piq.py checks it equal to piq's).
+- The data range is taken from the target: its maximum magnitude for complex data, max - min for real data (both
+  images shifted by the target's minimum). Only LPIPS (piq, VGG16) sees the reconstruction clipped to
+  [0, range], as its network requires; it is computed only when its weights are already in the torch hub cache
+  (offline without them it is null, with one warning). Importing piq (and torchvision with it, seconds at
+  start-up) waits until LPIPS needs it.
+
+`LEGACY_CONVENTION` (runs before the convention was recorded): PSNR and SSIM on the reconstruction clipped to
+[0, range], SSIM with the Gaussian window; NMSE and NCC unclipped as now.
+
+`volume_metrics` is fastMRI's per-volume convention (fastmri/evaluate.py): per volume of magnitude slices,
+NMSE = ||gt - pred||^2 / ||gt||^2, PSNR = 10 log10(max(gt)^2 / mean((gt - pred)^2)) over the whole volume, SSIM
+the mean over slices of `window_ssim` with data_range = the volume's max(gt).
 """
 from __future__ import annotations
 
@@ -31,6 +40,10 @@ from torch import Tensor
 from inverse_problems.operators.complex import magnitude
 
 IMAGE_METRICS = ("psnr", "ssim", "nmse", "ncc", "lpips")
+SSIM_CONVENTIONS = ("fastmri", "gaussian")
+METRIC_CONVENTION = {"fastmri": "v2: unclipped PSNR/NMSE, fastMRI SSIM (7x7 uniform)",
+                     "gaussian": "v2: unclipped PSNR/NMSE, Gaussian SSIM (11x11, piq)"}
+LEGACY_CONVENTION = "v1: PSNR/SSIM of the clipped reconstruction, Gaussian SSIM (11x11, piq)"
 LPIPS_FILES = ("lpips_weights.pt", "vgg16-397923af.pth")
 
 
@@ -54,7 +67,7 @@ def _lpips_model() -> torch.nn.Module | None:
 
 
 def psnr(x: Tensor, y: Tensor, data_range: float) -> Tensor:
-    """(B,) piq.psnr: -10 log10(mean((x - y)^2)/range^2 + 1e-8) on (B, C, H, W) images in [0, range]."""
+    """(B,) piq.psnr's formula, -10 log10(mean((x - y)^2)/range^2 + 1e-8), of (B, C, H, W) images (any values)."""
     mse = ((x / data_range - y / data_range) ** 2).mean(dim=(1, 2, 3))
     return -10 * torch.log10(mse + 1e-8)
 
@@ -68,7 +81,7 @@ def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.
 
 def ssim(x: Tensor, y: Tensor, data_range: float, kernel_size: int = 11, kernel_sigma: float = 1.5,
          k1: float = 0.01, k2: float = 0.03) -> Tensor:
-    """(B,) piq.ssim (downsample=True) of (B, C, H, W) images in [0, range]: the mean over channels and valid
+    """(B,) piq.ssim (downsample=True) of (B, C, H, W) images (any values; piq asks for [0, range]): the mean over channels and valid
     windows of (2 mu_x mu_y + c1)(2 s_xy + c2) / ((mu_x^2 + mu_y^2 + c1)(s_x^2 + s_y^2 + c2)), c = K^2."""
     x, y = x / float(data_range), y / float(data_range)
     f = max(1, round(min(x.shape[-2:]) / 256))
@@ -88,8 +101,29 @@ def ssim(x: Tensor, y: Tensor, data_range: float, kernel_size: int = 11, kernel_
     return ss.mean(dim=(-1, -2)).mean(1)
 
 
-def image_metrics(x: Tensor, ref: Tensor) -> list[dict[str, float | None]]:
-    """Metrics of each reconstruction x against its target ref, both (B, C, H, W), un-scaled."""
+def metric_convention(ssim_convention: str = "fastmri") -> str:
+    """The name written on each line (`metric_convention`) for a problem's SSIM convention."""
+    if ssim_convention not in SSIM_CONVENTIONS:
+        raise ValueError(f"unknown SSIM convention {ssim_convention!r}; a problem's ssim_convention is one of "
+                         f"{', '.join(SSIM_CONVENTIONS)}")
+    return METRIC_CONVENTION[ssim_convention]
+
+
+def line_conventions(rows: list[dict]) -> list[str]:
+    """The metric conventions of a run's scored lines (status ok), sorted; a line without one: LEGACY_CONVENTION."""
+    return sorted({str(r.get("metric_convention") or LEGACY_CONVENTION) for r in rows if r.get("status") == "ok"})
+
+
+def fastmri_ssim(x: Tensor, ref: Tensor, data_range: float) -> float:
+    """fastMRI's SSIM of one (C, H, W) image against its target: `window_ssim` per channel (float64), averaged."""
+    if min(ref.shape[-2:]) < 7:
+        raise ValueError(f"fastMRI's SSIM needs images of at least 7 x 7 pixels, got {tuple(ref.shape[-2:])}")
+    return float(window_ssim(ref.double(), x.double(), data_range).mean())
+
+
+def image_metrics(x: Tensor, ref: Tensor, ssim_convention: str = "fastmri") -> list[dict[str, float | None]]:
+    """Metrics of each reconstruction x against its target ref, both (B, C, H, W), un-scaled (module docstring)."""
+    metric_convention(ssim_convention)
     xm, rm = magnitude(x.detach().float()).cpu(), magnitude(ref.detach().float()).cpu()
     lpips = _lpips_model()
     rows = []
@@ -100,19 +134,20 @@ def image_metrics(x: Tensor, ref: Tensor) -> list[dict[str, float | None]]:
             low = ri.min()
             xi, ri = xi - low, ri - low
         data_range = float(ri.max().clamp_min(1e-12))
-        xc = xi.clamp(0, data_range)
         err = ((xi - ri) ** 2).sum()
         ref_energy = ((ri + low) ** 2).sum() if signed else (ri**2).sum()
         xz, rz = xi - xi.mean(), ri - ri.mean()
         ncc = (xz * rz).sum() / (xz.norm() * rz.norm()).clamp_min(1e-30)
         row: dict[str, float | None] = {
-            "psnr": float(psnr(xc, ri, data_range)),
-            "ssim": float(ssim(xc, ri, data_range)),
+            "psnr": float(psnr(xi, ri, data_range)),
+            "ssim": (fastmri_ssim(xi[0], ri[0], data_range) if ssim_convention == "fastmri"
+                     else float(ssim(xi, ri, data_range))),
             "nmse": float(err / ref_energy.clamp_min(1e-30)),
             "ncc": float(ncc),
             "lpips": None,
         }
         if lpips is not None:
+            xc = xi.clamp(0, data_range)  # LPIPS's network takes images in [0, 1]: the one clipped metric
             with torch.no_grad():
                 rgb = (lambda v: v) if xc.shape[1] == 3 else (lambda v: v.mean(1, keepdim=True).repeat(1, 3, 1, 1))
                 row["lpips"] = float(lpips(rgb(xc / data_range), rgb(ri / data_range)))

@@ -1,7 +1,8 @@
 """The run directory (docs/design.md, "The harness"): a contract between the runs that write it.
 
     RUN_DIR/config.yaml          resolved config (names, every option), frozen when the directory is made
-    RUN_DIR/environment.json     package versions, git revision, device, torch threads, command
+    RUN_DIR/environment.json     package versions, git revision, device, torch threads, command, and the
+                                 sha256 of each source file of the modules loaded (benchmarks.provenance)
     RUN_DIR/resumes.jsonl        the environment of every --resume (one line each)
     RUN_DIR/samples.jsonl        one JSON line per finished sample, appended (and fsynced) as it finishes
     RUN_DIR/adaptation.jsonl     per batch, what the adapters learned (Reconstruction.trace), if any
@@ -263,7 +264,10 @@ class RunDir:
                             self.path / "resumes.jsonl")
         elif self.rank == 0:
             write_atomic(cfg_path, OmegaConf.to_yaml(cfg))  # from here on the folder is a run directory
-            write_atomic(self.path / "environment.json", json.dumps(environment(device), indent=2))
+            from benchmarks.provenance import code_record  # the source files of the modules that compute the run
+
+            write_atomic(self.path / "environment.json", json.dumps({**environment(device), "code": code_record()},
+                                                                    indent=2))
         else:
             raise RunDirError(f"rank {self.rank}: {self.path} has no config.yaml although rank 0 opened it")
         (self.path / "reconstructions").mkdir(exist_ok=True)

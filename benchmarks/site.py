@@ -8,7 +8,10 @@ the JavaScript are inline, figures are PNG files beside it. It holds
 - per problem setting (problem and its options, dataset, shift, tier): a figure grid of target, zero-filled
   and each method's reconstructions with their |error| maps, one shared colour bar for the images and one
   for the errors; and the metric curves: mean PSNR (± std) against NFE, and every sample's PSNR per method;
-- a page per run with its config.yaml (copied into DIR/configs/, so links work from disk).
+- a page per run with its config.yaml (copied into DIR/configs/, so links work from disk);
+- above the table, one matrix per problem family (benchmarks.comparison: methods by settings, "mean [CI]", the best
+  bold, ties marked); a click on a cell opens that row's page, rows/<row_id>.html: its statistics against the
+  setting's reference, its runs' configs and its setting's figures.
 
 The zero-filled column comes from a `zero-filled` run of the same setting among the given runs (runs do
 not store their measurements); without one the column is left out and the page says so.
@@ -32,6 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from benchmarks import comparison  # noqa: E402
 from benchmarks.leaderboard import _fmt, method_label, tuning_label  # noqa: E402
 from benchmarks.report import Targets, image_2d  # noqa: E402
 from benchmarks.results import RunDir  # noqa: E402
@@ -300,10 +304,17 @@ def _cell(value: Any, shown: str | None = None, cls: str = "") -> str:
     return f'<td data-v="{html.escape(sort)}"{f" class={cls!r}" if cls else ""}>{html.escape(text)}</td>'
 
 
+def _delta_cell(e: dict[str, Any]) -> str:
+    """The paired PSNR difference to the setting's reference (sorted by its mean), or why there is none."""
+    d = ((e.get("comparison") or {}).get("paired") or {}).get(comparison.RANK_METRIC)
+    return _cell(d["diff"] if d else None, comparison.reference_cell(e) if e.get("comparison") else "–", "num")
+
+
 def table(board: dict[str, Any], links: dict[str, str]) -> str:
     entries = board["entries"]
     optional = [k for k in OPTIONAL_COLUMNS if any(k in e for e in entries)]
-    head = (["problem", "R", "coils", "dataset", "shift", "tier", "method", "prior"] + optional + ["n", "failed"]
+    head = (["problem", "R", "coils", "dataset", "shift", "tier", "method", "prior"] + optional
+            + ["n", "failed", "rank", "Δ vs ref"]
             + [label for _, label in METRIC_COLUMNS] + ["config"])
     ths = "".join(f'<th scope="col" tabindex="0">{html.escape(h)}</th>' for h in head)
     body = []
@@ -317,7 +328,8 @@ def table(board: dict[str, Any], links: dict[str, str]) -> str:
                  _cell(e.get("prior"), _text(e.get("prior")) + (f" [{h.removeprefix('sha256:')[:8]}]" if h else ""))]
         cells += [_cell(tuning_label(e) if k == "tuning" else _text(e.get(k)) if e.get(k) is not None else None)
                   for k in optional]
-        cells += [_cell(e.get("n"), None, "num"), _cell(e.get("n_failed"), None, "num")]
+        cells += [_cell(e.get("n"), None, "num"), _cell(e.get("n_failed"), None, "num"),
+                  _cell((e.get("comparison") or {}).get("rank"), None, "num"), _delta_cell(e)]
         for m, _ in METRIC_COLUMNS:
             mm = (e.get("metrics") or {}).get(m) or {}
             mean, std = mm.get("mean"), mm.get("std")
@@ -332,6 +344,75 @@ def table(board: dict[str, Any], links: dict[str, str]) -> str:
         body.append(f"<tr {attrs}>{''.join(cells)}</tr>")
     return (f'<table id="board"><thead><tr>{ths}</tr></thead><tbody>\n' + "\n".join(body)
             + "\n</tbody></table>")
+
+
+def matrix_html(board: dict[str, Any]) -> str:
+    """The per-family matrices: each cell links to its row's page (rows/<row_id>.html); the best bold, ties marked."""
+    parts = []
+    for m in comparison.matrices(board):
+        ths = "".join(f'<th scope="col">{html.escape(label)}</th>' for _, label in m.columns)
+        trs = []
+        for name, cells in m.rows.items():
+            tds = []
+            for sid, _ in m.columns:
+                e = cells.get(sid)
+                if e is None:
+                    tds.append('<td class="num">–</td>')
+                    continue
+                text = html.escape(comparison.cell_text(e))
+                text = f"<strong>{text}</strong>" if e["comparison"]["best"] else text
+                tds.append(f'<td class="num"><a href="rows/{html.escape(e["row_id"])}.html">{text}</a></td>')
+            trs.append(f'<tr><th scope="row">{html.escape(name)}</th>{"".join(tds)}</tr>')
+        common = f"; {m.common}" if m.common else ""
+        parts.append(f'<h3>{html.escape(m.family)}: PSNR (dB){html.escape(common)}</h3><div class="wrap"><table class="matrix" '
+                     f'data-family="{html.escape(m.family)}"><thead><tr><th>method</th>{ths}</tr></thead><tbody>'
+                     f'{"".join(trs)}</tbody></table></div>')
+    if not parts:
+        return ""
+    legend = html.escape(comparison.LEGEND).replace("**Bold**", "<strong>Bold</strong>")
+    return "<h2>Matrices</h2>" + "".join(parts) + f'<p class="meta">{legend}</p>'
+
+
+def _stat_rows(e: dict[str, Any]) -> str:
+    """The row page's statistics: per metric mean ± std, its interval, the paired difference to the reference."""
+    out = []
+    for m in comparison.STAT_METRICS:
+        mm = (e.get("metrics") or {}).get(m) or {}
+        ci = mm.get("ci95")
+        d = ((e.get("comparison") or {}).get("paired") or {}).get(m)
+        diff = "–" if d is None else (
+            f"{d['diff']:+.4g}" + (f" [{d['low']:+.4g}, {d['high']:+.4g}]" if d["low"] is not None else "")
+            + (f", Wilcoxon p = {d['p_wilcoxon']:.3g}" if d["p_wilcoxon"] is not None else "") + f", n = {d['n']}")
+        interval = "–" if not ci else f"[{_fmt(ci[0], m)}, {_fmt(ci[1], m)}]"
+        out.append(f"<tr><th>{m.upper()}</th><td>{_fmt(mm.get('mean'), m)} ± {_fmt(mm.get('std'), m)}</td>"
+                   f"<td>{interval}</td><td>{html.escape(diff)}</td></tr>")
+    return "".join(out)
+
+
+def write_row_pages(board: dict[str, Any], out: Path, links: dict[str, str], figures: dict[str, list[str]]) -> None:
+    """rows/<row_id>.html per entry: its statistics, its reference, its runs' configs and its setting's figures."""
+    (out / "rows").mkdir(exist_ok=True)
+    by_id = {e["row_id"]: e for e in board["entries"] if e.get("row_id")}
+    for e in by_id.values():
+        c = e.get("comparison") or {}
+        ref = by_id.get(c.get("reference") or "")
+        ref_text = "this row is the reference" if c.get("role") == "reference" else (
+            f'reference: <a href="{html.escape(ref["row_id"])}.html">{html.escape(ref["label"])}</a>' if ref else "")
+        runs = "".join(f'<li><a href="../{links[r]}">{html.escape(r)}</a></li>' if r in links
+                       else f"<li>{html.escape(r)}</li>" for r in e.get("run_ids") or [])
+        imgs = "".join(f'<div class="fig"><img src="../{f}" alt="{html.escape(setting_title(e))}"></div>'
+                       for f in figures.get(e["row_id"], []))
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in [c.get("note")] + list(e.get("notes") or []) if n)
+        (out / "rows" / f"{e['row_id']}.html").write_text(
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(e["label"])}</title>'
+            f'<style>{CSS}</style></head><body><p><a href="../index.html">← results</a></p>'
+            f'<h1>{html.escape(e["label"])}</h1><p class="meta">{html.escape(setting_title(e))} · prior '
+            f'{html.escape(_text(e.get("prior")))} · {html.escape(tuning_label(e))} · n = {e.get("n")} · PSNR rank '
+            f'{c.get("rank") if c.get("rank") is not None else "–"} · {ref_text}</p>'
+            f"<table><thead><tr><th>metric</th><th>mean ± std</th><th>95 % interval</th><th>row − reference "
+            f"(paired)</th></tr></thead><tbody>{_stat_rows(e)}</tbody></table>"
+            f"{f'<ul class=notes>{notes}</ul>' if notes else ''}<h2>Runs</h2><ul>{runs}</ul><h2>Figures</h2>"
+            f"{imgs or '<p class=meta>no figures (no saved reconstructions)</p>'}</body></html>")
 
 
 def _select(name: str, values: list[str]) -> str:
@@ -378,8 +459,10 @@ def _write_page(board: dict[str, Any], out: Path, max_samples: int) -> Path:
     for e in entries:
         settings.setdefault(setting_key(e), []).append(e)
     sections = []
+    row_figures: dict[str, list[str]] = {}
     for k, group in enumerate(settings.values()):
         figures, notes = setting_figures(k, group, out, max_samples)
+        row_figures.update({g["row_id"]: figures for g in group if g.get("row_id")})
         e = group[0]
         attrs = " ".join(f'data-{a}="{html.escape(v)}"' for a, v in
                          (("problem", str(e.get("problem"))), ("shift", e.get("shift") or "none"), ("tier", tier(e))))
@@ -392,11 +475,13 @@ def _write_page(board: dict[str, Any], out: Path, max_samples: int) -> Path:
     shifts = sorted({e.get("shift") or "none" for e in entries})
     tiers = sorted({tier(e) for e in entries})
     n_runs = len({r for e in entries for r in e.get("run_ids") or []})
+    if any(e.get("row_id") for e in entries):
+        write_row_pages(board, out, links, row_figures)
     page = PAGE.format(
         generator=GENERATOR, css=CSS, js=JS, created=html.escape(str(board.get("created", ""))),
         schema=html.escape(str(board.get("schema_version", ""))), n_entries=len(entries), n_runs=n_runs,
         filters=_select("problem", problems) + _select("shift", shifts) + _select("tier", tiers),
-        table=table(board, links), sections="\n".join(sections))
+        table=table(board, links), sections="\n".join(sections), matrices=matrix_html(board))
     index = out / "index.html"
     index.write_text(page)
     return index
@@ -410,6 +495,7 @@ h1{font-size:1.5em;margin:.2em 0}h2{font-size:1.2em;margin-top:1.6em}h3{font-siz
 .filters select,.filters input{font:inherit;padding:.15em .3em}
 .wrap{overflow-x:auto}
 table{border-collapse:collapse;font-size:.86em;white-space:nowrap}
+table.matrix td a{color:inherit;text-decoration:none;display:block}table.matrix td a:hover{text-decoration:underline}
 th,td{border-bottom:1px solid #ddd;padding:.25em .55em;text-align:left}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 th{background:#f3f4f6;cursor:pointer;user-select:none;position:sticky;top:0}
@@ -481,6 +567,7 @@ PAGE = """<!doctype html>
 <h1>medtta-bench results</h1>
 <p class="meta">{n_entries} rows from {n_runs} runs · leaderboard schema {schema} · made {created} ·
 <a href="leaderboard.json">leaderboard.json</a></p>
+{matrices}
 <h2>Leaderboard</h2>
 <p class="meta">Click a column header to sort (again to reverse). PSNR and SSIM are mean ± std over the samples;
 the config column links each run's config.yaml.</p>

@@ -34,16 +34,19 @@ class Interval:
 
 @dataclass(frozen=True)
 class Paired:
-    """mean(a - b) over the shared sample ids, its interval, and the Wilcoxon signed-rank p-value."""
+    """mean(a - b) over the shared sample ids, its interval, the Wilcoxon signed-rank p-value and the differences'
+    standard deviation (n - 1 in the denominator; None for n < 2), the spread `samples_for` takes."""
 
     diff: Interval
     p_wilcoxon: float | None
+    sd: float | None = None
 
 
 def bootstrap_interval(values: Sequence[float], seed: int = SEED, confidence: float = CONFIDENCE,
                        resamples: int = RESAMPLES) -> Interval:
-    """The mean of `values` and scipy's BCa bootstrap interval of it; no interval for n < 2; a zero-width one
-    where every value is the same (the bootstrap distribution is then a point)."""
+    """The mean of `values` and scipy's BCa bootstrap interval of it (seeded; the percentile interval where BCa's is not
+    finite); no interval for n < 2 or where neither is finite; a zero-width one where every value is the same (the
+    bootstrap distribution is then a point)."""
     from scipy import stats
 
     x = np.asarray(values, dtype=float)
@@ -64,6 +67,8 @@ def bootstrap_interval(values: Sequence[float], seed: int = SEED, confidence: fl
         res = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=resamples,
                               method="percentile", random_state=np.random.default_rng(seed))
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (math.isfinite(low) and math.isfinite(high)):  # values near the float limit: no interval, not inf
+        return Interval(mean, None, None, n)
     return Interval(mean, low, high, n)
 
 
@@ -86,27 +91,41 @@ def paired(a: Mapping[str, float], b: Mapping[str, float], seed: int = SEED) -> 
         return None
     ids = sorted(a)
     d = [a[i] - b[i] for i in ids]
-    return Paired(bootstrap_interval(d, seed), wilcoxon_p(d))
+    sd = float(np.std(d, ddof=1)) if len(d) > 1 else None
+    return Paired(bootstrap_interval(d, seed), wilcoxon_p(d), sd if sd is None or math.isfinite(sd) else None)
+
+
+def _tied(top: Mapping[str, float], other: Mapping[str, float], seed: int) -> bool:
+    """Whether the paired 95 % interval of top - other includes 0 (no interval, n < 2: cannot be told apart)."""
+    p = paired(top, other, seed)
+    if p is None:
+        return False
+    return p.diff.low is None or p.diff.high is None or p.diff.low <= 0.0 <= p.diff.high
 
 
 def shared_ranks(rows: Mapping[str, Mapping[str, float]], higher_is_better: bool = True,
-                 seed: int = SEED) -> dict[str, int]:
-    """Rank of each row: 1 + the number of rows significantly better than it (paired interval of the difference
-    excludes 0). The best row has rank 1, and so has every row whose paired interval against it includes 0: ties
-    share a rank. Rows that cannot be paired with another (other sample ids) are not compared with it."""
-    names = list(rows)
+                 seed: int = SEED) -> dict[str, int | None]:
+    """Competition ranks with ties, by mean. The best row (highest mean; lowest where lower is better) has rank 1, and
+    so has every row whose paired 95 % interval against it includes 0. The best of the rows left then takes the next
+    free rank (1 + the rows ranked above it) and shares it with those whose interval against it includes 0, and so
+    on. A row whose sample ids differ from the best row's cannot be paired with it: its rank is None."""
+    means = {n: float(np.mean(list(v.values()))) for n, v in rows.items() if v}
     sign = 1.0 if higher_is_better else -1.0
-    better: dict[str, int] = {n: 0 for n in names}
-    for r in names:
-        for s in names:
-            if s == r:
-                continue
-            p = paired(rows[s], rows[r], seed)
-            if p is not None and p.diff.low is not None and p.diff.high is not None:
-                lo, hi = sign * p.diff.low, sign * p.diff.high
-                if min(lo, hi) > 0:
-                    better[r] += 1
-    return {n: 1 + better[n] for n in names}
+    order = sorted(means, key=lambda n: (-sign * means[n], n))
+    ranks: dict[str, int | None] = {n: None for n in rows}
+    if not order:
+        return ranks
+    ids = set(rows[order[0]])
+    left = [n for n in order if set(rows[n]) == ids]
+    placed = 0
+    while left:
+        top = left[0]
+        group = [top] + [n for n in left[1:] if _tied(rows[top], rows[n], seed)]
+        for n in group:
+            ranks[n] = placed + 1
+        placed += len(group)
+        left = [n for n in left if n not in group]
+    return ranks
 
 
 def samples_for(paired_sd: float, resolve_db: float = 0.5, z: float = 1.959964) -> int:

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmarks import registry
 from benchmarks.items import NO_TARGET
-from benchmarks.metrics import VOLUME_METRICS
+from benchmarks.metrics import VOLUME_METRICS, line_conventions
 from benchmarks.results import RunDir, aggregate, problem_info
 from benchmarks.volumes import per_volume, write_submission
 
@@ -37,10 +37,10 @@ def summarise(cfg: DictConfig, rundir: RunDir, device: torch.device | str) -> di
     summary["tier"] = "+".join(sorted({str(r["tier"]) for r in rows if r.get("tier")})) or "simulated"
     summary["target_convention"] = "+".join(sorted({str(r["target_convention"]) for r in rows
                                                      if r.get("target_convention")})) or None
-    summary["metric_convention"] = "per-slice"
+    summary["metric_convention"] = f"per-slice ({' + '.join(line_conventions(rows)) or 'no scored sample'})"
     volumes = per_volume(rows, Path(rundir.path))
     if volumes:
-        summary["metric_convention"] = "per-slice + per-volume (fastMRI)"
+        summary["metric_convention"] += " + per-volume (fastMRI)"
         summary["volumes"] = volumes
         summary["volume_metrics"] = aggregate(volumes, VOLUME_METRICS)["metrics"]
     untargeted = [r for r in rows if r.get("status") == "ok" and r.get("reason") == NO_TARGET]

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from priors.backends import OnnxNetwork, check_backend
 from priors.base import Prior, sigma_like
 from priors.checkpoints import (EDM_PICKLE_HINT, check_architecture, config_beside, load_strict, read_json_config,
                                read_state_dict, strip_prefix)
@@ -111,15 +112,21 @@ class EDMPrior(Prior):
     benchmarks/experiments/convert_edm_pickle.py); `preset` or `config` (json) names the architecture, else the
     json beside the weights. `key` picks the entry of the checkpoint dict; `class_label` conditions a
     class-conditional network on one class (the reference passes zeros when none is given). `compile`:
-    torch.compile the network (Prior.compile_network).
+    torch.compile the network (Prior.compile_network). `backend`: `torch` (eager) or `onnxruntime` (its forward
+    calls through an exported ONNX graph on ONNX Runtime's CPU provider, float32; calls that need gradients stay on
+    PyTorch: priors/backends.py).
     """
 
     network_attr = "net"
 
     def __init__(self, path: str | None = None, preset: str | None = None, config: str | None = None,
                  key: str | None = None, class_label: int | None = None, net: nn.Module | None = None,
-                 compile: bool = False) -> None:
+                 compile: bool = False, backend: str = "torch") -> None:
         super().__init__()
+        check_backend(backend)
+        if backend != "torch" and compile:
+            raise ValueError(f"prior.compile=true compiles the PyTorch network; it does not combine with "
+                             f"prior.backend={backend} (drop one of them)")
         if net is None:
             if path is None:
                 raise ValueError("the EDM prior needs prior.path=FILE (a .pt checkpoint with `ema`/`net` or a state "
@@ -136,12 +143,25 @@ class EDMPrior(Prior):
                              + (" (it is unconditional: drop prior.class_label)" if not net.label_dim else ""))
         self.class_label = class_label
         self.source = None if path is None else str(path)
+        self.backend = backend
+        self._onnx = OnnxNetwork(class_label) if backend == "onnxruntime" else None
         if compile:
             self.compile_network()
 
+    def set_execution(self, precision: str = "fp32", memory_format: str = "contiguous") -> "EDMPrior":
+        """Prior.set_execution; the onnxruntime backend runs float32 only."""
+        if self._onnx is not None and precision != "fp32":
+            raise ValueError(f"prior.backend=onnxruntime runs the network in float32; run.precision={precision} needs "
+                             f"prior.backend=torch")
+        super().set_execution(precision, memory_format)
+        return self
+
     def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        s = sigma_like(sigma, x)
+        if self._onnx is not None and self._onnx.usable(self.net, x, s):
+            return self._onnx(self.net, x, s)
         labels = None
         if self.class_label is not None:
             labels = torch.zeros(x.shape[0], int(self.net.label_dim), device=x.device)
             labels[:, self.class_label] = 1
-        return self.network(self.net, x, sigma_like(sigma, x), class_labels=labels)
+        return self.network(self.net, x, s, class_labels=labels)

@@ -49,23 +49,26 @@ BRAIN_64_COMMAND = ("bench train-prior --recipe edm --arch songunet --model smal
                     "sequence_spread=0.2 --steps N --out {path} (see {path}/metadata.json for the legs run)")
 
 
-def _shipped_edm(where: Path, command: str, device: str | None, compile: bool) -> EDMPrior:
-    """An EDM network shipped as where/model.pt + model.json; missing files name the command that makes them."""
+def shipped_edm(where: Path, command: str, device: str | None, compile: bool, backend: str = "torch") -> EDMPrior:
+    """An EDM network shipped as where/model.pt + model.json with its training domain from where/metadata.json;
+    missing files name the command that makes them (`{path}` in it: where). Part of the plugin API (re-exported by
+    the package `priors`) for plugins that ship weights."""
     if not (where / "model.pt").exists() or not (where / "model.json").exists():
         raise FileNotFoundError(f"the shipped prior's weights are missing at {where} (need model.pt and model.json); "
                                 f"recreate them with `{command.format(path=where)}`")
-    prior = EDMPrior(path=str(where / "model.pt"), compile=compile)
+    prior = EDMPrior(path=str(where / "model.pt"), compile=compile, backend=backend)
     prior.source_domain = SourceDomain.read(where / "metadata.json")
     if device is not None:
         prior = prior.to(torch.device(device))
     return prior.eval()
 
 
-def brain_64(device: str | None = None, path: str | None = None, compile: bool = False) -> EDMPrior:
+def brain_64(device: str | None = None, path: str | None = None, compile: bool = False,
+             backend: str = "torch") -> EDMPrior:
     """Shipped default prior: 64x64 complex anatomical brain phantoms of mixed contrast (EDM SongUNet); `compile`:
-    torch.compile its network."""
-    return _shipped_edm(Path(path) if path else BRAIN_64, BRAIN_64_COMMAND + " and copy its model.pt, model.json and "
-                        "metadata.json there", device, compile)
+    torch.compile its network; `backend`: torch | onnxruntime (EDMPrior)."""
+    return shipped_edm(Path(path) if path else BRAIN_64, BRAIN_64_COMMAND + " and copy its model.pt, model.json and "
+                       "metadata.json there", device, compile, backend)
 
 
 DMI_WEIGHTS = Path(__file__).resolve().parent / "weights" / "phantom-dmi-32"
@@ -73,7 +76,8 @@ DMI_TRAIN_COMMAND = ("bench train-prior --recipe edm --model compact --dataset p
                      "--batch-size 16 --lr 5e-4 --ema 0.995 --n-images 2048 --seed 0 --threads 1 --cpu --out {path}")
 
 
-def phantom_dmi_32(device: str | None = None, path: str | None = None, compile: bool = False) -> EDMPrior:
+def phantom_dmi_32(device: str | None = None, path: str | None = None, compile: bool = False,
+                   backend: str = "torch") -> EDMPrior:
     """Shipped diffusion prior: 32x32 4-channel DMI metabolite maps (water, Glc, Glx, Lac; EDM DDPM++ network);
-    `compile`: torch.compile its network."""
-    return _shipped_edm(Path(path) if path else DMI_WEIGHTS, DMI_TRAIN_COMMAND, device, compile)
+    `compile`: torch.compile its network; `backend`: torch | onnxruntime (EDMPrior)."""
+    return shipped_edm(Path(path) if path else DMI_WEIGHTS, DMI_TRAIN_COMMAND, device, compile, backend)

@@ -1,1 +1,2 @@
-"""Diffusion solvers: DPS, DDRM, DAPS, DiffPIR, DiffDeuR and their shared data-consistency steps."""
+"""Diffusion solvers (one per file; docs/solvers.md), their shared data-consistency steps (data_consistency) and the
+particle and forward-only pieces of the derivative-free solvers (particles)."""

@@ -52,6 +52,8 @@ EXACT_ROUTES = ("auto", "svd", "cg")
 class DAPS(Algorithm):
     """DAPS: PF-ODE x̂0, Langevin on x0 given x̂0 and y, independent re-noising, on an annealed sigma grid."""
 
+    needs_linear = False  # the Langevin sampler differentiates a non-linear forward model by autograd
+
     def __init__(self, budget: str | None = "1k", n_steps: int | None = None, ode_steps: int | None = None,
                  langevin_steps: int = 100, lr: float = 1e-4, lr_min_ratio: float = 0.01, tau: float = 0.01,
                  tau_mode: str = "fixed", sigma_max: float = 100.0, sigma_min: float = 0.1,
@@ -89,6 +91,13 @@ class DAPS(Algorithm):
         self.tau, self.tau_mode = tau, tau_mode
         self.sigma_max, self.sigma_min, self.ode_sigma_min = sigma_max, sigma_min, ode_sigma_min
 
+    def check(self, operator: ForwardOperator, prior: Prior | None) -> None:
+        """Also refuse the exact x0 sampler (a Gaussian draw: a linear operator only) on a non-linear operator."""
+        super().check(operator, prior)
+        if self.x0_sampler == "exact" and not operator.linear:
+            raise ValueError(f"DAPS x0_sampler='exact' needs a linear operator; {type(operator).__name__} is non-linear: "
+                             f"use algorithm.x0_sampler=langevin (its gradient by autograd)")
+
     def annealing(self) -> list[float]:
         grid = karras_sigmas(self.n_steps + 1, self.sigma_max, self.sigma_min, append_zero=False)
         return grid[:-1].tolist() + [0.0]
@@ -107,10 +116,17 @@ class DAPS(Algorithm):
 
         grad = (2/tau^2) (A^T A x - A^T y) + (x - x0)/sigma^2, with A^T y computed once and A^T A x by
         `operator.normal_map()` (built once per chain: the operator's fused form with its coil maps precomputed).
+        A non-linear operator's data gradient J^T (A(x) - y) comes from `operator.residual_gradient` (autograd).
         """
         if self.langevin_steps == 0:
             return x0
         w = per_sample(2.0 / tau**2, x0)
+        if not operator.linear:
+            x = x0
+            for _ in range(self.langevin_steps):
+                grad = w * operator.residual_gradient(x, y) + (x - x0) / sigma**2
+                x = x - lr * grad + (2 * lr) ** 0.5 * randn(x, generator)
+            return x
         aty = operator.adjoint(y)
         normal = operator.normal_map()
         x = x0

@@ -27,6 +27,15 @@ def noise_level(operator: ForwardOperator, batch: int, device: torch.device) -> 
     return s.expand(batch).clone() if s.numel() == 1 else s.reshape(batch)
 
 
+def spectral_measurement(svd, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(s, obs, y_bar) in the operator's SVD basis A = U S V^T for a batch y: the singular values s (B, k), the mask
+    obs = s > 0 of the observed coordinates, and y_bar = S^+ U^T y (0 where s = 0). DDRM and DDNM start here."""
+    b = y.shape[0]
+    s = svd.s.to(y.device).expand(b, -1) if svd.s.ndim == 1 else svd.s.to(y.device)
+    obs = s > 0
+    return s, obs, torch.where(obs, svd.Ut(y) / torch.where(obs, s, torch.ones_like(s)), torch.zeros_like(s))
+
+
 def vp_timesteps(n: int, spacing: str = "uniform", train_steps: int = 1000) -> Tensor:
     """The n VP timesteps a solver visits, in visiting order (decreasing, from high noise to t = 0).
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from algorithms.base import Algorithm, Step, StepCallback
-from algorithms.diffusion.data_consistency import noise_level, randn, vp_grid
+from algorithms.diffusion.data_consistency import noise_level, randn, spectral_measurement, vp_grid
 from inverse_problems.operators.base import ForwardOperator
 from priors.base import Prior
 
@@ -46,9 +46,7 @@ class DDNM(Algorithm):
             callback: StepCallback | None) -> Tensor:
         b = y.shape[0]
         svd = self.spectral(operator, b)
-        s = svd.s.to(y.device).expand(b, -1) if svd.s.ndim == 1 else svd.s.to(y.device)
-        obs = s > 0
-        y_bar = torch.where(obs, svd.Ut(y) / torch.where(obs, s, torch.ones_like(s)), torch.zeros_like(s))  # S^+ U^T y
+        s, obs, y_bar = spectral_measurement(svd, y)  # y_bar = S^+ U^T y
         sig = vp_grid(self.n_steps, "uniform").tolist()
         x = sig[0] * randn(torch.empty((b, *operator.image_shape), device=y.device), generator)
         for i in range(self.n_steps):

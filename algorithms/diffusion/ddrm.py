@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from algorithms.base import Algorithm, Step, StepCallback
-from algorithms.diffusion.data_consistency import noise_level, randn, vp_grid
+from algorithms.diffusion.data_consistency import noise_level, randn, spectral_measurement, vp_grid
 from inverse_problems.operators.base import ForwardOperator
 from priors.base import Prior
 
@@ -40,10 +40,8 @@ class DDRM(Algorithm):
             callback: StepCallback | None) -> Tensor:
         b = y.shape[0]
         svd = self.spectral(operator, b)
-        s = svd.s.to(y.device).expand(b, -1) if svd.s.ndim == 1 else svd.s.to(y.device)
-        obs = s > 0
+        s, obs, y_bar = spectral_measurement(svd, y)
         s_safe = torch.where(obs, s, torch.ones_like(s))
-        y_bar = torch.where(obs, svd.Ut(y) / s_safe, torch.zeros_like(s))
 
         def data_noise() -> tuple[Tensor, Tensor]:
             """sigma_y (B, 1) and sigma_y / s_i (inf where s_i = 0), read from the operator now."""

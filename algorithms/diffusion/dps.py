@@ -23,6 +23,8 @@ from priors.schedules import vp_sigmas
 class DPS(Algorithm):
     """DPS: ancestral DDPM steps plus zeta' * grad ||y - A x0_hat(x_t)|| (backprop through the denoiser)."""
 
+    needs_linear = False  # the data term is differentiated by autograd through operator.forward
+
     def __init__(self, n_steps: int = 1000, zeta: float = 0.5, vp_step: bool = True) -> None:
         super().__init__()
         if n_steps < 1:
@@ -43,15 +45,18 @@ class DPS(Algorithm):
                 x0_net = self.denoise(prior, x_in, sigma)
                 x0 = self.step(callback, Step(i, self.n_steps, sigma, x.detach(), x0_net.detach(), y, operator, prior))
                 x0_used = x0_net + (x0 - x0_net).detach()  # the callback's value, the network's gradient
-                r = y - operator.forward(x0_used)
-                residual = (batch_dot(r, r) + 1e-20).sqrt()  # per-sample ||r||, smooth at 0
-                grad = torch.autograd.grad(residual.sum(), x_in)[0]
+                grad = torch.autograd.grad(self.loss(x0_used, s, y, operator, generator).sum(), x_in)[0]
             x0 = x0.detach()
             ratio = s_next**2 / s**2
             x = x0 + ratio * (x.detach() - x0)
             if s_next > 0:
                 x = x + s_next * (1 - ratio) ** 0.5 * randn(x, generator)
             scale = ((1 + s**2) * (1 + s_next**2)) ** 0.5 if self.vp_step else 1.0
-            x = x - self.zeta * scale * grad
-            x = self.monitor.check(i, x)
+            x = self.monitor.check(i, x - self.zeta * scale * grad)
         return x.detach()
+
+    def loss(self, x0: Tensor, sigma: float, y: Tensor, operator: ForwardOperator,
+             generator: torch.Generator | None) -> Tensor:
+        """(B,) ||y - A x0|| per sample (smooth at 0), differentiable in x0: what the guidance descends."""
+        r = y - operator.forward(x0)
+        return (batch_dot(r, r) + 1e-20).sqrt()

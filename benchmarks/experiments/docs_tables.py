@@ -41,6 +41,7 @@ DASH = "–"
 CPU2 = "2-core CPU (model not recorded), no GPU"
 CONDITIONS: dict[str, dict[str, str]] = {
     "leaderboard.json": {"machine": CPU2, "idle": "no: two or three jobs shared the 2 cores"},
+    "paired_spread.json": {"machine": CPU2 + ", one thread per run", "idle": "no (shared with other jobs)"},
     "gap_closure.json": {"machine": CPU2, "idle": "not recorded"},
     "gap_closure_daps.json": {"machine": CPU2, "idle": "not recorded"},
     "gap_closure_phantom-brain-64.json": {"machine": CPU2, "idle": "not recorded"},
@@ -70,6 +71,7 @@ CONDITIONS: dict[str, dict[str, str]] = {
     "daps_x0_sampler.json": {"machine": CPU2 + ", one thread", "date": "2026-12-02 (committed)"},
     "diffpir_data_step.json": {"machine": CPU2 + ", one thread", "idle": "no", "date": "2026-12-02 (committed)"},
     "cli_startup.json": {"machine": CPU2},
+    "inference_backends.json": {"machine": CPU2},
 }
 
 
@@ -143,7 +145,7 @@ def _main_setting_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
             if e["problem"] == "cs_mri" and e["problem_options"].get("coils") == 8
             and e["problem_options"].get("acceleration") == 4 and not e["shift"]
             and e["dataset"] == "phantom-brain-t2" and e["prior"] in (None, "brain-64")
-            and e.get("split", "test") == "test"]
+            and e.get("split", "test") == "test" and not e.get("collapsed_into")]
     return sorted(rows, key=lambda e: -(e["metrics"]["psnr"]["mean"] or 0.0))
 
 
@@ -166,14 +168,37 @@ def headline() -> str:
 
 
 def leaderboard() -> str:
-    from benchmarks.leaderboard import markdown
+    from benchmarks.leaderboard import document
 
     board = load("leaderboard.json")
-    return "\n\n".join([markdown(board).rstrip("\n"), caption(
+    return "\n\n".join([document(board).rstrip("\n"), caption(
         "leaderboard.json", "python benchmarks/experiments/leaderboard_runs.py --stage defaults|tune|tuned|board",
         "4 test images per row (64×64), seed 0; rows labelled `phantom-brain-64` are the former default prior's, "
         "kept from `leaderboard_phantom-brain-64.json` (`bench leaderboard --keep`); s/sample: compare within a row "
-        "group only.", board)])
+        "group only. The board's run directories are not in the repository and its rows predate per-sample values "
+        "(schema 2.3): it was re-analysed from its JSON (`bench leaderboard --from-json`), so it has no intervals, "
+        "pairing or ranks.", board)])
+
+
+def paired_spread() -> str:
+    data = load("paired_spread.json")
+    rows = []
+    for r in data["rows"]:
+        d = r["paired"]
+        ci = r["psnr_ci95"]
+        rows.append([r["method"], str(r["n"]), f(r["psnr"]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else ""),
+                     "reference" if r["role"] == "reference" else DASH if d is None else
+                     f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}], p = {d['p_wilcoxon']:.2g}",
+                     DASH if d is None or d["sd"] is None else f(d["sd"], ".3f"),
+                     DASH if r["n_to_resolve"] is None else str(r["n_to_resolve"]), DASH if r["rank"] is None
+                     else str(r["rank"])])
+    return "\n\n".join([
+        table(["method", "n", "PSNR [95 % interval]", f"− {data['reference']} (paired)", "paired sd (dB)",
+               f"n for ±{data['resolve_db']} dB", "rank"], rows),
+        f"{data['setting']}; seed 0. n for ±{data['resolve_db']} dB = ceil((1.96 · sd / {data['resolve_db']})²) "
+        f"(`benchmarks.stats.samples_for`); {data['sample_seconds']:.0f} s of reconstruction in all (the runs' "
+        f"per-sample seconds summed). "
+        + caption("paired_spread.json", data=data)])
 
 
 # ---------------------------------------------------------------- test-time adaptation
@@ -513,6 +538,32 @@ def denoiser_speed() -> str:
                                                          "--precision fp32", data=data)])
 
 
+def training_curve() -> str:
+    data = load("training_curve_brain-64.json")
+    ref = data.get("l1-wavelet", {})
+    steps = sorted(data["checkpoints"], key=int)
+    recon = [("daps real-brain val", "real-brain val"), ("diffpir+tda real-brain val", "real-brain val"),
+             ("daps in-distribution val", "in-distribution val")]
+    rows = []
+    for k in steps:
+        c = data["checkpoints"][k]
+        den = [f(c["denoising"]["real-brain val"][str(s)]) for s in data["sigmas"]]
+        den += [f(c["denoising"][t]["0.2"]) for t in ("anatomy-brain-mix test", "real-brain test")]
+        rec = [f"{f(c['recon'][key])} ({c['recon'][key] - ref[r]:+.2f})" if key in c.get("recon", {}) else "–"
+               for key, r in recon]
+        rows.append([k, *den, *rec])
+    rows.append(["`l1-wavelet`", *[""] * (len(data["sigmas"]) + 2), f(ref.get("real-brain val")),
+                 "", f(ref.get("in-distribution val"))])
+    head = (["step"] + [f"real-brain val σ = {s:g}" for s in data["sigmas"]]
+            + ["anatomy test σ = 0.2", "real-brain test σ = 0.2", "DAPS, real-brain val (Δ L1)",
+               "DiffPIR+TDA, real-brain val (Δ L1)", "DAPS, in-distribution val (Δ L1)"])
+    return "\n\n".join([table(head, rows), (
+        f"Denoising PSNR (dB, complex) of x0 + σ·ε per checkpoint of `brain-64`'s training, and the PSNR of `bench run` "
+        f"(cs_mri, R = 4, 8 coils, every option at its default) on the first {data['n_recon']} val items, with the "
+        "difference to L1-wavelet on the same items in brackets; checkpoints are chosen on the val columns only. "
+        f"Plot: `benchmarks/results/training_curve_brain-64.png`. " + caption("training_curve_brain-64.json", data=data))])
+
+
 def diffpir_data_step() -> str:
     data = load("diffpir_data_step.json")
     rows = [[f"`data_step={k}`", f(r["mean_psnr"]), f(r["mean_ssim"], ".3f"), f(data["process_cpu_seconds"][k], ".1f"),
@@ -521,13 +572,39 @@ def diffpir_data_step() -> str:
                         data["what"].split(":")[0] + ". " + caption("diffpir_data_step.json", "", data=data)])
 
 
+def inference_backends() -> str:
+    data = load("inference_backends.json")
+    ov = "openvino" in data
+    rows = [[str(r["batch"]), f(r["torch"]["cpu_seconds"] * 1e3, ".1f"), f(r["onnxruntime"]["cpu_seconds"] * 1e3, ".1f"),
+             f(r["cpu_ratio_torch_over_onnxruntime"]), f(r["wall_ratio_torch_over_onnxruntime"]), f(r["max_abs_diff"], ".1e")]
+            + ([f(r["openvino"]["cpu_seconds"] * 1e3, ".1f"), f(r["cpu_ratio_torch_over_openvino"]),
+                f(r["openvino_max_abs_diff"], ".1e")] if ov else [])
+            + [f"{f(r['torch']['load_1min'][0], '.1f')}–{f(r['torch']['load_1min'][2], '.1f')}"] for r in data["rows"]]
+    head = ["batch", "eager (channels_last) CPU ms", "ONNX Runtime CPU ms", "eager / ORT (CPU)", "eager / ORT (wall)",
+            "ORT max abs. difference"]
+    head += ["OpenVINO CPU ms", "eager / OpenVINO (CPU)", "OpenVINO max abs. difference"] if ov else []
+    versions = f"onnxruntime {data['onnxruntime']}" + (f", openvino {data['openvino']}" if ov else "")
+    out = [table(head + ["load (1 min)"], rows),
+           f"Prior `{data['prior']}`, one forward call, medians over {data['rounds']} alternating calls per backend; "
+           f"{versions}. " + caption("inference_backends.json", data=data)]
+    main = data.get("main_command")
+    if main:
+        out.append(table(["backend", "PSNR (dB)", "process CPU s", "wall s", "load (1 min, start–end)", "command"],
+                         [[name, f(r["psnr"], ".4f"), f(r["cpu_seconds"], ".1f"), f(r["wall_seconds"], ".0f"),
+                           f"{f(r['load_1min'][0], '.1f')}–{f(r['load_1min'][1], '.1f')}", cmd(r["command"])]
+                          for name, r in main["runs"].items()]))
+        out.append(main["note"])
+    return "\n\n".join(out)
+
+
 TABLES: dict[str, Callable[[], str]] = {
-    "headline": headline, "leaderboard": leaderboard, "gap-closure": gap_closure, "anatomy": anatomy,
+    "headline": headline, "leaderboard": leaderboard, "paired-spread": paired_spread, "gap-closure": gap_closure, "anatomy": anatomy,
     "tta-quick": tta_quick, "tta-defaults": tta_defaults, "tta-nr2n": tta_nr2n, "tta-main-command": tta_main_command,
     "mrsi": mrsi, "mrsi-daps-val": mrsi_daps_val, "mrsi-budget": mrsi_budget, "mrsi-tda-iters": mrsi_tda_iters,
     "mrsi-daps-cost": mrsi_daps_cost, "prior-quality": prior_quality, "recon-baselines": recon_baselines,
     "solver-cost": solver_cost, "peer-speed": peer_speed, "cli-startup": cli_startup, "daps-x0": daps_x0,
     "denoiser-speed": denoiser_speed, "diffpir-data-step": diffpir_data_step,
+    "inference-backends": inference_backends, "training-curve": training_curve,
 }
 
 

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     for d in chosen:
         step = d.name[5:]
         row = board["checkpoints"].setdefault(step, {})
-        t0, c0 = time.time(), time.process_time()
+        t0 = time.time()
         if "denoising" not in row:
             row["denoising"] = denoising(d)
         if not args.no_recon:
@@ -99,9 +99,37 @@ def main(argv: list[str] | None = None) -> dict:
                                                 args.n)
         row.setdefault("seconds", round(time.time() - t0, 1))
         row.setdefault("load_average", os.getloadavg()[0])
+        board.update(date_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), measured_under_load=True,
+                     threads=int(os.environ.get("OMP_NUM_THREADS", "0")) or None, torch=torch.__version__)
         args.out.write_text(json.dumps(board, indent=1) + "\n")
+        plot(board, args.out.with_suffix(".png"))
         print(step, json.dumps(row))
     return board
+
+
+def plot(board: dict, path: Path) -> None:
+    """Denoising PSNR (real-brain val) and val reconstruction PSNR against the training step."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = sorted(board["checkpoints"], key=int)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for s in SIGMAS:
+        a.plot([int(k) for k in steps], [board["checkpoints"][k]["denoising"]["real-brain val"][str(s)] for k in steps],
+               "o-", label=f"σ = {s:g}")
+    a.set(xlabel="training step", ylabel="denoising PSNR (dB)", title="real-brain val")
+    a.legend(fontsize=8)
+    for key in sorted({k for v in board["checkpoints"].values() for k in v.get("recon", {})}):
+        pts = [(int(k), board["checkpoints"][k]["recon"][key]) for k in steps if key in board["checkpoints"][k].get("recon", {})]
+        b.plot(*zip(*pts), "o-", label=key)
+    for label, v in board.get("l1-wavelet", {}).items():
+        b.axhline(v, ls="--", lw=1, color="grey" if "real" in label else "black", label=f"l1-wavelet {label}")
+    b.set(xlabel="training step", ylabel="PSNR (dB)", title="cs_mri R = 4, 8 coils, val items")
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

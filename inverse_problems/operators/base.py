@@ -42,6 +42,9 @@ class ForwardOperator(nn.Module):
     image_shape: tuple[int, int, int]
     measurement_shape: tuple[int, ...]
     measurement_dtype: torch.dtype = torch.float32
+    # False: `forward` is a non-linear map (e.g. VLBI closure quantities); it has no adjoint, normal or SVD, solvers
+    # that need them refuse it, and `residual_gradient` differentiates it by autograd
+    linear: bool = True
 
     def __init__(self, noise_std: float | Tensor = 0.0) -> None:
         super().__init__()
@@ -75,6 +78,15 @@ class ForwardOperator(nn.Module):
         """x -> A^H A x with whatever does not depend on x computed once, for loops that apply the normal operator
         many times (CG, Langevin); valid while the operator's parameters stay as they are. By default `normal`."""
         return self.normal
+
+    def residual_gradient(self, x: Tensor, y: Tensor) -> Tensor:
+        """grad_x ||A(x) - y||^2 / 2: A^H (A x - y) for a linear operator, by autograd for a non-linear one."""
+        if self.linear:
+            return self.normal(x) - self.adjoint(y)
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            r = self.forward(x) - y
+            return torch.autograd.grad(0.5 * (r.abs() ** 2).sum(), x)[0]
 
     def pinv(self, y: Tensor, n_iter: int = 100, tol: float = 1e-6, damping: float = 0.0) -> Tensor:
         """Least-squares solution of (A^H A + damping I) x = A^H y by conjugate gradient."""

@@ -15,6 +15,7 @@ from inverse_problems.operators.complex import magnitude
 from inverse_problems.operators.linalg import per_sample
 from inverse_problems.operators.random import Randomness
 from inverse_problems.operators.base import ForwardOperator
+from inverse_problems.operators.forward_only import ForwardOnly
 
 
 @dataclass
@@ -88,6 +89,9 @@ class Problem:
 
     image_shape: tuple[int, int, int]
     tier = "simulated"  # or "measured": the data are a dataset's own measurements (docs/design.md)
+    # hand the reconstruction its operator forward-only (no adjoint, no gradient: a black-box simulator's contract,
+    # inverse_problems.operators.forward_only); the problem's option `forward_only` where it offers one
+    forward_only: bool = False
 
     def acquisition_operator(self, x: Tensor, generator: Randomness = None) -> ForwardOperator:
         raise NotImplementedError
@@ -95,6 +99,11 @@ class Problem:
     def reconstruction_operator(self, y: Tensor, true_operator: ForwardOperator) -> ForwardOperator:
         """The operator the reconstruction is given; by default a copy of the true one."""
         return copy.deepcopy(true_operator)
+
+    def handed(self, operator: ForwardOperator) -> ForwardOperator:
+        """The reconstruction operator as the algorithm gets it: behind the forward-only contract with `forward_only`
+        (after the problem has scaled y with its own physics, as a simulator's owner would)."""
+        return ForwardOnly(operator) if self.forward_only else operator
 
     @torch.no_grad()
     def measurement_scale(self, y: Tensor, operator: ForwardOperator, percentile: float = 0.99) -> Tensor:
@@ -143,7 +152,7 @@ class Problem:
         scale = self.measurement_scale(y, op)
         op.set_noise_std(op.noise_std.detach() / scale)
         y_scaled = y / per_sample(scale, y)
-        return ProblemInstance(y_scaled, op, true_op, scale, self.info(true_op))
+        return ProblemInstance(y_scaled, self.handed(op), true_op, scale, self.info(true_op))
 def noise_std_for_snr(clean: Tensor, snr_db: float, weight: Tensor | None = None) -> Tensor:
     """Per-sample std per real component with SNR = mean |signal|^2 / (2 sigma^2) = 10^(snr_db/10).
 

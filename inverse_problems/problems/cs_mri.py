@@ -32,14 +32,15 @@ class CSMRIProblem(Problem):
     poisson2d | vd2d), mask_seed, noise_std (per real k-space component) or snr_db (overrides it; SNR of
     the acquired samples, per sample), coil_maps (estimated: ESPIRiT from the ACS of y, data made with
     the true simulated maps | true: oracle; a YAML boolean true/false means true/estimated), coil_radius (birdcage), correction_size (r of the adaptable
-    coil-map correction, 0 = none), espirit_kernel / espirit_threshold / espirit_crop.
+    coil-map correction, 0 = none), espirit_kernel / espirit_threshold / espirit_crop, forward_only (hand the
+    reconstruction a forward-only operator: no adjoint, no gradient; only the derivative-free solvers run).
     """
 
     def __init__(self, size: int = 64, coils: int = 8, acceleration: float = 4.0, center_fraction: float = 0.08,
                  mask: str = "random", mask_seed: int = 0, noise_std: float = 0.005, snr_db: float | None = None,
                  coil_maps: str | bool = "estimated", coil_radius: float = 1.5, correction_size: int = 4,
                  espirit_kernel: int = 6, espirit_threshold: float = 0.02, espirit_crop: float = 0.95,
-                 data: str = "simulated", espirit_calib: int | None = None) -> None:
+                 data: str = "simulated", espirit_calib: int | None = None, forward_only: bool = False) -> None:
         size, coils = check_int("size", size, 2), check_int("coils", coils, 1)
         if data not in DATA:
             raise ValueError(f"data must be one of {DATA} (simulated: the suite makes the k-space; measured: the "
@@ -48,6 +49,7 @@ class CSMRIProblem(Problem):
             raise ValueError("snr_db sets the noise the suite adds; with data=measured no noise is added (the data "
                              "carry their own): drop problem.snr_db, or set problem.noise_std to the assumed level")
         self.tier = data
+        self.forward_only = bool(forward_only)
         acceleration = check_number("acceleration", acceleration, 1.0)
         center_fraction = check_number("center_fraction", center_fraction)
         noise_std = check_number("noise_std", noise_std)
@@ -135,7 +137,7 @@ class CSMRIProblem(Problem):
         y = y / scale.view(-1, 1, 1, 1)  # noise_std is already in these units (see the class docstring)
         units = torch.tensor([float(it.get("data_scale") or 1.0) for it in items], device=scale.device)
         # the reported scale also converts to the target's units (the file's units / data_scale); y never sees it
-        return ProblemInstance(y, op, copy.deepcopy(op), scale / units, self.info(op))
+        return ProblemInstance(y, self.handed(op), copy.deepcopy(op), scale / units, self.info(op))
 
     def acquisition_operator(self, x: Tensor, generator: torch.Generator | None = None) -> ForwardOperator:
         mask = self.mask.to(x.device)

@@ -113,13 +113,15 @@ class MRSIProblem(Problem):
     Options: size, n_t, dwell_ms, field_t (7.0 or 3.0 T, ...), acceleration, center_fraction, mask (random |
     equispaced | gaussian1d | poisson2d | vd2d; 2-D masks undersample both phase-encode axes, as CSI does),
     mask_seed, noise_std (per real k-t component, in the units of maps in mM), b0_max_ppm (the largest |B0| the
-    spectral grid must hold; with the shifts it sets the minimum bandwidth), oracle_physics, t2star_ms.
+    spectral grid must hold; with the shifts it sets the minimum bandwidth), oracle_physics, t2star_ms, forward_only
+    (hand the reconstruction the signal model without adjoint or gradient: only the derivative-free solvers run).
     """
 
     def __init__(self, size: int = 32, n_t: int = 96, dwell_ms: float = 2.6, field_t: float = 7.0,
                  acceleration: float = 4.0, center_fraction: float = 0.25, mask: str = "vd2d", mask_seed: int = 0,
                  noise_std: float = 0.02, b0_max_ppm: float = 0.3, oracle_physics: bool = False,
-                 t2star_ms: Sequence[float] = T2STAR_MS) -> None:
+                 t2star_ms: Sequence[float] = T2STAR_MS, forward_only: bool = False) -> None:
+        self.forward_only = bool(forward_only)  # hand the reconstruction the signal model without its gradient
         size, n_t = check_int("size", size, 2), check_int("n_t", n_t, 2)
         dwell_ms = check_number("dwell_ms", dwell_ms)
         field_t = check_number("field_t", field_t)
@@ -195,7 +197,7 @@ class MRSIProblem(Problem):
         op = self.reconstruction_operator(y, true_op)
         scale = self.measurement_scale(y, op)
         op.set_noise_std(op.noise_std.detach() / scale)
-        return ProblemInstance(y / per_sample(scale, y), op, true_op, scale, self.info(true_op))
+        return ProblemInstance(y / per_sample(scale, y), self.handed(op), true_op, scale, self.info(true_op))
 
     @torch.no_grad()
     def measurement_scale(self, y: Tensor, operator: MRSI, percentile: float = 0.99) -> Tensor:

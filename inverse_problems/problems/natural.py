@@ -25,6 +25,7 @@ from inverse_problems.operators.separable import SeparableOperator, bicubic_matr
 
 class NaturalImageProblem(Problem):
     """Shared options: `size` (square), `channels` (3), `noise_std` (sigma_y on the [-1, 1] scale)."""
+    ssim_convention = "gaussian"  # natural images: Wang et al.'s 11 x 11 Gaussian-window SSIM, not fastMRI's
 
     def __init__(self, size: int, channels: int, noise_std: float) -> None:
         size, channels = check_int("size", size, 2), check_int("channels", channels, 1)

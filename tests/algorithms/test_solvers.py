@@ -18,7 +18,13 @@ from algorithms.diffusion.data_consistency import prox_data, vp_grid, vp_timeste
 from algorithms.diffusion.ddrm import DDRM
 from algorithms.diffusion.diffdeur import DiffDeuR
 from algorithms.diffusion.diffpir import DiffPIR
+from algorithms.diffusion.dpg import DPG
 from algorithms.diffusion.dps import DPS
+from algorithms.diffusion.dps_gsg import DPSGSG
+from algorithms.diffusion.enkg import EnKG
+from algorithms.diffusion.fps import FPS
+from algorithms.diffusion.mcg_diff import MCGDiff
+from algorithms.diffusion.scg import SCG
 from algorithms.diffusion.inr import FourierSIREN, pixel_grid
 from inverse_problems.operators.base import ForwardOperator
 from inverse_problems.operators.inpainting import Inpainting
@@ -81,6 +87,13 @@ SOLVERS = {
     "lgd": (lambda: LGD(n_steps=6), 6),
     "score-mri": (lambda: ScoreMRI(n_steps=6), 12),  # predictor + one corrector per level
     "csgm": (lambda: CSGM(n_levels=8, start_iter=4, steps_each=1), 3),
+    # the derivative-free solvers (issue 30); particle methods count one NFE per particle or candidate
+    "enkg": (lambda: EnKG(n_steps=6, n_particles=4, n_updates=1), 44),  # 6 steps x 4 + 5 guided x 1 ODE step x 4
+    "dps-gsg": (lambda: DPSGSG(n_steps=6, n_queries=16), 6),
+    "fps": (lambda: FPS(n_steps=6, n_particles=4), 24),
+    "mcg-diff": (lambda: MCGDiff(n_steps=6, n_particles=4), 24),
+    "dpg": (lambda: DPG(n_steps=6, n_mc=8, scale=1.0), 6),
+    "scg": (lambda: SCG(n_steps=6, n_candidates=3), 18),  # 6 + 4 guided steps x 3 candidates
 }
 
 

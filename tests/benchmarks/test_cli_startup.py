@@ -39,8 +39,11 @@ def probe(*argv: str, extra_path: str | None = None) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["list"], ["train-prior", "--help"], ["train-recon", "--help"],
-                                  ["run", "--help"]])
+HELP_PROBES = [["--help"], ["list"], ["train-prior", "--help"], ["train-recon", "--help"], ["run", "--help"],
+               ["rescore", "--help"], ["verify", "--help"], ["submit", "--help"]]
+
+
+@pytest.mark.parametrize("argv", HELP_PROBES)
 def test_help_and_list_import_no_heavy_library(argv, plugin_path):
     got = probe(*argv, extra_path=str(plugin_path))
     assert got["code"] == 0
@@ -140,3 +143,13 @@ def test_train_parsers_show_the_torch_free_config_modules():
     assert prior["recipe"].choices == list(pc.RECIPES) and prior["arch"].choices == list(pc.ARCHS)
     recon = {a.dest: a for a in sub["train-recon"]._actions}
     assert recon["algo"].choices == list(rc.ARCHS) and recon["loss"].choices == list(rc.LOSSES)
+
+
+def test_every_verb_is_in_the_docs_verb_table_and_its_help_test():
+    from benchmarks.cli import parser
+
+    verbs = next(a for a in parser()._actions if a.dest == "verb").choices
+    table = (REPO / "docs" / "cli.md").read_text(encoding="utf-8").split("\n\n")[1]
+    assert [v for v in verbs if f"`bench {v}" not in table] == []
+    probed = {argv[0] for argv in HELP_PROBES if argv[0] != "--help"}
+    assert {"rescore", "verify", "submit"} <= probed

@@ -279,7 +279,9 @@ def test_nan_and_huge_values(tmp_path):
     json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in the leaderboard JSON"))
     rows = {e["algorithm"]: e for e in board["entries"]}
     nan = rows["daps"]
+    ci = nan["metrics"]["psnr"].pop("ci95")  # the interval of the finite values only
     assert nan["n"] == 3 and nan["metrics"]["psnr"] == {"mean": 31.0, "std": 1.0, "n": 2, "n_nonfinite": 1}
+    assert 30.0 <= ci[0] <= 31.0 <= ci[1] <= 32.0
     assert nan["metrics"]["ssim"]["n_nonfinite"] == 1 and any("psnr: 1 non-finite" in s for s in nan["notes"])
     huge = rows["dps"]["metrics"]["psnr"]
     assert huge["mean"] == pytest.approx(1e300 / 3) and huge["std"] == pytest.approx(math.sqrt(8 / 9) * 1e300)
@@ -420,7 +422,7 @@ def test_a_schema_2_1_board_stays_valid_and_the_problem_block_is_checked(tmp_pat
     leaderboard.validate(old)
     fake_run(tmp_path / "a", "daps", [30.0])
     board = leaderboard.build([tmp_path])
-    assert board["schema_version"] == "2.2" and "problem_metrics" not in board["entries"][0]
+    assert board["schema_version"] == leaderboard.SCHEMA_VERSION and "problem_metrics" not in board["entries"][0]
     board["entries"][0]["problem_metrics"] = {"version": "mrsi-1", "per_run": {"kinetic_error_lac": 0.1},
                                               "per_sample": {"nrmse_lac": {"mean": 0.2, "std": 0.0, "n": 1,
                                                                            "n_nonfinite": 0}}}

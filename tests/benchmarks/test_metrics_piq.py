@@ -1,4 +1,5 @@
-"""The suite's own PSNR and SSIM (benchmarks.metrics) against piq's on the same inputs, and piq imported lazily."""
+"""The suite's own PSNR and Gaussian-window SSIM (benchmarks.metrics) against piq's on the same inputs (in range: piq
+refuses others; the suite's metrics do not clip), and piq imported lazily."""
 from __future__ import annotations
 
 import subprocess
@@ -24,16 +25,29 @@ def test_psnr_and_ssim_equal_piq(shape):
     assert float(ssim(x, y, 2.5).max()) < 0.99
 
 
-def test_image_metrics_match_piq_on_complex_and_real_images():
+def test_image_metrics_match_piq_where_piq_applies():
+    """In range, the unclipped PSNR is piq's; the Gaussian convention's SSIM is piq's (in range: piq refuses others)."""
     g = torch.Generator().manual_seed(0)
     ref = torch.randn((2, 2, 32, 32), generator=g)
     x = ref + 0.2 * torch.randn((2, 2, 32, 32), generator=g)
-    rows = image_metrics(x, ref)
+    rows = image_metrics(x, ref, "gaussian")
     for k in range(2):
         rm, xm = magnitude(ref[k:k + 1]), magnitude(x[k:k + 1])
         rng = float(rm.max())
-        assert rows[k]["psnr"] == float(piq.psnr(xm.clamp(0, rng), rm, data_range=rng))
-        assert rows[k]["ssim"] == float(piq.ssim(xm.clamp(0, rng), rm, data_range=rng))
+        inside = bool(xm.max() <= rng)
+        if inside:  # nothing to clip: piq's numbers are the convention's
+            assert rows[k]["psnr"] == float(piq.psnr(xm, rm, data_range=rng))
+            assert rows[k]["ssim"] == float(piq.ssim(xm, rm, data_range=rng))
+        else:  # the overshoot counts: below piq's score of the clipped image
+            assert rows[k]["psnr"] < float(piq.psnr(xm.clamp(0, rng), rm, data_range=rng))
+            torch.testing.assert_close(torch.tensor(rows[k]["psnr"]), psnr(xm, rm, rng)[0], rtol=0, atol=0)
+            torch.testing.assert_close(torch.tensor(rows[k]["ssim"]), ssim(xm, rm, rng)[0], rtol=0, atol=0)
+    y = torch.rand((1, 2, 32, 32), generator=g)
+    inside = (y * 0.9, y)  # magnitudes of x within the target's: piq accepts both without clipping
+    row = image_metrics(*inside, "gaussian")[0]
+    rm, xm = magnitude(y), magnitude(y * 0.9)
+    assert row["psnr"] == float(piq.psnr(xm, rm, data_range=float(rm.max())))
+    assert row["ssim"] == float(piq.ssim(xm, rm, data_range=float(rm.max())))
     with pytest.raises(ValueError, match="window does not fit"):
         ssim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 1.0)
 

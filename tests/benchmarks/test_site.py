@@ -1,6 +1,7 @@
 """The results page (`bench leaderboard --html`): its files, and its behaviour in a real headless Chromium."""
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -100,55 +101,63 @@ def _browser():
     return sync_playwright
 
 
-def test_page_in_headless_chromium(page, tmp_path):
-    """Loads with no console error; a header click reorders rows; filters hide rows; a screenshot is taken."""
+@contextlib.contextmanager
+def _tab(page: Path):
+    """A headless Chromium tab on the page's index.html, and the list its console errors, page errors and failed
+    loads go to."""
     sync_playwright = _browser()
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             tab = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors = []
+            errors: list[str] = []
             tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             tab.on("pageerror", lambda e: errors.append(str(e)))
             tab.on("requestfailed", lambda r: errors.append(f"failed to load {r.url}"))
             tab.goto((page / "index.html").as_uri())
             tab.wait_for_load_state("load")
-
-            def column(name: str) -> list[str]:
-                col = tab.eval_on_selector_all("#board thead th", "hs => hs.map(h => h.textContent.trim())").index(name)
-                return tab.eval_on_selector_all(
-                    "#board tbody tr:not([hidden])", f"rs => rs.map(r => r.cells[{col}].dataset.v)")
-
-            before = column("method")
-            psnr_head = tab.locator("#board thead th", has_text="PSNR")
-            psnr_head.click()
-            up, order_up = [float(v) for v in column("PSNR")], column("method")
-            assert up == sorted(up) and len(set(up)) == 3 and psnr_head.get_attribute("aria-sort") == "ascending"
-            psnr_head.click()
-            down, order_down = [float(v) for v in column("PSNR")], column("method")
-            assert down == up[::-1] and order_down == order_up[::-1] and order_up != order_down
-            tab.locator("#board thead th", has_text="method").click()
-            assert column("method") == sorted(before)
-
-            tab.select_option("#filter-problem", "inpainting")
-            assert column("problem") == ["inpainting", "inpainting"]
-            assert tab.locator("#count").inner_text() == "2 of 3 rows"
-            assert tab.locator("section.setting[data-problem=cs_mri]").is_hidden()
-            tab.fill("#filter-text", "tv")
-            assert column("method") == ["tv"]
-            tab.select_option("#filter-problem", "")
-            tab.fill("#filter-text", "")
-            assert len(column("method")) == 3
-
-            assert all(tab.eval_on_selector_all("img", "is => is.map(i => i.complete && i.naturalWidth > 0)"))
-            shot = tmp_path / "site.png"
-            tab.screenshot(path=str(shot), full_page=True)
-            tab.locator("#board tbody tr a").first.click()
-            tab.wait_for_load_state("load")
-            assert "names:" in tab.locator("pre").first.inner_text()
-            assert errors == []
+            yield tab, errors
         finally:
             browser.close()
+
+
+def test_page_in_headless_chromium(page, tmp_path):
+    """Loads with no console error; a header click reorders rows; filters hide rows; a screenshot is taken."""
+    with _tab(page) as (tab, errors):
+
+        def column(name: str) -> list[str]:
+            col = tab.eval_on_selector_all("#board thead th", "hs => hs.map(h => h.textContent.trim())").index(name)
+            return tab.eval_on_selector_all(
+                "#board tbody tr:not([hidden])", f"rs => rs.map(r => r.cells[{col}].dataset.v)")
+
+        before = column("method")
+        psnr_head = tab.locator("#board thead th", has_text="PSNR")
+        psnr_head.click()
+        up, order_up = [float(v) for v in column("PSNR")], column("method")
+        assert up == sorted(up) and len(set(up)) == 3 and psnr_head.get_attribute("aria-sort") == "ascending"
+        psnr_head.click()
+        down, order_down = [float(v) for v in column("PSNR")], column("method")
+        assert down == up[::-1] and order_down == order_up[::-1] and order_up != order_down
+        tab.locator("#board thead th", has_text="method").click()
+        assert column("method") == sorted(before)
+
+        tab.select_option("#filter-problem", "inpainting")
+        assert column("problem") == ["inpainting", "inpainting"]
+        assert tab.locator("#count").inner_text() == "2 of 3 rows"
+        assert tab.locator("section.setting[data-problem=cs_mri]").is_hidden()
+        tab.fill("#filter-text", "tv")
+        assert column("method") == ["tv"]
+        tab.select_option("#filter-problem", "")
+        tab.fill("#filter-text", "")
+        assert len(column("method")) == 3
+
+        assert all(tab.eval_on_selector_all("img", "is => is.map(i => i.complete && i.naturalWidth > 0)"))
+        shot = tmp_path / "site.png"
+        tab.screenshot(path=str(shot), full_page=True)
+        tab.locator("#board tbody tr a").first.click()
+        tab.wait_for_load_state("load")
+        assert "names:" in tab.locator("pre").first.inner_text()
+        assert errors == []
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
@@ -171,3 +180,34 @@ def test_entries_read_defensively(tmp_path):
     assert ">online<" in row and ">tuned on val, None trials: defaults kept<" in row  # the leaderboard's tuning label
     assert text.count("no saved reconstructions") == 2 and text.count("curves.png") == 2
     assert "samples.png" not in text
+
+
+def test_matrices_link_each_cell_to_its_row_page(page):
+    """One matrix per problem family above the table; every cell links to rows/<row_id>.html, whose own links (the
+    run's config, the setting's figures, the way back) are files inside the site; one best cell per column is bold."""
+    text = (page / "index.html").read_text()
+    assert text.index('<table class="matrix"') < text.index('<table id="board">')
+    assert re.findall(r'<table class="matrix" data-family="(\w+)"', text) == ["cs_mri", "inpainting"]
+    cells = re.findall(r'<td class="num"><a href="(rows/r[0-9a-f]+\.html)">(.*?)</a></td>', text)
+    assert len(cells) == 3 and text.count("<strong>") == 2 + 1  # a best per matrix column, and the legend's "Bold"
+    for ref, shown in cells:
+        assert re.match(r"(<strong>)?-?[0-9.]+ \[[-0-9.]+, [-0-9.]+\] n=2", shown), shown
+        row = (page / ref).read_text()
+        refs = re.findall(r'(?:src|href)="([^"]+)"', row)
+        assert "../index.html" in refs and any(r.startswith("../configs/") for r in refs)
+        for r in refs:
+            assert (page / "rows" / r).is_file(), r
+        assert "http://" not in row and "https://" not in row
+    inpainting = [(page / ref).read_text() for ref, _ in cells if "inpainting" in (page / ref).read_text()]
+    assert len(inpainting) == 2 and all("samples.png" in r for r in inpainting)
+
+
+def test_a_matrix_cell_click_opens_its_row_in_headless_chromium(page):
+    with _tab(page) as (tab, errors):
+        tab.locator('table.matrix[data-family="inpainting"] td a', has_text="[").first.click()
+        tab.wait_for_load_state("load")
+        assert "/rows/r" in tab.url and tab.locator("h1").inner_text() in ("tv", "zero-filled")
+        assert all(tab.eval_on_selector_all("img", "is => is.map(i => i.complete && i.naturalWidth > 0)"))
+        tab.locator("a", has_text="← results").click()
+        tab.wait_for_load_state("load")
+        assert tab.url.endswith("/index.html") and errors == []

@@ -60,9 +60,27 @@ def test_shared_ranks():
     assert ranks == {"best": 1, "tied": 1, "worse": 3, "worst": 4}
     # lower is better (NMSE-like): the order flips
     assert stats.shared_ranks(rows, higher_is_better=False)["worst"] == 1
-    # a row on other sample ids is compared with nobody
+    # a row on other sample ids cannot be paired with the best: no rank
     rows["elsewhere"] = {"x1": 0.0, "x2": 0.1}
-    assert stats.shared_ranks(rows)["elsewhere"] == 1
+    assert stats.shared_ranks(rows)["elsewhere"] is None
+
+
+def test_ties_are_judged_against_the_best_by_the_paired_interval():
+    """Rank 1 goes to every row whose paired 95 % interval against the best includes 0 (checked here with scipy's own
+    bootstrap of the differences), and to no other; the next group starts at 1 + the rows ranked above it."""
+    rng = np.random.default_rng(1)
+    ids = [f"s{i}" for i in range(12)]
+    base = rng.normal(24, 2.0, 12)
+    rows = {"a": dict(zip(ids, base + 0.6)), "b": dict(zip(ids, base + 0.5 + rng.normal(0, 0.4, 12))),
+            "c": dict(zip(ids, base + rng.normal(0, 0.05, 12)))}
+    rows["d"] = {i: v + 0.2 * (-1) ** k for k, (i, v) in enumerate(rows["c"].items())}  # c, give or take 0.2 dB
+    ranks = stats.shared_ranks(rows)
+    for name in "bcd":
+        d = np.array([rows["a"][i] - rows[name][i] for i in ids])
+        ci = sps.bootstrap((d,), np.mean, confidence_level=0.95, n_resamples=9999, method="BCa",
+                           random_state=np.random.default_rng(0)).confidence_interval
+        assert (ranks[name] == 1) == (ci.low <= 0 <= ci.high), name
+    assert ranks["a"] == 1 and ranks["c"] == ranks["d"] == 1 + sum(r == 1 for r in ranks.values())
 
 
 def test_samples_for_half_width():

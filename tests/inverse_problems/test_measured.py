@@ -13,7 +13,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from benchmarks import registry
-from benchmarks.metrics import volume_metrics
+from benchmarks.metrics import METRIC_CONVENTION, volume_metrics
 from benchmarks.batch import run_batch
 from benchmarks.build import Components
 from benchmarks.items import NO_TARGET
@@ -185,7 +185,7 @@ def test_per_volume_metrics_of_a_run_equal_fastmris_formula(tmp_path: Path):
                                   for r in sorted(rows, key=lambda r: r["slice"])])
     ref = fastmri_reference(stack("reconstruction"), stack("target"))
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["tier"] == "measured" and summary["metric_convention"] == "per-slice + per-volume (fastMRI)"
+    assert summary["tier"] == "measured" and summary["metric_convention"] == f"per-slice ({METRIC_CONVENTION['fastmri']}) + per-volume (fastMRI)"
     (vol,) = summary["volumes"]
     assert vol["slices"] == 3
     for m in ("psnr", "ssim", "nmse"):
@@ -283,7 +283,7 @@ def test_leaderboard_rows_say_tier_target_and_metric_convention(tmp_path: Path):
     rows = {e["tier"]: e for e in board["entries"]}
     assert set(rows) == {"measured", "simulated"}
     assert rows["measured"]["target_convention"] == "fastmri-rss"
-    assert rows["measured"]["metric_convention"] == "per-slice + per-volume (fastMRI)"
+    assert rows["measured"]["metric_convention"] == f"per-slice ({METRIC_CONVENTION['fastmri']}) + per-volume (fastMRI)"
     assert rows["measured"]["metrics"]["volume_psnr"]["n"] == 1
     md = leaderboard.markdown(board)
     head = [c.strip() for c in md.splitlines()[0].strip("|").split("|")]

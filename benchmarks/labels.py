@@ -1,0 +1,40 @@
+"""What tells leaderboard rows apart, and how a row is named: the row key, method and tuning labels.
+
+Below both benchmarks.leaderboard (which aggregates runs into rows) and benchmarks.comparison (which compares rows);
+benchmarks.leaderboard re-exports these names.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+KEY = ("problem", "dataset", "tier", "target_convention", "metric_convention", "shift", "algorithm", "adapters", "prior",
+       "prior_hash", "scheme", "split", "tuning", "problem_options", "dataset_options", "prior_options",
+       "algorithm_options", "adapter_options")
+
+
+def freeze(value: Any) -> Any:
+    """A key part made hashable: dicts and lists as sorted JSON text."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+
+
+def option_text(v: Any) -> str:
+    return json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+
+
+def method_label(entry: dict[str, Any]) -> str:
+    """algorithm[+adapters], then the changed options and the adapters that adapted nothing, e.g.
+    `diffpir (lam=30)`, `cg-sense (+tda adapted nothing)`."""
+    name = entry["algorithm"] + (f"+{entry['adapters']}" if entry["adapters"] else "")
+    opts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={option_text(v)}"  # a tuned float: 4 significant digits
+            for part in entry["changed_options"].values() for k, v in part.items()]
+    opts += [f"+{a} adapted nothing" for a in entry.get("adapters_noop", [])]
+    return name + (f" ({', '.join(opts)})" if opts else "")
+
+
+def tuning_label(entry: dict[str, Any]) -> str:
+    t = entry.get("tuning")
+    if not t:
+        return "defaults"
+    kept = "" if entry.get("changed_options") else ": defaults kept"  # the study's trial 0 (the defaults) won
+    return f"tuned on {t.get('split')}, {t.get('trials')} trials{kept}"

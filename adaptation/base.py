@@ -152,12 +152,29 @@ class AdaptedAlgorithm(Algorithm):
             if pretrained is not None:  # network adapters install adapted copies for one batch only
                 self.algorithm.net = pretrained
 
-    def _reconstruct(self, y: Tensor, operator: ForwardOperator, prior: Prior | None, generator: Randomness,
-                     callback: StepCallback | None) -> Reconstruction:
+    def adapt(self, y: Tensor, operator: ForwardOperator, prior: Prior | None = None,
+              generator: Randomness = None) -> None:
+        """The adapters' `prepare` hooks on a batch, nothing reconstructed (the naive scheme's adapt-only warm-up);
+        the pretrained network is put back after."""
+        pretrained = getattr(self.algorithm, "net", None)
+        try:
+            self._prepare(y, operator, prior, generator)
+        finally:
+            if pretrained is not None:
+                self.algorithm.net = pretrained
+
+    def _prepare(self, y: Tensor, operator: ForwardOperator, prior: Prior | None, generator: Randomness
+                 ) -> tuple[ForwardOperator, Prior | None]:
+        """Every adapter's `prepare`, in chain order: the operator and prior the run uses."""
         for adapter in self.adapters:
             adapter.generator = generator
             adapter.algorithm = self.algorithm
             operator, prior = adapter.prepare(y, operator, prior)
+        return operator, prior
+
+    def _reconstruct(self, y: Tensor, operator: ForwardOperator, prior: Prior | None, generator: Randomness,
+                     callback: StepCallback | None) -> Reconstruction:
+        operator, prior = self._prepare(y, operator, prior, generator)
 
         def chained(step: Step) -> Tensor | None:
             replaced = None

@@ -20,6 +20,22 @@ from inverse_problems.operators.random import SampleGenerators
 Row = dict[str, Any]  # one line of samples.jsonl
 
 
+def adapt_batch(comp: Components, indices: list[int], seed: int, device: torch.device,
+                callback: Callable[[Step], Any] | None = None) -> None:
+    """The adapters' before-run adaptation on one batch, without reconstructing (the naive scheme's adapt-only
+    warm-up, run.naive_adapt_only): the batch measured as `run_batch` measures it, then AdaptedAlgorithm.adapt."""
+    adapt = getattr(comp.algorithm, "adapt", None)
+    if not callable(adapt):
+        return
+    shape = tuple(comp.problem.image_shape)
+    tier = getattr(comp.problem, "tier", "simulated")
+    items = [it for it in (load_item(comp.dataset, i, shape, tier) for i in indices) if not isinstance(it, Unusable)]
+    if items:
+        gen = SampleGenerators.seeded(seed, [it["id"] for it in items], device)
+        inst = comp.problem.instance(items, device, gen)
+        adapt(inst.y, inst.operator, comp.prior, gen)
+
+
 def run_batch(comp: Components, indices: list[int], seed: int, device: torch.device,
               callback: Callable[[Step], Any] | None = None) -> tuple[list[Row], list, list, list[dict[str, Any]]]:
     """Reconstruct one batch; returns the JSON rows (index order), the reconstructions (target units; None for

@@ -1,4 +1,5 @@
-"""The `bench` command line: list, run, leaderboard, report, rescore, verify, submit, train-prior, train-recon."""
+"""The `bench` command line: list, run, leaderboard, report, rescore, verify, submit, train-prior, train-recon,
+train-interp."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,7 @@ from pathlib import Path
 from benchmarks import registry
 from benchmarks.train_prior_cli import add_cli as add_train_prior
 from benchmarks.train_recon_cli import add_cli as add_train_recon
+from benchmarks.train_interp_cli import add_cli as add_train_interp
 from benchmarks.finish import merge_ranks, print_run
 from benchmarks.threads import passive_wait
 
@@ -469,6 +471,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_train_prior(sub)  # argparse and priors.training.config only: the loop (torch) is imported when the verb runs
     add_train_recon(sub)  # argparse and algorithms.networks.training_config only: the training is imported when run
+    add_train_interp(sub)  # likewise: algorithms.networks.interp_training_config
     return p
 
 

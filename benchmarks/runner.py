@@ -28,7 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from adaptation.schemes import Scheme
-from benchmarks.batch import run_batch
+from benchmarks.batch import adapt_batch, run_batch
 from benchmarks.build import build_components, check_run_options, resolve_device
 from benchmarks.domains import warn_in_distribution_shift
 from benchmarks.progress import StepProgress, announce, method_label, tensorboard_writer
@@ -131,10 +131,12 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
             try:
                 if scheme.needs_warmup and todo:
                     scheme.set_adapting(True)
-                    warm = StepProgress(sum(map(len, mine)), f"adapting (naive scheme): {method_label(cfg)}", progress)
-                    for b in mine:
-                        with warm.batch(b):
-                            run_batch(comp, b, seed, device, warm)
+                    warm = StepProgress(sum(map(len, mine)) * max(1, int(cfg.run.get("naive_epochs", 1))), f"adapting (naive scheme): {method_label(cfg)}", progress)
+                    epochs, adapt_only = int(cfg.run.get("naive_epochs", 1)), bool(cfg.run.get("naive_adapt_only", False))
+                    for _ in range(epochs):
+                        for b in mine:
+                            with warm.batch(b):
+                                (adapt_batch if adapt_only else run_batch)(comp, b, seed, device, warm)
                     warm.close()
                     scheme.set_adapting(False)
                 bar = StepProgress(sum(map(len, todo)), method_label(cfg), progress, writer)

@@ -36,9 +36,9 @@ def given_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
-def command_line(cfg: Any) -> str:
-    """The fully spelled-out `bench train-recon` command of a ReconTrainConfig (for metadata.json)."""
-    parts = ["bench", "train-recon"]
+def command_line(cfg: Any, verb: str = "train-recon") -> str:
+    """The fully spelled-out `bench VERB` command of a training config (for metadata.json)."""
+    parts = ["bench", verb]
     for f in fields(cfg):
         key, value = f.name, getattr(cfg, f.name)
         if key in ("command", "dataset_options", "problem_options", "resume") or value is None:

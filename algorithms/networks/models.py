@@ -240,17 +240,25 @@ def load_network(path: str | Path, arch: str | None = None) -> tuple[ReconNet, d
     return net, dict(state.get("training") or {})
 
 
-def shipped_path(arch: str, model: str) -> Path:
-    """algorithms/weights/<file> of a shipped model; an unknown name or a missing file is an error naming the fix."""
-    names = SHIPPED.get(arch, {})
+def shipped_path(arch: str, model: str, names: dict[str, str] | None = None, trainer: str = "") -> Path:
+    """algorithms/weights/<file> of a shipped model (`names`: model -> file, default SHIPPED[arch]); an unknown name
+    or a missing file is an error naming the fix (`trainer`: the command that trains one)."""
+    names = SHIPPED.get(arch, {}) if names is None else names
+    trainer = trainer or f"bench train-recon --algo {arch}"
     if model not in names:
         raise ValueError(f"no shipped {arch} model named {model!r}; shipped: {', '.join(names) or '(none)'}; train "
-                         f"one with `bench train-recon --algo {arch} ...` and pass algorithm.path=OUT/model.pt")
+                         f"one with `{trainer} ...` and pass algorithm.path=OUT/model.pt")
     path = WEIGHTS / names[model]
     if not path.is_file():
         raise FileNotFoundError(f"the shipped {arch} model {model!r} is missing at {path}; reinstall medtta-bench or "
-                                f"pass algorithm.path=OUT/model.pt of `bench train-recon --algo {arch}`")
+                                f"pass algorithm.path=OUT/model.pt of `{trainer}`")
     return path
+
+
+def trained_source_domain(algorithm: Any) -> SourceDomain | None:
+    """The dataset and problem (with their options) a network algorithm's model was trained on: its `training`
+    facts (a checkpoint's). Network algorithms expose it as their `source_domain` property."""
+    return SourceDomain.from_facts(algorithm.training)
 
 
 class NetworkAlgorithm(Algorithm):
@@ -275,10 +283,7 @@ class NetworkAlgorithm(Algorithm):
         self.net.per_sample = per_sample
         self.network_calls = 0
 
-    @property
-    def source_domain(self) -> SourceDomain | None:
-        """The dataset and problem (with their options) the network was trained on: its training facts."""
-        return SourceDomain.from_facts(self.training)
+    source_domain = property(trained_source_domain)
 
     def predict(self, y: Tensor, operator: ForwardOperator, net: nn.Module | None = None) -> Tensor:
         """Network output for measurements y through `operator` (a masked copy re-subsamples: with_mask);

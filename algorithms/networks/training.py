@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,8 @@ from inverse_problems.operators.base import ForwardOperator
 from inverse_problems.problems.base import Problem
 from inverse_problems.operators.complex import magnitude
 from inverse_problems.operators.random import SampleGenerators
-from priors.training.common import (EMA, Progress, checkpoint_path, final_loss, plot_loss, restore, resume_state,
-                                    save_grid, save_state, train_steps, warmup_schedule)
+from priors.training.common import (checkpoint_path, final_loss, plot_loss, start_process,
+                                    save_grid, save_state, start_optimisation, train_steps)
 from priors.training.config import plain_config
 
 
@@ -107,16 +106,10 @@ def train(cfg: ReconTrainConfig, dataset: Any, problem: Problem, val_dataset: An
 
     Writes OUT/model.pt, OUT/checkpoint/state.pt, OUT/loss.png, OUT/val.png and OUT/metadata.json (module docstring);
     returns the metadata."""
-    from accelerate import Accelerator
-
     check_config(cfg)
     out = Path(cfg.out)
     ckpt_path = checkpoint_path(out)
-    state = resume_state(cfg, ReconTrainConfig, RESUMABLE)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    acc = Accelerator(cpu=cfg.cpu)
-    torch.manual_seed(cfg.seed + acc.process_index)
+    state, acc = start_process(cfg, ReconTrainConfig, RESUMABLE)
     start_step = int(state["step"]) if state is not None else 0
     n_train = min(cfg.n_images, len(dataset))
     if n_train < 1:
@@ -130,17 +123,7 @@ def train(cfg: ReconTrainConfig, dataset: Any, problem: Problem, val_dataset: An
     net_config = cfg.network_config(channels)
     model = build_network(net_config)
     n_params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = warmup_schedule(opt, cfg.warmup)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
-    ema = EMA(model, cfg.ema)
-    progress = Progress.begin(cfg.command, state)
-    if state is not None:
-        restore(state, model, ema, opt, sched)
-        gen.set_state(state["rng"]["generator"])
-        torch.set_rng_state(state["rng"]["torch"])
-        print(f"train-recon: resuming {out} at step {progress.step} of {cfg.steps} with the checkpoint's "
-              f"configuration", file=sys.stderr)
+    opt, sched, gen, ema, progress = start_optimisation(cfg, model, state, acc, "train-recon")
     model, opt = acc.prepare(model, opt)
     ema.model.to(acc.device)
     progress.start_clock()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import pickle
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -184,6 +185,38 @@ def save_state(path: Path, acc: Any, model: nn.Module, ema: EMA, opt: torch.opti
     return legs
 
 
+def start_process(cfg: Any, cls: type, resumable: tuple[str, ...]) -> tuple[dict[str, Any] | None, Any]:
+    """(the checkpoint to resume or None, the accelerate Accelerator): the checks of `resume_state`, cfg.threads
+    torch threads, the CPU when cfg.cpu, torch seeded from cfg.seed and the process index."""
+    from accelerate import Accelerator
+
+    state = resume_state(cfg, cls, resumable)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    acc = Accelerator(cpu=cfg.cpu)
+    torch.manual_seed(cfg.seed + acc.process_index)
+    return state, acc
+
+
+def start_optimisation(cfg: Any, model: nn.Module, state: dict[str, Any] | None, acc: Any, verb: str
+                       ) -> tuple[torch.optim.Optimizer, Any, torch.Generator, EMA, "Progress"]:
+    """Adam (cfg.lr) with cfg.warmup steps of warm-up, the loop's generator (seeded from cfg.seed and the process),
+    EMA weights (cfg.ema) and the progress record; on a resumed `state`, all of them (and torch's random state) as
+    the checkpoint left them. The network training commands (train-recon, train-interp) start so."""
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = warmup_schedule(opt, cfg.warmup)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
+    ema = EMA(model, cfg.ema)
+    progress = Progress.begin(cfg.command, state)
+    if state is not None:
+        restore(state, model, ema, opt, sched)
+        gen.set_state(state["rng"]["generator"])
+        torch.set_rng_state(state["rng"]["torch"])
+        print(f"{verb}: resuming {cfg.out} at step {progress.step} of {cfg.steps} with the checkpoint's "
+              f"configuration", file=sys.stderr)
+    return opt, sched, gen, ema, progress
+
+
 def optimiser_step(acc: Any, model: nn.Module, loss: Tensor, opt: torch.optim.Optimizer, sched: Any, ema: EMA) -> float:
     """One step: backward through `acc` (accelerate), clip the gradient norm at 1, optimiser and schedule step, EMA
     update; returns the loss averaged over processes."""
@@ -224,7 +257,8 @@ def final_loss(losses: list[float]) -> float:
 
 
 def plot_loss(losses: list[float], path: Path, label: str = "DDPM loss") -> None:
-    """The loss curve (per step, and its running mean) on a log axis, as a PNG."""
+    """The loss curve (per step, and its running mean) on a log axis (linear where a loss is <= 0: NCC terms), as a
+    PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -237,7 +271,7 @@ def plot_loss(losses: list[float], path: Path, label: str = "DDPM loss") -> None
         kernel = torch.ones(k) / k
         smooth = torch.nn.functional.conv1d(torch.tensor(losses).view(1, 1, -1), kernel.view(1, 1, -1)).flatten()
         ax.plot(range(k - 1, len(losses)), smooth.tolist(), lw=1.5, label=f"mean of {k}")
-    ax.set_yscale("log")
+    ax.set_yscale("log" if losses and min(losses) > 0 else "linear")
     ax.set_xlabel("step")
     ax.set_ylabel(label)
     ax.legend()

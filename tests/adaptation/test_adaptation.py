@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -388,6 +389,14 @@ class FixedInstance:
 def battery_case(cls: type) -> tuple[Algorithm, FixedInstance, Prior | None, Tensor]:
     """The wrapped algorithm an adapter declares it needs (`needs_network`: an end-to-end network on cs_mri; else
     a diffusion-style sampler on the phase-shift problem), a fixed instance, the prior, and two targets."""
+    if getattr(cls, "interpolator", False):  # TTT4MII's adapters: uvi-lite on frame interpolation
+        import tempfile
+
+        from tests.helpers import interp_instance, sequences, tiny_uvi_algorithm
+
+        x = sequences(2, frames=5, size=16)
+        prob, inst = interp_instance(x)
+        return tiny_uvi_algorithm(Path(tempfile.mkdtemp())), FixedInstance(prob.image_shape, inst), None, x
     if getattr(cls, "needs_network", False):
         from inverse_problems.problems.cs_mri import CSMRIProblem
         from inverse_problems.operators.random import SampleGenerators

@@ -56,11 +56,26 @@ def test_dependencies_point_one_way():
         assert "ast" not in imports(REPO / "benchmarks" / cli), cli
 
 
-def test_both_trainings_run_the_shared_loop():
-    for path in (REPO / "priors" / "training" / "loop.py", REPO / "algorithms" / "networks" / "training.py"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-        assert {"train_steps", "save_state", "restore", "resume_state", "warmup_schedule"} <= called, path.name
+def _called(path: Path, function: str | None = None) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    if function is not None:
+        tree = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == function)
+    return {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+
+
+def test_every_training_runs_the_shared_loop():
+    """Prior, reconstruction-network and interpolation training all step through train_steps and save_state, and
+    resume through resume_state, warmup_schedule and restore (directly, or through the shared start_process and
+    start_optimisation, which call them)."""
+    common = REPO / "priors" / "training" / "common.py"
+    assert {"resume_state"} <= _called(common, "start_process")
+    assert {"warmup_schedule", "restore"} <= _called(common, "start_optimisation")
+    trio = {"restore", "resume_state", "warmup_schedule"}
+    for path in (REPO / "priors" / "training" / "loop.py", REPO / "algorithms" / "networks" / "training.py",
+                 REPO / "algorithms" / "networks" / "interp_training.py"):
+        called = _called(path)
+        assert {"train_steps", "save_state"} <= called, path.name
+        assert trio <= called or {"start_process", "start_optimisation"} <= called, path.name
 
 
 def test_train_steps_logs_checkpoints_and_keeps_the_ema():

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # The VLBI plugin's board: DPS and DAPS, closure-only and with the amplitude term, with and without TDA, on 16 test
-# sources of the training family and 16 of the doubles shift; small step counts for a CPU (docs/vlbi.md). DPS+TDA
-# runs the same way (--algo dps+tda) but did not fit this CPU budget.
+# sources of the training family and 16 of the doubles shift; small step counts for a CPU (docs/vlbi.md).
 # Usage: bash plugins/vlbi/scripts/board.sh OUT_DIR   (needs the plugin installed: pip install -e plugins/vlbi)
 set -euo pipefail
 out=${1:?usage: board.sh OUT_DIR}
@@ -20,6 +19,7 @@ $bench run "${common[@]}" --algo daps --out "$out/daps-amp" "${daps[@]}" "${amp[
 $bench run "${common[@]}" --algo daps+tda --out "$out/daps+tda-amp" "${daps[@]}" "${amp[@]}" "${tda_amp[@]}"
 $bench run "${common[@]}" --algo daps --out "$out/daps-doubles" "${daps[@]}" dataset.morphology=doubles
 $bench run "${common[@]}" --algo dps --out "$out/dps" "${dps[@]}"
+$bench run "${common[@]}" --algo dps+tda --out "$out/dps+tda" "${dps[@]}" "${tda[@]}"
 python "$(dirname "$0")/board_table.py" "$out"/*/ > "$out/board.md"
 python "$(dirname "$0")/gain_error.py" "$out/daps+tda-amp" >> "$out/board.md"
 cat "$out/board.md"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 from hydra import compose, initialize_config_dir
@@ -142,13 +143,28 @@ class ProblemChoices:
 PROBLEM_KEYS = ("dataset", "prior", "algorithms", "adapters")
 
 
+def plugin_problem_yaml(problem: str) -> Path | None:
+    """A plugin problem's own choices: configs/problem/<problem>.yaml inside the top-level package its entry point
+    names (package data of the plugin's distribution), found without importing it."""
+    ep = registry.entry_points("problems").get(problem)
+    if ep is None:
+        return None
+    init = registry.module_source(ep.value.partition(":")[0].strip().split(".")[0])
+    path = init.parent / "configs" / "problem" / f"{problem}.yaml" if init is not None else None
+    return path if path is not None and path.is_file() else None
+
+
 def problem_choices(problem: str) -> ProblemChoices:
-    """The choices configs/problem/<problem>.yaml declares (none where there is no such file); no torch import."""
+    """The choices configs/problem/<problem>.yaml declares, in this repository or, for a plugin's problem, in its
+    package (none where there is no such file); no torch import."""
     path = CONFIG_DIR / registry.CONFIG_DIR["problems"] / f"{problem}.yaml"
-    if not path.exists():
-        return ProblemChoices()
-    raw = OmegaConf.to_container(OmegaConf.load(path)) or {}
     where = f"configs/problem/{problem}.yaml"
+    if not path.exists():
+        path = plugin_problem_yaml(problem)
+        if path is None:
+            return ProblemChoices()
+        where = str(path)
+    raw = OmegaConf.to_container(OmegaConf.load(path)) or {}
     unknown = sorted(set(raw) - set(PROBLEM_KEYS))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; a problem's yaml takes "

@@ -150,3 +150,28 @@ def test_a_plugin_problem_without_a_yaml_names_its_dataset_and_prior(problem_plu
     bad = bench("run", "--problem", "plug-inpaint", "--algo", "zero-filled", "--n", "1", "--quiet",
                 "--out", str(tmp_path / "bad"), plugin=problem_plugin, check=False)
     assert bad.returncode != 0 and "pass --dataset NAME" in bad.stderr
+
+
+def test_a_plugin_problem_brings_its_choices_in_its_package(tmp_path, monkeypatch):
+    """A plugin's problem has no configs/problem yaml here: its package's configs/problem/<name>.yaml is read instead
+    (found without importing the package), with the same checks."""
+    from importlib import metadata
+
+    from benchmarks import config, registry
+
+    pkg = tmp_path / "fakeplug"
+    (pkg / "configs" / "problem").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise RuntimeError('must not be imported')\n")
+    (pkg / "configs" / "problem" / "fakeprob.yaml").write_text(
+        "dataset: fake-data\nprior: fake-prior\nalgorithms:\n  daps: {budget: 0.1k}\n")
+    ep = metadata.EntryPoint("fakeprob", "fakeplug.problem:FakeProblem", "medtta_bench.problems")
+    real = registry.entry_points
+    monkeypatch.setattr(registry, "entry_points",
+                        lambda group: {**real(group), "fakeprob": ep} if group == "problems" else real(group))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    chosen = config.problem_choices("fakeprob")
+    assert (chosen.dataset, chosen.prior, chosen.algorithms) == ("fake-data", "fake-prior", {"daps": {"budget": "0.1k"}})
+    assert chosen.path == str(pkg / "configs" / "problem" / "fakeprob.yaml")
+    (pkg / "configs" / "problem" / "fakeprob.yaml").write_text("dataset: fake-data\nlr: 1\n")
+    with pytest.raises(config.ConfigError, match=r"fakeprob.yaml: unknown key\(s\) lr"):
+        config.problem_choices("fakeprob")

@@ -54,14 +54,15 @@ def test_the_installed_plugin_lists_and_runs(installed, tmp_path):
     line = next(s for s in listed.splitlines() if s.strip().startswith("blackhole"))
     assert "[plugin: medtta-bench-vlbi]" in line
     assert "[plugin: medtta-bench-vlbi]" in bench("list", "datasets", plugin=installed).stdout
-    small = ["--dataset", "synthetic-eht", "--prior", "eht-rings-64", "--n", "1", "problem.step_min=60"]
+    small = ["--n", "1", "problem.step_min=60"]  # dataset, prior and DAPS/TDA options: the plugin's problem yaml
     bench("run", "--problem", "blackhole", "--algo", "dps", *small, "--out", str(tmp_path / "dps"),
           "algorithm.n_steps=4", plugin=installed)
     bench("run", "--problem", "blackhole", "--algo", "daps+tda", *small, "--out", str(tmp_path / "daps"),
-          "algorithm.budget=null", "algorithm.n_steps=3", "algorithm.ode_steps=1", "algorithm.langevin_steps=2",
-          "algorithm.lr=1e-5", "algorithm.tau_mode=noise", "problem.amp_weight=1", "adapters.tda.sigma_max=100",
+          "algorithm.n_steps=3", "algorithm.ode_steps=1", "algorithm.langevin_steps=2", "problem.amp_weight=1",
           plugin=installed)
     for run in ("dps", "daps"):
+        cfg = (tmp_path / run / "config.yaml").read_text()
+        assert "dataset: synthetic-eht" in cfg and "prior: eht-rings-64" in cfg
         rows = [json.loads(s) for s in (tmp_path / run / "samples.jsonl").read_text().splitlines()]
         assert [r["status"] for r in rows] == ["ok"]
         metrics = rows[0]["problem_metrics"]

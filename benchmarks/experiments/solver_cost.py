@@ -20,6 +20,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -27,10 +28,10 @@ from algorithms.diffusion.daps import DAPS
 from algorithms.diffusion.ddrm import DDRM
 from algorithms.diffusion.diffpir import DiffPIR
 from algorithms.diffusion.dps import DPS
-from inverse_problems.problems.inpainting import InpaintingProblem
-from inverse_problems.operators.linalg import batch_dot
 from inverse_problems.data.phantoms.datasets import BrainT2
+from inverse_problems.operators.linalg import batch_dot
 from inverse_problems.problems.cs_mri import CSMRIProblem
+from inverse_problems.problems.inpainting import InpaintingProblem
 from priors.shipped import phantom_brain_64
 
 PROBLEMS = {"single-coil": lambda: CSMRIProblem(size=64, coils=1), "multi-coil": lambda: CSMRIProblem(size=64, coils=8),
@@ -47,6 +48,41 @@ def solvers(steps: int) -> dict[str, object]:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def floor_calls(prior, xs: torch.Tensor, y: torch.Tensor, op, sigma: torch.Tensor) -> dict[str, Callable[[], None]]:
+    """One denoiser call without gradients ("call"), and one with its backward pass through ||y - A D(x)||
+    ("call + backward"): the floors of the solvers that only call the network and of those that differentiate it."""
+
+    def call() -> None:
+        with torch.no_grad():
+            prior.denoise(xs, sigma)
+
+    def call_and_backward() -> None:
+        with torch.enable_grad():
+            xi = xs.detach().requires_grad_(True)
+            r = y - op.forward(prior.denoise(xi, sigma))
+            torch.autograd.grad(batch_dot(r, r).sqrt().sum(), xi)
+
+    return {"call": call, "call + backward": call_and_backward}
+
+
+def time_solver(algo, y: torch.Tensor, op, prior, device: torch.device, floor: str,
+                one: Callable[[], None]) -> dict[str, object]:
+    """One timed run of `algo` and, right after, its floor: NFE back-to-back `one()` calls; wall and CPU ratios."""
+    cpu = time.process_time()
+    rec = algo.reconstruct(y, op, prior, torch.Generator(device=device).manual_seed(0))
+    cpu = time.process_time() - cpu
+    sync(device)
+    start, cpu_floor = time.perf_counter(), time.process_time()
+    for _ in range(rec.nfe):
+        one()
+    sync(device)
+    wall_floor, cpu_floor = time.perf_counter() - start, time.process_time() - cpu_floor
+    return {"seconds_per_batch": rec.seconds, "nfe": rec.nfe, "floor_seconds_per_batch": wall_floor, "floor": floor,
+            "ratio": rec.seconds / wall_floor, "cpu_seconds_per_batch": cpu, "cpu_floor_seconds_per_batch": cpu_floor,
+            "cpu_ratio": cpu / cpu_floor, "failed": int(rec.failed.sum()),
+            "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
 
 
 def main() -> None:
@@ -80,16 +116,7 @@ def main() -> None:
         inst = PROBLEMS[pname]().simulate(x, torch.Generator(device=device).manual_seed(1))
         y, op = inst.y, inst.operator
         xs = x / inst.scale.view(-1, 1, 1, 1)
-
-        def call() -> None:
-            with torch.no_grad():
-                prior.denoise(xs, sigma)
-
-        def call_and_backward() -> None:
-            with torch.enable_grad():
-                xi = xs.detach().requires_grad_(True)
-                r = y - op.forward(prior.denoise(xi, sigma))
-                torch.autograd.grad(batch_dot(r, r).sqrt().sum(), xi)
+        floors = floor_calls(prior, xs, y, op, sigma)
 
         rows = out["problems"].setdefault(pname, {})
         for name, algo in solvers(args.steps).items():
@@ -100,24 +127,13 @@ def main() -> None:
             if name == "ddrm" and op.svd() is None:
                 rows[name] = {"skipped": "no closed-form SVD (the dense one costs about a minute per sample)"}
                 continue
-            cpu = time.process_time()
-            rec = algo.reconstruct(y, op, prior, torch.Generator(device=device).manual_seed(0))
-            cpu = time.process_time() - cpu
-            one = call_and_backward if name == "dps" else call
-            sync(device)
-            start, cpu_floor = time.perf_counter(), time.process_time()
-            for _ in range(rec.nfe):
-                one()
-            sync(device)
-            floor, cpu_floor = time.perf_counter() - start, time.process_time() - cpu_floor
-            rows[name] = {"seconds_per_batch": rec.seconds, "nfe": rec.nfe, "floor_seconds_per_batch": floor,
-                          "floor": "call + backward" if name == "dps" else "call", "ratio": rec.seconds / floor,
-                          "cpu_seconds_per_batch": cpu, "cpu_floor_seconds_per_batch": cpu_floor,
-                          "cpu_ratio": cpu / cpu_floor, "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-                          "row_command": f"python benchmarks/experiments/solver_cost.py --batch {args.batch} --steps "
-                                         f"{args.steps} --problems {pname} --solvers {name}"}
-            print(f"{pname:12s} {name:14s} {rec.seconds:8.2f} s  nfe {rec.nfe:4d}  floor {floor:8.2f} s  "
-                  f"ratio {rec.seconds / floor:5.3f}  CPU ratio {cpu / cpu_floor:5.3f}", flush=True)
+            floor = "call + backward" if name == "dps" else "call"
+            row = rows[name] = time_solver(algo, y, op, prior, device, floor, floors[floor])
+            row["row_command"] = (f"python benchmarks/experiments/solver_cost.py --batch {args.batch} --steps "
+                                  f"{args.steps} --problems {pname} --solvers {name}")
+            print(f"{pname:12s} {name:14s} {row['seconds_per_batch']:8.2f} s  nfe {row['nfe']:4d}  floor "
+                  f"{row['floor_seconds_per_batch']:8.2f} s  ratio {row['ratio']:5.3f}  CPU ratio {row['cpu_ratio']:5.3f}",
+                  flush=True)
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")

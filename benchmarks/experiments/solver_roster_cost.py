@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
@@ -29,8 +28,8 @@ from algorithms.diffusion.pigdm import PiGDM
 from algorithms.diffusion.pnpdm import PnPDM
 from algorithms.diffusion.reddiff import REDDiff
 from algorithms.diffusion.score_mri import ScoreMRI
+from benchmarks.experiments.solver_cost import floor_calls, time_solver
 from inverse_problems.data.phantoms.datasets import BrainT2
-from inverse_problems.operators.linalg import batch_dot
 from inverse_problems.problems.cs_mri import CSMRIProblem
 from priors.shipped import brain_64
 
@@ -43,11 +42,6 @@ def solvers(steps: int) -> dict[str, object]:
             "pnpdm": PnPDM(n_iters=2, n_levels=2 * steps), "lgd": LGD(n_steps=steps),
             "score-mri": ScoreMRI(n_steps=max(2, steps // 2)),
             "csgm": CSGM(start_iter=2311 - 1 - max(1, steps // 3))}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -77,39 +71,19 @@ def main() -> None:
                    "vary between rows and only the within-row ratios are meaningful",
            "target_ratio": 1.2, "solvers": previous.get("solvers", {})}
 
-    def call() -> None:
-        with torch.no_grad():
-            prior.denoise(xs, sigma)
-
-    def call_and_backward() -> None:
-        with torch.enable_grad():
-            xi = xs.detach().requires_grad_(True)
-            r = y - op.forward(prior.denoise(xi, sigma))
-            torch.autograd.grad(batch_dot(r, r).sqrt().sum(), xi)
+    floors = floor_calls(prior, xs, y, op, sigma)
 
     with torch.no_grad():
         prior.denoise(xs, sigma)  # warm-up
     for name, algo in solvers(args.steps).items():
         if args.solvers and name not in args.solvers:
             continue
-        cpu = time.process_time()
-        rec = algo.reconstruct(y, op, prior, torch.Generator(device=device).manual_seed(0))
-        cpu = time.process_time() - cpu
-        one = call_and_backward if name in BACKPROP else call
-        sync(device)
-        start, cpu_floor = time.perf_counter(), time.process_time()
-        for _ in range(rec.nfe):
-            one()
-        sync(device)
-        floor, cpu_floor = time.perf_counter() - start, time.process_time() - cpu_floor
-        out["solvers"][name] = {
-            "seconds_per_batch": rec.seconds, "nfe": rec.nfe, "floor_seconds_per_batch": floor,
-            "floor": "call + backward" if name in BACKPROP else "call", "ratio": rec.seconds / floor,
-            "cpu_seconds_per_batch": cpu, "cpu_floor_seconds_per_batch": cpu_floor, "cpu_ratio": cpu / cpu_floor,
-            "failed": int(rec.failed.sum()), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-            "row_command": f"{command} --solvers {name}"}
-        print(f"{name:10s} {rec.seconds:8.2f} s  nfe {rec.nfe:4d}  floor {floor:8.2f} s  ratio {rec.seconds / floor:5.3f}"
-              f"  CPU ratio {cpu / cpu_floor:5.3f}", flush=True)
+        floor = "call + backward" if name in BACKPROP else "call"
+        row = out["solvers"][name] = time_solver(algo, y, op, prior, device, floor, floors[floor])
+        row["row_command"] = f"{command} --solvers {name}"
+        print(f"{name:10s} {row['seconds_per_batch']:8.2f} s  nfe {row['nfe']:4d}  floor "
+              f"{row['floor_seconds_per_batch']:8.2f} s  ratio {row['ratio']:5.3f}  CPU ratio {row['cpu_ratio']:5.3f}",
+              flush=True)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -48,7 +48,6 @@ def test_the_core_declares_no_black_hole_problem():
         assert "blackhole" not in bench("list", "problems").stdout
 
 
-@pytest.mark.slow
 def test_the_installed_plugin_lists_and_runs(installed, tmp_path):
     listed = bench("list", "problems", plugin=installed).stdout
     line = next(s for s in listed.splitlines() if s.strip().startswith("blackhole"))

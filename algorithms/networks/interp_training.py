@@ -74,10 +74,7 @@ def train(cfg: InterpTrainConfig, dataset: Any, problem: Any, val_dataset: Any =
     net_config = cfg.network_config()
     model = build_interp_network(net_config)
     n_params = sum(p.numel() for p in model.parameters())
-    opt, sched, gen, ema, progress = start_optimisation(cfg, model, state, acc, "train-interp")
-    model, opt = acc.prepare(model, opt)
-    ema.model.to(acc.device)
-    progress.start_clock()
+    model, opt, sched, gen, ema, progress = start_optimisation(cfg, model, state, acc, "train-interp")
     aux = cfg.aux_tasks()
 
     def checkpoint() -> list[dict[str, Any]]:

@@ -123,10 +123,7 @@ def train(cfg: ReconTrainConfig, dataset: Any, problem: Problem, val_dataset: An
     net_config = cfg.network_config(channels)
     model = build_network(net_config)
     n_params = sum(p.numel() for p in model.parameters())
-    opt, sched, gen, ema, progress = start_optimisation(cfg, model, state, acc, "train-recon")
-    model, opt = acc.prepare(model, opt)
-    ema.model.to(acc.device)
-    progress.start_clock()
+    model, opt, sched, gen, ema, progress = start_optimisation(cfg, model, state, acc, "train-recon")
 
     def checkpoint() -> list[dict[str, Any]]:
         return save_state(ckpt_path, acc, model, ema, opt, sched, progress, cfg,

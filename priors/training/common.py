@@ -199,10 +199,12 @@ def start_process(cfg: Any, cls: type, resumable: tuple[str, ...]) -> tuple[dict
 
 
 def start_optimisation(cfg: Any, model: nn.Module, state: dict[str, Any] | None, acc: Any, verb: str
-                       ) -> tuple[torch.optim.Optimizer, Any, torch.Generator, EMA, "Progress"]:
+                       ) -> tuple[nn.Module, torch.optim.Optimizer, Any, torch.Generator, EMA, "Progress"]:
     """Adam (cfg.lr) with cfg.warmup steps of warm-up, the loop's generator (seeded from cfg.seed and the process),
     EMA weights (cfg.ema) and the progress record; on a resumed `state`, all of them (and torch's random state) as
-    the checkpoint left them. The network training commands (train-recon, train-interp) start so."""
+    the checkpoint left them. Then the model and optimiser prepared by `acc`, the EMA copy on its device and the
+    progress clock started: (model, opt, sched, gen, ema, progress). The network training commands (train-recon,
+    train-interp) start so."""
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = warmup_schedule(opt, cfg.warmup)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
@@ -214,7 +216,10 @@ def start_optimisation(cfg: Any, model: nn.Module, state: dict[str, Any] | None,
         torch.set_rng_state(state["rng"]["torch"])
         print(f"{verb}: resuming {cfg.out} at step {progress.step} of {cfg.steps} with the checkpoint's "
               f"configuration", file=sys.stderr)
-    return opt, sched, gen, ema, progress
+    model, opt = acc.prepare(model, opt)
+    ema.model.to(acc.device)
+    progress.start_clock()
+    return model, opt, sched, gen, ema, progress
 
 
 def optimiser_step(acc: Any, model: nn.Module, loss: Tensor, opt: torch.optim.Optimizer, sched: Any, ema: EMA) -> float:

@@ -1,8 +1,9 @@
 """Run the README's leaderboard, the suite configs/suites/board.yaml: every method on cs_mri (R = 4, 8; 8 coils and
 single-coil) and lowfield, with default options and tuned on val, then `bench leaderboard`.
 
-    python benchmarks/experiments/leaderboard_runs.py [--n 4] [--trials 8] [--n-val 2] [--stage all]
-                                                  [--only SUBSTRING] [--out benchmarks/results/runs]
+    python benchmarks/experiments/leaderboard_runs.py [--n 16] [--trials 8] [--n-val 2] [--stage all]
+                                                  [--only SUBSTRING | --jobs NAME ...] [--no-board]
+                                                  [--out benchmarks/results/runs]
 
 Stages (in this order with `--stage all`):
 - `defaults`: every run of the suite with its registered defaults (`bench suite board` runs the same);
@@ -33,6 +34,18 @@ def jobs(stage: str) -> list[SuiteRun]:
     return runs if stage == "defaults" else [r for r in runs if r.tune]
 
 
+def ordered(runs: list[SuiteRun], names: list[str] | None) -> list[SuiteRun]:
+    """The runs named (in the order named; a name the suite lacks is an error), or all of them."""
+    if not names:
+        return runs
+    by_name = {r.name: r for r in runs}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise SystemExit(f"leaderboard_runs: no job named {unknown} in configs/suites/{SUITE}.yaml; "
+                         f"names look like {runs[0].name!r}")
+    return [by_name[n] for n in names]
+
+
 def run(name: str, run_dir: Path, problem: str, algo: str, n: int, overrides: list[str], timing: dict) -> None:
     if finished(run_dir, n):
         return
@@ -58,11 +71,14 @@ def tune(name: str, study: Path, problem: str, algo: str, trials: int, n_val: in
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=4, help="test samples per row")
+    ap.add_argument("--n", type=int, default=next((r.n for r in load_suite(SUITE).runs if r.n), 4), help="test samples per row (default: the suite's n)")
     ap.add_argument("--trials", type=int, default=8, help="Optuna trials per study (one budget for every method)")
     ap.add_argument("--n-val", type=int, default=2, help="val samples per trial")
     ap.add_argument("--stage", choices=["all", "defaults", "tune", "tuned", "board"], default="all")
     ap.add_argument("--only", default="", help="run only the jobs whose name contains this")
+    ap.add_argument("--jobs", nargs="+", metavar="NAME",
+                    help="run exactly these jobs, in this order (a priority list; e.g. the headline settings first)")
+    ap.add_argument("--no-board", action="store_true", help="run the jobs only; build the leaderboard later")
     ap.add_argument("--out", default=str(RESULTS / "runs"))
     ap.add_argument("--keep", action="append", default=[], metavar="LEADERBOARD.json",
                     help="carry the rows of an earlier board (e.g. the former default prior's) into the new one")
@@ -71,7 +87,7 @@ def main() -> int:
     timing: dict[str, float] = {}
     stages = ["defaults", "tune", "tuned"] if args.stage == "all" else [args.stage]
     for stage in stages:
-        for job in jobs(stage):
+        for job in ordered(jobs(stage), args.jobs):
             name, overrides = job.name, [*job.flags(), *job.overrides]
             if args.only not in name:
                 continue
@@ -83,6 +99,8 @@ def main() -> int:
             elif stage == "tuned" and (study / "study.json").exists():
                 run(f"{name}-tuned", out / "test" / f"{name}-tuned", job.problem, job.algo, args.n,
                     overrides + ["--tuned", str(study)], timing)
+    if args.no_board:
+        return 0
     keep = [a for k in args.keep for a in ("--keep", k)]
     return bench(["leaderboard", str(out / "test"), *keep, "-o", str(RESULTS / "leaderboard.json"), "--markdown",
                   str(RESULTS / "leaderboard.md")])

@@ -544,15 +544,15 @@ def daps_main_command(name: str = "daps_main_command.json") -> str:
                         f"{data['what']}. " + caption(name, data=data)])
 
 
-def main_command_speed() -> str:
-    data = load("main_command_speed.json")
+def main_command_speed(name: str = "main_command_speed.json") -> str:
+    data = load(name)
     rows = [[str(r["extra_busy_processes"]), r["mode"], str(r["threads"]), f(r["load_seen_by_auto"], ".1f"),
              ("> " if r.get("stopped") else "") + f(r["cpu_s"], ".0f"), ("> " if r.get("stopped") else "")
              + f(r["wall_s"], ".0f"), f(r["psnr"]) if not r.get("stopped") else "stopped unfinished",
              f"{f(r['load_before'], '.1f')}–{f(r['load_after'], '.1f')}", cmd(r["command"])] for r in data["runs"]]
     return "\n\n".join([table(["extra busy processes", "threads chosen by", "threads", "load seen", "CPU s (process)",
                                "wall s", "PSNR (dB)", "load", "command"], rows),
-                        f"{data['what']}. " + caption("main_command_speed.json", data=data)])
+                        f"{data['what']}. " + caption(name, data=data)])
 
 
 def throughput() -> str:
@@ -657,7 +657,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "solver-cost": solver_cost, "peer-speed": peer_speed, "cli-startup": cli_startup, "daps-x0": daps_x0,
     "denoiser-speed": denoiser_speed, "diffpir-data-step": diffpir_data_step,
     "daps-main-command": daps_main_command, "daps-sampler-01k": lambda: daps_main_command("daps_sampler_01k.json"),
-    "main-command-speed": main_command_speed, "throughput": throughput, "board-cost": board_cost,
+    "main-command-speed": main_command_speed,
+    "main-command-load": lambda: main_command_speed("main_command_load.json"), "throughput": throughput, "board-cost": board_cost,
     "inference-backends": inference_backends, "training-curve": training_curve,
 }
 

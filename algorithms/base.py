@@ -195,9 +195,14 @@ operator's support (pixels the measurements cannot see are zero).
         return "needs the operator's adjoint or gradients through the forward model"
 
     def spectral(self, operator: ForwardOperator, batch: int) -> SVD:
-        """The operator's closed-form SVD, else its exact dense one (inverse_problems.operators.dense); a linear
-        forward-only operator is first written out as a matrix from forward calls (`probed_matrix`)."""
+        """The operator's closed-form SVD, else one from its block-diagonal A^H A where it offers that
+        (`eigen_svd`: multi-coil MRI under a line mask), else its exact dense one (inverse_problems.operators.dense);
+        a linear forward-only operator is first written out as a matrix from forward calls (`probed_matrix`)."""
         svd = operator.svd()
+        if svd is not None:
+            return svd
+        eigen = getattr(operator, "eigen_svd", None)
+        svd = eigen() if eigen is not None else None
         if svd is not None:
             return svd
         if getattr(operator, "forward_only", False):

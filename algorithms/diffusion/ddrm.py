@@ -8,8 +8,9 @@ sigma to sigma' is, per spectral coordinate (METHODS.md, EDM variables):
 Timesteps t = 0, T/n, ... of the VP-linear schedule (the official `range(0, T, T // n)`, visited from the top; where
 n does not divide T the official range is longer than n and the first n are kept), then sigma = 0.
 sigma_y is read at every step (test-time adaptation may set it). An operator without a closed-form SVD
-(multi-coil SENSE) gets its exact SVD from its dense Gram matrix (inverse_problems.operators.dense) when its image has at
-most `dense_max` real coordinates (8192: 64 x 64 complex); the SVD is that of the operator as given.
+(multi-coil SENSE) gets its exact SVD from its per-row eigenbasis under a line mask (`eigen_svd`), else from its
+dense Gram matrix (inverse_problems.operators.dense) when its image has at most `dense_max` real coordinates
+(8192: 64 x 64 complex); the SVD is that of the operator as given.
 """
 from __future__ import annotations
 

@@ -241,6 +241,39 @@ class MultiCoilMRI(AdaptableMixin, ForwardOperator):
             self._eigen_cache = cache = (key, RowEigenbasis(cols, gram, lam, q))
         return cache[1]
 
+    def eigen_svd(self, rtol: float = 1e-3) -> SVD | None:
+        """A's exact SVD from `row_eigenbasis` where the mask is Cartesian lines; None for a 2-D mask.
+
+        A^H A = V diag(s^2) V^H with V = blockdiag_h(Q_h), s = sqrt(lam); spectral coordinates [Re c, Im c] with
+        c = Q^H x (the complex route of operators/dense.py: each complex singular vector v gives the real pair
+        (v, i v)), U^T y = diag(1/s) V^T A^H y and U z = A V diag(1/s) z. Singular values below rtol max(s) count as
+        zero, as in `dense_svd`; cost H W^3 instead of the dense (H W)^3. The SVD of the operator as given (no
+        gradient, not refreshed when adaptation changes the operator afterwards)."""
+        eig = self.row_eigenbasis()
+        if eig is None:
+            return None
+        shape = eig.lam.shape[-2:]
+        s = eig.lam.sqrt().flatten(1).float()
+        s = torch.where(s > rtol * s.amax(dim=1, keepdim=True), s, torch.zeros_like(s))
+        inv = torch.where(s > 0, 1 / torch.where(s > 0, s, torch.ones_like(s)), torch.zeros_like(s))
+        s, inv = torch.cat([s, s], dim=1), torch.cat([inv, inv], dim=1)
+        half = s.shape[1] // 2
+
+        def vt(x: Tensor) -> Tensor:
+            c = eig.to_basis(x).flatten(1)
+            return torch.cat([c.real, c.imag], dim=1).float()
+
+        def v(z: Tensor) -> Tensor:
+            return eig.from_basis(torch.complex(z[:, :half].double(), z[:, half:].double()).reshape(-1, *shape))
+
+        def ut(y: Tensor) -> Tensor:
+            return vt(self.adjoint(y)) * inv
+
+        def u(z: Tensor) -> Tensor:
+            return self.forward(v(z * inv))
+
+        return SVD(V=v, Vt=vt, U=u, Ut=ut, s=s[0] if s.shape[0] == 1 else s)
+
     def prox_solver(self) -> Callable[[Tensor, Tensor, Tensor], Tensor] | None:
         """(A^H y, z, rho (B,)) -> argmin_x ||A x - y||^2 + rho ||x - z||^2, solved directly where the mask is
         Cartesian lines (`row_eigenbasis`); None for a 2-D mask. No gradient.

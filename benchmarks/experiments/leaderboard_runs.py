@@ -2,7 +2,7 @@
 single-coil) and lowfield, with default options and tuned on val, then `bench leaderboard`.
 
     python benchmarks/experiments/leaderboard_runs.py [--n 16] [--trials 8] [--n-val 2] [--stage all]
-                                                  [--only SUBSTRING | --jobs NAME ...] [--no-board]
+                                                  [--only SUBSTRING | --jobs NAME ...] [--no-board] [--batch-size B]
                                                   [--out benchmarks/results/runs]
 
 Stages (in this order with `--stage all`):
@@ -46,12 +46,13 @@ def ordered(runs: list[SuiteRun], names: list[str] | None) -> list[SuiteRun]:
     return [by_name[n] for n in names]
 
 
-def run(name: str, run_dir: Path, problem: str, algo: str, n: int, overrides: list[str], timing: dict) -> None:
+def run(name: str, run_dir: Path, problem: str, algo: str, n: int, overrides: list[str], timing: dict,
+        batch: int | None = None) -> None:
     if finished(run_dir, n):
         return
     start = time.time()
     resume = ["--resume"] if (run_dir / "config.yaml").exists() else []
-    code = bench(["run", "--problem", problem, "--algo", algo, "--n", str(n), "--batch-size", str(n),
+    code = bench(["run", "--problem", problem, "--algo", algo, "--n", str(n), "--batch-size", str(batch or n),
                   "--out", str(run_dir), "--quiet", *resume, *overrides])
     timing[name] = round(time.time() - start, 1)
     print(f"{name}: exit {code}, {timing[name]} s", flush=True)
@@ -79,6 +80,8 @@ def main() -> int:
     ap.add_argument("--jobs", nargs="+", metavar="NAME",
                     help="run exactly these jobs, in this order (a priority list; e.g. the headline settings first)")
     ap.add_argument("--no-board", action="store_true", help="run the jobs only; build the leaderboard later")
+    ap.add_argument("--batch-size", type=int, help="samples per batch (default: all n at once; smaller saves memory, "
+                                                   "e.g. for the dense SVD of 8-coil DDRM under a 2-D mask)")
     ap.add_argument("--out", default=str(RESULTS / "runs"))
     ap.add_argument("--keep", action="append", default=[], metavar="LEADERBOARD.json",
                     help="carry the rows of an earlier board (e.g. the former default prior's) into the new one")
@@ -93,12 +96,12 @@ def main() -> int:
                 continue
             study = out / "studies" / name
             if stage == "defaults":
-                run(name, out / "test" / name, job.problem, job.algo, args.n, overrides, timing)
+                run(name, out / "test" / name, job.problem, job.algo, args.n, overrides, timing, args.batch_size)
             elif stage == "tune":
                 tune(name, study, job.problem, job.algo, args.trials, args.n_val, overrides, timing)
             elif stage == "tuned" and (study / "study.json").exists():
                 run(f"{name}-tuned", out / "test" / f"{name}-tuned", job.problem, job.algo, args.n,
-                    overrides + ["--tuned", str(study)], timing)
+                    overrides + ["--tuned", str(study)], timing, args.batch_size)
     if args.no_board:
         return 0
     keep = [a for k in args.keep for a in ("--keep", k)]

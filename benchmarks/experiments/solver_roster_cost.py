@@ -1,4 +1,4 @@
-"""The solver roster's overhead against its denoiser floor (issue 28): wall time / (NFE x one denoiser call).
+"""The solver roster's overhead against its denoiser floor (issues 28 and 30): wall time / (NFE x one denoiser call).
 
 Single-coil cs_mri R = 4 at 64 x 64 with the shipped prior `brain-64`, in the runner's CPU execution setting
 (channels_last). Each solver runs once on a batch (after a warm-up of the prior), and its floor is measured right after
@@ -23,10 +23,16 @@ import torch
 
 from algorithms.diffusion.csgm import CSGM
 from algorithms.diffusion.ddnm import DDNM
+from algorithms.diffusion.dpg import DPG
+from algorithms.diffusion.dps_gsg import DPSGSG
+from algorithms.diffusion.enkg import EnKG
+from algorithms.diffusion.fps import FPS
 from algorithms.diffusion.lgd import LGD
+from algorithms.diffusion.mcg_diff import MCGDiff
 from algorithms.diffusion.pigdm import PiGDM
 from algorithms.diffusion.pnpdm import PnPDM
 from algorithms.diffusion.reddiff import REDDiff
+from algorithms.diffusion.scg import SCG
 from algorithms.diffusion.score_mri import ScoreMRI
 from benchmarks.experiments.solver_cost import floor_calls, time_solver
 from inverse_problems.data.phantoms.datasets import BrainT2
@@ -41,7 +47,10 @@ def solvers(steps: int) -> dict[str, object]:
     return {"ddnm": DDNM(n_steps=steps), "pigdm": PiGDM(n_steps=steps), "reddiff": REDDiff(n_steps=steps),
             "pnpdm": PnPDM(n_iters=2, n_levels=2 * steps), "lgd": LGD(n_steps=steps),
             "score-mri": ScoreMRI(n_steps=max(2, steps // 2)),
-            "csgm": CSGM(start_iter=2311 - 1 - max(1, steps // 3))}
+            "csgm": CSGM(start_iter=2311 - 1 - max(1, steps // 3)),
+            # part 2 (issue 30): forward calls only; particles and candidates count as network evaluations
+            "fps": FPS(n_steps=steps), "mcg-diff": MCGDiff(n_steps=steps), "dpg": DPG(n_steps=steps),
+            "scg": SCG(n_steps=steps), "enkg": EnKG(n_steps=max(1, steps // 4)), "dps-gsg": DPSGSG(n_steps=steps)}
 
 
 def main() -> None:

@@ -484,6 +484,17 @@ def solver_cost() -> str:
                         + caption("solver_cost.json", data=data)])
 
 
+def solver_roster_cost() -> str:
+    data = load("solver_roster_cost.json")
+    rows = [[f"`{name}`", str(r["nfe"]), r["floor"], f(r["ratio"]), f(r["cpu_ratio"]), r["date_utc"][:10]]
+            for name, r in data["solvers"].items()]
+    return "\n\n".join([table(["solver", "NFE (cut)", "floor", "time / floor (wall)", "time / floor (CPU)", "measured"],
+                               rows),
+                        f"{data['problem']}, prior `{data['prior']}`, batch {data['batch']}, {data['memory_format']}, "
+                        f"{data['threads']} thread; steps cut to a few NFE (particles and candidates count as network "
+                        f"evaluations); target ≤ {data['target_ratio']} for part 1. " + caption("solver_roster_cost.json", data=data)])
+
+
 def peer_speed() -> str:
     data = load("peer_speed.json")
     rows = []
@@ -660,6 +671,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "main-command-speed": main_command_speed,
     "main-command-load": lambda: main_command_speed("main_command_load.json"), "throughput": throughput, "board-cost": board_cost,
     "inference-backends": inference_backends, "training-curve": training_curve,
+    "solver-roster-cost": solver_roster_cost,
 }
 
 

@@ -4,6 +4,7 @@ training directory's metadata.json (with `load_with` naming the packaged prior),
 grid (samples.png, the training's sample settings).
 
     python -m benchmarks.experiments.ship_prior --training benchmarks/results/training/brain-64 --name brain-64
+        [--weights-root priors/weights]
 """
 from __future__ import annotations
 
@@ -48,8 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--training", type=Path, required=True, help="a `bench train-prior --out` directory")
     ap.add_argument("--name", required=True, help="the packaged prior's name (priors/weights/NAME)")
+    ap.add_argument("--weights-root", type=Path, default=REPO / "priors" / "weights",
+                    help="where the packaged priors live (default: this checkout's priors/weights)")
     args = ap.parse_args(argv)
-    print(ship(args.training, args.name))
+    print(ship(args.training, args.name, args.weights_root))
 
 
 if __name__ == "__main__":

@@ -149,3 +149,29 @@ def test_edm_options_round_trip_and_errors(tmp_path):
     assert res.returncode == 2 and "--arch" in res.stderr and "--recipe edm" in res.stderr
     res = bench("train-prior", *TINY, "--sigma-data", "-1", "--steps", "1", "--out", str(tmp_path / "c"), check=False)
     assert res.returncode == 2 and "--sigma-data must be positive" in res.stderr
+
+
+def test_ship_prior_exports_the_checkpoint_ema_as_packaged_weights(tmp_path):
+    """benchmarks/experiments/ship_prior.py: the checkpoint's EMA weights, model.json and metadata.json (load_with
+    naming the packaged prior), the edm prior loads them; a checkpoint ahead of metadata.json is refused."""
+    from benchmarks.experiments.ship_prior import ship
+
+    out = tmp_path / "e"
+    train(out, "--steps", "2")
+    shipped = ship(out, "tiny-16", tmp_path / "weights")
+    state = torch.load(out / "checkpoint/state.pt", weights_only=True)
+    saved = torch.load(shipped / "model.pt", weights_only=True)["ema"]
+    assert all(torch.equal(saved[k], v) for k, v in state["ema"]["model"].items())
+    meta = json.loads((shipped / "metadata.json").read_text())
+    assert meta["load_with"] == "--prior tiny-16" and meta["steps"] == 2
+    assert json.loads((shipped / "model.json").read_text()) == meta["network"]
+    assert (shipped / "samples.png").exists() and (shipped / "loss.png").exists()
+    prior = EDMPrior(path=str(shipped / "model.pt")).eval()
+    with torch.no_grad():
+        ours = prior.denoise(torch.ones(1, 2, 16, 16), torch.tensor([0.5]))
+        theirs = EDMPrior(path=str(out / "model.pt")).eval().denoise(torch.ones(1, 2, 16, 16), torch.tensor([0.5]))
+    assert torch.equal(ours, theirs)
+    meta_file = out / "metadata.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "steps": 1}))
+    with pytest.raises(ValueError, match="checkpoint at step 2 but metadata.json says 1"):
+        ship(out, "tiny-16", tmp_path / "weights")

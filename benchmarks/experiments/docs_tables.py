@@ -59,7 +59,7 @@ CONDITIONS: dict[str, dict[str, str]] = {
     "mrsi_daps_budget_change.json": {"machine": CPU2 + ", one thread", "idle": "no", "date": "2026-12-02 (committed)"},
     "mrsi_tda_iters.json": {"machine": CPU2 + ", one thread", "idle": "no", "date": "2026-12-02 (committed)"},
     "mrsi_daps_cost.json": {"machine": CPU2, "idle": "no (shared with other jobs)", "date": "2026-12-02 (committed)"},
-    "prior_quality.json": {"machine": CPU2, "idle": "not recorded", "date": "2026-12-02 (committed)"},
+    "prior_quality.json": {"machine": CPU2},
     "recon_baselines.json": {"machine": CPU2, "idle": "not recorded", "date": "2026-12-02 (committed)"},
     "recon_baselines_varnet.json": {"machine": CPU2, "idle": "not recorded", "date": "2026-12-02 (committed)"},
     "recon_baselines_brain_t2.json": {"machine": CPU2, "idle": "not recorded", "date": "2026-12-02 (committed)"},

@@ -5,9 +5,14 @@ With A = U S V^T and A^+ = V S^+ U^T, a step from sigma to sigma' is, in EDM var
     x̂0c = x̂0 - lam A^+ (A x̂0 - y)                                  (range-null-space correction)
     x'  = x̂0c + sqrt(1 - eta^2) (sigma'/sigma) (x - x̂0c) + eta gamma z
 DDNM (`noise_aware=False`): lam = 1, gamma = sigma', so A x̂0c = A A^+ y: the range of A is taken from y exactly and
-only the null space from the denoiser. DDNM+ (the paper's eq. 19 in EDM variables, as InverseBench's ddnm.py): the
-correction brings y's noise sigma_y with it, so where sigma' >= sigma_y, lam = 1 and gamma = sqrt(sigma'^2 - sigma_y^2);
-below it lam = sigma'/sigma_y and gamma = 0. Noiseless (sigma_y = 0) DDNM+ is DDNM.
+only the null space from the denoiser. DDNM+ (the paper's eq. 19 in EDM variables, per singular value as the official
+SVD code's `Lambda`/`Lambda_noise`): the correction brings y_bar's noise sigma_y / s_i with it, so where
+sigma' >= sigma_y / s_i, lam_i = 1 and gamma_i = sqrt(sigma'^2 - (sigma_y / s_i)^2); below it lam_i = sigma' s_i / sigma_y
+and gamma_i = 0; in A's null space gamma_i = sigma'. White noise z is shaped as V diag(gamma) V^T z, which does not
+depend on the choice of basis within a singular value's subspace. InverseBench's ddnm.py uses
+one scalar sigma_y for every coordinate, null space included (the same lam where every s_i is 0 or 1, as single-coil
+MRI and inpainting; with SENSE's small singular
+values it amplifies the noise by 1 / s_i and diverges). Noiseless (sigma_y = 0) DDNM+ is DDNM.
 Time travel (`travel` = L, InverseBench's form of the paper's section 3.3): at step i, x is re-noised from sigma_i up
 to sigma_{i-L} (L = min(travel, i)), x += sqrt(sigma_{i-L}^2 - sigma_i^2) z, and the L + 1 steps down to sigma_{i+1}
 are taken again: L + 1 denoiser calls per step. The grid is the official one: VP-linear timesteps t = T - T/n, ..., 0
@@ -60,11 +65,13 @@ class DDNM(Algorithm):
                 if j == i:
                     x0 = self.step(callback, Step(i, self.n_steps, sigma, x, x0, y, operator, prior))
                 sig_y = noise_level(operator, b, y.device) if self.noise_aware else torch.zeros(b, device=y.device)
-                lam = torch.where(sn >= sig_y, torch.ones_like(sig_y), sn / sig_y.clamp_min(1e-30))
-                gamma = (sn**2 - (lam * sig_y) ** 2).clamp_min(0).sqrt()
+                # the noise of y_bar per coordinate: sigma_y / s_i (the official SVD code's Lambda / Lambda_noise)
+                sy = sig_y.view(-1, 1) / torch.where(obs, s, torch.ones_like(s))
+                lam = torch.where(sn >= sy, torch.ones_like(sy), sn / sy.clamp_min(1e-30))
+                gamma = torch.where(obs, (sn**2 - (lam * sy) ** 2).clamp_min(0).sqrt(), torch.full_like(sy, sn))
                 x0_bar = svd.Vt(x0)
-                x0 = svd.V(x0_bar - lam.view(-1, 1) * torch.where(obs, x0_bar - y_bar, torch.zeros_like(x0_bar)))
+                x0 = svd.V(x0_bar - lam * torch.where(obs, x0_bar - y_bar, torch.zeros_like(x0_bar)))
                 x = (x0 + (1 - self.eta**2) ** 0.5 * (sn / sg) * (x - x0)
-                     + self.eta * gamma.view(-1, *([1] * (x.ndim - 1))) * randn(x, generator))
+                     + self.eta * svd.V(gamma * svd.Vt(randn(x, generator))))
             x = self.monitor.check(i, x)
         return x

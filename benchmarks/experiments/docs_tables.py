@@ -40,7 +40,7 @@ DASH = "–"
 # wins over a file's free-text machine note.
 CPU2 = "2-core CPU (model not recorded), no GPU"
 CONDITIONS: dict[str, dict[str, str]] = {
-    "leaderboard.json": {"machine": CPU2, "idle": "no: two or three jobs shared the 2 cores"},
+    "leaderboard.json": {"machine": CPU2, "idle": "no: two to four other jobs shared the 2 cores"},
     "paired_spread.json": {"machine": CPU2 + ", one thread per run", "idle": "no (shared with other jobs)"},
     "gap_closure.json": {"machine": CPU2, "idle": "not recorded"},
     "gap_closure_daps.json": {"machine": CPU2, "idle": "not recorded"},
@@ -182,11 +182,11 @@ def leaderboard() -> str:
     board = load("leaderboard.json")
     return "\n\n".join([document(board).rstrip("\n"), caption(
         "leaderboard.json", "python benchmarks/experiments/leaderboard_runs.py --stage defaults|tune|tuned|board",
-        "4 test images per row (64×64), seed 0; rows labelled `phantom-brain-64` are the former default prior's, "
-        "kept from `leaderboard_phantom-brain-64.json` (`bench leaderboard --keep`); s/sample: compare within a row "
-        "group only. The board's run directories are not in the repository and its rows predate per-sample values "
-        "(schema 2.3): it was re-analysed from its JSON (`bench leaderboard --from-json`), so it has no intervals, "
-        "pairing or ranks.", board)])
+        "16 test images per row (64×64), seed 0, all 16 in one batch, one thread per run; prior `brain-64` (8000 "
+        "steps). The former boards (4 images per row: `brain-64` at 4200 steps, and `phantom-brain-64`) are kept in "
+        "`leaderboard_brain-64-4200.json` and `leaderboard_phantom-brain-64.json`. s/sample: wall seconds on shared "
+        "cores, compare within a row group only. The run directories (`benchmarks/results/runs/test`) are not in the "
+        "repository; `bench verify` re-runs a row from its recorded provenance.", board)])
 
 
 def paired_spread() -> str:

@@ -137,6 +137,10 @@ def test_naive_epochs_and_adapt_only_warm_up_through_the_runner(epochs, adapt_on
     frozen = adapter.history[-3:]
     assert all(h["steps"] == 0 and not h["adapting"] for h in frozen)
     assert len(adapter.history) == (3 if adapt_only else 6)
+    import json
+
+    cost = json.loads((tmp_path / "run" / "cost.jsonl").read_text().splitlines()[-1])
+    assert 0 < cost["naive_warmup_seconds"] <= cost["wall_seconds"]  # the warm-up's time, for the table
 
 
 @pytest.mark.parametrize("scheme_name", ["naive", "online", "minibatch"])

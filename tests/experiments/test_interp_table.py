@@ -56,3 +56,9 @@ def test_one_tiny_run_read_back(tmp_path, monkeypatch):
     assert r["cpu_s_per_sequence"] >= 0 and r["adapt_s_per_sequence"] is None
     assert "--problem interp4d --algo interp-linear --n 2" in r["command"]
     json.dumps(r)
+
+
+def test_a_setting_without_uvi_lite_compares_to_linear():
+    rows = [row("lung/none", "interp-linear", [27.0, 28.0, 26.0]), row("lung/none", "interp-io", [27.5, 28.1, 26.2])]
+    it.compare(rows)
+    assert "paired" not in rows[0] and rows[1]["paired"]["reference"] == "interp-linear"

@@ -11,8 +11,10 @@ model's size), in distribution and under the cardiac shifts (`cardiac-ef`, `card
   (online), each at batch size 1 (one sequence a batch, so the schemes differ);
 - the release-faithful MAE-TTT (`adapters.ttt-mae.release_faithful=true`, minibatch): TTT4MII's released code;
 - the sequence prior (an EDM network on the 12 frames as channels, `--prior edm prior.path=...`) with DDRM, DPS, DAPS
-  and DiffPIR at CPU budgets (CPU_STEPS), each also `+tda` (its sampler-step hook; on interp4d it can only fit the
-  noise level: the frame-selection operator has no other parameter) unless --no-tda. Not under `interp-frames`: the
+  and DiffPIR at CPU budgets (CPU_STEPS), each also `+prior-affine` (D' = a D + b per frame channel, fitted on the
+  acquired frames before the run) unless --no-adapt. Not `+tda`: TDA (kind=physical) fits an operator's physical
+  parameters at each sampler step, and the frame-selection operator has none (the frames it keeps are known
+  exactly, the noise level is zero), so `bench run` refuses it before any compute. Not under `interp-frames`: the
   prior models 12 frames.
 
 Per row: mean ± standard error over all missing frames (pooled over sequences, the papers' convention) of PSNR,
@@ -54,6 +56,7 @@ SOLVERS = ("ddrm", "dps", "daps", "diffpir")
 CPU_STEPS = {"ddrm": ["algorithm.n_steps=20"], "dps": ["algorithm.n_steps=100"], "daps": ["algorithm.budget=0.1k"],
              "diffpir": ["algorithm.n_steps=20"]}
 REFERENCE = "uvi-lite"
+ADAPTER = "prior-affine"  # the diffusion rows' test-time adaptation (not tda: see the module docstring)
 PAPER = {
     "source": "Zhang, Lei, Zheng, Chen, Xie, 'Test Time Training for 4D Medical Image Interpolation' (TTT4MII), Tables "
               "I-III, as reported: their data (ACDC 128x128x32; 4D-Lung), their code, an RTX 4090; never merged with "
@@ -65,7 +68,7 @@ PAPER = {
 }
 
 
-def plan(settings: list[str], rows: set[str] | None, prior: str | None, tda: bool) -> list[dict[str, Any]]:
+def plan(settings: list[str], rows: set[str] | None, prior: str | None, adapt: bool) -> list[dict[str, Any]]:
     """Every run of the table, in order: (setting, label, algo, flags, overrides)."""
     out: list[dict[str, Any]] = []
 
@@ -90,7 +93,7 @@ def plan(settings: list[str], rows: set[str] | None, prior: str | None, tda: boo
         if prior is None or shift == "interp-frames":
             continue
         for solver in SOLVERS:
-            for chain in [solver] + ([f"{solver}+tda"] if tda else []):
+            for chain in [solver] + ([f"{solver}+{ADAPTER}"] if adapt else []):
                 add(setting, f"{chain} (sequence prior)", chain, ("--prior", "edm"),
                     (f"prior.path={prior}", *CPU_STEPS[solver]))
     return out
@@ -234,14 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames-shift", action="store_true", help="also cardiac/interp-frames (20 missing frames)")
     p.add_argument("--rows", default=None, help="comma-separated labels or algorithms to run (default: all)")
     p.add_argument("--prior", default=None, help="the sequence prior's model.pt (without it: no diffusion rows)")
-    p.add_argument("--no-tda", action="store_true", help="skip the +tda rows")
+    p.add_argument("--no-adapt", action="store_true", help="skip the solvers' +prior-affine rows")
     p.add_argument("--out", default=str(RESULTS / "interp_table"), help="JSON/markdown stem")
     p.add_argument("--fresh", action="store_true", help="do not keep the rows of an existing results file")
     args, extra = p.parse_known_args(argv)
     settings = args.settings.split(",") if args.settings else (
         [f"cardiac/{s}" for s in CARDIAC_SHIFTS] + (["cardiac/interp-frames"] if args.frames_shift else [])
         + [f"lung/{s}" for s in LUNG_SHIFTS])
-    specs = plan(settings, set(args.rows.split(",")) if args.rows else None, args.prior, not args.no_tda)
+    specs = plan(settings, set(args.rows.split(",")) if args.rows else None, args.prior, not args.no_adapt)
     json_path, md_path = Path(args.out).with_suffix(".json"), Path(args.out).with_suffix(".md")
     kept: list[dict[str, Any]] = []
     if json_path.exists() and not args.fresh:

@@ -17,7 +17,7 @@ def test_plan_rows_per_setting():
     cardiac = by["cardiac/none"]
     assert it.REFERENCE in cardiac and "uvi-lite+ttt-flow (online)" in cardiac
     assert all(f"uvi-lite+ttt-{a} ({s})" in cardiac for a in ("rot", "mae") for s in it.SCHEMES)
-    assert all(f"{c} (sequence prior)" in cardiac for s in it.SOLVERS for c in (s, f"{s}+tda"))
+    assert all(f"{c} (sequence prior)" in cardiac for s in it.SOLVERS for c in (s, f"{s}+prior-affine"))
     assert not any("sequence prior" in label for label in by["cardiac/interp-frames"])  # the prior models 12 frames
     faithful = next(s for s in specs if "release-faithful" in s["label"])
     assert "adapters.ttt-mae.release_faithful=true" in faithful["overrides"]

@@ -247,16 +247,20 @@ def main(argv: list[str] | None = None) -> int:
     specs = plan(settings, set(args.rows.split(",")) if args.rows else None, args.prior, not args.no_adapt)
     json_path, md_path = Path(args.out).with_suffix(".json"), Path(args.out).with_suffix(".md")
     kept: list[dict[str, Any]] = []
+    this = "python benchmarks/experiments/interp_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    commands = [this]
     if json_path.exists() and not args.fresh:
         old = json.loads(json_path.read_text())
         if old.get("n") == args.n:
             planned = {(s["setting"], s["label"]) for s in specs}
             kept = [r for r in old["rows"] if (r["setting"], r["label"]) not in planned]
+            commands = [c for c in old.get("commands", [old.get("command")]) if c and c != this] + [this]
     import torch
 
     result: dict[str, Any] = {
-        "command": "python benchmarks/experiments/interp_table.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "n": args.n, "size": 32, "frames": 12, "prior": args.prior, "solver_budgets": CPU_STEPS,
+        "command": " && ".join(commands), "commands": commands,
+        "n": args.n, "size": 32, "frames": 12,
+        "prior": args.prior or (old.get("prior") if kept else None), "solver_budgets": CPU_STEPS,
         "threads": 1, "torch": torch.__version__, "paper": PAPER, "rows": kept,
         "missing": [f"{s['setting']}: {s['label']}" for s in specs]}
     runs = RESULTS / "runs" / "interp_table"

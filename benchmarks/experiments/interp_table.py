@@ -267,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = RESULTS / "runs" / "interp_table"
 
     def save() -> None:
-        order = {s: i for i, s in enumerate(dict.fromkeys([r["setting"] for r in result["rows"]]))}
+        canonical = [f"cardiac/{x}" for x in (*CARDIAC_SHIFTS, "interp-frames")] + [f"lung/{x}" for x in LUNG_SHIFTS]
+        order = {s: i for i, s in enumerate(dict.fromkeys(canonical + [r["setting"] for r in result["rows"]]))}
         labels = {lab: i for i, lab in enumerate(dict.fromkeys(
             s["label"] for s in plan([r["setting"] for r in result["rows"]], None, "prior", True)))}
         result["rows"].sort(key=lambda r: (order[r["setting"]], labels.get(r["label"], len(labels))))

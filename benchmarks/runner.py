@@ -83,13 +83,16 @@ class SigintGuard:
 _STARTUP_COUNTED = False  # whether this process's start-up CPU is already in a run's cost
 
 
-def record_cost(rundir: RunDir, cpu0: float, wall0: float, startup: float, threads: ThreadChoice) -> None:
+def record_cost(rundir: RunDir, cpu0: float, wall0: float, startup: float, threads: ThreadChoice,
+                warmup: float | None = None) -> None:
     """Append this process's share of the run to RUN_DIR/cost.jsonl: process CPU seconds (all threads) and wall
-    seconds since `execute` began, the start-up CPU before it (a process's first run only), threads and load."""
+    seconds since `execute` began, the start-up CPU before it (a process's first run only), threads and load; with
+    the naive scheme, `naive_warmup_seconds`: the wall time of its adaptation passes before the predicting one."""
     rundir.append({"rank": rundir.rank, "cpu_seconds": round(time.process_time() - cpu0, 3),
                    "startup_cpu_seconds": round(startup, 3), "wall_seconds": round(time.perf_counter() - wall0, 3),
                    "threads": threads.threads, "load_1min_start": threads.load,
                    "load_1min_end": round(load_average(), 2),
+                   **({} if warmup is None else {"naive_warmup_seconds": round(warmup, 3)}),
                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}, rundir.cost_path)
 
 
@@ -127,9 +130,11 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
             announce(cfg, out, sum(i in done for i in range(n)), n)
         scheme = Scheme(cfg.run.scheme, comp.adapters)
         writer = tensorboard_writer(rundir.path, rank) if cfg.run.get("tensorboard", False) else None
+        warmup: float | None = None
         with SigintGuard() as guard:
             try:
                 if scheme.needs_warmup and todo:
+                    warm0 = time.perf_counter()
                     scheme.set_adapting(True)
                     warm = StepProgress(sum(map(len, mine)) * max(1, int(cfg.run.get("naive_epochs", 1))), f"adapting (naive scheme): {method_label(cfg)}", progress)
                     epochs, adapt_only = int(cfg.run.get("naive_epochs", 1)), bool(cfg.run.get("naive_adapt_only", False))
@@ -139,6 +144,7 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
                                 (adapt_batch if adapt_only else run_batch)(comp, b, seed, device, warm)
                     warm.close()
                     scheme.set_adapting(False)
+                    warmup = time.perf_counter() - warm0
                 bar = StepProgress(sum(map(len, todo)), method_label(cfg), progress, writer)
                 for b in todo:
                     scheme.before_batch()
@@ -160,10 +166,10 @@ def execute(cfg: DictConfig, out: str | os.PathLike, resume: bool = False, progr
                 bar.close()
             except KeyboardInterrupt:
                 guard.deferring = True  # a second Ctrl-C does not tear the summary
-                record_cost(rundir, cpu0, wall0, startup, threads)
+                record_cost(rundir, cpu0, wall0, startup, threads, warmup)
                 summarise(cfg, rundir, device)
                 raise RunInterrupted(out) from None
-        record_cost(rundir, cpu0, wall0, startup, threads)
+        record_cost(rundir, cpu0, wall0, startup, threads, warmup)
         return summarise(cfg, rundir, device)
     finally:
         rundir.close()

@@ -26,10 +26,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from adaptation.base import Adapter
 from algorithms.base import Reconstruction
-from algorithms.networks.uvi import UviLite, acquired_frames, acquired_pairs, mae_loss, registration_loss, rotation_loss
+from algorithms.networks.uvi import (UviLite, acquired_frames, acquired_pairs, mae_loss, patch_mask,
+                                     registration_loss, rotation_loss)
 from inverse_problems.operators.base import ForwardOperator
 from inverse_problems.operators.random import SampleGenerators, item_seed
 from priors.base import Prior
@@ -76,6 +78,10 @@ class InterpTTT(Adapter):
     def loss(self, net: UviLite, y: Tensor, operator: ForwardOperator, generator: torch.Generator) -> Tensor:
         raise NotImplementedError
 
+    def trainable(self, net: UviLite) -> nn.Module:
+        """The submodule of the batch's copy `net` that the adapter's optimiser steps (default: `part`)."""
+        return getattr(net, self.part)
+
     def batch_generator(self, step: int) -> torch.Generator:
         """One generator for the step, seeded from the samples' own seeds (the run's) and the adapter's seed."""
         g = self.generator
@@ -86,7 +92,7 @@ class InterpTTT(Adapter):
     def prepare(self, y: Tensor, operator: ForwardOperator, prior: Prior | None) -> tuple[ForwardOperator, Prior | None]:
         start = time.perf_counter()
         net = copy.deepcopy(self.network()).requires_grad_(False)
-        part: nn.Module = getattr(net, self.part)
+        part: nn.Module = self.trainable(net)
         if self.carried:
             part.load_state_dict({k[5:]: v for k, v in self.carried.items() if k.startswith("part.")})
         params = list(part.parameters())
@@ -128,20 +134,60 @@ class TTTRot(InterpTTT):
 
 
 class TTTMAE(InterpTTT):
-    """`ttt-mae`: pixel-space MAE of the acquired frames (mask_ratio 0.75, 0.8 in the paper); updates f."""
+    """`ttt-mae`: pixel-space MAE of the acquired frames (mask_ratio 0.75, 0.8 in the paper); updates f.
+
+    `release_faithful=True` reproduces what the released TTT4MII code (`ChaosTheProducer/Ours` @ 81db9f1) does
+    instead, for one row of the table: a feature-space MAE (a 1x1 convolution on f's concatenated features of the
+    masked frames, regressed on f's features of the unmasked frames: the encoder's own output as the target), a head
+    of its own that was not trained with the encoder (sequential heads; here initialised from the adapter's seed),
+    and an optimiser that steps only that head: the encoder f never changes, so every scheme (naive, mini-batch,
+    online) predicts exactly what uvi-lite does, bit for bit (tested)."""
 
     name = "ttt-mae"
     part = "features"
 
     def __init__(self, lr: float = 1e-3, iters: int = 5, mask_ratio: float = 0.75, patch: int = 4,
-                 seed: int = 0) -> None:
+                 seed: int = 0, release_faithful: bool = False) -> None:
         super().__init__(lr, iters, seed)
         if not 0 < mask_ratio < 1 or patch < 1:
             raise ValueError(f"ttt-mae needs 0 < mask_ratio < 1 and patch >= 1, got {mask_ratio}, {patch}")
         self.mask_ratio, self.patch = mask_ratio, patch
+        self.release_faithful = bool(release_faithful)
+
+    def trainable(self, net: UviLite) -> nn.Module:
+        if not self.release_faithful:
+            return net.features
+        width = sum(net.features.widths)
+        g = torch.Generator().manual_seed(item_seed(self.name, "release-head", self.seed))
+        head = nn.Conv2d(width, width, 1)
+        with torch.no_grad():
+            bound = 1.0 / width ** 0.5
+            head.weight.copy_(torch.empty_like(head.weight).uniform_(-bound, bound, generator=g))
+            head.bias.copy_(torch.empty_like(head.bias).uniform_(-bound, bound, generator=g))
+        net.release_mae = head  # on the batch's copy only; the prediction never reads it
+        return head
 
     def loss(self, net: UviLite, y: Tensor, operator: ForwardOperator, generator: torch.Generator) -> Tensor:
-        return mae_loss(net, acquired_frames(y, operator), generator, self.mask_ratio, self.patch)
+        x = acquired_frames(y, operator)
+        if self.release_faithful:
+            return feature_mae_loss(net, net.release_mae, x, generator, self.mask_ratio, self.patch)
+        return mae_loss(net, x, generator, self.mask_ratio, self.patch)
+
+
+def feature_mae_loss(net: UviLite, head: nn.Module, x: Tensor, generator: torch.Generator, ratio: float,
+                     patch: int) -> Tensor:
+    """The released code's MAE: head(f(masked x)) regressed on f(x), f's features upsampled and concatenated (the
+    encoder's own output as the target), mean squared error on the masked cells."""
+    xp, _ = net.pad(x)
+    m = patch_mask(tuple(xp.shape), ratio, patch, generator, xp.device).to(xp)
+
+    def stacked(z: Tensor) -> Tensor:
+        return torch.cat([f if f.shape[-2:] == z.shape[-2:] else
+                          F.interpolate(f, size=z.shape[-2:], mode="bilinear", align_corners=False)
+                          for f in net.features(z)], 1)
+
+    pred, target = head(stacked(xp * (1 - m))), stacked(xp)
+    return ((pred - target).pow(2) * m).sum() / (m.sum() * pred.shape[1]).clamp_min(1.0)
 
 
 class TTTFlow(InterpTTT):

@@ -73,6 +73,8 @@ CONDITIONS: dict[str, dict[str, str]] = {
     "cli_startup.json": {"machine": CPU2},
     "board_cost.json": {"machine": CPU2 + ", one thread per run", "idle": "no: two or three jobs shared the 2 cores"},
     "inference_backends.json": {"machine": CPU2},
+    "interp_table.json": {"machine": CPU2 + ", one thread per run",
+                          "idle": "no (shared with a leaderboard job): compare CPU seconds, not wall seconds"},
 }
 
 
@@ -668,6 +670,63 @@ def inference_backends() -> str:
     return "\n\n".join(out)
 
 
+INTERP_SETTINGS = {"cardiac/none": "cardiac phantom, in distribution", "cardiac/cardiac-ef": "cardiac, `cardiac-ef` "
+                   "(ejection fraction 0.20–0.35: motion)", "cardiac/cardiac-ct": "cardiac, `cardiac-ct` (CT-like "
+                   "contrast)", "cardiac/cardiac-noise": "cardiac, `cardiac-noise` (Rician noise × 3)",
+                   "cardiac/interp-frames": "cardiac, `interp-frames` (20 missing frames)",
+                   "lung/none": "lung phantom, in distribution", "lung/lung-breathing": "lung, `lung-breathing` "
+                   "(amplitude × 2.5)"}
+
+
+def _interp_delta(r: dict[str, Any], m: str = "psnr") -> str:
+    p = (r.get("paired") or {}).get(m)
+    if not p:
+        return DASH
+    spec = ".2f" if m in ("psnr", "nmse100") else ".3f"
+    ci = "" if p["low"] is None else f" [{p['low']:+{spec}}, {p['high']:+{spec}}]"
+    pv = "" if p["p_wilcoxon"] is None else f", p = {p['p_wilcoxon']:.2g}"
+    vs = "" if r["paired"]["reference"] == "uvi-lite" else f" vs {r['paired']['reference']}"
+    return f"{p['diff']:+{spec}}{ci}{pv}{vs}"
+
+
+def interp4d() -> str:
+    data = load("interp_table.json")
+    out = []
+    head = ["method", "PSNR (dB)", "lncc9", "SSIM", "NMSE×100", "Δ PSNR (95 % CI, Wilcoxon p)", "Δ SSIM",
+            "s/seq wall", "s/seq CPU", "adapt. s/seq", "NFE"]
+    for setting, title in INTERP_SETTINGS.items():
+        rows = [r for r in data["rows"] if r["setting"] == setting]
+        if not rows:
+            continue
+        body = []
+        for r in rows:
+            if "error" in r:
+                body.append([r["label"], "failed"] + [DASH] * (len(head) - 2))
+                continue
+            fr = r["frames"]
+            body.append([r["label"]] + [f"{f(fr[m]['mean'], sp)} ± {f(fr[m]['se'], sp)}" for m, sp in
+                                        (("psnr", ".2f"), ("lncc9", ".3f"), ("ssim", ".3f"), ("nmse100", ".2f"))]
+                        + [_interp_delta(r), _interp_delta(r, "ssim"), f(r["wall_s_per_sequence"]),
+                           f(r["cpu_s_per_sequence"]), f(r["adapt_s_per_sequence"]),
+                           f(r["nfe"], ".0f") if r.get("nfe") else DASH])
+        out += [f"**{title}** ({data['n']} test sequences, {data['size']} × {data['size']} × {data['frames']})",
+                table(head, body)]
+    paper = data["paper"]
+    out.append("The paper's numbers, quoted, not merged (" + paper["source"] + "): PSNR " + "; ".join(
+        f"{k}: " + ", ".join(f"{m} {v:.2f} dB" for m, v in d.items()) for k, d in paper["psnr_db"].items())
+        + "; seconds per sample: " + ", ".join(f"{k} {v}" for k, v in paper["seconds_per_sample"].items())
+        + f"; {paper['note']}.")
+    budgets = "; ".join(f"{a}: {' '.join(o)}" for a, o in data["solver_budgets"].items())
+    out.append(f"Mean ± standard error over all missing frames (pooled over the sequences); Δ: paired on the "
+               f"sequences (mean per-sequence difference to `uvi-lite`, 95 % BCa bootstrap interval, Wilcoxon "
+               f"signed-rank p; `uvi-lite`'s own, and the lung rows', against `interp-linear`, as named); seconds per sequence: the run's wall and "
+               f"process CPU time over n (rendering the phantoms included), adaptation: the adapters' own time "
+               f"(with the naive scheme's warm-up pass). Solver budgets: {budgets}; sequence prior "
+               f"`{data['prior']}`. All runs together: {data['cpu_s_total'] / 60:.1f} CPU-minutes. "
+               + caption("interp_table.json", data=data))
+    return "\n\n".join(out)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "headline": headline, "leaderboard": leaderboard, "paired-spread": paired_spread, "gap-closure": gap_closure, "anatomy": anatomy,
     "tta-quick": tta_quick, "tta-defaults": tta_defaults, "tta-nr2n": tta_nr2n, "tta-main-command": tta_main_command,
@@ -679,7 +738,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "main-command-speed": main_command_speed,
     "main-command-load": lambda: main_command_speed("main_command_load.json"), "throughput": throughput, "board-cost": board_cost,
     "inference-backends": inference_backends, "training-curve": training_curve,
-    "solver-roster-cost": solver_roster_cost,
+    "solver-roster-cost": solver_roster_cost, "interp4d": interp4d,
 }
 
 

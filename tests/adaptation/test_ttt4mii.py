@@ -137,3 +137,34 @@ def test_naive_epochs_and_adapt_only_warm_up_through_the_runner(epochs, adapt_on
     frozen = adapter.history[-3:]
     assert all(h["steps"] == 0 and not h["adapting"] for h in frozen)
     assert len(adapter.history) == (3 if adapt_only else 6)
+    import json
+
+    cost = json.loads((tmp_path / "run" / "cost.jsonl").read_text().splitlines()[-1])
+    assert 0 < cost["naive_warmup_seconds"] <= cost["wall_seconds"]  # the warm-up's time, for the table
+
+
+@pytest.mark.parametrize("scheme_name", ["naive", "online", "minibatch"])
+def test_release_faithful_mae_predicts_exactly_what_uvi_lite_does(scheme_name, tmp_path):
+    """The released code's MAE-TTT (feature-space target, its own head, the encoder not stepped): the head learns
+    (its loss changes, its state is carried) and the prediction equals uvi-lite's bit for bit under every scheme."""
+    plain = tiny_uvi_algorithm(tmp_path)
+    x = sequences(2, frames=6, size=16, seed=0)
+    _, inst = interp_instance(x)
+    reference = plain.run(inst.y, inst.operator, None, None)
+    adapter = TTTMAE(iters=3, lr=1e-2, release_faithful=True)
+    wrapped = AdaptedAlgorithm(tiny_uvi_algorithm(tmp_path), [adapter])
+    scheme = Scheme(scheme_name, [adapter])
+    if scheme_name == "naive":
+        scheme.set_adapting(True)
+        run_batch(wrapped)
+        scheme.set_adapting(False)
+    for _ in range(2):
+        scheme.before_batch()
+        r = run_batch(wrapped)
+        assert torch.equal(r.image, reference)
+    record = next(h for h in adapter.history if h["steps"])
+    assert record["loss_first"] != record["loss_last"]  # the head does learn
+    assert {k.split(".")[1] for k in adapter.carried if k.startswith("part.")} == {"weight", "bias"}
+    # the pixel MAE (the default) does change the prediction
+    changed = AdaptedAlgorithm(tiny_uvi_algorithm(tmp_path), [TTTMAE(iters=3, lr=1e-2)])
+    assert not torch.equal(run_batch(changed).image, reference)

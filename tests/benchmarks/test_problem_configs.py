@@ -18,7 +18,7 @@ from configs import CONFIG_DIR
 from tests.conftest import bench, source_entry_points
 
 
-# problems that ship no prior of their own yet: a run names one (interp4d: the sequence prior of issue 29 is to come)
+# problems that ship no packaged prior: a run names one (interp4d: the cardiac sequence prior is loaded by path)
 NO_DEFAULT_PRIOR = {"interp4d"}
 
 

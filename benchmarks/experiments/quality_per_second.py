@@ -98,8 +98,10 @@ def reach_time(points: Sequence[tuple[float, float]], target: float) -> float | 
     return None
 
 
-def summarise(curves: dict[str, list[dict[str, Any]]], reference: float | None) -> dict[str, Any]:
-    """Reach times per curve (keys 'suite:NAME' and 'deepinv:NAME'), DeepInverse's best and the headline ratio."""
+def summarise(curves: dict[str, list[dict[str, Any]]], reference: float | None,
+              reference_key: str = f"suite:{REFERENCE}") -> dict[str, Any]:
+    """Reach times per curve (keys 'suite:NAME' and 'deepinv:NAME'), DeepInverse's best and the headline ratio: the
+    suite's fastest solver to DeepInverse's best PSNR (the reference curve, l1-wavelet, is not a candidate)."""
     pts = {k: [(r["cpu_s_per_sample"], r["psnr"]) for r in rows] for k, rows in curves.items() if rows}
     peers = {k: v for k, v in pts.items() if k.startswith("deepinv:")}
     out: dict[str, Any] = {"l1_wavelet_psnr": reference}
@@ -111,13 +113,15 @@ def summarise(curves: dict[str, list[dict[str, Any]]], reference: float | None) 
                         "to_deepinv_best_psnr_cpu_s": None if best is None else reach_time(v, best),
                         "best_psnr": max(p for _, p in v)} for k, v in pts.items()}
     suite = {k: r["to_deepinv_best_psnr_cpu_s"] for k, r in out["reach"].items()
-             if k.startswith("suite:") and r["to_deepinv_best_psnr_cpu_s"] is not None}
+             if k.startswith("suite:") and k != reference_key and r["to_deepinv_best_psnr_cpu_s"] is not None}
     if best_time and suite:
         fastest = min(suite, key=suite.get)
         ratio = suite[fastest] / best_time
         out["headline"] = {"suite_fastest_to_deepinv_best": fastest, "cpu_s_per_sample": suite[fastest],
                            "deepinv_cpu_s_per_sample": best_time, "ratio": ratio, "goal": GOAL_RATIO,
-                           "goal_met": ratio <= GOAL_RATIO}
+                           "goal_met": ratio <= GOAL_RATIO,
+                           # its cheapest budget already reaches the target: the time is an upper bound
+                           "at_cheapest_budget": min(pts[fastest])[1] >= best}
     else:
         out["headline"] = {"suite_fastest_to_deepinv_best": None, "ratio": None, "goal": GOAL_RATIO, "goal_met": False,
                            "why": "no suite solver reaches DeepInverse's best PSNR" if best_time else "no DeepInverse run"}
@@ -272,6 +276,16 @@ def main() -> None:
         for s in result["settings"].values():
             ref = s["curves"].get(f"suite:{REFERENCE}")
             s["summary"] = summarise(s["curves"], ref[0]["psnr"] if ref else None)
+            fixed = s.get("run_overhead", {}).get("cpu_s_per_sample")
+            if fixed is not None:  # the headline again with the bench run's fixed part taken off the suite's seconds
+                shifted = {k: [{**r, "cpu_s_per_sample": r["cpu_s_per_sample"] - fixed} if k.startswith("suite:")
+                               else r for r in rows] for k, rows in s["curves"].items()}
+                s["summary"]["headline_run_overhead_excluded"] = summarise(
+                    shifted, ref[0]["psnr"] if ref else None)["headline"]
+        # the measured runs' CPU: the bench processes whole (start-up included), DeepInverse's timed calls
+        result["measured_cpu_minutes"] = round(sum(
+            r.get("process_cpu_s", r["run_cpu_s"]) for s in result["settings"].values()
+            for rows in s["curves"].values() for r in rows) / 60, 1)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(result, indent=2) + "\n")
         plot(result, out_path.with_suffix(".png"))
@@ -286,57 +300,62 @@ def main() -> None:
         for sname in args.settings:
             s = result["settings"].setdefault(sname, {"overrides": SETTINGS[sname], "curves": {}})
             coils = 1 if sname == "single-coil" else 8
-            bench_samples: dict[str, dict[int, Any]] = {}
-            for name in args.solvers:
-                if coils > 1 and name in NEEDS_SVD:
-                    s.setdefault("skipped", {})[f"suite:{name}"] = "no closed-form SVD for 8 coils"
-                    continue
-                rows = s["curves"].setdefault(f"suite:{name}", [])
-                for ov in SUITE[name]:
+            solvers = [m for m in args.solvers if not (coils > 1 and m in NEEDS_SVD)]
+            methods = [m for m in args.peers if not (coils > 1 and m in PEER_SINGLE_COIL_ONLY)]
+            for m in set(args.solvers) - set(solvers):
+                s.setdefault("skipped", {})[f"suite:{m}"] = "no closed-form SVD for 8 coils"
+            for m in set(args.peers) - set(methods):
+                s.setdefault("skipped", {})[f"deepinv:{m}"] = ("DeepInverse's DDRM needs a DecomposablePhysics; its "
+                                                               "MultiCoilMRI is not one")
+            peers = Peers(coils, args.n) if methods else None
+            if peers:
+                s["operator_max_difference"] = peers.ps.operator_difference(peers.op, peers.physics)
+                for m in methods:
+                    peers.run(m, 2)  # warm-up
+            # the points interleaved: every curve's cheapest budget, then every curve's next, ... so that the load of
+            # the shared machine, which moves CPU seconds too, falls on all curves alike
+            for i in range(max(len(b) for b in [*SUITE.values(), *PEERS.values()])):
+                for name in solvers:
+                    if i >= len(SUITE[name]):
+                        continue
+                    ov, rows = SUITE[name][i], s["curves"].setdefault(f"suite:{name}", [])
                     cmd = "bench " + shlex.join(["run", "--problem", "cs_mri", "--algo", name, "--n", str(args.n),
                                                  "--batch-size", str(args.n), "--quiet", "run.threads=1",
                                                  *SETTINGS[sname], *ov, "--out", "DIR"])
                     if any(r["command"] == cmd for r in rows):
                         continue
                     try:
-                        row, samples = bench_point(name, ov, SETTINGS[sname], args.n, tmp, args.bench)
+                        row, _ = bench_point(name, ov, SETTINGS[sname], args.n, tmp, args.bench)
                     except RuntimeError as exc:
                         s.setdefault("failed", {})[cmd] = str(exc)[-500:]
                         print("FAILED", cmd, str(exc)[-500:], flush=True)
                         continue
-                    if name == "diffpir" and ov == DIFFPIR_STEPS[0]:
-                        bench_samples["diffpir"] = samples
                     rows.append(row)
                     print(sname, name, json.dumps({k: row[k] for k in ("nfe", "cpu_s_per_sample", "psnr", "wall_s")}),
                           flush=True)
                     save()
-            if not args.peers or all(s["curves"].get(f"deepinv:{m}") for m in args.peers
-                                     if not (coils > 1 and m in PEER_SINGLE_COIL_ONLY)):
-                continue
-            peers = Peers(coils, args.n)
-            s["operator_max_difference"] = peers.ps.operator_difference(peers.op, peers.physics)
-            if "diffpir" in bench_samples:  # the same measurement as the bench runs: DiffPIR's cheapest point
-                from algorithms.diffusion.diffpir import DiffPIR
-                mine = peers.suite_psnr(DiffPIR(n_steps=int(DIFFPIR_STEPS[0][0].split("=")[1])))
-                ref = bench_samples["diffpir"]
-                s["measurement_check"] = {"what": "suite DiffPIR (cheapest budget) in this process against its bench "
-                                                  "run, per-sample PSNR", "max_abs_psnr_difference":
-                                          max(abs(mine[i] - ref[i]["psnr"]) for i in range(args.n))}
-            for method in args.peers:
-                if coils > 1 and method in PEER_SINGLE_COIL_ONLY:
-                    s.setdefault("skipped", {})[f"deepinv:{method}"] = (
-                        "DeepInverse's DDRM needs a DecomposablePhysics; its MultiCoilMRI is not one")
-                    continue
-                rows = s["curves"].setdefault(f"deepinv:{method}", [])
-                peers.run(method, 2)  # warm-up
-                for nfe in PEERS[method]:
-                    if any(r["nfe"] == nfe for r in rows):
+                for method in methods:
+                    rows = s["curves"].setdefault(f"deepinv:{method}", [])
+                    if i >= len(PEERS[method]) or any(r["nfe"] == PEERS[method][i] for r in rows):
                         continue
-                    row, _ = peers.run(method, nfe)
+                    row, _ = peers.run(method, PEERS[method][i])
                     rows.append(row)
                     print(sname, "deepinv", method, json.dumps({k: row[k] for k in ("nfe", "cpu_s_per_sample", "psnr")}),
                           flush=True)
                     save()
+            cheapest = next((r for r in s["curves"].get("suite:diffpir", []) if r["nfe"] == 10), None)
+            if peers and cheapest:  # the same measurement as the bench runs: DiffPIR's cheapest point in this process
+                from algorithms.diffusion.diffpir import DiffPIR
+                mine = peers.suite_psnr(DiffPIR(n_steps=int(DIFFPIR_STEPS[0][0].split("=")[1])))
+                ref = {int(k): v for k, v in cheapest["psnr_per_sample"].items()}
+                s["measurement_check"] = {"what": "suite DiffPIR (cheapest budget) in this process against its bench "
+                                                  "run, per-sample PSNR", "max_abs_psnr_difference":
+                                          max(abs(mine[i] - ref[i]) for i in range(args.n))}
+            if "run_overhead" not in s:  # what a bench run costs besides reconstructing (no prior: zero-filled)
+                row, _ = bench_point("zero-filled", [], SETTINGS[sname], args.n, tmp, args.bench)
+                s["run_overhead"] = {"what": "CPU seconds per sample of a zero-filled bench run: building the data "
+                                             "and problem, measuring (8 coils: ESPIRiT maps) and scoring; no prior "
+                                             "load", **{k: row[k] for k in ("command", "cpu_s_per_sample", "run_cpu_s")}}
             save()
     print(f"wrote {out_path}")
 

@@ -22,12 +22,18 @@ Per setting the JSON holds every solver's curve (NFE, CPU seconds per sample, me
 solver's CPU seconds per sample to reach l1-wavelet's PSNR and DeepInverse's best PSNR (linear interpolation
 between the two budgets that bracket the target on the curve ordered by seconds; null if no budget reaches it),
 and the headline: the suite's fastest method to DeepInverse's best PSNR, its time / DeepInverse's time to its best
-(goal <= 0.5). Rows are written as they finish; a rerun reuses the rows already in `--out` unless `--fresh`.
+(goal <= 0.5), also in network calls and without the bench run's fixed part (a zero-filled run's seconds). The
+points of all curves are interleaved (every curve's cheapest budget, then every curve's next, ...) so that the load
+of a shared machine, which moves CPU seconds too, falls on all alike. `--harness-check R` times DiffPIR at 100 NFE R
+times in turn through bench run, in this process and in DeepInverse. Rows are written as they finish; a rerun reuses
+the rows already in `--out` (keeping the first run's command and date, its own listed after) unless `--fresh`;
+`--plot-only` redraws the figure and the summaries from `--out`.
 The figure (PSNR against CPU seconds per sample, log x, one panel per setting, the l1-wavelet line) goes beside
 `--out` as .png and, for the default `--out`, to docs/ too (the pages link only to files in docs/).
 
     pip install -e '.[peers]'
     python -m benchmarks.experiments.quality_per_second [--n 4] [--settings single-coil 8-coil] [--fresh]
+        [--harness-check 3] [--plot-only]
 """
 from __future__ import annotations
 
@@ -78,7 +84,7 @@ PEERS: dict[str, list[int]] = {"dps": [25, 50, 100, 200], "diffpir": [10, 20, 50
 PEER_SINGLE_COIL_ONLY = {"ddrm"}
 GOAL_RATIO = 0.5
 DEFAULT_OUT = REPO / "benchmarks/results/quality_per_second.json"
-NOTE = ("measured beside a background job at nice 10 (this study at nice 5) on a shared 2-core machine without a "
+NOTE = ("Measured beside a background job at nice 10 (this study at nice 5) on a shared 2-core machine without a "
         "GPU; CPU seconds of the process (one thread), which other jobs move far less than wall seconds. DPS runs "
         "at 25-200 NFE, not up to its default 1000, to keep the study within its CPU budget (DPS at 200 NFE is "
         "already its slowest point and far below the other solvers' PSNR at the same seconds).")
@@ -103,6 +109,7 @@ def summarise(curves: dict[str, list[dict[str, Any]]], reference: float | None,
     """Reach times per curve (keys 'suite:NAME' and 'deepinv:NAME'), DeepInverse's best and the headline ratio: the
     suite's fastest solver to DeepInverse's best PSNR (the reference curve, l1-wavelet, is not a candidate)."""
     pts = {k: [(r["cpu_s_per_sample"], r["psnr"]) for r in rows] for k, rows in curves.items() if rows}
+    nfe = {k: [(r["nfe"], r["psnr"]) for r in rows] for k, rows in curves.items() if rows and "nfe" in rows[0]}
     peers = {k: v for k, v in pts.items() if k.startswith("deepinv:")}
     out: dict[str, Any] = {"l1_wavelet_psnr": reference}
     best_key = max(peers, key=lambda k: max(p for _, p in peers[k])) if peers else None
@@ -111,6 +118,7 @@ def summarise(curves: dict[str, list[dict[str, Any]]], reference: float | None,
     out["deepinv_best"] = {"method": best_key, "psnr": best, "cpu_s_per_sample": best_time}
     out["reach"] = {k: {"to_l1_wavelet_psnr_cpu_s": None if reference is None else reach_time(v, reference),
                         "to_deepinv_best_psnr_cpu_s": None if best is None else reach_time(v, best),
+                        "to_deepinv_best_psnr_nfe": None if best is None or k not in nfe else reach_time(nfe[k], best),
                         "best_psnr": max(p for _, p in v)} for k, v in pts.items()}
     suite = {k: r["to_deepinv_best_psnr_cpu_s"] for k, r in out["reach"].items()
              if k.startswith("suite:") and k != reference_key and r["to_deepinv_best_psnr_cpu_s"] is not None}
@@ -121,7 +129,10 @@ def summarise(curves: dict[str, list[dict[str, Any]]], reference: float | None,
                            "deepinv_cpu_s_per_sample": best_time, "ratio": ratio, "goal": GOAL_RATIO,
                            "goal_met": ratio <= GOAL_RATIO,
                            # its cheapest budget already reaches the target: the time is an upper bound
-                           "at_cheapest_budget": min(pts[fastest])[1] >= best}
+                           "at_cheapest_budget": min(pts[fastest])[1] >= best,
+                           # the same in network calls: what the ratio would be at equal seconds per call
+                           "nfe": out["reach"][fastest]["to_deepinv_best_psnr_nfe"],
+                           "deepinv_nfe": out["reach"][best_key]["to_deepinv_best_psnr_nfe"]}
     else:
         out["headline"] = {"suite_fastest_to_deepinv_best": None, "ratio": None, "goal": GOAL_RATIO, "goal_met": False,
                            "why": "no suite solver reaches DeepInverse's best PSNR" if best_time else "no DeepInverse run"}
@@ -181,6 +192,14 @@ class Peers:
         """A suite solver on the same instance in this process (the check that the measurement is the bench run's)."""
         return self.psnr(algo.reconstruct(self.y, self.op, self.prior, self.gen).image)
 
+    def suite_cpu(self, algo) -> float:
+        """CPU seconds per sample of a suite solver on the same measurement in this process (fresh generators)."""
+        from inverse_problems.operators.random import SampleGenerators
+        gen = SampleGenerators.seeded(0, range(self.n))
+        cpu = time.process_time()
+        algo.reconstruct(self.y, self.op, self.prior, gen)
+        return round((time.process_time() - cpu) / self.n, 4)
+
     def sampler(self, method: str, nfe: int):
         import numpy as np
         dinv, torch = self.dinv, self.torch
@@ -210,32 +229,63 @@ class Peers:
                 "psnr_per_sample": {i: round(p, 3) for i, p in enumerate(psnr)}}, psnr
 
 
+def harness_check(sname: str, peers: Peers, n: int, tmp: Path, bench: str | None, repeats: int) -> dict[str, Any]:
+    """DiffPIR at 100 NFE, `repeats` times in turn: the suite's through bench run, the suite's in this process (the
+    same call as DeepInverse's, without the harness) and DeepInverse's: whether the headline's seconds are the
+    solver's or the harness's, and how much the load moves them."""
+    from algorithms.diffusion.diffpir import DiffPIR
+    ov, nfe = DIFFPIR_STEPS[-1], int(DIFFPIR_STEPS[-1][0].split("=")[1]) - 1
+    runs: dict[str, list[float]] = {"suite bench run": [], "suite in process": [], "deepinv": []}
+    peers.suite_cpu(DiffPIR(n_steps=3))  # warm-up
+    for _ in range(repeats):
+        runs["suite bench run"].append(bench_point("diffpir", ov, SETTINGS[sname], n, tmp, bench)[0]["cpu_s_per_sample"])
+        runs["suite in process"].append(peers.suite_cpu(DiffPIR(n_steps=nfe + 1)))
+        runs["deepinv"].append(peers.run("diffpir", nfe)[0]["cpu_s_per_sample"])
+        print(sname, "harness check", json.dumps({k: v[-1] for k, v in runs.items()}), flush=True)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    return {"what": f"DiffPIR at {nfe} NFE, {repeats} rounds in turn: CPU seconds per sample of the suite's bench run, "
+                    "of the suite's DiffPIR in this process (same prior, measurement and thread as DeepInverse's) and "
+                    "of DeepInverse's DiffPIR", "runs": runs, "median": med,
+            "suite_over_deepinv": {k: round(med[k] / med["deepinv"], 3) for k in ("suite bench run", "suite in process")}}
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
+    """PSNR against CPU seconds per sample, log x, one panel per setting; one colour per solver name (DeepInverse's
+    dashed with squares, in the colour of the suite's solver of the same name), the l1-wavelet line dotted."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
 
     settings = [s for s in result["settings"] if result["settings"][s]["curves"]]
-    fig, axes = plt.subplots(1, len(settings), figsize=(6.5 * len(settings), 4.8), squeeze=False)
+    names = [n for n in SUITE if n != REFERENCE]
+    colour = {n: plt.get_cmap("tab10")(i % 10) for i, n in enumerate(names)}
+    fig, axes = plt.subplots(1, len(settings), figsize=(6.5 * len(settings), 5.2), squeeze=False)
+    handles: dict[str, Any] = {}
     for ax, name in zip(axes[0], settings):
         s = result["settings"][name]
-        for k, rows in sorted(s["curves"].items()):
-            if not rows or k == f"suite:{REFERENCE}":
+        for k, rows in s["curves"].items():
+            lib, solver = k.split(":", 1)
+            if not rows or solver == REFERENCE:
                 continue
             rows = sorted(rows, key=lambda r: r["cpu_s_per_sample"])
-            peer = k.startswith("deepinv:")
-            ax.plot([r["cpu_s_per_sample"] for r in rows], [r["psnr"] for r in rows], "--" if peer else "-",
-                    marker="s" if peer else "o", ms=4, label=k.replace("suite:", ""))
+            peer = lib == "deepinv"
+            (line,) = ax.plot([r["cpu_s_per_sample"] for r in rows], [r["psnr"] for r in rows], "--" if peer else "-",
+                              marker="s" if peer else "o", ms=4, color=colour.get(solver, "k"),
+                              label=f"DeepInverse {solver}" if peer else solver)
+            handles.setdefault(line.get_label(), line)
         ref = s["summary"]["l1_wavelet_psnr"]
         if ref is not None:
-            ax.axhline(ref, color="k", lw=1, ls=":", label=f"l1-wavelet {ref:.2f} dB")
+            handles.setdefault("l1-wavelet", ax.axhline(ref, color="k", lw=1, ls=":", label="l1-wavelet"))
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(FormatStrFormatter(""))
         ax.set_xlabel("CPU seconds per sample (one thread)")
         ax.set_ylabel("PSNR (dB)")
         ax.set_title(f"cs_mri R = 4, {name}, n = {result['n']}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=6, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -246,6 +296,8 @@ def main() -> None:
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     ap.add_argument("--solvers", nargs="+", default=list(SUITE), choices=list(SUITE))
     ap.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
+    ap.add_argument("--harness-check", type=int, default=0, metavar="REPEATS",
+                    help="also time DiffPIR at 100 NFE REPEATS times in turn: bench run, in process, DeepInverse")
     ap.add_argument("--fresh", action="store_true", help="measure every row again (default: reuse --out's rows)")
     ap.add_argument("--plot-only", action="store_true", help="only redraw the figure and summaries from --out")
     ap.add_argument("--out", default=str(DEFAULT_OUT))
@@ -269,8 +321,11 @@ def main() -> None:
         "reach": "CPU seconds per sample to a PSNR: linear interpolation on the curve ordered by seconds between "
                  "the budgets that bracket it; null: no budget reaches it",
         "settings": old.get("settings", {})}
-    if args.plot_only:
-        result.update({k: old[k] for k in ("command", "date_utc", "machine") if k in old})
+    if old:  # a rerun that reuses rows keeps the first run's command and date and lists its own after them
+        later = old.get("later_commands", [])
+        if not args.plot_only:
+            later = later + [{k: result[k] for k in ("command", "date_utc")}]
+        result.update({k: old[k] for k in ("command", "date_utc", "machine") if k in old}, later_commands=later)
 
     def save() -> None:
         for s in result["settings"].values():
@@ -351,6 +406,8 @@ def main() -> None:
                 s["measurement_check"] = {"what": "suite DiffPIR (cheapest budget) in this process against its bench "
                                                   "run, per-sample PSNR", "max_abs_psnr_difference":
                                           max(abs(mine[i] - ref[i]) for i in range(args.n))}
+            if args.harness_check and "harness_check" not in s and peers:
+                s["harness_check"] = harness_check(sname, peers, args.n, tmp, args.bench, args.harness_check)
             if "run_overhead" not in s:  # what a bench run costs besides reconstructing (no prior: zero-filled)
                 row, _ = bench_point("zero-filled", [], SETTINGS[sname], args.n, tmp, args.bench)
                 s["run_overhead"] = {"what": "CPU seconds per sample of a zero-filled bench run: building the data "

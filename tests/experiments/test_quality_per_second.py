@@ -26,7 +26,7 @@ def test_reach_time_takes_the_first_crossing_of_a_curve_that_falls_back():
 
 def test_summary_headline_ratio():
     def rows(*pts):
-        return [{"cpu_s_per_sample": t, "psnr": p} for t, p in pts]
+        return [{"cpu_s_per_sample": t, "psnr": p, "nfe": round(10 * t)} for t, p in pts]
     curves = {"suite:l1-wavelet": rows((0.1, 25.0)), "suite:fast": rows((0.5, 20.0), (1.0, 24.0)),
               "suite:slow": rows((1.0, 20.0), (10.0, 22.0)), "deepinv:a": rows((1.0, 21.0), (4.0, 23.0)),
               "deepinv:b": rows((2.0, 22.0))}
@@ -39,3 +39,4 @@ def test_summary_headline_ratio():
     assert h["suite_fastest_to_deepinv_best"] == "suite:fast"
     assert h["ratio"] == pytest.approx(0.875 / 4.0) and h["goal_met"] and not h["at_cheapest_budget"]
     assert s["reach"]["suite:l1-wavelet"]["to_deepinv_best_psnr_cpu_s"] == 0.1  # the reference is no candidate
+    assert (h["nfe"], h["deepinv_nfe"]) == (pytest.approx(8.75), 40)

@@ -75,6 +75,7 @@ CONDITIONS: dict[str, dict[str, str]] = {
     "inference_backends.json": {"machine": CPU2},
     "interp_table.json": {"machine": CPU2 + ", one thread per run",
                           "idle": "no (shared with a leaderboard job): compare CPU seconds, not wall seconds"},
+    "quality_per_second.json": {"idle": "no: beside a background job at nice 10 (this study at nice 5)"},
 }
 
 
@@ -724,6 +725,54 @@ def interp4d() -> str:
                f"(with the naive scheme's warm-up pass). Solver budgets: {budgets}; sequence prior "
                f"`{data['prior']}`. All runs together: {data['cpu_s_total'] / 60:.1f} CPU-minutes. "
                + caption("interp_table.json", data=data))
+def quality_per_second() -> str:
+    data = load("quality_per_second.json")
+    out = []
+    for setting, s in data["settings"].items():
+        summ, rows = s["summary"], []
+        best, head = summ["deepinv_best"], summ["headline"]
+        for key, curve in s["curves"].items():
+            if not curve:
+                continue
+            r = summ["reach"][key]
+            pts = "; ".join(f"{p['nfe']}: {f(p['psnr'], '.1f')} @ {f(p['cpu_s_per_sample'])}"
+                            for p in sorted(curve, key=lambda p: p["cpu_s_per_sample"]))
+            label = f"**{key}**" if key == head.get("suite_fastest_to_deepinv_best") else key
+            rows.append([label, f(r["best_psnr"]), f(r["to_l1_wavelet_psnr_cpu_s"]),
+                         f(r["to_deepinv_best_psnr_cpu_s"]), pts])
+        skipped = "; ".join(f"{k}: {v}" for k, v in s.get("skipped", {}).items())
+        if head.get("ratio") is not None:
+            verdict = (f"the suite's fastest to it, {head['suite_fastest_to_deepinv_best']}, takes "
+                       f"{f(head['cpu_s_per_sample'])} s: **{f(head['ratio'])}×** DeepInverse's time (goal ≤ "
+                       f"{head['goal']}: {'met' if head['goal_met'] else 'not met'})"
+                       + (", an upper bound: its cheapest budget is already there" if head.get("at_cheapest_budget")
+                          else "")
+                       + (f"; in network calls {f(head['nfe'], '.0f')} against {f(head['deepinv_nfe'], '.0f')} NFE"
+                          if head.get("nfe") is not None else ""))
+        else:
+            verdict = f"ratio: none ({head.get('why', 'not measured')})"
+        bare = summ.get("headline_run_overhead_excluded")
+        if bare and bare.get("ratio") is not None:
+            verdict += (f"; without the bench run's fixed part ({f(s['run_overhead']['cpu_s_per_sample'])} s/sample, a "
+                        f"zero-filled run) {bare['suite_fastest_to_deepinv_best']}: **{f(bare['ratio'])}×**")
+        out.append(f"**{setting}** (`{' '.join(s['overrides'])}`): L1-wavelet {f(summ['l1_wavelet_psnr'])} dB; "
+                   f"DeepInverse's best {f(best['psnr'])} dB ({best['method']}, {f(best['cpu_s_per_sample'])} CPU "
+                   f"s/sample); {verdict}." + (f" Not run: {skipped}." if skipped else ""))
+        out.append(table(["solver", "best PSNR (dB)", "CPU s/sample to L1-wavelet's PSNR",
+                          "CPU s/sample to DeepInverse's best", "curve (NFE: PSNR dB @ CPU s/sample)"], rows))
+        hc = s.get("harness_check")
+        if hc:
+            med, ratio = hc["median"], hc["suite_over_deepinv"]
+            out.append(f"Harness check ({setting}): DiffPIR at 100 NFE, {len(hc['runs']['deepinv'])} rounds in turn, "
+                       f"medians of CPU s/sample: the suite's bench run {f(med['suite bench run'])}, the suite's "
+                       f"DiffPIR in the study's process {f(med['suite in process'])}, DeepInverse's "
+                       f"{f(med['deepinv'])} (suite / DeepInverse: {f(ratio['suite bench run'])} through bench run, "
+                       f"{f(ratio['suite in process'])} in process).")
+    out.append(f"n = {data['n']} test samples in one batch, one thread; seconds: CPU seconds of the process per "
+               "sample (suite: the bench run from its start, interpreter start-up excluded; DeepInverse: around the "
+               "sampler's call); reach times interpolate linearly between the budgets that bracket the target, – where "
+               "no budget reaches it. " + data["note"] + " " + caption("quality_per_second.json", data=data)
+               + "".join(f" Then {cmd(c['command'])} ({c['date_utc']}) added to it." for c in data.get("later_commands", [])))
     return "\n\n".join(out)
 
 
@@ -739,6 +788,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "main-command-load": lambda: main_command_speed("main_command_load.json"), "throughput": throughput, "board-cost": board_cost,
     "inference-backends": inference_backends, "training-curve": training_curve,
     "solver-roster-cost": solver_roster_cost, "interp4d": interp4d,
+    "quality-per-second": quality_per_second,
 }
 
 

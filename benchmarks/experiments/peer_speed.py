@@ -54,7 +54,7 @@ from algorithms.diffusion.dps import DPS
 from benchmarks.metrics import image_metrics
 from inverse_problems.operators.complex import to_real
 from inverse_problems.operators.linalg import per_sample
-from inverse_problems.operators.mri import SingleCoilMRI
+from inverse_problems.operators.mri import MultiCoilMRI, SingleCoilMRI
 from inverse_problems.data.phantoms.datasets import BrainT2
 from inverse_problems.problems.cs_mri import CSMRIProblem
 from priors.base import Prior
@@ -83,30 +83,43 @@ class SuiteDenoiser(dinv.models.Denoiser):
         return (self.prior.denoise(c * (2 * x - 1), 2 * self.c * s) / c + 1) / 2
 
 
-def deepinv_physics(op: SingleCoilMRI, noise_std: float = 0.0) -> "dinv.physics.MRI":
-    """DeepInverse's single-coil MRI with the suite operator's mask (and Gaussian noise of std `noise_std`)."""
-    return dinv.physics.MRI(mask=op.mask, img_size=(2, *op.image_shape[1:]), device=op.mask.device,
-                            noise_model=dinv.physics.GaussianNoise(sigma=noise_std))
+def deepinv_physics(op: MultiCoilMRI, noise_std: float = 0.0) -> "dinv.physics.MRI":
+    """DeepInverse's MRI with the suite operator's mask (and Gaussian noise of std `noise_std`): `MRI` for the
+    single-coil operator, `MultiCoilMRI` with the operator's effective coil maps (one per sample) otherwise."""
+    noise = dinv.physics.GaussianNoise(sigma=noise_std)
+    if isinstance(op, SingleCoilMRI):
+        return dinv.physics.MRI(mask=op.mask, img_size=(2, *op.image_shape[1:]), device=op.mask.device,
+                                noise_model=noise)
+    return dinv.physics.MultiCoilMRI(mask=op.mask, coil_maps=op.effective_maps().detach(),
+                                     img_size=tuple(op.image_shape[1:]), device=op.mask.device, noise_model=noise)
+
+
+def as_deepinv(y: Tensor, op: MultiCoilMRI) -> Tensor:
+    """A suite measurement (B, coils, H, W) complex in DeepInverse's layout: (B, 2, H, W) for one coil, else
+    (B, 2, coils, H, W)."""
+    return to_real(y[:, 0]) if isinstance(op, SingleCoilMRI) else torch.view_as_real(y).permute(0, 4, 1, 2, 3)
 
 
 @torch.no_grad()
-def operator_difference(op: SingleCoilMRI, physics: "dinv.physics.MRI", seed: int = 0) -> float:
+def operator_difference(op: MultiCoilMRI, physics: "dinv.physics.MRI", seed: int = 0) -> float:
     """max |A x - A_dinv x| and |A^H y - A_dinv^H y| on random x and masked random y (the two operators agree),
     at the operator's batch (its phase parameter is per sample)."""
     g, batch = torch.Generator().manual_seed(seed), op.phase.shape[0]
     x = torch.randn((batch, *op.image_shape), generator=g)
     y = torch.complex(torch.randn((batch, *op.measurement_shape), generator=g),
                       torch.randn((batch, *op.measurement_shape), generator=g)) * op.mask
-    fwd = (to_real(op.forward(x)[:, 0]) - physics.A(x)).abs().max()
-    adj = (op.adjoint(y) - physics.A_adjoint(to_real(y[:, 0]))).abs().max()
+    fwd = (as_deepinv(op.forward(x), op) - physics.A(x)).abs().max()
+    adj = (op.adjoint(y) - physics.A_adjoint(as_deepinv(y, op))).abs().max()
     return float(torch.maximum(fwd, adj))
 
 
-def to_unit(y: Tensor, physics: "dinv.physics.MRI", c: Tensor) -> Tensor:
-    """The suite's measurement y (scaled units, complex (B, 1, H, W)) as DeepInverse's measurement of
-    u = (x / c + 1) / 2: y_u = A u = (y / c + A 1) / 2 (its noise std becomes sigma / (2 c))."""
+def to_unit(y: Tensor, physics: "dinv.physics.MRI", c: Tensor, op: MultiCoilMRI | None = None) -> Tensor:
+    """The suite's measurement y (scaled units, complex (B, coils, H, W); one coil unless `op` says otherwise) as
+    DeepInverse's measurement of u = (x / c + 1) / 2: y_u = A u = (y / c + A 1) / 2 (its noise std becomes
+    sigma / (2 c))."""
     ones = torch.ones((y.shape[0], 2, *y.shape[-2:]), device=y.device)
-    return (to_real(y[:, 0]) / per_sample(c, ones) + physics.A(ones)) / 2
+    y_d = to_real(y[:, 0]) if op is None else as_deepinv(y, op)
+    return (y_d / per_sample(c, y_d) + physics.A(ones)) / 2
 
 
 class NetworkClock:

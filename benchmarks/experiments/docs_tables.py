@@ -725,6 +725,9 @@ def interp4d() -> str:
                f"(with the naive scheme's warm-up pass). Solver budgets: {budgets}; sequence prior "
                f"`{data['prior']}`. All runs together: {data['cpu_s_total'] / 60:.1f} CPU-minutes. "
                + caption("interp_table.json", data=data))
+    return "\n\n".join(out)
+
+
 def quality_per_second() -> str:
     data = load("quality_per_second.json")
     out = []

@@ -1,5 +1,5 @@
 """The priors that ship with the project: `brain-64` (the MRI default), `phantom-brain-64` (the former MRI
-default) and `phantom-dmi-32` (the MRSI default).
+default), `phantom-dmi-32` (the MRSI default) and `cardiac-seq-32` (the `interp4d` default).
 
 - `brain-64`: an EDM-preconditioned SongUNet (Karras et al., NeurIPS 2022: log-normal sigma sampling,
   loss weight (sigma^2 + sigma_data^2)/(sigma sigma_data)^2, EMA) trained by `bench train-prior --recipe edm`
@@ -10,6 +10,9 @@ default) and `phantom-dmi-32` (the MRSI default).
 - `phantom-dmi-32`: a small EDM network (DDPM++ SongUNet) trained by `bench train-prior --recipe edm` on 32x32
   4-channel metabolite maps (water, Glc, Glx, Lac) of the dynamic deuterium phantoms (dataset `phantom-dmi`), in
   priors/weights/phantom-dmi-32 (model.pt + model.json).
+- `cardiac-seq-32`: a small EDM network (DDPM++ SongUNet, 0.31 M parameters) trained by `bench train-prior --recipe edm`
+  on 32x32 cardiac short-axis phantom sequences with their 12 frames as channels (dataset `phantom-cardiac-4d`), in
+  priors/weights/cardiac-seq-32: the `interp4d` default (temporal inpainting by the diffusion solvers).
 metadata.json beside each records the exact training command(s), wall time, parameter count and final loss.
 """
 from __future__ import annotations
@@ -81,3 +84,17 @@ def phantom_dmi_32(device: str | None = None, path: str | None = None, compile: 
     """Shipped diffusion prior: 32x32 4-channel DMI metabolite maps (water, Glc, Glx, Lac; EDM DDPM++ network);
     `compile`: torch.compile its network; `backend`: torch | onnxruntime (EDMPrior)."""
     return shipped_edm(Path(path) if path else DMI_WEIGHTS, DMI_TRAIN_COMMAND, device, compile, backend)
+
+
+CARDIAC_SEQ = Path(__file__).resolve().parent / "weights" / "cardiac-seq-32"
+CARDIAC_SEQ_COMMAND = ("bench train-prior --recipe edm --model tiny --base-channels 16 --channels-mult 1,2,2 "
+                       "--dataset phantom-cardiac-4d --size 32 --steps 8000 --batch-size 16 --lr 5e-4 --warmup 100 "
+                       "--ema 0.995 --n-images 256 --scale-aug 0.5 --threads 1 --cpu --seed 0 --save-every 500 "
+                       "--out {path} size=32 frames=12")
+
+
+def cardiac_seq_32(device: str | None = None, path: str | None = None, compile: bool = False,
+                   backend: str = "torch") -> EDMPrior:
+    """Shipped sequence prior: 32x32 cardiac short-axis phantom sequences, 12 frames as channels (EDM SongUNet);
+    `compile`: torch.compile its network; `backend`: torch | onnxruntime (EDMPrior)."""
+    return shipped_edm(Path(path) if path else CARDIAC_SEQ, CARDIAC_SEQ_COMMAND, device, compile, backend)

@@ -10,7 +10,7 @@ model's size), in distribution and under the cardiac shifts (`cardiac-ef`, `card
 - `uvi-lite+ttt-rot` and `uvi-lite+ttt-mae` under the schemes naive, online and minibatch, and `uvi-lite+ttt-flow`
   (online), each at batch size 1 (one sequence a batch, so the schemes differ);
 - the release-faithful MAE-TTT (`adapters.ttt-mae.release_faithful=true`, minibatch): TTT4MII's released code;
-- the sequence prior (an EDM network on the 12 frames as channels, `--prior edm prior.path=...`) with DDRM, DPS, DAPS
+- the sequence prior (the shipped `cardiac-seq-32`, an EDM network on the 12 frames as channels, loaded by path: `--prior edm prior.path=...`) with DDRM, DPS, DAPS
   and DiffPIR at CPU budgets (CPU_STEPS), each also `+prior-affine` (D' = a D + b per frame channel, fitted on the
   acquired frames before the run) unless --no-adapt. Not `+tda`: TDA (kind=physical) fits an operator's physical
   parameters at each sampler step, and the frame-selection operator has none (the frames it keeps are known
@@ -26,7 +26,7 @@ Wilcoxon signed-rank p, as the main board does. Written after every run to bench
 .md; run directories under benchmarks/results/runs/interp_table/ (ignored by git) are re-read or resumed, so the
 script can be stopped and restarted.
 
-    python benchmarks/experiments/interp_table.py --n 8 --prior benchmarks/results/training/cardiac4d-seq-32/model.pt
+    python benchmarks/experiments/interp_table.py --n 8 --prior priors/weights/cardiac-seq-32/model.pt
     python benchmarks/experiments/interp_table.py --n 2 --settings cardiac/none --rows interp-linear,uvi-lite
 
 Extra `key=value` arguments are hydra overrides passed to every run.

@@ -242,15 +242,9 @@ def run_command(command: Command, cwd: Path, quick_mode: bool) -> tuple[int, str
 
 
 def workspace(tmp: Path) -> Path:
-    """A temporary folder that sees the repository's test fixtures, and the committed models the pages load by path,
-    under their documented paths."""
-    for rel in ("tests/fixtures", *LOADED_BY_PATH):
-        link = tmp / rel
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.exists():
-            link.symlink_to(REPO / rel, target_is_directory=True)
+    """A temporary folder that sees the repository's test fixtures under their documented path."""
+    (tmp / "tests").mkdir(exist_ok=True)
+    link = tmp / "tests" / "fixtures"
+    if not link.exists():
+        link.symlink_to(REPO / "tests" / "fixtures", target_is_directory=True)
     return tmp
-
-
-# committed models that documented commands load by a path relative to the repository (read, never written)
-LOADED_BY_PATH = ("benchmarks/results/training/cardiac4d-seq-32",)

@@ -32,6 +32,7 @@ CASES = {
     "phantom-brain-64": lambda tmp: {},
     "brain-64": lambda tmp: {},
     "phantom-dmi-32": lambda tmp: {},
+    "cardiac-seq-32": lambda tmp: {},
 }
 
 

@@ -577,6 +577,15 @@ def main_command_speed(name: str = "main_command_speed.json") -> str:
                         f"{data['what']}. " + caption(name, data=data)])
 
 
+def main_command_profile() -> str:
+    data = load("main_command_profile.json")
+    rows = [[label, f(p["seconds"]), f"{100 * p['share_of_run']:.0f} %", DASH if p["calls"] is None else str(p["calls"])]
+            for label, p in data["parts"].items()]
+    return "\n\n".join([table(["part", "seconds", "share", "calls"], rows),
+                        f"{data['what']}; {data['n']} samples, PSNR {f(data['psnr'])} dB; {f(data['run_seconds_profiled'])} s "
+                        f"profiled. " + caption("main_command_profile.json", data=data)])
+
+
 def throughput() -> str:
     data = load("throughput.json")
     rows = [[r["layout"], f(r["samples_per_hour"], ".0f"), f(r["cpu_s_per_sample"], ".1f"), f(r["wall_s"], ".0f"),
@@ -788,7 +797,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "denoiser-speed": denoiser_speed, "diffpir-data-step": diffpir_data_step,
     "daps-main-command": daps_main_command, "daps-sampler-01k": lambda: daps_main_command("daps_sampler_01k.json"),
     "main-command-speed": main_command_speed,
-    "main-command-load": lambda: main_command_speed("main_command_load.json"), "throughput": throughput, "board-cost": board_cost,
+    "main-command-load": lambda: main_command_speed("main_command_load.json"),
+    "main-command-profile": main_command_profile, "throughput": throughput, "board-cost": board_cost,
     "inference-backends": inference_backends, "training-curve": training_curve,
     "solver-roster-cost": solver_roster_cost, "interp4d": interp4d,
     "quality-per-second": quality_per_second,

@@ -32,6 +32,58 @@ def estimate(board: dict) -> dict:
             "total_hours": round(sum(hours.values()), 2)}
 
 
+def per_group(recorded: dict) -> dict:
+    """CPU-hours, runs done and runs missing per group of the board suite (its settings), from suite_cost.json."""
+    from benchmarks.suites import load_suite
+
+    groups: dict[str, dict] = {}
+    for job in load_suite(recorded.get("suite", "board")).runs:
+        g = groups.setdefault(job.group, {"cpu_hours": 0.0, "runs": 0, "missing": 0})
+        row = recorded["runs"].get(job.name)
+        if row is None:
+            g["missing"] += 1
+        else:
+            g["cpu_hours"] = round(g["cpu_hours"] + row["cpu_hours"], 4)
+            g["runs"] += 1
+    return groups
+
+
+def full_board(recorded: dict) -> dict:
+    """The whole suite's CPU-hours: the recorded runs, plus each missing run estimated as the mean of the same method
+    (with the same adapters) in the groups where it ran; methods that ran nowhere are counted, not estimated."""
+    from benchmarks.suites import load_suite
+
+    jobs = load_suite(recorded.get("suite", "board")).runs
+    by_algo: dict[str, list[float]] = {}
+    for job in jobs:
+        if job.name in recorded["runs"]:
+            by_algo.setdefault(job.algo, []).append(recorded["runs"][job.name]["cpu_hours"])
+    estimated, unknown = 0.0, []
+    for job in jobs:
+        if job.name not in recorded["runs"]:
+            seen = by_algo.get(job.algo)
+            if seen:
+                estimated += sum(seen) / len(seen)
+            else:
+                unknown.append(job.name)
+    return {"recorded_cpu_hours": recorded["total_cpu_hours"], "missing_estimated_cpu_hours": round(estimated, 3),
+            "total_cpu_hours": round(recorded["total_cpu_hours"] + estimated, 3), "not_estimated": unknown,
+            "how": "missing runs at the mean recorded CPU-hours of the same method and adapters in other groups"}
+
+
+def _cpu_seconds(folders: list[Path]) -> float:
+    return sum((json.loads(p.read_text()).get("cost") or {}).get("cpu_seconds", 0.0)
+               for folder in folders for p in folder.rglob("summary.json"))
+
+
+def tuning_cost(studies: Path, tests: Path) -> dict:
+    """CPU-hours of the val-split tuning studies (every trial run's recorded cost) with their tuned test runs
+    (tests/*-tuned), and how many studies."""
+    done = sorted(p for p in studies.iterdir() if p.is_dir())
+    seconds = _cpu_seconds(done) + _cpu_seconds(sorted(tests.glob("*-tuned")))
+    return {"studies": len(done), "cpu_hours": round(seconds / 3600, 4)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--leaderboard", default=str(REPO / "benchmarks/results/leaderboard.json"))
@@ -43,7 +95,11 @@ def main() -> None:
               "date_utc": board.get("created"), "estimate": estimate(board)}
     if args.suite_out:
         recorded = json.loads((Path(args.suite_out) / "suite_cost.json").read_text())
-        result["recorded"] = {"kind": "process CPU seconds recorded by bench suite board", **recorded}
+        result["recorded"] = {"kind": "process CPU seconds recorded by bench suite board", **recorded,
+                              "per_group": per_group(recorded), "full_board": full_board(recorded)}
+        studies = Path(args.suite_out).parent / "studies"
+        if studies.is_dir():
+            result["recorded"]["tuning"] = tuning_cost(studies, Path(args.suite_out))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

@@ -602,7 +602,19 @@ def board_cost() -> str:
     rows.append([f"estimate: all {est['rows']} rows", f"**{f(est['total_hours'])}**"])
     if data.get("recorded"):
         rec = data["recorded"]
-        rows.append([f"recorded by `bench suite board` ({rec['date']})", f"**{f(rec['total_cpu_hours'])}** CPU-h"])
+        for group, g in rec.get("per_group", {}).items():
+            rows.append([f"recorded: `{group}` ({g['runs']} runs" + (f", {g['missing']} not run" if g["missing"] else "")
+                         + ")", f"{f(g['cpu_hours'], '.3f')} CPU-h"])
+        if rec.get("tuning"):
+            rows.append([f"recorded: tuning on val ({rec['tuning']['studies']} studies)",
+                         f"{f(rec['tuning']['cpu_hours'], '.3f')} CPU-h"])
+        rows.append([f"recorded: all {len(rec['runs'])} runs of the board suite ({rec['date']})",
+                     f"**{f(rec['total_cpu_hours'], '.3f')}** CPU-h"])
+        full = rec.get("full_board")
+        if full:
+            rows.append([f"estimate: the whole suite at n = 16 (missing runs at their method's recorded mean; "
+                         f"{len(full['not_estimated'])} runs of methods that ran nowhere not counted)",
+                         f"{f(full['total_cpu_hours'], '.2f')} CPU-h"])
     return "\n\n".join([table(["what", "hours"], rows),
                         f"{est['kind'][0].upper() + est['kind'][1:]}, the leaderboard of {est['date_utc'][:10]}. "
                         + caption("board_cost.json", data=data)])

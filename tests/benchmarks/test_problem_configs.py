@@ -18,8 +18,8 @@ from configs import CONFIG_DIR
 from tests.conftest import bench, source_entry_points
 
 
-# problems that ship no packaged prior: a run names one (interp4d: the cardiac sequence prior is loaded by path)
-NO_DEFAULT_PRIOR = {"interp4d"}
+# problems that ship no packaged prior: a run names one
+NO_DEFAULT_PRIOR: set[str] = set()
 
 
 def test_every_built_in_problem_has_a_yaml_whose_names_are_registered():

@@ -37,6 +37,13 @@ class Interp4DProblem(Problem):
         self.protocol, self.mask_seed = protocol, mask_seed
         self.image_shape = (frames, size, size)
 
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        """The figures' row names: each channel is a frame, the protocol's acquired ones marked (for `random:p` those
+        of an item without id)."""
+        keep = self.kept()
+        return tuple(f"frame {t}" + (" (acquired)" if bool(keep[t]) else "") for t in range(self.image_shape[0]))
+
     def kept(self, item: dict[str, Any] | None = None) -> Tensor:
         """(T,) bool: the frames acquired of this item (by its id for `random:p`)."""
         frames = self.image_shape[0]

@@ -149,3 +149,12 @@ def test_random_protocol_is_per_item_and_reproducible() -> None:
     assert len(rec["frames"]["psnr"]) == int((~keeps[1]).sum())
     run = Interp4DProblem.run_metrics([rec, rec])
     assert run["psnr_frames_mean"] == pytest.approx(20.0, abs=1e-4) and run["psnr_frames_se"] < 1e-3
+
+
+def test_report_figures_name_each_channel_a_frame_and_mark_the_acquired():
+    from inverse_problems.problems.interp4d import Interp4DProblem
+
+    names = Interp4DProblem(size=8, frames=5).channel_names
+    assert names == ("frame 0 (acquired)", "frame 1", "frame 2", "frame 3", "frame 4 (acquired)")
+    stride = Interp4DProblem(size=8, frames=5, protocol="stride:2").channel_names
+    assert [n.endswith("(acquired)") for n in stride] == [True, False, True, False, True]

@@ -688,8 +688,23 @@ def validate(board: dict[str, Any]) -> None:
         raise jsonschema.ValidationError(f"non-finite number at {bad}; JSON has no NaN or infinity (use null)")
 
 
+def _options_as_json(obj: Any, in_options: bool = False) -> Any:
+    """obj with every non-finite number inside an options mapping (`*_options`, `changed_options`) written as the
+    string "inf", "-inf" or "nan": a configuration may hold one (e.g. lowfield's TDA `param_sigma_max: .inf`), and
+    JSON has none. Metrics are left alone, so that a NaN there still fails validation."""
+    if isinstance(obj, dict):
+        return {k: _options_as_json(v, in_options or str(k).endswith("_options")) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_options_as_json(v, in_options) for v in obj]
+    if in_options and isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    return obj
+
+
 def dumps(board: dict[str, Any]) -> str:
-    """The board as strict JSON (validated first; a NaN would fail here rather than be written as `NaN`)."""
+    """The board as strict JSON (validated first; a NaN would fail here rather than be written as `NaN`); infinite
+    option values are written as strings (`_options_as_json`)."""
+    board = _options_as_json(board)
     validate(board)
     return json.dumps(board, indent=2, allow_nan=False)
 

@@ -292,6 +292,18 @@ def test_nan_and_huge_values(tmp_path):
     assert "NaN" not in out.read_text() and "Infinity" not in out.read_text()
 
 
+def test_an_infinite_option_is_written_as_a_string_and_a_nan_metric_still_fails():
+    """A configuration may hold an infinite option (lowfield's TDA `param_sigma_max: .inf`): the board writes it as
+    "inf" instead of failing; a non-finite metric is still refused."""
+    board = {"entries": [{"adapter_options": {"tda": {"param_sigma_max": {"fwhm": math.inf, "noise_std": -math.inf}}},
+                          "changed_options": {"adapters": {"tda": {"lr": math.nan}}}, "metrics": {"psnr": 30.0}}]}
+    opts = leaderboard._options_as_json(board)["entries"][0]
+    assert opts["adapter_options"]["tda"]["param_sigma_max"] == {"fwhm": "inf", "noise_std": "-inf"}
+    assert opts["changed_options"]["adapters"]["tda"]["lr"] == "nan" and opts["metrics"]["psnr"] == 30.0
+    bad = {"entries": [{"adapter_options": {}, "metrics": {"psnr": math.nan}}]}
+    assert leaderboard._non_finite(leaderboard._options_as_json(bad)) is not None
+
+
 def test_rows_that_differ_only_in_a_problem_option_have_distinct_labels(tmp_path):
     fake_run(tmp_path / "random", "cg-sense", [30.0], prior=None, prior_hash=None,
              problem={"mask": "random", "acceleration": 4})

@@ -172,12 +172,14 @@ def _same_computation(tuned: dict[str, Any], plain: dict[str, Any]) -> bool:
 
 
 def collapse_duplicates(entries: list[dict[str, Any]]) -> None:
-    """A tuned row that kept the defaults (no changed option) and is otherwise the computation of a defaults row (same
-    setting, method, prior and fingerprint; options equal wherever both record them) repeats it: `collapsed_into` names
+    """A tuned row that kept the defaults (its options are the defaults row's) and is otherwise the computation of a
+    defaults row (same setting, method, prior and fingerprint; options equal wherever both record them) repeats it: `collapsed_into` names
     that row, whose `collapsed` and notes name the tuned one."""
     plain = [e for e in entries if e.get("tuning") is None]
     for e in entries:
-        if e.get("tuning") is None or e.get("changed_options"):
+        # the options are compared with the defaults row's, not with the constructor's defaults: a problem's yaml
+        # may set options (cs_mri's DAPS budget), which both rows then record as changed
+        if e.get("tuning") is None:
             continue
         twin = next((p for p in plain if _same_computation(e, p)), None)
         if twin is None:

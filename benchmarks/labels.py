@@ -36,5 +36,6 @@ def tuning_label(entry: dict[str, Any]) -> str:
     t = entry.get("tuning")
     if not t:
         return "defaults"
-    kept = "" if entry.get("changed_options") else ": defaults kept"  # the study's trial 0 (the defaults) won
+    # the study's trial 0 (the defaults) won: nothing changed, or the row repeats a defaults row (collapsed into it)
+    kept = "" if entry.get("changed_options") and not entry.get("collapsed_into") else ": defaults kept"
     return f"tuned on {t.get('split')}, {t.get('trials')} trials{kept}"

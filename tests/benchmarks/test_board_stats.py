@@ -107,6 +107,25 @@ def test_a_tuned_row_that_kept_the_defaults_collapses_into_the_defaults_row(tmp_
     assert sum(len(r) for m in comparison.matrices(board) for r in m.rows.values()) == 2
 
 
+def test_a_tuned_row_that_kept_a_problems_own_options_collapses_and_a_changed_one_does_not(tmp_path):
+    """cs_mri's yaml sets DAPS's budget: both rows record it as changed from the constructor's defaults, yet a study
+    whose trial 0 won repeats the defaults row; a study that moved an option does not."""
+    tuning = {"study": "st", "trials": 8, "metric": "psnr", "split": "val", "score": 27.5, "options": {}}
+    own = {"budget": "0.1k", "x0_sampler": "chain", "tau": 0.01}  # a run records every option
+    fake_run(tmp_path / "l1", "l1-wavelet", list(BASE), **CLASSICAL)
+    fake_run(tmp_path / "daps", "daps", list(BASE + 1.0), options=own, prior=_prior())
+    fake_run(tmp_path / "daps-tuned", "daps", list(BASE + 1.0), options=own, tuning=tuning, prior=_prior())
+    fake_run(tmp_path / "daps-moved", "daps", list(BASE + 1.2), options={**own, "tau": 0.05}, tuning=tuning,
+             prior=_prior(), start=0)
+    board = leaderboard.build([tmp_path])
+    rows = [e for e in board["entries"] if e["algorithm"] == "daps"]
+    plain = next(e for e in rows if e["tuning"] is None)
+    kept = next(e for e in rows if e["tuning"] is not None and e["algorithm_options"]["tau"] == 0.01)
+    moved = next(e for e in rows if e["algorithm_options"]["tau"] == 0.05)
+    assert plain["changed_options"] and kept["collapsed_into"] == plain["row_id"]
+    assert not moved.get("collapsed_into") and moved["comparison"]["role"] != "collapsed"
+
+
 def test_reference_flag_and_from_json(tmp_path):
     _board(tmp_path / "runs")
     out, md = tmp_path / "lb.json", tmp_path / "lb.md"

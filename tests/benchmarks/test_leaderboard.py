@@ -220,7 +220,7 @@ def test_noop_adapter_is_labelled_not_a_row(tmp_path):
 def test_tuned_and_default_rows_are_apart(tmp_path):
     tuning = {"study": str(tmp_path / "study"), "trials": 20, "metric": "psnr", "split": "val", "score": 27.5,
               "options": {"lam": 12.0}}
-    fake_run(tmp_path / "default", "diffpir", [25.0], options={"lam": 12.0})
+    fake_run(tmp_path / "default", "diffpir", [25.0], options={"lam": 1.0})
     fake_run(tmp_path / "tuned", "diffpir", [25.5], options={"lam": 12.0}, tuning=tuning, start=0)
     fake_run(tmp_path / "tuned-more", "diffpir", [26.5], options={"lam": 12.0}, tuning=tuning, start=1)
     board = leaderboard.build([tmp_path])

@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.results import read_samples
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 METRICS = ("psnr", "lncc9", "ssim", "nmse100")
@@ -100,10 +102,6 @@ def plan(settings: list[str], rows: set[str] | None, prior: str | None, adapt: b
     return out
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def run(spec: dict[str, Any], n: int, extra: list[str], runs: Path) -> dict[str, Any]:
     """One `bench run` (re-read or resumed where its directory exists); the row's numbers."""
     from benchmarks.cli import main as bench
@@ -127,9 +125,9 @@ def run(spec: dict[str, Any], n: int, extra: list[str], runs: Path) -> dict[str,
     if code != 0 or not (out / "summary.json").exists():
         return {**row, "error": f"bench run exited {code}"}
     s = json.loads((out / "summary.json").read_text())
-    samples = [r for r in read_jsonl(out / "samples.jsonl") if r.get("status") == "ok"]
-    cost = read_jsonl(out / "cost.jsonl")
-    trace = read_jsonl(out / "adaptation.jsonl")
+    samples = [r for r in read_samples(out / "samples.jsonl") if r.get("status") == "ok"]
+    cost = read_samples(out / "cost.jsonl")
+    trace = read_samples(out / "adaptation.jsonl")
     pr = s.get("problem_run_metrics") or {}
     k = max(1, len(samples))
     adapt = sum(float(t.get("seconds", 0.0)) for b in trace for t in b.get("trace", []))

@@ -14,6 +14,8 @@ run on multi-coil MRI exactly.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -68,6 +70,39 @@ def _matvec(mat: Tensor, vec: Tensor) -> Tensor:
     return (mat @ vec.to(mat.dtype).unsqueeze(-1)).squeeze(-1)
 
 
+def thresholded(s: Tensor, rtol: float) -> tuple[Tensor, Tensor]:
+    """(s, 1/s) with singular values below rtol * max(s) per row set to 0, and 0 as their inverse."""
+    s = torch.where(s > rtol * s.amax(dim=1, keepdim=True), s, torch.zeros_like(s))
+    return s, torch.where(s > 0, 1 / torch.where(s > 0, s, torch.ones_like(s)), torch.zeros_like(s))
+
+
+def complex_route_svd(operator: ForwardOperator, to_coef: Callable[[Tensor], Tensor],
+                      from_coef: Callable[[Tensor], Tensor], s: Tensor, rtol: float = 1e-3) -> SVD:
+    """The SVD of a complex-linear operator given a unitary basis V of its image: `to_coef` (x -> V^H x, (B, n/2)
+    complex64), `from_coef` (c -> V c, an image) and the singular values s (B' in {1, B}, n/2). Spectral coordinates
+    are [Re c, Im c] (each complex singular vector v gives the real pair (v, i v)); singular values below
+    rtol * max(s) count as zero; U^T y = diag(1/s) V^H A^H y and U z = A V diag(1/s) z are applied lazily. Shared by
+    `dense_svd` and the per-row eigenbasis of multi-coil MRI (`MultiCoilMRI.eigen_svd`)."""
+    s, inv = thresholded(s, rtol)
+    inv2 = torch.cat([inv, inv], dim=1)
+
+    def vt(x: Tensor) -> Tensor:
+        coef = to_coef(x)
+        return torch.cat([coef.real, coef.imag], dim=1)
+
+    def v(z: Tensor) -> Tensor:
+        half = z.shape[1] // 2
+        return from_coef(torch.complex(z[:, :half], z[:, half:]))
+
+    def ut(y: Tensor) -> Tensor:
+        return vt(operator.adjoint(y)) * inv2
+
+    def u(z: Tensor) -> Tensor:
+        return operator.forward(v(z * inv2))
+
+    return SVD(V=v, Vt=vt, U=u, Ut=ut, s=torch.cat([s, s], dim=1))
+
+
 @torch.no_grad()
 def dense_svd(operator: ForwardOperator, batch: int, rtol: float = 1e-3) -> SVD:
     """The exact SVD of A for a batch of `batch` samples (per-sample operators allowed), in the SVD interface."""
@@ -79,29 +114,15 @@ def dense_svd(operator: ForwardOperator, batch: int, rtol: float = 1e-3) -> SVD:
     # repeated zero eigenvalue outside the ESPIRiT support), and double makes the small singular values exact
     evals, vecs = torch.linalg.eigh(gram.to(torch.complex128 if gram.is_complex() else torch.float64))
     evals, vecs = evals.float(), vecs.to(gram.dtype)
-    s = evals.clamp_min(0).sqrt()
-    s = torch.where(s > rtol * s.amax(dim=1, keepdim=True), s, torch.zeros_like(s)).expand(batch, -1)
-    inv = torch.where(s > 0, 1 / torch.where(s > 0, s, torch.ones_like(s)), torch.zeros_like(s))  # (B, n)
     vh = vecs.mH
 
     if cplx:
-        def vt(x: Tensor) -> Tensor:
-            coef = _matvec(vh, to_complex(x).reshape(x.shape[0], -1))
-            return torch.cat([coef.real, coef.imag], dim=1)
+        return complex_route_svd(
+            operator, lambda x: _matvec(vh, to_complex(x).reshape(x.shape[0], -1)),
+            lambda coef: to_real(_matvec(vecs, coef).reshape(-1, h, w)), evals.clamp_min(0).sqrt().expand(batch, -1),
+            rtol)
 
-        def v(z: Tensor) -> Tensor:
-            coef = torch.complex(z[:, : h * w], z[:, h * w:])
-            return to_real(_matvec(vecs, coef).reshape(-1, h, w))
-
-        def ut(y: Tensor) -> Tensor:
-            d = _matvec(vh, to_complex(operator.adjoint(y)).reshape(y.shape[0], -1)) * inv
-            return torch.cat([d.real, d.imag], dim=1)
-
-        def u(z: Tensor) -> Tensor:
-            zs = z * torch.cat([inv, inv], dim=1)
-            return operator.forward(v(zs))
-
-        return SVD(V=v, Vt=vt, U=u, Ut=ut, s=torch.cat([s, s], dim=1))
+    s, inv = thresholded(evals.clamp_min(0).sqrt().expand(batch, -1), rtol)  # (B, n)
 
     def vt_real(x: Tensor) -> Tensor:
         return _matvec(vh, x.reshape(x.shape[0], -1))

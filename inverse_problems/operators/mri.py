@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from inverse_problems.operators.base import SVD, ForwardOperator
 from inverse_problems.operators.coils import rss
+from inverse_problems.operators.dense import complex_route_svd
 from inverse_problems.operators.complex import to_complex, to_real
 from inverse_problems.operators.fft import fft2c, ifft2c
 
@@ -253,26 +254,12 @@ class MultiCoilMRI(AdaptableMixin, ForwardOperator):
         if eig is None:
             return None
         shape = eig.lam.shape[-2:]
-        s = eig.lam.sqrt().flatten(1).float()
-        s = torch.where(s > rtol * s.amax(dim=1, keepdim=True), s, torch.zeros_like(s))
-        inv = torch.where(s > 0, 1 / torch.where(s > 0, s, torch.ones_like(s)), torch.zeros_like(s))
-        s, inv = torch.cat([s, s], dim=1), torch.cat([inv, inv], dim=1)
-        half = s.shape[1] // 2
-
-        def vt(x: Tensor) -> Tensor:
-            c = eig.to_basis(x).flatten(1)
-            return torch.cat([c.real, c.imag], dim=1).float()
-
-        def v(z: Tensor) -> Tensor:
-            return eig.from_basis(torch.complex(z[:, :half].double(), z[:, half:].double()).reshape(-1, *shape))
-
-        def ut(y: Tensor) -> Tensor:
-            return vt(self.adjoint(y)) * inv
-
-        def u(z: Tensor) -> Tensor:
-            return self.forward(v(z * inv))
-
-        return SVD(V=v, Vt=vt, U=u, Ut=ut, s=s[0] if s.shape[0] == 1 else s)
+        svd = complex_route_svd(self, lambda x: eig.to_basis(x).flatten(1).to(torch.complex64),
+                                lambda c: eig.from_basis(c.reshape(-1, *shape)), eig.lam.sqrt().flatten(1).float(),
+                                rtol)
+        if svd.s.shape[0] == 1:  # one operator for the batch: s as (n,), which every batch size broadcasts with
+            svd.s = svd.s[0]
+        return svd
 
     def prox_solver(self) -> Callable[[Tensor, Tensor, Tensor], Tensor] | None:
         """(A^H y, z, rho (B,)) -> argmin_x ||A x - y||^2 + rho ||x - z||^2, solved directly where the mask is

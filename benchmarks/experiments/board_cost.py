@@ -32,12 +32,10 @@ def estimate(board: dict) -> dict:
             "total_hours": round(sum(hours.values()), 2)}
 
 
-def per_group(recorded: dict) -> dict:
+def per_group(recorded: dict, jobs: list) -> dict:
     """CPU-hours, runs done and runs missing per group of the board suite (its settings), from suite_cost.json."""
-    from benchmarks.suites import load_suite
-
     groups: dict[str, dict] = {}
-    for job in load_suite(recorded.get("suite", "board")).runs:
+    for job in jobs:
         g = groups.setdefault(job.group, {"cpu_hours": 0.0, "runs": 0, "missing": 0})
         row = recorded["runs"].get(job.name)
         if row is None:
@@ -48,12 +46,9 @@ def per_group(recorded: dict) -> dict:
     return groups
 
 
-def full_board(recorded: dict) -> dict:
+def full_board(recorded: dict, jobs: list) -> dict:
     """The whole suite's CPU-hours: the recorded runs, plus each missing run estimated as the mean of the same method
     (with the same adapters) in the groups where it ran; methods that ran nowhere are counted, not estimated."""
-    from benchmarks.suites import load_suite
-
-    jobs = load_suite(recorded.get("suite", "board")).runs
     by_algo: dict[str, list[float]] = {}
     for job in jobs:
         if job.name in recorded["runs"]:
@@ -94,9 +89,12 @@ def main() -> None:
     result = {"command": ("python -m benchmarks.experiments.board_cost " + shlex.join(sys.argv[1:])).strip(),
               "date_utc": board.get("created"), "estimate": estimate(board)}
     if args.suite_out:
+        from benchmarks.suites import load_suite
+
         recorded = json.loads((Path(args.suite_out) / "suite_cost.json").read_text())
+        jobs = load_suite(recorded.get("suite", "board")).runs  # the suite's runs: groups and methods
         result["recorded"] = {"kind": "process CPU seconds recorded by bench suite board", **recorded,
-                              "per_group": per_group(recorded), "full_board": full_board(recorded)}
+                              "per_group": per_group(recorded, jobs), "full_board": full_board(recorded, jobs)}
         studies = Path(args.suite_out).parent / "studies"
         if studies.is_dir():
             result["recorded"]["tuning"] = tuning_cost(studies, Path(args.suite_out))

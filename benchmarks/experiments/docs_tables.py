@@ -164,10 +164,10 @@ def headline() -> str:
         d = (cmp_.get("paired") or {}).get("psnr")
         paired = ("reference" if cmp_.get("role") == "reference" else DASH if d is None else
                   f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]")
-        rank = e.get("rank")
+        rank = cmp_.get("rank")
         rows.append([e.get("label") or e["algorithm"], tuning_label(e),
                      f(m["psnr"]["mean"]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else ""), paired,
-                     DASH if rank is None else str(rank) + (" ≈" if e.get("tied_with_best") else ""),
+                     DASH if rank is None else str(rank) + (" ≈" if cmp_.get("tied_with_best") else ""),
                      f(m["ssim"]["mean"], ".3f"), f(e["nfe"], ".0f"), f(e["seconds_per_sample"], ".1f")])
     n = {e["n"] for e in _main_setting_rows(board)}
     return "\n\n".join([

@@ -123,6 +123,11 @@ class DivergenceMonitor:
         return self._stop(x, bad)
 
 
+# The largest matrix (bytes, float32) a forward-only operator is written out as for an SVD-based solver
+# (`ForwardOnly.probed_matrix`): its dense SVD needs a few times more.
+PROBE_BYTES = 2**30
+
+
 class Algorithm:
     """Base class. Subclasses implement `run`, calling `self.denoise` for every network call.
 
@@ -181,6 +186,14 @@ operator's support (pixels the measurements cannot see are zero).
         if self.needs_svd and getattr(operator, "forward_only", False) and not getattr(operator, "linear", False):
             raise ValueError(f"{type(self).__name__} needs a linear operator (its SVD); this forward-only operator is "
                              f"not declared linear")
+        if self.needs_svd and getattr(operator, "forward_only", False) and operator.svd() is None:
+            rows = math.prod(operator.measurement_shape) * (2 if operator.measurement_dtype.is_complex else 1)
+            if 4 * rows * size > PROBE_BYTES:
+                raise ValueError(
+                    f"{type(self).__name__} needs the SVD of this forward-only operator, written out from forward "
+                    f"calls as a {rows} x {size} matrix ({4 * rows * size / 2**30:.1f} GiB in float32), above the "
+                    f"{PROBE_BYTES / 2**30:.0f} GiB the probe allows: use a solver that needs forward calls only "
+                    f"(dpg, scg, enkg, dps-gsg), or a problem with fewer measurements")
         if self.needs_svd and operator.svd() is None and size > self.dense_max:
             raise ValueError(
                 f"{type(self).__name__} needs an operator with an exact SVD; {type(operator).__name__} has no closed "

@@ -94,6 +94,20 @@ def test_probing_refuses_large_or_nonlinear_operators() -> None:
         MCGDiff().reconstruct(y, ForwardOnly(op, linear=False), prior)
 
 
+def test_probing_refuses_a_matrix_above_the_memory_limit_before_compute(monkeypatch) -> None:
+    """The probe writes A out as a (rows x columns) float32 matrix; one above algorithm.base.PROBE_BYTES (the MRSI
+    signal model's is 196608 x 4096, 3 GiB) is refused in `check`, naming its size and the solvers that need no SVD."""
+    import algorithms.base
+    prior, op, y = setup()
+    FPS().check(ForwardOnly(op), prior)  # the test problem's matrix is far below the limit
+    monkeypatch.setattr(algorithms.base, "PROBE_BYTES", 1024)
+    with pytest.raises(ValueError, match=r"as a \d+ x \d+ matrix .*dpg, scg, enkg, dps-gsg"):
+        FPS().reconstruct(y, ForwardOnly(op), prior)
+    with pytest.raises(ValueError, match="GiB the probe allows"):
+        MCGDiff().check(ForwardOnly(op), prior)
+    DPG().check(ForwardOnly(op), prior)  # forward calls only: no matrix, no limit
+
+
 @pytest.mark.parametrize("make,match", [
     (lambda: EnKG(n_particles=1), "n_particles"), (lambda: EnKG(scale=-1.0), "scale"),
     (lambda: DPSGSG(mu=0.0), "mu"), (lambda: DPSGSG(n_queries=1), "n_queries"),

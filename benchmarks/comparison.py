@@ -32,6 +32,11 @@ LOWER_IS_BETTER = frozenset({"nmse"})
 RANK_METRIC = "psnr"
 TIE_MARK = "≈"
 SETTING_FIELDS = ("problem", "dataset", "tier", "target_convention", "shift", "metric_convention")
+# Problem options that change how the reconstruction is handed its operator, not the data or the physics: rows that
+# differ only in them share a setting (the row's label names them).
+SOLVER_FACING_OPTIONS = frozenset({"forward_only"})
+# A problem's reference row where the board's default reference (L1-wavelet) does not reconstruct its data.
+PROBLEM_REFERENCES = {"mrsi": "mrsi-tv"}
 
 
 # --- per-sample values ---------------------------------------------------------------------------------------
@@ -85,6 +90,7 @@ def _with_id(fields: dict[str, Any]) -> dict[str, Any]:
 def setting_of(entry: dict[str, Any]) -> dict[str, Any]:
     """The row's setting: the fields its samples depend on, with R and coils pulled out, and an id (a digest)."""
     opts, info = entry.get("problem_options") or {}, entry.get("problem_info") or {}
+    opts = {k: v for k, v in opts.items() if k not in SOLVER_FACING_OPTIONS}
     fields = {k: entry.get(k) for k in SETTING_FIELDS}
     fields.update(R=opts.get("acceleration", info.get("acceleration")), coils=opts.get("coils", info.get("coils")),
                   problem_options=opts, dataset_options=entry.get("dataset_options") or {})
@@ -229,6 +235,9 @@ def paired_block(entry: dict[str, Any], ref: dict[str, Any]) -> tuple[dict[str, 
 def compare_setting(rows: list[dict[str, Any]], reference: str) -> None:
     """Fill each row's `comparison` block: its reference, paired differences, rank and best/tie marks."""
     ref = pick_reference(rows, reference)
+    own = PROBLEM_REFERENCES.get(rows[0]["problem"]) if reference == DEFAULT_REFERENCE else None
+    if ref is None and own:
+        ref, reference = pick_reference(rows, own), own
     for e in rows:
         add_intervals(e)
         c: dict[str, Any] = {"reference": ref["row_id"] if ref else None, "role": "compared", "paired": {},

@@ -29,6 +29,8 @@ def method_label(entry: dict[str, Any]) -> str:
     opts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={option_text(v)}"  # a tuned float: 4 significant digits
             for part in entry["changed_options"].values() for k, v in part.items()]
     opts += [f"+{a} adapted nothing" for a in entry.get("adapters_noop", [])]
+    if (entry.get("problem_options") or {}).get("forward_only"):  # a solver-facing option (benchmarks.comparison)
+        opts.insert(0, "forward-only")
     return name + (f" ({', '.join(opts)})" if opts else "")
 
 

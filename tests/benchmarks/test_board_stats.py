@@ -179,3 +179,20 @@ def test_an_option_a_run_predates_takes_the_value_the_other_rows_record(tmp_path
     rows = _rows(leaderboard.build([tmp_path]))
     assert len({e["setting"]["id"] for e in rows.values()}) == 3
     assert rows[("cg-sense", None)]["comparison"]["role"] == "no reference"
+
+
+def test_forward_only_rows_share_the_setting_and_mrsi_is_compared_with_its_own_reference(tmp_path):
+    """`forward_only` hands the solver the same data through a forward-only operator: such a row shares its
+    setting (its label says forward-only); a problem without an L1-wavelet row (mrsi) is paired with its own
+    reference (comparison.PROBLEM_REFERENCES)."""
+    mrsi = dict(problem_name="mrsi", **CLASSICAL)
+    fake_run(tmp_path / "tv", "mrsi-tv", list(BASE), problem={"acceleration": 4, "forward_only": False}, **mrsi)
+    fake_run(tmp_path / "dpg", "dpg", list(BASE - 2.0), problem={"acceleration": 4, "forward_only": True},
+             problem_name="mrsi", prior="p")
+    rows = {e["algorithm"]: e for e in leaderboard.build([tmp_path])["entries"]}
+    tv, dpg = rows["mrsi-tv"], rows["dpg"]
+    assert tv["setting"]["id"] == dpg["setting"]["id"] and tv["comparison"]["role"] == "reference"
+    assert dpg["comparison"]["paired"]["psnr"]["diff"] == pytest.approx(-2.0)
+    assert comparison.method_label(dpg).startswith("dpg (forward-only") and "forward-only" not in comparison.method_label(tv)
+    board = leaderboard.build([tmp_path], reference="cg-sense")  # another reference asked for: no fallback
+    assert board["entries"][0]["comparison"]["role"] == "no reference"

@@ -8,11 +8,11 @@ from omegaconf import OmegaConf
 
 def fake_run(path, algorithm, psnr, adapters=(), shift=None, failed=0, options=None, start=0, prior="p",
              prior_options=None, prior_hash="sha256:aa", scheme="online", split="test", tuning=None, problem=None,
-             trace=None, ids=None):
+             trace=None, ids=None, problem_name="cs_mri"):
     """A run directory as `bench run` writes it (config.yaml, environment.json, samples.jsonl[, adaptation.jsonl]);
     sample i has index start + i and id `s<index>` unless `ids` are given."""
     path.mkdir(parents=True)
-    names = {"problem": "cs_mri", "algorithm": algorithm, "adapters": list(adapters), "prior": prior, "dataset": "d",
+    names = {"problem": problem_name, "algorithm": algorithm, "adapters": list(adapters), "prior": prior, "dataset": "d",
              "shift": shift}
     if prior_hash != "absent":
         names["prior_hash"] = prior_hash

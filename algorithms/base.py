@@ -183,12 +183,12 @@ operator's support (pixels the measurements cannot see are zero).
         if self.uses_prior and prior is None:
             raise ValueError(f"{type(self).__name__} needs a prior; pass --prior NAME")
         size = math.prod(operator.image_shape)
-        if self.needs_svd and getattr(operator, "forward_only", False) and not getattr(operator, "linear", False):
-            raise ValueError(f"{type(self).__name__} needs a linear operator (its SVD); this forward-only operator is "
-                             f"not declared linear")
-        if self.needs_svd and getattr(operator, "forward_only", False) and operator.svd() is None:
+        if self.needs_svd and getattr(operator, "forward_only", False):
+            if not getattr(operator, "linear", False):
+                raise ValueError(f"{type(self).__name__} needs a linear operator (its SVD); this forward-only operator "
+                                 f"is not declared linear")
             rows = math.prod(operator.measurement_shape) * (2 if operator.measurement_dtype.is_complex else 1)
-            if 4 * rows * size > PROBE_BYTES:
+            if operator.svd() is None and 4 * rows * size > PROBE_BYTES:
                 raise ValueError(
                     f"{type(self).__name__} needs the SVD of this forward-only operator, written out from forward "
                     f"calls as a {rows} x {size} matrix ({4 * rows * size / 2**30:.1f} GiB in float32), above the "

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks import stats
-from benchmarks.labels import KEY, freeze, method_label, tuning_label
+from benchmarks.labels import KEY, SOLVER_FACING_OPTIONS, freeze, method_label, tuning_label
 
 DEFAULT_REFERENCE = "l1-wavelet"
 STAT_METRICS = ("psnr", "ssim", "nmse")
@@ -32,9 +32,6 @@ LOWER_IS_BETTER = frozenset({"nmse"})
 RANK_METRIC = "psnr"
 TIE_MARK = "≈"
 SETTING_FIELDS = ("problem", "dataset", "tier", "target_convention", "shift", "metric_convention")
-# Problem options that change how the reconstruction is handed its operator, not the data or the physics: rows that
-# differ only in them share a setting (the row's label names them).
-SOLVER_FACING_OPTIONS = frozenset({"forward_only"})
 # A problem's reference row where the board's default reference (L1-wavelet) does not reconstruct its data.
 PROBLEM_REFERENCES = {"mrsi": "mrsi-tv"}
 

@@ -22,6 +22,11 @@ def option_text(v: Any) -> str:
     return json.dumps(v) if isinstance(v, (dict, list)) else str(v)
 
 
+# Problem options that change how the reconstruction is handed its operator, not the data or the physics: rows that
+# differ only in them share a setting (benchmarks.comparison.setting_of), and the label names the ones set.
+SOLVER_FACING_OPTIONS = frozenset({"forward_only"})
+
+
 def method_label(entry: dict[str, Any]) -> str:
     """algorithm[+adapters], then the changed options and the adapters that adapted nothing, e.g.
     `diffpir (lam=30)`, `cg-sense (+tda adapted nothing)`."""
@@ -29,8 +34,8 @@ def method_label(entry: dict[str, Any]) -> str:
     opts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={option_text(v)}"  # a tuned float: 4 significant digits
             for part in entry["changed_options"].values() for k, v in part.items()]
     opts += [f"+{a} adapted nothing" for a in entry.get("adapters_noop", [])]
-    if (entry.get("problem_options") or {}).get("forward_only"):  # a solver-facing option (benchmarks.comparison)
-        opts.insert(0, "forward-only")
+    problem = entry.get("problem_options") or {}
+    opts[:0] = [k.replace("_", "-") for k in sorted(SOLVER_FACING_OPTIONS) if problem.get(k)]
     return name + (f" ({', '.join(opts)})" if opts else "")
 
 

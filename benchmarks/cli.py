@@ -19,10 +19,14 @@ USAGE_ERRORS: tuple[type[BaseException], ...] = (LookupError, ValueError, TypeEr
 
 
 def source_note(models: dict) -> str:
-    """`; source model: unet brain-t2, varnet brain-t2` of a shift's configs/sources.yaml entry ('' without one)."""
+    """`; networks' source model: unet brain-t2, varnet brain-t2; diffusion prior: knee-64` of a shift's
+    configs/sources.yaml entry ('' without one)."""
     if not isinstance(models, dict) or not models:
         return ""
-    return "; networks' source model: " + ", ".join(f"{family} {model}" for family, model in models.items())
+    networks = {family: model for family, model in models.items() if family != "prior"}
+    note = ("; networks' source model: " + ", ".join(f"{family} {model}" for family, model in networks.items())
+            if networks else "")
+    return note + (f"; diffusion prior: {models['prior']}" if models.get("prior") else "")
 
 
 def shift_descriptions() -> dict[str, str]:

@@ -79,14 +79,29 @@ def load_shift(name: str, algorithm: str | None = None) -> DictConfig:
     return shift
 
 
+SOURCE_PRIOR = "prior"  # the key of a configs/sources.yaml entry that names the diffusion solvers' source prior
+
+
+def _sources_entry(shift: str | None) -> dict:
+    path = CONFIG_DIR / "sources.yaml"
+    if not shift or not path.exists():
+        return {}
+    return OmegaConf.to_container(OmegaConf.load(path)).get(shift) or {}
+
+
 def shift_source_model(shift: str | None, algorithm: str) -> str | None:
     """The default source model (`algorithm.model`) of an end-to-end network under a shift: configs/sources.yaml,
     the one place that says which shipped network a shift is a shift from (None: the network's own default)."""
-    path = CONFIG_DIR / "sources.yaml"
-    if not shift or not path.exists():
-        return None
-    model = (OmegaConf.to_container(OmegaConf.load(path)).get(shift) or {}).get(algorithm)
+    model = _sources_entry(shift).get(algorithm) if algorithm != SOURCE_PRIOR else None
     return str(model) if model else None
+
+
+def shift_source_prior(shift: str | None) -> str | None:
+    """The diffusion solvers' default prior under a shift: the `prior:` of its configs/sources.yaml entry, a prior
+    trained on the shift's source domain as the networks' source model is (e.g. knee-64 for knee PD -> brain T2);
+    None: the problem's default prior. `--prior` wins over it."""
+    prior = _sources_entry(shift).get(SOURCE_PRIOR)
+    return str(prior) if prior else None
 
 
 PLAIN = (type(None), bool, int, float, str, list, tuple, Mapping)
@@ -248,7 +263,7 @@ def resolve(sel: Selection) -> Selection:
                           f"see `bench list shifts`")
     chosen = problem_choices(sel.problem)
     dataset = sel.dataset or (shift.get("dataset") if shift else None) or chosen.dataset
-    prior = sel.prior or (shift.get("prior") if shift else None) or chosen.prior
+    prior = sel.prior or shift_source_prior(sel.shift) or chosen.prior
     if dataset is None:
         raise ConfigError(f"problem {sel.problem!r} has no default dataset{_no_yaml(sel.problem, problem_cls)}; pass "
                           f"--dataset NAME (`bench list datasets`)")

@@ -175,6 +175,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--threads", type=int, help="CPU threads for torch (1 is fastest on a busy shared CPU)")
     q.add_argument("--log-every", type=int, help="steps per loss shown on the progress bar" + default("log_every"))
     q.add_argument("--cache", help="a .pt file holding the training images (written on first use, then read)")
+    q.add_argument("--init", help="fine-tune: start from the network and EMA weights of another run (its OUT, or its "
+                                  "checkpoint/state.pt), with a new optimiser, step 0 and this run's data and options; "
+                                  "the network options must be the ones it was trained with")
     q.add_argument("dataset_options", nargs="*", default=[],
                    help="dataset options key=value, e.g. channels=2 length=4096")
     q.set_defaults(func=command)

@@ -8,10 +8,14 @@ order of N:
   - `bench run` PSNR of DAPS and DiffPIR+TDA on 4 items of `real-brain`'s val split, and of DAPS on 4 items of the
     problem's own val split, cs_mri R = 4 with 8 coils, every option at its default; L1-wavelet on the same items
     once, as the reference the issue's goals are stated against.
+`--prior knee-64` (the knee source-domain prior, trained on `phantom-knee-pd`): denoising on held-out knee PD
+phantoms, and DAPS on 4 val items of its own domain (`--shift anatomy`, knee PD) and of D2SA's knee -> brain target
+(`--shift knee-to-brain`, brain T2 phantoms), with L1-wavelet on each.
 Checkpoints are chosen on the val rows only; the test rows are reported, never used to choose. Results are merged
 into --out as they come (a re-run skips checkpoints already there), so the curve grows while training runs.
 
     python benchmarks/experiments/training_curve.py --steps-dir runs/brain-64-curve --every 2000
+    python benchmarks/experiments/training_curve.py --prior knee-64 --steps-dir runs/knee-64-curve --every 2000
 """
 from __future__ import annotations
 
@@ -31,17 +35,29 @@ from benchmarks.experiments.prior_quality import complex_psnr, denoise_all, load
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 SIGMAS = (0.05, 0.1, 0.2, 0.5)
-SETS = {"anatomy-brain-mix test": ("anatomy-brain-mix", "test", 32), "real-brain val": ("real-brain", "val", 22),
-        "real-brain test": ("real-brain", "test", 12)}
-RUNS = {"real-brain val": ["--shift", "real-brain", "run.split=val"], "in-distribution val": ["run.split=val"]}
-METHODS = {"real-brain val": ("daps", "diffpir+tda"), "in-distribution val": ("daps",)}
+# per prior: the denoising sets (label: dataset, split, n), the reconstruction rows (label: bench run arguments) and
+# the methods of each row; the first denoising set after the training domain's is the one plotted
+PROFILES = {
+    "brain-64": {
+        "sets": {"anatomy-brain-mix test": ("anatomy-brain-mix", "test", 32), "real-brain val": ("real-brain", "val", 22),
+                 "real-brain test": ("real-brain", "test", 12)},
+        "runs": {"real-brain val": ["--shift", "real-brain", "run.split=val"], "in-distribution val": ["run.split=val"]},
+        "methods": {"real-brain val": ("daps", "diffpir+tda"), "in-distribution val": ("daps",)},
+        "plotted": "real-brain val"},
+    "knee-64": {
+        "sets": {"phantom-knee-pd test": ("phantom-knee-pd", "test", 32)},
+        "runs": {"knee val": ["--shift", "anatomy", "run.split=val"],
+                 "knee-to-brain val": ["--shift", "knee-to-brain", "run.split=val"]},
+        "methods": {"knee val": ("daps",), "knee-to-brain val": ("daps",)},
+        "plotted": "phantom-knee-pd test"},
+}
 
 
-def denoising(prior_dir: Path, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Mean complex denoising PSNR per set and sigma for the prior in prior_dir."""
-    prior = registry.build("priors", "brain-64", path=str(prior_dir))
+def denoising(prior_dir: Path, seed: int = 0, name: str = "brain-64") -> dict[str, dict[str, float]]:
+    """Mean complex denoising PSNR per set and sigma for the prior `name` with the weights in prior_dir."""
+    prior = registry.build("priors", name, path=str(prior_dir))
     out: dict[str, dict[str, float]] = {}
-    for label, (dataset, split, n) in SETS.items():
+    for label, (dataset, split, n) in PROFILES[name]["sets"].items():
         x0 = load_images(dataset, split, n, 64)
         g = torch.Generator().manual_seed(seed)
         noise = torch.randn(x0.shape, generator=g)
@@ -62,13 +78,16 @@ def bench_psnr(args: list[str], out: Path, n: int) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prior", choices=sorted(PROFILES), default="brain-64", help="the shipped prior being trained")
     ap.add_argument("--steps-dir", type=Path, required=True, help="folder of step-N checkpoint directories")
     ap.add_argument("--every", type=int, default=2000, help="evaluate steps divisible by this (and the first)")
     ap.add_argument("--n", type=int, default=4, help="val items per reconstruction row")
     ap.add_argument("--runs", type=Path, default=Path("runs/training-curve"), help="where the bench runs go")
-    ap.add_argument("--out", type=Path, default=RESULTS / "training_curve_brain-64.json")
+    ap.add_argument("--out", type=Path, help="results file (default: benchmarks/results/training_curve_PRIOR.json)")
     ap.add_argument("--no-recon", action="store_true", help="denoising rows only")
     args = ap.parse_args(argv)
+    profile = PROFILES[args.prior]
+    args.out = args.out or RESULTS / f"training_curve_{args.prior}.json"
 
     board = json.loads(args.out.read_text()) if args.out.exists() else {"checkpoints": {}}
     board.update(command="python benchmarks/experiments/training_curve.py " + " ".join(argv or sys.argv[1:]),
@@ -78,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     chosen = [p for i, p in enumerate(dirs) if i == 0 or int(p.name[5:]) % args.every == 0]
     ref = board.setdefault("l1-wavelet", {})
     if not args.no_recon:
-        for label, extra in RUNS.items():
+        for label, extra in profile["runs"].items():
             if label not in ref:
                 ref[label] = bench_psnr(["--algo", "l1-wavelet", *extra], args.runs / f"l1-wavelet-{label.replace(' ', '-')}",
                                         args.n)
@@ -87,14 +106,14 @@ def main(argv: list[str] | None = None) -> dict:
         row = board["checkpoints"].setdefault(step, {})
         t0 = time.time()
         if "denoising" not in row:
-            row["denoising"] = denoising(d)
+            row["denoising"] = denoising(d, name=args.prior)
         if not args.no_recon:
             recon = row.setdefault("recon", {})
-            for label, extra in RUNS.items():
-                for algo in METHODS[label]:
+            for label, extra in profile["runs"].items():
+                for algo in profile["methods"][label]:
                     key = f"{algo} {label}"
                     if key not in recon:
-                        recon[key] = bench_psnr(["--algo", algo, "--prior", "brain-64", f"prior.path={d.resolve()}",
+                        recon[key] = bench_psnr(["--algo", algo, "--prior", args.prior, f"prior.path={d.resolve()}",
                                                  *extra], args.runs / f"step-{step}-{algo}-{label.replace(' ', '-')}",
                                                 args.n)
         row.setdefault("seconds", round(time.time() - t0, 1))
@@ -102,13 +121,13 @@ def main(argv: list[str] | None = None) -> dict:
         board.update(date_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), measured_under_load=True,
                      threads=int(os.environ.get("OMP_NUM_THREADS", "0")) or None, torch=torch.__version__)
         args.out.write_text(json.dumps(board, indent=1) + "\n")
-        plot(board, args.out.with_suffix(".png"))
+        plot(board, args.out.with_suffix(".png"), profile["plotted"])
         print(step, json.dumps(row))
     return board
 
 
-def plot(board: dict, path: Path) -> None:
-    """Denoising PSNR (real-brain val) and val reconstruction PSNR against the training step."""
+def plot(board: dict, path: Path, plotted: str = "real-brain val") -> None:
+    """Denoising PSNR (on the set `plotted`) and val reconstruction PSNR against the training step."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -116,9 +135,9 @@ def plot(board: dict, path: Path) -> None:
     steps = sorted(board["checkpoints"], key=int)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     for s in SIGMAS:
-        a.plot([int(k) for k in steps], [board["checkpoints"][k]["denoising"]["real-brain val"][str(s)] for k in steps],
+        a.plot([int(k) for k in steps], [board["checkpoints"][k]["denoising"][plotted][str(s)] for k in steps],
                "o-", label=f"σ = {s:g}")
-    a.set(xlabel="training step", ylabel="denoising PSNR (dB)", title="real-brain val")
+    a.set(xlabel="training step", ylabel="denoising PSNR (dB)", title=plotted)
     a.legend(fontsize=8)
     for key in sorted({k for v in board["checkpoints"].values() for k in v.get("recon", {})}):
         pts = [(int(k), board["checkpoints"][k]["recon"][key]) for k in steps if key in board["checkpoints"][k].get("recon", {})]

@@ -162,6 +162,29 @@ def warmup_schedule(opt: torch.optim.Optimizer, warmup: int) -> torch.optim.lr_s
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, warmup)))
 
 
+def init_state(init: str | Path) -> dict[str, Any]:
+    """The checkpoint a fine-tuning run starts from (`--init`): another run's OUT (its checkpoint/state.pt) or a
+    state.pt itself."""
+    path = Path(init)
+    path = checkpoint_path(path) if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"--init {init}: no training checkpoint there (need a training run's OUT, holding "
+                                f"checkpoint/state.pt, or the state.pt itself)")
+    return load_checkpoint(path, fix="pass --init a checkpoint written by bench train-prior")
+
+
+def load_init(init: dict[str, Any], model: nn.Module, ema: EMA, source: str) -> None:
+    """A fine-tuning start: the network and EMA weights of `init` (its optimiser, schedule and step are not taken:
+    the new run counts its own steps). A network of another shape is refused, naming the difference."""
+    try:
+        model.load_state_dict(init["model"])
+        ema.load_state_dict(init["ema"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0:3]
+        raise ValueError(f"--init {source}: its network differs from this run's ({' '.join(first)}); give the "
+                         f"network options it was trained with (its metadata.json `command`)") from None
+
+
 def restore(state: dict[str, Any], model: nn.Module, ema: EMA, opt: torch.optim.Optimizer, sched: Any) -> None:
     """Load a checkpoint's network, EMA, optimiser and schedule (the random state is the loop's own)."""
     model.load_state_dict(state["model"])

@@ -69,6 +69,7 @@ class TrainConfig:
     cache: str | None = None
     threads: int | None = None
     log_every: int = 10
+    init: str | None = None
     command: str = ""
 
     def dataset_kwargs(self) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from priors.schedules import vp_alphas_cumprod
 from priors.training.common import (EMA, Progress, checkpoint_path, final_loss, load_checkpoint, plot_loss, restore,
-                                    resume_state, save_grid, save_state, train_steps, warmup_schedule)
+                                    resume_state, save_grid, save_state, train_steps, warmup_schedule, init_state, load_init)
 from priors.training.config import (EDM_PRESETS, PREDICTIONS, PRESETS, RESUMABLE, TrainConfig, check_config,
                                     plain_config)
 from priors.training.losses import EDM_P_MEAN, EDM_P_STD, diffusion_loss, edm_loss, measured_sigma_data
@@ -189,13 +189,15 @@ def train(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
     images = load_training_images(cfg, dataset)
     channels = images.shape[1]
     edm = cfg.recipe == "edm"
+    init = init_state(cfg.init) if cfg.init and state is None else None  # a fine-tuning start (a resume has its own)
     net_config: dict[str, Any] = {}
     sigma_data = 0.0
     if edm:
         from priors.edm import build_network
 
+        stored = state if state is not None else init  # the preconditioning the weights were trained with
         sigma_data = (cfg.sigma_data if cfg.sigma_data is not None else
-                      float(state["sigma_data"]) if state is not None and "sigma_data" in state else
+                      float(stored["sigma_data"]) if stored is not None and "sigma_data" in stored else
                       measured_sigma_data(images))
         net_config = edm_network_config(cfg, channels, sigma_data)
         model = build_network(net_config, "--recipe edm")
@@ -217,6 +219,10 @@ def train(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
             torch.set_rng_state(rng["torch"])
         print(f"train-prior: resuming {out} at step {progress.step} of {cfg.steps} with the checkpoint's "
               f"configuration", file=sys.stderr)
+    elif init is not None:
+        load_init(init, model, ema, cfg.init)
+        print(f"train-prior: starting from the weights of {cfg.init} (its step {int(init['step'])}), with a new "
+              f"optimiser and this run's data and options", file=sys.stderr)
     model, opt = acc.prepare(model, opt)
     ema.model.to(acc.device)
     images = images.to(acc.device)
@@ -272,6 +278,7 @@ def train(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
             "final_loss": final_loss(progress.losses), "wall_seconds": round(legs[-1]["cumulative_wall_seconds"], 1),
             "parameters": n_params, "weights_bytes": weights.stat().st_size, "command": cfg.command,
             "legs": legs, "config": plain_config(cfg),
+            **({"init": {"from": cfg.init, "step": int(init["step"]) if init is not None else None}} if cfg.init else {}),
             "torch": torch.__version__, "diffusers": __import__("diffusers").__version__,
         }
         (out / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -63,13 +63,15 @@ def test_list_describes_every_registered_component_as_its_docstring_does():
             assert any(line.split()[:1] == [name] and line.rstrip().endswith(first) for line in listed), (group, name)
         assert registry.listing(group) == [(n, registry.describe(group, n), registry.distribution(group, n))
                                            for n in registry.names(group)]
-    from benchmarks.config import load_shift, shift_names, shift_source_model  # hydra's reader: the same lines
+    from benchmarks.config import load_shift, shift_names, shift_source_model, shift_source_prior  # hydra's reader
 
     for shift in shift_names():
         node = load_shift(shift)
         models = {f: m for f in ("unet", "varnet") if (m := shift_source_model(shift, f))}
+        prior = shift_source_prior(shift)
         line = f"  {shift:<22} {node.get('description', '')}" + (
-            "; networks' source model: " + ", ".join(f"{f} {m}" for f, m in models.items()) if models else "")
+            "; networks' source model: " + ", ".join(f"{f} {m}" for f, m in models.items()) if models else "") + (
+            f"; diffusion prior: {prior}" if prior else "")
         assert line in listed
 
 

@@ -137,3 +137,37 @@ def test_training_mixture():
     assert con.ti is None                                              # TI still nulls CSF at the new TR
     with pytest.raises(ValueError, match="contrasts"):
         AnatomyBrainMix(contrasts=("t3",))
+
+
+def test_training_mixture_lowres_share():
+    """`lowres` re-acquires a share of the items on a coarser matrix (antialiased down, bilinear up, as real-brain
+    resizes its slices); lowres=0 leaves every item as it was, and the phantom drawn is the same either way."""
+    import torch.nn.functional as F
+
+    from inverse_problems.data.phantoms.anatomy import AnatomyBrainMix, lower_resolution
+
+    base = AnatomyBrainMix("train", size=32, length=12, contrasts=("t2", "t1"))
+    zero = AnatomyBrainMix("train", size=32, length=12, contrasts=("t2", "t1"), lowres=0.0)
+    low = AnatomyBrainMix("train", size=32, length=12, contrasts=("t2", "t1"), lowres=1.0, lowres_matrix=(0.5, 0.5))
+    half = AnatomyBrainMix("train", size=32, length=40, contrasts=("t2", "t1"), lowres=0.5)
+    for i in range(12):
+        assert torch.equal(base[i]["image"], zero[i]["image"]) and base[i]["id"] == zero[i]["id"]
+        assert low[i]["id"] == base[i]["id"] + "-matrix16"
+        # the same phantom, on a 16 x 16 matrix: nothing above the coarse grid's Nyquist frequency is left
+        k_full = torch.fft.fftshift(torch.fft.fft2(torch.complex(*base[i]["image"])), dim=(-2, -1)).abs()
+        k_low = torch.fft.fftshift(torch.fft.fft2(torch.complex(*low[i]["image"])), dim=(-2, -1)).abs()
+        outer = torch.ones(32, 32, dtype=torch.bool)
+        outer[8:24, 8:24] = False
+        share = lambda k: float(k[outer].pow(2).sum() / k.pow(2).sum())  # noqa: E731
+        assert share(k_low) < 0.5 * share(k_full), i
+    tagged = sum("-matrix" in half[i]["id"] for i in range(40))
+    assert 10 <= tagged <= 30
+    x = torch.randn(2, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(lower_resolution(x, 16), x)
+    small = F.interpolate(x[None], size=(8, 8), mode="bilinear", antialias=True, align_corners=False)
+    assert torch.allclose(lower_resolution(x, 8), F.interpolate(small, size=(16, 16), mode="bilinear",
+                                                                align_corners=False)[0])
+    with pytest.raises(ValueError, match="lowres"):
+        AnatomyBrainMix(lowres=1.5)
+    with pytest.raises(ValueError, match="lowres_matrix"):
+        AnatomyBrainMix(lowres=0.5, lowres_matrix=(0.8, 0.2))

@@ -129,6 +129,34 @@ def test_edm_resume_equals_an_uninterrupted_run_and_refuses_a_changed_arch(tmp_p
     assert (split / "checkpoint/state.pt").read_bytes() == before
 
 
+def test_init_fine_tunes_from_another_runs_weights_on_new_data(tmp_path):
+    """--init: a new run starts from another run's network and EMA weights and its sigma_data (the preconditioning the
+    weights learned), with its own data, a new optimiser and step 0; a network of another shape is refused."""
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    train(base, "--steps", "3")
+    res = train(tuned, "--steps", "1", "--init", str(base), "--lr", "1e-9", "--warmup", "1", "alpha=2")
+    assert "starting from the weights of" in res.stderr and "its step 3" in res.stderr
+    a = torch.load(base / "checkpoint/state.pt", weights_only=True)
+    b = torch.load(tuned / "checkpoint/state.pt", weights_only=True)
+    assert b["step"] == 1 and b["sigma_data"] == a["sigma_data"] and len(b["losses"]) == 1
+    # one step at a learning rate of 1e-9 from base's weights: the network moved by ~1e-9, and the EMA made one more
+    # update from base's EMA towards it, with decay min(ema, (1 + n) / (10 + n)) at base's n updates
+    n = a["ema"]["updates"]
+    d = min(0.999, (1 + n) / (10 + n))
+    for k, v in a["model"].items():
+        assert torch.allclose(b["model"][k], v, atol=1e-6), k
+        want = a["ema"]["model"][k] + (1 - d) * (v - a["ema"]["model"][k]) if v.is_floating_point() else v
+        assert torch.allclose(b["ema"]["model"][k], want, atol=1e-6), k
+    assert b["ema"]["updates"] == n + 1
+    meta = json.loads((tuned / "metadata.json").read_text())
+    assert meta["init"] == {"from": str(base), "step": 3} and meta["dataset_options"]["alpha"] == 2
+    res = train(tmp_path / "wide", "--steps", "1", "--init", str(base), "--base-channels", "32",
+                "--channels-mult", "1,2", check=False)
+    assert res.returncode == 2 and f"--init {base}: its network differs" in res.stderr
+    res = train(tmp_path / "none", "--steps", "1", "--init", str(tmp_path / "nowhere"), check=False)
+    assert res.returncode == 2 and "no training checkpoint there" in res.stderr
+
+
 def test_edm_options_round_trip_and_errors(tmp_path):
     from benchmarks.cli import parser
     from benchmarks.train_prior_cli import command_line, given_options

@@ -262,18 +262,31 @@ def randomised_contrast(contrast: str | Contrast, u: Tensor, spread: float) -> C
                    ti=None if con.ti is None else con.ti * f[2], flip_deg=min(90.0, con.flip_deg * f[3]))
 
 
+def lower_resolution(image: Tensor, matrix: int) -> Tensor:
+    """`image` (C, n, n) as if acquired on a matrix x matrix grid and resized back to n x n: antialiased area
+    downsampling, then bilinear upsampling (the resize `real-brain` applies to its slices). matrix >= n: unchanged."""
+    n = image.shape[-1]
+    if matrix >= n:
+        return image
+    small = F.interpolate(image[None], size=(matrix, matrix), mode="bilinear", antialias=True, align_corners=False)
+    return F.interpolate(small, size=(n, n), mode="bilinear", align_corners=False)[0]
+
+
 class AnatomyBrainMix(ImageDataset):
     """Training mixture: anatomical and (a share `procedural` of) procedural brain phantoms, contrasts drawn per item.
 
     Item i draws, from Generator(item_seed("anatomy-mix", seed, split, i)): procedural or anatomical
     (probability `procedural`), a contrast uniformly from `contrasts`, its sequence randomised by
     `randomised_contrast(spread=sequence_spread)`, then the phantom. Anatomical items keep the
-    slab split of AnatomyDataset; p99 magnitude = 1.
+    slab split of AnatomyDataset; p99 magnitude = 1. A share `lowres` of the items (drawn after the phantom, so
+    `lowres=0` leaves every item as it was) is acquired on a coarser matrix, uniform in `lowres_matrix` (a fraction
+    of `size`), and resized back (`lower_resolution`): the smooth low-resolution slices real data also holds.
     """
 
     def __init__(self, split: str = "train", size: int = 64, length: int | None = None, seed: int = 0,
                  contrasts: tuple[str, ...] = ("t2",), procedural: float = 0.25, sequence_spread: float = 0.0,
-                 lesion_prob: float = 0.5) -> None:
+                 lesion_prob: float = 0.5, lowres: float = 0.0,
+                 lowres_matrix: tuple[float, float] = (0.375, 0.875)) -> None:
         self.split = self.check_split(split)
         if not isinstance(size, int) or size < 8:
             raise ValueError(f"size must be an int >= 8, got {size!r}")
@@ -283,6 +296,11 @@ class AnatomyBrainMix(ImageDataset):
             raise ValueError(f"contrasts {list(contrasts)}: choose a non-empty list from {sorted(CONTRASTS)}")
         if not 0.0 <= procedural <= 1.0 or sequence_spread < 0:
             raise ValueError(f"procedural must be in [0, 1] and sequence_spread >= 0, got {procedural}, {sequence_spread}")
+        lo, hi = (float(v) for v in lowres_matrix)
+        if not 0.0 <= lowres <= 1.0 or not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"lowres (a share of the items) must be in [0, 1] and lowres_matrix a range (lo, hi) with "
+                             f"0 < lo <= hi <= 1 (fractions of size), got {lowres} and {tuple(lowres_matrix)}")
+        self.lowres, self.lowres_matrix = float(lowres), (lo, hi)
         self.size, self.channels, self.seed = (size, size), 2, seed
         self.length = DEFAULT_LENGTH[split] if length is None else int(length)
         self.contrasts, self.procedural, self.spread, self.lesion_prob = contrasts, procedural, sequence_spread, lesion_prob
@@ -304,4 +322,11 @@ class AnatomyBrainMix(ImageDataset):
             image = make_anatomy_phantom(con, self.size[0], g, self.z_ranges, lesion_prob=self.lesion_prob,
                                          model=self.model).image
             kind = "anatomy"
-        return {"id": f"mix-{kind}-{name}-{self.split}-{i:05d}", "image": normalise_p99(image)}
+        tag = ""
+        if self.lowres > 0:
+            u_low, u_matrix = torch.rand(2, generator=g, dtype=torch.float64).tolist()
+            if u_low < self.lowres:
+                lo, hi = self.lowres_matrix
+                matrix = max(int(round(self.size[0] * (lo + (hi - lo) * u_matrix))), 4)
+                image, tag = lower_resolution(image, matrix), f"-matrix{matrix}"
+        return {"id": f"mix-{kind}-{name}-{self.split}-{i:05d}{tag}", "image": normalise_p99(image)}

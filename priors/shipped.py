@@ -1,10 +1,14 @@
-"""The priors that ship with the project: `brain-64` (the MRI default), `phantom-brain-64` (the former MRI
-default), `phantom-dmi-32` (the MRSI default) and `cardiac-seq-32` (the `interp4d` default).
+"""The priors that ship with the project: `brain-64` (the MRI default), `knee-64` (the knee source-domain prior),
+`phantom-brain-64` (the former MRI default), `phantom-dmi-32` (the MRSI default) and `cardiac-seq-32` (the `interp4d`
+default).
 
 - `brain-64`: an EDM-preconditioned SongUNet (Karras et al., NeurIPS 2022: log-normal sigma sampling,
   loss weight (sigma^2 + sigma_data^2)/(sigma sigma_data)^2, EMA) trained by `bench train-prior --recipe edm`
   on 64x64 complex anatomical brain phantoms of mixed contrast (dataset `anatomy-brain-mix`, derived from
   Colin27), stored in priors/weights/brain-64 (model.pt: EMA weights; model.json: architecture).
+- `knee-64`: brain-64's network and recipe trained on 64x64 complex procedural knee PD phantoms (dataset
+  `phantom-knee-pd`), in priors/weights/knee-64: the diffusion solvers' source-domain prior under D2SA's knee PD ->
+  brain T2 shift (configs/sources.yaml), as the knee-PD networks are the end-to-end rows'.
 - `phantom-brain-64`: a small diffusers UNet2DModel (v-prediction, DDPM VP-linear schedule) trained on
   procedural T2-weighted brain phantoms (dataset `phantom-brain-t2`), in priors/weights/phantom-brain-64.
 - `phantom-dmi-32`: a small EDM network (DDPM++ SongUNet) trained by `bench train-prior --recipe edm` on 32x32
@@ -50,6 +54,21 @@ BRAIN_64_COMMAND = ("bench train-prior --recipe edm --arch songunet --model smal
                     "--dataset anatomy-brain-mix --size 64 --batch-size 16 --lr 5e-4 --warmup 200 --ema 0.999 "
                     "--n-images 5000 --seed 0 --threads 1 'contrasts=[t2,t2,t1,pd,flair]' procedural=0.25 "
                     "sequence_spread=0.2 --steps N --out {path} (see {path}/metadata.json for the legs run)")
+
+
+KNEE_64 = Path(__file__).resolve().parent / "weights" / "knee-64"
+KNEE_64_COMMAND = ("bench train-prior --recipe edm --arch songunet --model small --base-channels 16 --channels-mult 1,2,2,4 "
+                   "--dataset phantom-knee-pd --size 64 --batch-size 16 --lr 5e-4 --warmup 200 --ema 0.999 "
+                   "--n-images 5000 --scale-aug 0.25 --seed 0 --threads 1 --steps N --out {path} (see "
+                   "{path}/metadata.json for the legs run)")
+
+
+def knee_64(device: str | None = None, path: str | None = None, compile: bool = False,
+            backend: str = "torch") -> EDMPrior:
+    """Shipped knee prior: 64x64 complex knee PD phantoms (EDM SongUNet, brain-64's recipe), the source-domain prior
+    of D2SA's knee -> brain shift; `compile`: torch.compile its network; `backend`: torch | onnxruntime (EDMPrior)."""
+    return shipped_edm(Path(path) if path else KNEE_64, KNEE_64_COMMAND + " and copy its model.pt, model.json and "
+                       "metadata.json there", device, compile, backend)
 
 
 def shipped_edm(where: Path, command: str, device: str | None, compile: bool, backend: str = "torch") -> EDMPrior:

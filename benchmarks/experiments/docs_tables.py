@@ -633,8 +633,8 @@ def denoiser_speed() -> str:
                                                          "--precision fp32", data=data)])
 
 
-def training_curve() -> str:
-    data = load("training_curve_brain-64.json")
+def training_curve(file: str = "training_curve_brain-64.json", what: str = "`brain-64`'s training") -> str:
+    data = load(file)
     ref = data.get("l1-wavelet", {})
     steps = sorted(data["checkpoints"], key=int)
     recon = [("daps real-brain val", "real-brain val"), ("diffpir+tda real-brain val", "real-brain val"),
@@ -653,10 +653,32 @@ def training_curve() -> str:
             + ["anatomy test σ = 0.2", "real-brain test σ = 0.2", "DAPS, real-brain val (Δ L1)",
                "DiffPIR+TDA, real-brain val (Δ L1)", "DAPS, in-distribution val (Δ L1)"])
     return "\n\n".join([table(head, rows), (
-        f"Denoising PSNR (dB, complex) of x0 + σ·ε per checkpoint of `brain-64`'s training, and the PSNR of `bench run` "
+        f"Denoising PSNR (dB, complex) of x0 + σ·ε per checkpoint of {what}, and the PSNR of `bench run` "
         f"(cs_mri, R = 4, 8 coils, every option at its default) on the first {data['n_recon']} val items, with the "
         "difference to L1-wavelet on the same items in brackets; checkpoints are chosen on the val columns only. "
-        f"Plot: `benchmarks/results/training_curve_brain-64.png`. " + caption("training_curve_brain-64.json", data=data))])
+        f"Plot: `benchmarks/results/{file.replace('.json', '.png')}`. " + caption(file, data=data))])
+
+
+def knee_curve() -> str:
+    data = load("training_curve_knee-64.json")
+    ref = data.get("l1-wavelet", {})
+    steps = sorted(data["checkpoints"], key=int)
+    rows = []
+    for k in steps:
+        c = data["checkpoints"][k]
+        den = [f(c["denoising"]["phantom-knee-pd test"][str(s)]) for s in data["sigmas"]]
+        rec = [f"{f(c['recon'][key])} ({c['recon'][key] - ref[r]:+.2f})" if key in c.get("recon", {}) else "–"
+               for key, r in (("daps knee val", "knee val"), ("daps knee-to-brain val", "knee-to-brain val"))]
+        rows.append([k, *den, *rec])
+    rows.append(["`l1-wavelet`", *[""] * len(data["sigmas"]), f(ref.get("knee val")), f(ref.get("knee-to-brain val"))])
+    head = (["step"] + [f"knee PD test σ = {s:g}" for s in data["sigmas"]]
+            + ["DAPS, knee val (Δ L1)", "DAPS, knee -> brain val (Δ L1)"])
+    return "\n\n".join([table(head, rows), (
+        "Denoising PSNR (dB, complex) of x0 + σ·ε on held-out knee PD phantoms per checkpoint of `knee-64`'s training, "
+        f"and the PSNR of `bench run --algo daps --prior knee-64` (cs_mri, R = 4, 8 coils) on the first {data['n_recon']} "
+        "val items of its own domain (`--shift anatomy`) and of D2SA's target (`--shift knee-to-brain`, brain T2), "
+        "with the difference to L1-wavelet on the same items in brackets. Plot: "
+        "`benchmarks/results/training_curve_knee-64.png`. " + caption("training_curve_knee-64.json", data=data))])
 
 
 def diffpir_data_step() -> str:
@@ -812,6 +834,10 @@ TABLES: dict[str, Callable[[], str]] = {
     "main-command-load": lambda: main_command_speed("main_command_load.json"),
     "main-command-profile": main_command_profile, "throughput": throughput, "board-cost": board_cost,
     "inference-backends": inference_backends, "training-curve": training_curve,
+    "training-curve-lowres": lambda: training_curve("training_curve_brain-64-lowres.json",
+                                                    "`brain-64`'s fine-tuning on the mixture with low-resolution items "
+                                                    "(steps counted from the base run's start)"),
+    "training-curve-knee": knee_curve,
     "solver-roster-cost": solver_roster_cost, "interp4d": interp4d,
     "quality-per-second": quality_per_second,
 }

@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--prior", choices=sorted(PROFILES), default="brain-64", help="the shipped prior being trained")
     ap.add_argument("--steps-dir", type=Path, required=True, help="folder of step-N checkpoint directories")
     ap.add_argument("--every", type=int, default=2000, help="evaluate steps divisible by this (and the first)")
+    ap.add_argument("--step-offset", type=int, default=0,
+                    help="add this to the step-N names: a fine-tuning run (`bench train-prior --init`) started from "
+                         "step OFFSET of another run, so both curves share one axis")
     ap.add_argument("--n", type=int, default=4, help="val items per reconstruction row")
     ap.add_argument("--runs", type=Path, default=Path("runs/training-curve"), help="where the bench runs go")
     ap.add_argument("--out", type=Path, help="results file (default: benchmarks/results/training_curve_PRIOR.json)")
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
                 ref[label] = bench_psnr(["--algo", "l1-wavelet", *extra], args.runs / f"l1-wavelet-{label.replace(' ', '-')}",
                                         args.n)
     for d in chosen:
-        step = d.name[5:]
+        step = str(int(d.name[5:]) + args.step_offset)
         row = board["checkpoints"].setdefault(step, {})
         t0 = time.time()
         if "denoising" not in row:

@@ -6,7 +6,8 @@ its runs); this script adds patients, --quick iteration counts, the cells' timin
 For each shift with a shipped source model, every method row of D2SA's tables for the U-Net and the VarNet (each
 where its source is shipped: `Shift.network_model`) (Non-TTA, DIP-TTT, FINE, FINE+MR-INR, FINE+SST, FINE+MR-INR+SST,
 SSDU(+SST, +MR-INR+SST), NR2N(+SST, +MR-INR+SST)) and the suite's diffusion rows (DAPS, DPS, DiffPIR, each with and
-without +tda, and DiffPIR+prior-affine, with the problem's default prior) on the shift's target data, each one
+without +tda, and DiffPIR+prior-affine, with the shift's source prior where configs/sources.yaml names one (knee-64
+for knee PD -> brain T2), else the problem's default prior) on the shift's target data, each one
 `bench run` on patients of `--slices` slices (`dataset.slices=S`, so patient-level adapters see a patient's slices
 together). Per cell: SSIM, PSNR, LPIPS (null when its weights are not installed) and minutes per patient, twice:
 wall (the samples' `seconds`, which include adaptation, summed over the patient's slices) and CPU (the process time
@@ -147,7 +148,8 @@ def cell_row(cell: dict, slices: int, patients: int) -> dict:
     s = cell["summary"]
     seconds = metric(s, "seconds")
     cpu = cell.get("cpu_seconds")
-    return {"algo": cell["algo"], "psnr": metric(s, "psnr"), "ssim": metric(s, "ssim"), "lpips": metric(s, "lpips"),
+    return {"algo": cell["algo"], "prior": (s.get("names") or {}).get("prior"),
+            "psnr": metric(s, "psnr"), "ssim": metric(s, "ssim"), "lpips": metric(s, "lpips"),
             "minutes_per_patient": None if seconds is None else seconds * slices / 60.0,
             "cpu_minutes_per_patient": None if cpu is None else cpu / patients / 60.0,
             "n_ok": s.get("n_ok"), "wall_seconds": cell["wall_seconds"], "cpu_seconds": cpu}
@@ -183,8 +185,9 @@ def markdown(report: dict) -> str:
                 f"{minutes(c)}" for c in (u, v)) + " |")
         diff = [(r, cells[f"diffusion/{r}"]) for r in DIFFUSION_ROWS if f"diffusion/{r}" in cells]
         if diff:
-            lines += ["", f"| diffusion (prior {report.get('prior') or 'default'}) | PSNR / SSIM / LPIPS | "
-                          "min/patient (wall; CPU) |", "|---|---|---|"]
+            priors = sorted({c["prior"] for _, c in diff if c.get("prior")})  # as run (a shift's source prior)
+            lines += ["", f"| diffusion (prior {', '.join(priors) or report.get('prior') or 'default'}) | PSNR / SSIM / "
+                          "LPIPS | min/patient (wall; CPU) |", "|---|---|---|"]
             for r, c in diff:
                 lines.append(f"| {r} | {fmt(c['psnr'], '.2f')} / {fmt(c['ssim'], '.3f')} / {fmt(c['lpips'], '.3f')} | "
                              f"{minutes(c)} |")

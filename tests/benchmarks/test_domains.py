@@ -68,6 +68,8 @@ def _cfg(algo: str, shift: str | None, dataset: str | None = None, prior: str | 
     ("phantom-brain-64", "noise", "phantom-brain-t2", [], False),  # its data, another acquisition
     ("phantom-brain-64", "knee-to-brain", None, ["dataset.length=4", "dataset.seed=3"], True),  # which items only
     ("brain-64", "knee-to-brain", None, [], False),  # trained on anatomy-brain-mix
+    ("knee-64", "anatomy", None, [], True),  # knee PD phantoms: the knee prior's own training data
+    ("knee-64", "knee-to-brain", None, [], False),  # its source -> brain T2, the D2SA anatomy shift
 ])
 def test_a_prior_on_its_own_training_data_is_flagged_as_a_network_is(prior, shift, dataset, overrides, inside):
     cfg = compose_config(Selection("cs_mri", "diffpir", [], prior, dataset, shift), list(overrides))

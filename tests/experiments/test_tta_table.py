@@ -122,6 +122,13 @@ def test_a_shift_is_one_target_and_the_networks_source_model_is_a_model_choice()
         assert cfg.algorithm.get("model") == model
     assert "networks' source model: unet brain-t2, varnet brain-t2" in shift_descriptions()["contrast"]
     assert "source model" not in shift_descriptions()["anatomy"]
+    # the diffusion solvers' source prior under knee -> brain is the knee prior (configs/sources.yaml `prior:`), as the
+    # networks' is the knee-PD model; --prior wins; a network uses no prior
+    assert resolve(Selection("cs_mri", "daps", ["tda"], None, None, "knee-to-brain")).prior == "knee-64"
+    assert resolve(Selection("cs_mri", "daps", [], "brain-64", None, "knee-to-brain")).prior == "brain-64"
+    assert resolve(Selection("cs_mri", "daps", [], None, None, "contrast")).prior == "brain-64"  # no source prior
+    assert resolve(Selection("cs_mri", "unet", [], None, None, "knee-to-brain")).prior is None
+    assert shift_descriptions()["knee-to-brain"].endswith("; diffusion prior: knee-64")
 
 
 def test_a_shift_with_an_unknown_key_or_a_networks_block_is_refused(tmp_path, monkeypatch):

@@ -31,6 +31,7 @@ CASES = {
     "adm": lambda tmp: dict(path=str(tiny_checkpoint(tmp)[0])),           # a bare state dict, its flags beside it
     "phantom-brain-64": lambda tmp: {},
     "brain-64": lambda tmp: {},
+    "knee-64": lambda tmp: {},
     "phantom-dmi-32": lambda tmp: {},
     "cardiac-seq-32": lambda tmp: {},
 }

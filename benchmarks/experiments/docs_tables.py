@@ -633,7 +633,9 @@ def denoiser_speed() -> str:
                                                          "--precision fp32", data=data)])
 
 
-def training_curve(file: str = "training_curve_brain-64.json", what: str = "`brain-64`'s training") -> str:
+def training_curve(file: str = "training_curve_brain-64.json", what: str = "`brain-64`'s training",
+                   paired: bool = False) -> str:
+    """A brain prior's curve; `paired`: also each checkpoint's item-by-item difference to the first checkpoint."""
     data = load(file)
     ref = data.get("l1-wavelet", {})
     steps = sorted(data["checkpoints"], key=int)
@@ -646,12 +648,19 @@ def training_curve(file: str = "training_curve_brain-64.json", what: str = "`bra
         den += [f(c["denoising"][t]["0.2"]) for t in ("anatomy-brain-mix test", "real-brain test")]
         rec = [f"{f(c['recon'][key])} ({c['recon'][key] - ref[r]:+.2f})" if key in c.get("recon", {}) else "–"
                for key, r in recon]
+        if paired:
+            pr = c.get("paired") or {}
+            rec += [f"{pr[key]['mean']:+.2f} [{pr[key]['low']:+.2f}, {pr[key]['high']:+.2f}]" if key in pr else "–"
+                    for key, _ in recon]
         rows.append([k, *den, *rec])
     rows.append(["`l1-wavelet`", *[""] * (len(data["sigmas"]) + 2), f(ref.get("real-brain val")),
-                 "", f(ref.get("in-distribution val"))])
+                 "", f(ref.get("in-distribution val"))] + [""] * (3 if paired else 0))
     head = (["step"] + [f"real-brain val σ = {s:g}" for s in data["sigmas"]]
             + ["anatomy test σ = 0.2", "real-brain test σ = 0.2", "DAPS, real-brain val (Δ L1)",
                "DiffPIR+TDA, real-brain val (Δ L1)", "DAPS, in-distribution val (Δ L1)"])
+    if paired:
+        first = sorted(data["checkpoints"], key=int)[0]
+        head += [f"{name}: paired Δ vs step {first} [95 %]" for name in ("DAPS real", "DiffPIR+TDA real", "DAPS in-dist.")]
     return "\n\n".join([table(head, rows), (
         f"Denoising PSNR (dB, complex) of x0 + σ·ε per checkpoint of {what}, and the PSNR of `bench run` "
         f"(cs_mri, R = 4, 8 coils, every option at its default) on the first {data['n_recon']} val items, with the "
@@ -838,6 +847,10 @@ TABLES: dict[str, Callable[[], str]] = {
                                                     "`brain-64`'s fine-tuning on the mixture with low-resolution items "
                                                     "(steps counted from the base run's start)"),
     "training-curve-knee": knee_curve,
+    "training-curve-val22": lambda: training_curve("training_curve_brain-64-val22.json",
+                                                   "the candidates for `brain-64` (8000: the shipped weights; 10000: "
+                                                   "the base run; 15000: 5000 steps of the low-resolution "
+                                                   "fine-tuning)", paired=True),
     "solver-roster-cost": solver_roster_cost, "interp4d": interp4d,
     "quality-per-second": quality_per_second,
 }

@@ -11,7 +11,9 @@ order of N:
 `--prior knee-64` (the knee source-domain prior, trained on `phantom-knee-pd`): denoising on held-out knee PD
 phantoms, and DAPS on 4 val items of its own domain (`--shift anatomy`, knee PD) and of D2SA's knee -> brain target
 (`--shift knee-to-brain`, brain T2 phantoms), with L1-wavelet on each.
-Checkpoints are chosen on the val rows only; the test rows are reported, never used to choose. Results are merged
+Each later checkpoint's rows are also paired, item by item, against the first checkpoint's (`paired`: mean difference,
+95 % bootstrap interval, Wilcoxon p), the evidence for choosing it. Checkpoints are chosen on the val rows only; the
+test rows are reported, never used to choose. Results are merged
 into --out as they come (a re-run skips checkpoints already there), so the curve grows while training runs.
 
     python benchmarks/experiments/training_curve.py --steps-dir runs/brain-64-curve --every 2000
@@ -76,6 +78,31 @@ def bench_psnr(args: list[str], out: Path, n: int) -> float:
     return float(json.loads((out / "summary.json").read_text())["metrics"]["psnr"]["mean"])
 
 
+def per_item(out: Path) -> dict[str, float]:
+    """{item id: PSNR} of a finished `bench run` directory."""
+    rows = (json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines() if line.strip())
+    return {r["id"]: float(r["psnr"]) for r in rows if r.get("status", "ok") == "ok"}
+
+
+def paired_against(runs: Path, step: str, first: str, keys: list[tuple[str, str]]) -> dict:
+    """Per reconstruction row, the paired difference (same items) of checkpoint `step` against checkpoint `first`:
+    mean, 95 % bootstrap interval and Wilcoxon p (benchmarks.stats.paired)."""
+    from benchmarks.stats import paired
+
+    out: dict = {"against": first}
+    for algo, label in keys:
+        name = f"{algo}-{label.replace(' ', '-')}"
+        a, b = runs / f"step-{step}-{name}", runs / f"step-{first}-{name}"
+        if (a / "samples.jsonl").exists() and (b / "samples.jsonl").exists():
+            x, y = per_item(a), per_item(b)
+            both = set(x) & set(y)  # the items both reconstructed
+            pr = paired({i: x[i] for i in both}, {i: y[i] for i in both})
+            if pr is not None:
+                out[f"{algo} {label}"] = {"mean": pr.diff.mean, "low": pr.diff.low, "high": pr.diff.high,
+                                          "n": pr.diff.n, "p_wilcoxon": pr.p_wilcoxon}
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prior", choices=sorted(PROFILES), default="brain-64", help="the shipped prior being trained")
@@ -119,6 +146,10 @@ def main(argv: list[str] | None = None) -> dict:
                         recon[key] = bench_psnr(["--algo", algo, "--prior", args.prior, f"prior.path={d.resolve()}",
                                                  *extra], args.runs / f"step-{step}-{algo}-{label.replace(' ', '-')}",
                                                 args.n)
+        first = str(int(chosen[0].name[5:]) + args.step_offset)
+        if not args.no_recon and step != first and "paired" not in row:
+            row["paired"] = paired_against(args.runs, step, first, [(a, label) for label in profile["runs"]
+                                                                    for a in profile["methods"][label]])
         row.setdefault("seconds", round(time.time() - t0, 1))
         row.setdefault("load_average", os.getloadavg()[0])
         board.update(date_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), measured_under_load=True,

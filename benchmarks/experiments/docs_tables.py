@@ -850,7 +850,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "training-curve-val22": lambda: training_curve("training_curve_brain-64-val22.json",
                                                    "the candidates for `brain-64` (8000: the shipped weights; 10000: "
                                                    "the base run; 15000: 5000 steps of the low-resolution "
-                                                   "fine-tuning)", paired=True),
+                                                   "fine-tuning, lowres=0.3; 18000: 3000 more steps from it with "
+                                                   "lowres=0.6 down to 16-pixel matrices)", paired=True),
     "solver-roster-cost": solver_roster_cost, "interp4d": interp4d,
     "quality-per-second": quality_per_second,
 }

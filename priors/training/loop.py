@@ -190,6 +190,10 @@ def train(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
     channels = images.shape[1]
     edm = cfg.recipe == "edm"
     init = init_state(cfg.init) if cfg.init and state is None else None  # a fine-tuning start (a resume has its own)
+    # the step of the weights a fine-tuning run started from, kept in its checkpoint for the legs that resume it
+    init_step = int(init["step"]) if init is not None else state.get("init_step") if state is not None else None
+    if init_step is None and state is not None and cfg.init and (out / "metadata.json").exists():
+        init_step = (json.loads((out / "metadata.json").read_text()).get("init") or {}).get("step")  # older checkpoints
     net_config: dict[str, Any] = {}
     sigma_data = 0.0
     if edm:
@@ -233,7 +237,8 @@ def train(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
         if acc.num_processes > 1:  # every process keeps its own random stream
             torch.save(rng[acc.process_index], ckpt_path.parent / f"rng_rank{acc.process_index}.pt")
         return save_state(ckpt_path, acc, model, ema, opt, sched, progress, cfg, rng,
-                          **({"sigma_data": sigma_data} if edm else {}))
+                          **({"sigma_data": sigma_data} if edm else {}),
+                          **({"init_step": init_step} if init_step is not None else {}))
 
     def loss() -> Tensor:
         """A batch drawn from the images, intensity-rescaled, and the recipe's loss on it."""
@@ -278,7 +283,7 @@ def train(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
             "final_loss": final_loss(progress.losses), "wall_seconds": round(legs[-1]["cumulative_wall_seconds"], 1),
             "parameters": n_params, "weights_bytes": weights.stat().st_size, "command": cfg.command,
             "legs": legs, "config": plain_config(cfg),
-            **({"init": {"from": cfg.init, "step": int(init["step"]) if init is not None else None}} if cfg.init else {}),
+            **({"init": {"from": cfg.init, "step": init_step}} if cfg.init else {}),
             "torch": torch.__version__, "diffusers": __import__("diffusers").__version__,
         }
         (out / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")

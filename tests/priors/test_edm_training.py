@@ -150,6 +150,9 @@ def test_init_fine_tunes_from_another_runs_weights_on_new_data(tmp_path):
     assert b["ema"]["updates"] == n + 1
     meta = json.loads((tuned / "metadata.json").read_text())
     assert meta["init"] == {"from": str(base), "step": 3} and meta["dataset_options"]["alpha"] == 2
+    bench("train-prior", "--out", str(tuned), "--steps", "2", "--resume")  # a resumed leg keeps where it started
+    meta = json.loads((tuned / "metadata.json").read_text())
+    assert meta["init"] == {"from": str(base), "step": 3} and meta["steps"] == 2
     res = train(tmp_path / "wide", "--steps", "1", "--init", str(base), "--base-channels", "32",
                 "--channels-mult", "1,2", check=False)
     assert res.returncode == 2 and f"--init {base}: its network differs" in res.stderr

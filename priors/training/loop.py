@@ -34,8 +34,9 @@ import torch
 from torch import Tensor, nn
 
 from priors.schedules import vp_alphas_cumprod
-from priors.training.common import (EMA, Progress, checkpoint_path, final_loss, load_checkpoint, plot_loss, restore,
-                                    resume_state, save_grid, save_state, train_steps, warmup_schedule, init_state, load_init)
+from priors.training.common import (EMA, Progress, checkpoint_path, final_loss, init_state, load_checkpoint, load_init,
+                                    plot_loss, restore, resume_state, save_grid, save_state, train_steps,
+                                    warmup_schedule)
 from priors.training.config import (EDM_PRESETS, PREDICTIONS, PRESETS, RESUMABLE, TrainConfig, check_config,
                                     plain_config)
 from priors.training.losses import EDM_P_MEAN, EDM_P_STD, diffusion_loss, edm_loss, measured_sigma_data

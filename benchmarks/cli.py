@@ -21,12 +21,14 @@ USAGE_ERRORS: tuple[type[BaseException], ...] = (LookupError, ValueError, TypeEr
 def source_note(models: dict) -> str:
     """`; networks' source model: unet brain-t2, varnet brain-t2; diffusion prior: knee-64` of a shift's
     configs/sources.yaml entry ('' without one)."""
+    from configs import SOURCE_PRIOR
+
     if not isinstance(models, dict) or not models:
         return ""
-    networks = {family: model for family, model in models.items() if family != "prior"}
+    networks = {family: model for family, model in models.items() if family != SOURCE_PRIOR}
     note = ("; networks' source model: " + ", ".join(f"{family} {model}" for family, model in networks.items())
             if networks else "")
-    return note + (f"; diffusion prior: {models['prior']}" if models.get("prior") else "")
+    return note + (f"; diffusion prior: {models[SOURCE_PRIOR]}" if models.get(SOURCE_PRIOR) else "")
 
 
 def shift_descriptions() -> dict[str, str]:

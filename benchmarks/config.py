@@ -24,7 +24,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from benchmarks import registry
-from configs import CONFIG_DIR
+from configs import CONFIG_DIR, SOURCE_PRIOR
 
 
 class ConfigError(ValueError):
@@ -77,9 +77,6 @@ def load_shift(name: str, algorithm: str | None = None) -> DictConfig:
                           + (" (a shift names only its target: choose the prior with --prior)"
                              if "prior" in unknown else ""))
     return shift
-
-
-SOURCE_PRIOR = "prior"  # the key of a configs/sources.yaml entry that names the diffusion solvers' source prior
 
 
 def _sources_entry(shift: str | None) -> dict:

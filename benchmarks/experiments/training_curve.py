@@ -34,11 +34,13 @@ import torch
 
 from benchmarks import registry
 from benchmarks.experiments.prior_quality import complex_psnr, denoise_all, load_images
+from benchmarks.results import read_samples
+from benchmarks.stats import paired
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 SIGMAS = (0.05, 0.1, 0.2, 0.5)
-# per prior: the denoising sets (label: dataset, split, n), the reconstruction rows (label: bench run arguments) and
-# the methods of each row; the first denoising set after the training domain's is the one plotted
+# per prior: the denoising sets (label: dataset, split, n), the reconstruction rows (label: bench run arguments), the
+# methods of each row, and the denoising set the plot shows
 PROFILES = {
     "brain-64": {
         "sets": {"anatomy-brain-mix test": ("anatomy-brain-mix", "test", 32), "real-brain val": ("real-brain", "val", 22),
@@ -78,21 +80,22 @@ def bench_psnr(args: list[str], out: Path, n: int) -> float:
     return float(json.loads((out / "summary.json").read_text())["metrics"]["psnr"]["mean"])
 
 
+def run_name(step: str, algo: str, label: str) -> str:
+    """The folder (under --runs) of a checkpoint's `bench run` for one reconstruction row."""
+    return f"step-{step}-{algo}-{label.replace(' ', '-')}"
+
+
 def per_item(out: Path) -> dict[str, float]:
     """{item id: PSNR} of a finished `bench run` directory."""
-    rows = (json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines() if line.strip())
-    return {r["id"]: float(r["psnr"]) for r in rows if r.get("status", "ok") == "ok"}
+    return {r["id"]: float(r["psnr"]) for r in read_samples(out / "samples.jsonl") if r.get("status", "ok") == "ok"}
 
 
 def paired_against(runs: Path, step: str, first: str, keys: list[tuple[str, str]]) -> dict:
     """Per reconstruction row, the paired difference (same items) of checkpoint `step` against checkpoint `first`:
     mean, 95 % bootstrap interval and Wilcoxon p (benchmarks.stats.paired)."""
-    from benchmarks.stats import paired
-
     out: dict = {"against": first}
     for algo, label in keys:
-        name = f"{algo}-{label.replace(' ', '-')}"
-        a, b = runs / f"step-{step}-{name}", runs / f"step-{first}-{name}"
+        a, b = runs / run_name(step, algo, label), runs / run_name(first, algo, label)
         if (a / "samples.jsonl").exists() and (b / "samples.jsonl").exists():
             x, y = per_item(a), per_item(b)
             both = set(x) & set(y)  # the items both reconstructed
@@ -131,6 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
             if label not in ref:
                 ref[label] = bench_psnr(["--algo", "l1-wavelet", *extra], args.runs / f"l1-wavelet-{label.replace(' ', '-')}",
                                         args.n)
+    first = str(int(chosen[0].name[5:]) + args.step_offset) if chosen else ""
     for d in chosen:
         step = str(int(d.name[5:]) + args.step_offset)
         row = board["checkpoints"].setdefault(step, {})
@@ -144,9 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
                     key = f"{algo} {label}"
                     if key not in recon:
                         recon[key] = bench_psnr(["--algo", algo, "--prior", args.prior, f"prior.path={d.resolve()}",
-                                                 *extra], args.runs / f"step-{step}-{algo}-{label.replace(' ', '-')}",
-                                                args.n)
-        first = str(int(chosen[0].name[5:]) + args.step_offset)
+                                                 *extra], args.runs / run_name(step, algo, label), args.n)
         if not args.no_recon and step != first and "paired" not in row:
             row["paired"] = paired_against(args.runs, step, first, [(a, label) for label in profile["runs"]
                                                                     for a in profile["methods"][label]])

@@ -123,6 +123,30 @@ def forward_only_refusal(name: str, algorithm: Algorithm) -> str:
             f"(problem.forward_only=true: no adjoint, no gradient through it); use one of: {', '.join(usable)}")
 
 
+def build_prior(cfg: DictConfig, device: torch.device | None = None,
+                image_shape: tuple[int, ...] | None = None) -> Prior:
+    """The prior that cfg names (names.prior), built from its options (a dataset named in them: its train split).
+    With `device`, as a run uses it: checked against the problem's `image_shape`, moved there, frozen, set to the
+    run's precision and memory layout, wrapped per sample when run.prior_per_sample (its fingerprint is the run's
+    names.prior_hash); without, as built (the fingerprint a tuning study records)."""
+    prior_opts = options(cfg, "prior")
+    if isinstance(prior_opts.get("dataset"), str):  # a prior fitted to a named dataset
+        prior_opts["dataset"] = registry.build("datasets", prior_opts.pop("dataset"), split="train",
+                                               **prior_opts.pop("dataset_options", {}))
+    prior: Prior = registry.build("priors", str(cfg.names.prior), **prior_opts)
+    if device is None:
+        return prior.eval()
+    if image_shape is not None:
+        prior.check_compatible(image_shape, f"problem {cfg.names.problem!r}")
+    prior = prior.to(device).eval()
+    for p in prior.parameters():
+        p.requires_grad_(False)
+    prior.set_execution(cfg.run.get("precision", "fp32"), memory_format(cfg.run.get("memory_format", "auto"), device))
+    if cfg.run.get("prior_per_sample", False):
+        prior = PerSamplePrior(prior)
+    return prior
+
+
 def build_components(cfg: DictConfig, device: torch.device) -> Components:
     """Instantiate every component and check that they fit together, before any compute."""
     names = cfg.names
@@ -151,18 +175,7 @@ def build_components(cfg: DictConfig, device: torch.device) -> Components:
         if names.prior is None:
             raise ConfigError(f"algorithm {names.algorithm!r} needs a prior and problem {names.problem!r} has no "
                               f"default; pass --prior NAME (`bench list priors`)")
-        prior_opts = options(cfg, "prior")
-        if isinstance(prior_opts.get("dataset"), str):  # a prior fitted to a named dataset
-            prior_opts["dataset"] = registry.build("datasets", prior_opts.pop("dataset"), split="train",
-                                                   **prior_opts.pop("dataset_options", {}))
-        prior = registry.build("priors", names.prior, **prior_opts)
-        prior.check_compatible(tuple(problem.image_shape), f"problem {names.problem!r}")
-        prior = prior.to(device).eval()
-        for p in prior.parameters():
-            p.requires_grad_(False)
-        prior.set_execution(cfg.run.get("precision", "fp32"), memory_format(cfg.run.get("memory_format", "auto"), device))
-        if cfg.run.get("prior_per_sample", False):
-            prior = PerSamplePrior(prior)
+        prior = build_prior(cfg, device, tuple(problem.image_shape))
     adapters: list[Adapter] = [registry.build("adapters", a, **dict(options(cfg, "adapters").get(a, {})))
                                for a in names.adapters]
     adapters = [a.to(device) for a in adapters]

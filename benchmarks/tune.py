@@ -244,18 +244,12 @@ def neutral_prior_hash(cfg: DictConfig) -> str | None:
     """The fingerprint (benchmarks.fingerprint) of the config's prior as built from its options, before any execution
     setting (device, precision, memory layout) is applied: what tells a study's weights from a run's. None without a
     prior."""
-    from benchmarks import registry
-    from benchmarks.config import options
+    from benchmarks.build import build_prior
     from benchmarks.fingerprint import prior_fingerprint
 
-    name = (cfg.get("names") or {}).get("prior")
-    if name is None:
+    if (cfg.get("names") or {}).get("prior") is None:
         return None
-    opts = options(cfg, "prior")
-    if isinstance(opts.get("dataset"), str):  # a prior fitted to a named dataset (as the runner builds it)
-        opts["dataset"] = registry.build("datasets", opts.pop("dataset"), split="train",
-                                         **opts.pop("dataset_options", {}))
-    return prior_fingerprint(registry.build("priors", str(name), **opts).eval())
+    return prior_fingerprint(build_prior(cfg))
 
 
 def hydra_value(v: Any) -> str:

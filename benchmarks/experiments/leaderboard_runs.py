@@ -11,18 +11,27 @@ Stages (in this order with `--stage all`):
   number of trials and val samples for every method, into OUT/studies/<setting>-<method>/;
 - `tuned`: the test runs with each study's best options (`bench run ... --tuned STUDY`).
 Test run directories go to OUT/test/<name>/ (resumable: an unfinished run is finished with --resume, a
-finished one is skipped); the leaderboard is built from OUT/test only (the studies' val runs stay out) and
+finished one is skipped, and a run or study made with other weights of its prior than those it loads now, e.g. before
+a new default prior shipped, is removed and made again: git keeps the old one); the leaderboard is built from OUT/test only (the studies' val runs stay out) and
 written to benchmarks/results/leaderboard.{json,md}. Diffusion solvers use the shipped prior.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 import time
 from pathlib import Path
 
+import torch
+from omegaconf import OmegaConf
+
+from benchmarks.build import build_prior
 from benchmarks.cli import main as bench
+from benchmarks.fingerprint import prior_fingerprint
 from benchmarks.suites import SuiteRun, finished, load_suite
+from benchmarks.tune import neutral_prior_hash
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 SUITE = "board"  # configs/suites/board.yaml: the settings, the methods, which are tuned
@@ -46,8 +55,33 @@ def ordered(runs: list[SuiteRun], names: list[str] | None) -> list[SuiteRun]:
     return [by_name[n] for n in names]
 
 
+def stale(config: Path, recorded: str | None, study: bool = False) -> str | None:
+    """Why a row (or, `study`, a tuning study) made with the config file `config` must be made again: the prior
+    weights it loads here are not the ones it recorded (fingerprint `recorded`, taken as the runner or `bench tune`
+    takes it); None when they are, or when it has no prior."""
+    cfg = OmegaConf.load(config)
+    if cfg.names.get("prior") is None:
+        return None
+    here = neutral_prior_hash(cfg) if study else prior_fingerprint(build_prior(cfg, torch.device("cpu")))
+    if here == recorded:
+        return None
+    return (f"made with other weights of its prior {cfg.names.get('prior')!r} (fingerprint {str(recorded)[:19]}, "
+            f"now {str(here)[:19]})")
+
+
+def remove_if_stale(name: str, folder: Path, config: Path, recorded: str | None, study: bool = False) -> None:
+    """Remove a row's run directory or a study made with other prior weights, saying so (git keeps the old one)."""
+    why = stale(config, recorded, study) if config.exists() else None
+    if why:
+        print(f"{name}: {why}: removing {folder} to make it again", flush=True)
+        shutil.rmtree(folder)
+
+
 def run(name: str, run_dir: Path, problem: str, algo: str, n: int, overrides: list[str], timing: dict,
         batch: int | None = None) -> None:
+    cfg = run_dir / "config.yaml"
+    if cfg.exists():
+        remove_if_stale(name, run_dir, cfg, OmegaConf.load(cfg).names.get("prior_hash"))
     if finished(run_dir, n):
         return
     start = time.time()
@@ -60,6 +94,10 @@ def run(name: str, run_dir: Path, problem: str, algo: str, n: int, overrides: li
 
 def tune(name: str, study: Path, problem: str, algo: str, trials: int, n_val: int, overrides: list[str],
          timing: dict) -> None:
+    if (study / "study.json").exists():
+        trial0 = study / "0" / "config.yaml"  # the study's first trial: its prior and options
+        remove_if_stale(f"tune {name}", study, trial0, json.loads((study / "study.json").read_text()).get("prior_hash"),
+                        study=True)
     if (study / "study.json").exists():
         return
     start = time.time()

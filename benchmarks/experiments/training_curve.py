@@ -90,12 +90,13 @@ def per_item(out: Path) -> dict[str, float]:
     return {r["id"]: float(r["psnr"]) for r in read_samples(out / "samples.jsonl") if r.get("status", "ok") == "ok"}
 
 
-def paired_against(runs: Path, step: str, first: str, keys: list[tuple[str, str]]) -> dict:
-    """Per reconstruction row, the paired difference (same items) of checkpoint `step` against checkpoint `first`:
-    mean, 95 % bootstrap interval and Wilcoxon p (benchmarks.stats.paired)."""
-    out: dict = {"against": first}
+def paired_against(runs: Path, step: str, first: str, keys: list[tuple[str, str]], other: Path | None = None) -> dict:
+    """Per reconstruction row, the paired difference (same items) of checkpoint `step` against checkpoint `first`
+    (in `other`, another curve's runs folder, when given): mean, 95 % bootstrap interval and Wilcoxon p
+    (benchmarks.stats.paired)."""
+    out: dict = {"against": first, **({"runs": str(other)} if other is not None else {})}
     for algo, label in keys:
-        a, b = runs / run_name(step, algo, label), runs / run_name(first, algo, label)
+        a, b = runs / run_name(step, algo, label), (other or runs) / run_name(first, algo, label)
         if (a / "samples.jsonl").exists() and (b / "samples.jsonl").exists():
             x, y = per_item(a), per_item(b)
             both = set(x) & set(y)  # the items both reconstructed
@@ -117,6 +118,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--n", type=int, default=4, help="val items per reconstruction row")
     ap.add_argument("--runs", type=Path, default=Path("runs/training-curve"), help="where the bench runs go")
     ap.add_argument("--out", type=Path, help="results file (default: benchmarks/results/training_curve_PRIOR.json)")
+    ap.add_argument("--paired-with", type=Path, metavar="RUNS",
+                    help="also pair each checkpoint item by item with the same step of another curve, whose bench "
+                         "runs are in RUNS (its --runs folder): e.g. a wider network trained alike against the narrow one")
     ap.add_argument("--no-recon", action="store_true", help="denoising rows only")
     args = ap.parse_args(argv)
     profile = PROFILES[args.prior]
@@ -152,6 +156,10 @@ def main(argv: list[str] | None = None) -> dict:
         if not args.no_recon and step != first and "paired" not in row:
             row["paired"] = paired_against(args.runs, step, first, [(a, label) for label in profile["runs"]
                                                                     for a in profile["methods"][label]])
+        if not args.no_recon and args.paired_with and "paired_with" not in row:
+            row["paired_with"] = paired_against(args.runs, step, step, [(a, label) for label in profile["runs"]
+                                                                        for a in profile["methods"][label]],
+                                                other=args.paired_with)
         row.setdefault("seconds", round(time.time() - t0, 1))
         row.setdefault("load_average", os.getloadavg()[0])
         board.update(date_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), measured_under_load=True,

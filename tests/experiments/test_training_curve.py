@@ -31,3 +31,13 @@ def test_a_later_checkpoint_is_paired_item_by_item_against_the_first(tmp_path):
     assert out["against"] == "8000" and "daps in-distribution val" not in out  # no runs: no pair
     row = out["daps real-brain val"]
     assert row["n"] == 5 and row["mean"] == pytest.approx(0.5) and row["low"] == pytest.approx(0.5)
+
+
+def test_a_checkpoint_is_paired_with_the_same_step_of_another_curve(tmp_path):
+    narrow, wide = tmp_path / "narrow", tmp_path / "wide"
+    write_run(narrow / "step-3000-daps-real-brain-val", [20.0, 21.0, 22.0, 23.0])
+    write_run(wide / "step-3000-daps-real-brain-val", [20.2, 20.6, 22.2, 23.2])
+    out = paired_against(wide, "3000", "3000", [("daps", "real-brain val")], other=narrow)
+    assert out["against"] == "3000" and out["runs"] == str(narrow)
+    row = out["daps real-brain val"]
+    assert row["n"] == 4 and row["mean"] == pytest.approx(0.05)

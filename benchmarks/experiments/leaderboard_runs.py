@@ -12,7 +12,7 @@ Stages (in this order with `--stage all`):
 - `tuned`: the test runs with each study's best options (`bench run ... --tuned STUDY`).
 Test run directories go to OUT/test/<name>/ (resumable: an unfinished run is finished with --resume, a
 finished one is skipped, and a run or study made with other weights of its prior than those it loads now, e.g. before
-a new default prior shipped, is removed and made again: git keeps the old one); the leaderboard is built from OUT/test only (the studies' val runs stay out) and
+a new default prior shipped, is moved to OUT/superseded/<its fingerprint>/ and made again); the leaderboard is built from OUT/test only (the studies' val runs stay out) and
 written to benchmarks/results/leaderboard.{json,md}. Diffusion solvers use the shipped prior.
 """
 from __future__ import annotations
@@ -70,11 +70,16 @@ def stale(config: Path, recorded: str | None, study: bool = False) -> str | None
 
 
 def remove_if_stale(name: str, folder: Path, config: Path, recorded: str | None, study: bool = False) -> None:
-    """Remove a row's run directory or a study made with other prior weights, saying so (git keeps the old one)."""
+    """Move a row's run directory (OUT/test/NAME) or a study (OUT/studies/NAME) made with other prior weights to
+    OUT/superseded/<12 hex digits of its fingerprint>/test|studies/NAME, saying so: it is made again, the old one kept."""
     why = stale(config, recorded, study) if config.exists() else None
     if why:
-        print(f"{name}: {why}: removing {folder} to make it again", flush=True)
-        shutil.rmtree(folder)
+        dest = folder.parent.parent / "superseded" / str(recorded).removeprefix("sha256:")[:12] / folder.parent.name / folder.name
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        print(f"{name}: {why}: moved to {dest}, making it again", flush=True)
+        shutil.move(str(folder), dest)
 
 
 def run(name: str, run_dir: Path, problem: str, algo: str, n: int, overrides: list[str], timing: dict,

@@ -1,6 +1,6 @@
 """The board driver remakes what a new prior checkpoint outdates: a finished row or a tuning study whose recorded
-prior fingerprint is not that of the weights its config loads now is removed (git keeps it) and made again; one that
-matches is kept."""
+prior fingerprint is not that of the weights its config loads now is moved aside (OUT/superseded/) and made again; one
+that matches is kept."""
 from __future__ import annotations
 
 from omegaconf import OmegaConf
@@ -11,7 +11,7 @@ from tests.helpers.cli import bench
 
 
 def test_a_row_or_study_made_with_other_prior_weights_is_stale_and_removed(tmp_path, capsys):
-    row = tmp_path / "inpainting-ddrm"
+    row = tmp_path / "test" / "inpainting-ddrm"
     bench("run", "--problem", "inpainting", "--algo", "ddrm", "--prior", "gaussian", "--n", "2", "--out", str(row),
           "--quiet", "algorithm.n_steps=2")
     config = row / "config.yaml"
@@ -25,7 +25,8 @@ def test_a_row_or_study_made_with_other_prior_weights_is_stale_and_removed(tmp_p
     remove_if_stale("inpainting-ddrm", row, config, recorded)
     assert (row / "samples.jsonl").exists()  # current: kept
     remove_if_stale("inpainting-ddrm", row, config, "sha256:" + "0" * 64)
-    assert not row.exists() and "removing" in capsys.readouterr().out
+    kept = tmp_path / "superseded" / ("0" * 12) / "test" / "inpainting-ddrm"
+    assert not row.exists() and (kept / "samples.jsonl").exists() and str(kept) in capsys.readouterr().out
 
 
 def test_a_row_without_a_prior_is_never_stale(tmp_path):

@@ -188,8 +188,9 @@ def leaderboard() -> str:
         "16 test images per row (64×64), seed 0, all 16 in one batch, one thread per run; prior `brain-64` (8000 "
         "steps). The former boards (4 images per row: `brain-64` at 4200 steps, and `phantom-brain-64`) are kept in "
         "`leaderboard_brain-64-4200.json` and `leaderboard_phantom-brain-64.json`. s/sample: wall seconds on shared "
-        "cores, compare within a row group only. The run directories (`benchmarks/results/runs/test`) are not in the "
-        "repository; `bench verify` re-runs a row from its recorded provenance.", board)])
+        "cores, compare within a row group only. The run directories (`benchmarks/results/runs/test`) are in the "
+        "repository without their arrays (reconstructions, targets): `bench leaderboard benchmarks/results/runs/test` "
+        "rebuilds the board from them, and `bench verify` re-runs a row from its recorded provenance.", board)])
 
 
 def paired_spread() -> str:

@@ -5,7 +5,9 @@ default).
 - `brain-64`: an EDM-preconditioned SongUNet (Karras et al., NeurIPS 2022: log-normal sigma sampling,
   loss weight (sigma^2 + sigma_data^2)/(sigma sigma_data)^2, EMA) trained by `bench train-prior --recipe edm`
   on 64x64 complex anatomical brain phantoms of mixed contrast (dataset `anatomy-brain-mix`, derived from
-  Colin27), stored in priors/weights/brain-64 (model.pt: EMA weights; model.json: architecture).
+  Colin27) for 10000 steps, then fine-tuned (`--init`) 5000 steps on the same mixture with 30 % of the items
+  re-acquired on a coarser matrix (`lowres=0.3`), stored in priors/weights/brain-64 (model.pt: EMA weights;
+  model.json: architecture).
 - `knee-64`: brain-64's network and recipe trained on 64x64 complex procedural knee PD phantoms (dataset
   `phantom-knee-pd`), in priors/weights/knee-64: the diffusion solvers' source-domain prior under D2SA's knee PD ->
   brain T2 shift (configs/sources.yaml), as the knee-PD networks are the end-to-end rows'.
@@ -53,7 +55,8 @@ BRAIN_64 = Path(__file__).resolve().parent / "weights" / "brain-64"
 BRAIN_64_COMMAND = ("bench train-prior --recipe edm --arch songunet --model small --base-channels 16 --channels-mult 1,2,2,4 "
                     "--dataset anatomy-brain-mix --size 64 --batch-size 16 --lr 5e-4 --warmup 200 --ema 0.999 "
                     "--n-images 5000 --seed 0 --threads 1 'contrasts=[t2,t2,t1,pd,flair]' procedural=0.25 "
-                    "sequence_spread=0.2 --steps N --out {path} (see {path}/metadata.json for the legs run)")
+                    "sequence_spread=0.2 --steps 10000 --out BASE, then the same with --init BASE --seed 1 lowres=0.3 "
+                    "--steps 5000 --out {path} (see {path}/metadata.json for the legs run)")
 
 
 KNEE_64 = Path(__file__).resolve().parent / "weights" / "knee-64"

@@ -173,7 +173,8 @@ def headline() -> str:
     return "\n\n".join([
         table(["method", "tuning", "PSNR (dB) [95 % interval]", "− L1-wavelet (paired, dB)", "rank", "SSIM", "NFE",
                "s/sample"], rows),
-        f"{MAIN_SETTING}; prior `brain-64`; {'/'.join(map(str, sorted(n)))} test images per row, seed 0, sorted by "
+        f"{MAIN_SETTING}; prior `brain-64` at 8000 steps (its former weights: the board is being rebuilt with the "
+        f"15000-step default, [priors](docs/priors.md#the-shipped-prior-brain-64)); {'/'.join(map(str, sorted(n)))} test images per row, seed 0, sorted by "
         "PSNR. Rank: rows whose paired interval against the best includes 0 share rank 1 (≈). "
         + caption("leaderboard.json", "python benchmarks/experiments/leaderboard_runs.py",
                   "s/sample: wall seconds at batch 16 on one thread of shared cores, indicative only.", board)])
@@ -185,8 +186,9 @@ def leaderboard() -> str:
     board = load("leaderboard.json")
     return "\n\n".join([document(board).rstrip("\n"), caption(
         "leaderboard.json", "python benchmarks/experiments/leaderboard_runs.py --stage defaults|tune|tuned|board",
-        "16 test images per row (64×64), seed 0, all 16 in one batch, one thread per run; prior `brain-64` (8000 "
-        "steps). The former boards (4 images per row: `brain-64` at 4200 steps, and `phantom-brain-64`) are kept in "
+        "16 test images per row (64×64), seed 0, all 16 in one batch, one thread per run; prior `brain-64` at 8000 "
+        "steps (its former weights; the default is now the 15000-step weights, and the rows are being rebuilt with "
+        "them; this board is also kept in `leaderboard_brain-64-8000.json`). The former boards (4 images per row: `brain-64` at 4200 steps, and `phantom-brain-64`) are kept in "
         "`leaderboard_brain-64-4200.json` and `leaderboard_phantom-brain-64.json`. s/sample: wall seconds on shared "
         "cores, compare within a row group only. The run directories (`benchmarks/results/runs/test`) are in the "
         "repository without their arrays (reconstructions, targets): `bench leaderboard benchmarks/results/runs/test` "
@@ -430,11 +432,12 @@ def prior_quality() -> str:
     parts = []
     for test_set, block in data["test_sets"].items():
         sigmas = [r["sigma"] for r in block["rows"]]
-        labels = [("noisy", "noisy input"), ("new", f"**`{names['new']}`** (default)"),
-                  ("old", f"`{names['old']}` (former default)"), ("gaussian (fourier)", "Gaussian (Fourier basis)"),
+        extra = [(k, k) for k in data["priors"] if k not in ("new", "old")]  # labelled on the command line
+        labels = [("noisy", "noisy input"), ("new", f"**`{names['new']}`** (default)"), *extra,
+                  ("old", f"`{names['old']}` (the first default)"), ("gaussian (fourier)", "Gaussian (Fourier basis)"),
                   ("gmm-4 (fourier)", "GMM, 4 components (Fourier)")]
         rows = [[label] + [f(r[key]["psnr_complex"]) for r in block["rows"]] for key, label in labels]
-        rows.append(["gain default − former"] + [f"{r['gain new - old']:+.2f}" for r in block["rows"]])
+        rows.append([f"gain default − `{names['old']}`"] + [f"{r['gain new - old']:+.2f}" for r in block["rows"]])
         parts.append(table([f"{test_set.split(':')[0]} ({block['n_test']} test images)"]
                            + [f"σ = {s:g}" for s in sigmas], rows))
     parts.append("Denoising PSNR (dB, complex images scaled to a magnitude 99th percentile of 1) of x0 + σ·ε; the "
@@ -849,10 +852,11 @@ TABLES: dict[str, Callable[[], str]] = {
                                                     "(steps counted from the base run's start)"),
     "training-curve-knee": knee_curve,
     "training-curve-val22": lambda: training_curve("training_curve_brain-64-val22.json",
-                                                   "the candidates for `brain-64` (8000: the shipped weights; 10000: "
+                                                   "the candidates for `brain-64` (8000: the former default; 10000: "
                                                    "the base run; 15000: 5000 steps of the low-resolution "
-                                                   "fine-tuning, lowres=0.3; 18000: 3000 more steps from it with "
-                                                   "lowres=0.6 down to 16-pixel matrices)", paired=True),
+                                                   "fine-tuning, lowres=0.3, now the default; 18000: 3000 more steps "
+                                                   "from it with lowres=0.6 down to 16-pixel matrices; 20000: 5000 "
+                                                   "more steps of the same fine-tuning)", paired=True),
     "solver-roster-cost": solver_roster_cost, "interp4d": interp4d,
     "quality-per-second": quality_per_second,
 }

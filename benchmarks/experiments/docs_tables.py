@@ -672,6 +672,45 @@ def training_curve(file: str = "training_curve_brain-64.json", what: str = "`bra
         f"Plot: `benchmarks/results/{file.replace('.json', '.png')}`. " + caption(file, data=data))])
 
 
+def width_curve() -> str:
+    """brain-64's network at 16 and 32 base channels, trained alike from scratch, compared step by step."""
+    wide, narrow = load("training_curve_brain-64-wide.json"), load("training_curve_brain-64-16ch.json")
+    keys = [("daps real-brain val", "DAPS real"), ("diffpir+tda real-brain val", "DiffPIR+TDA real"),
+            ("daps in-distribution val", "DAPS in-dist.")]
+    rows = []
+    for k in sorted(set(wide["checkpoints"]) & set(narrow["checkpoints"]), key=int):
+        w, n = wide["checkpoints"][k], narrow["checkpoints"][k]
+        pr = w.get("paired_with") or {}
+        rows.append([k] + [f"{f(n['denoising']['real-brain val']['0.2'])} / {f(w['denoising']['real-brain val']['0.2'])}"]
+                    + [f"{f(n['recon'][key])} / {f(w['recon'][key])}" if key in n.get("recon", {}) and key in w.get("recon", {})
+                       else DASH for key, _ in keys]
+                    + [f"{pr[key]['mean']:+.2f} [{pr[key]['low']:+.2f}, {pr[key]['high']:+.2f}]" if key in pr else DASH
+                       for key, _ in keys])
+    ref = wide.get("l1-wavelet", {})
+    head = (["step", "real-brain val σ = 0.2 denoising, 16 / 32 ch"] + [f"{name}, 16 / 32 ch" for _, name in keys]
+            + [f"{name}: paired Δ 32 − 16 [95 %]" for _, name in keys])
+    return "\n\n".join([table(head, rows), (
+        "PSNR (dB) of `brain-64`'s network at 16 base channels (its own width) and at 32, both trained from scratch "
+        "with the same data, seed and recipe, at equal steps: complex denoising of the `real-brain` val slices at "
+        f"σ = 0.2, and `bench run` (cs_mri, R = 4, 8 coils, every option at its default) on the first {wide['n_recon']} "
+        f"val items (L1-wavelet on the same items: {f(ref.get('real-brain val'))} real, "
+        f"{f(ref.get('in-distribution val'))} in distribution); the paired column is the 32-channel run minus the "
+        "16-channel one, item by item. " + caption("training_curve_brain-64-wide.json", data=wide)
+        + " The 16-channel runs: " + caption("training_curve_brain-64-16ch.json", data=narrow)),
+        width_cost()])
+
+
+def width_cost() -> str:
+    data = load("width_cost.json")
+    rows = [[f"{k} base channels", f"{data['parameters'][k] / 1e6:.2f} M", f(data["median_seconds"][k]["no_grad"] * 1e3, ".0f"),
+             f(data["median_seconds"][k]["backward"] * 1e3, ".0f"), f(data["ratio_to_first"][k]["no_grad"]),
+             f(data["ratio_to_first"][k]["backward"])] for k in data["median_seconds"]]
+    return "\n\n".join([table(["network", "parameters", "ms per call", "ms per call + backward", "× (call)",
+                                "× (+ backward)"], rows),
+                         f"One `denoise` call at batch {data['batch']}, one thread, medians of {data['rounds']} "
+                         "interleaved rounds. " + caption("width_cost.json", data=data)])
+
+
 def knee_curve() -> str:
     data = load("training_curve_knee-64.json")
     ref = data.get("l1-wavelet", {})
@@ -850,7 +889,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "training-curve-lowres": lambda: training_curve("training_curve_brain-64-lowres.json",
                                                     "`brain-64`'s fine-tuning on the mixture with low-resolution items "
                                                     "(steps counted from the base run's start)"),
-    "training-curve-knee": knee_curve,
+    "training-curve-knee": knee_curve, "training-curve-width": width_curve,
     "training-curve-val22": lambda: training_curve("training_curve_brain-64-val22.json",
                                                    "the candidates for `brain-64` (8000: the former default; 10000: "
                                                    "the base run; 15000: 5000 steps of the low-resolution "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -167,6 +168,8 @@ def main(argv: list[str] | None = None) -> dict:
     result["sample_stats"] = {"mean_magnitude_p99": float(torch.quantile(samples.norm(dim=1).flatten(1), 0.99, 1).mean()),
                               "test_mean_magnitude_p99": float(torch.quantile(first_test.norm(dim=1).flatten(1), 0.99, 1).mean())}
     result["wall_seconds"] = round(time.time() - t0, 1)
+    result["date_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result["measured_under_load"] = os.getloadavg()[0] > 0.5  # denoising PSNR does not depend on it; the wall time does
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"goal ({result['goal']}) met: {result['goal_met']} -> {args.out}, {args.png}")

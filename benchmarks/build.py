@@ -124,10 +124,11 @@ def forward_only_refusal(name: str, algorithm: Algorithm) -> str:
 
 
 def build_prior(cfg: DictConfig, device: torch.device | None = None,
-                image_shape: tuple[int, ...] | None = None) -> Prior:
+                image_shape: tuple[int, ...] | None = None, made_on: torch.device | None = None) -> Prior:
     """The prior that cfg names (names.prior), built from its options (a dataset named in them: its train split).
     With `device`, as a run uses it: checked against the problem's `image_shape`, moved there, frozen, set to the
-    run's precision and memory layout, wrapped per sample when run.prior_per_sample (its fingerprint is the run's
+    run's precision and memory layout (`auto` resolved for `made_on`, default `device`: a run made on another kind of
+    device is rebuilt as it ran), wrapped per sample when run.prior_per_sample (its fingerprint is the run's
     names.prior_hash); without, as built (the fingerprint a tuning study records)."""
     prior_opts = options(cfg, "prior")
     if isinstance(prior_opts.get("dataset"), str):  # a prior fitted to a named dataset
@@ -141,7 +142,8 @@ def build_prior(cfg: DictConfig, device: torch.device | None = None,
     prior = prior.to(device).eval()
     for p in prior.parameters():
         p.requires_grad_(False)
-    prior.set_execution(cfg.run.get("precision", "fp32"), memory_format(cfg.run.get("memory_format", "auto"), device))
+    prior.set_execution(cfg.run.get("precision", "fp32"),
+                        memory_format(cfg.run.get("memory_format", "auto"), made_on or device))
     if cfg.run.get("prior_per_sample", False):
         prior = PerSamplePrior(prior)
     return prior

@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 from benchmarks.build import build_prior
 from benchmarks.cli import main as bench
 from benchmarks.fingerprint import prior_fingerprint
+from benchmarks.results import device_kind
 from benchmarks.suites import SuiteRun, finished, load_suite
 from benchmarks.tune import neutral_prior_hash
 
@@ -55,26 +56,43 @@ def ordered(runs: list[SuiteRun], names: list[str] | None) -> list[SuiteRun]:
     return [by_name[n] for n in names]
 
 
-def stale(config: Path, recorded: str | None, study: bool = False) -> str | None:
-    """Why a row (or, `study`, a tuning study) made with the config file `config` must be made again: the prior
-    weights it loads here are not the ones it recorded (fingerprint `recorded`, taken as the runner or `bench tune`
-    takes it); None when they are, or when it has no prior."""
+def recorded_fingerprint(folder: Path, study: bool = False) -> str | None:
+    """The prior fingerprint a row's run directory (names.prior_hash) or a study (study.json) recorded."""
+    if study:
+        return json.loads((folder / "study.json").read_text()).get("prior_hash")
+    return OmegaConf.load(folder / "config.yaml").names.get("prior_hash")
+
+
+def stale(folder: Path, study: bool = False) -> str | None:
+    """Why a row's run directory (or, `study`, a tuning study) must be made again: the prior weights its config loads
+    here are not the ones it recorded (a run's names.prior_hash, fingerprinted as the runner did on the device kind it
+    ran on; a study's study.json prior_hash, as `bench tune` takes it); None when they are, or without a prior."""
+    config = folder / "0" / "config.yaml" if study else folder / "config.yaml"  # a study: its first trial's options
+    if not config.exists():
+        return None
     cfg = OmegaConf.load(config)
     if cfg.names.get("prior") is None:
         return None
-    here = neutral_prior_hash(cfg) if study else prior_fingerprint(build_prior(cfg, torch.device("cpu")))
+    if study:
+        here = neutral_prior_hash(cfg)
+    else:
+        env = folder / "environment.json"
+        made_on = device_kind(json.loads(env.read_text()).get("device", "cpu")) if env.exists() else "cpu"
+        here = prior_fingerprint(build_prior(cfg, torch.device("cpu"), made_on=torch.device(made_on)))
+    recorded = recorded_fingerprint(folder, study)
     if here == recorded:
         return None
     return (f"made with other weights of its prior {cfg.names.get('prior')!r} (fingerprint {str(recorded)[:19]}, "
             f"now {str(here)[:19]})")
 
 
-def remove_if_stale(name: str, folder: Path, config: Path, recorded: str | None, study: bool = False) -> None:
+def remove_if_stale(name: str, folder: Path, study: bool = False) -> None:
     """Move a row's run directory (OUT/test/NAME) or a study (OUT/studies/NAME) made with other prior weights to
     OUT/superseded/<12 hex digits of its fingerprint>/test|studies/NAME, saying so: it is made again, the old one kept."""
-    why = stale(config, recorded, study) if config.exists() else None
+    why = stale(folder, study)
     if why:
-        dest = folder.parent.parent / "superseded" / str(recorded).removeprefix("sha256:")[:12] / folder.parent.name / folder.name
+        hex12 = str(recorded_fingerprint(folder, study)).removeprefix("sha256:")[:12]
+        dest = folder.parent.parent / "superseded" / hex12 / folder.parent.name / folder.name
         if dest.exists():
             shutil.rmtree(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -84,9 +102,7 @@ def remove_if_stale(name: str, folder: Path, config: Path, recorded: str | None,
 
 def run(name: str, run_dir: Path, problem: str, algo: str, n: int, overrides: list[str], timing: dict,
         batch: int | None = None) -> None:
-    cfg = run_dir / "config.yaml"
-    if cfg.exists():
-        remove_if_stale(name, run_dir, cfg, OmegaConf.load(cfg).names.get("prior_hash"))
+    remove_if_stale(name, run_dir)
     if finished(run_dir, n):
         return
     start = time.time()
@@ -100,10 +116,8 @@ def run(name: str, run_dir: Path, problem: str, algo: str, n: int, overrides: li
 def tune(name: str, study: Path, problem: str, algo: str, trials: int, n_val: int, overrides: list[str],
          timing: dict) -> None:
     if (study / "study.json").exists():
-        trial0 = study / "0" / "config.yaml"  # the study's first trial: its prior and options
-        remove_if_stale(f"tune {name}", study, trial0, json.loads((study / "study.json").read_text()).get("prior_hash"),
-                        study=True)
-    if (study / "study.json").exists():
+        remove_if_stale(f"tune {name}", study, study=True)
+    if (study / "study.json").exists():  # still there: made with these weights
         return
     start = time.time()
     resume = ["--resume"] if study.exists() else []

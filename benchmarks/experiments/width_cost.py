@@ -25,11 +25,12 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def call_seconds(prior, x: torch.Tensor, sigma: float, backward: bool) -> float:
-    """Wall seconds of one denoise call (with the backward pass of its output's sum when `backward`)."""
+    """Wall seconds of one denoise call (with the gradient of its output's sum with respect to x when `backward`,
+    the weights frozen as a run freezes them)."""
     x = x.clone().requires_grad_(backward)
     t0 = time.perf_counter()
     if backward:
-        prior.denoise(x, sigma).sum().backward()
+        torch.autograd.grad(prior.denoise(x, sigma).sum(), x)
     else:
         with torch.no_grad():
             prior.denoise(x, sigma)
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     specs = [p.partition("=")[::2] for p in args.prior]
-    priors = {label: registry.build("priors", "brain-64", path=path).eval() for label, path in specs}
+    priors = {label: registry.build("priors", "brain-64", path=path).eval().requires_grad_(False)
+              for label, path in specs}
     x = torch.randn(args.batch, 2, 64, 64, generator=torch.Generator().manual_seed(0))
     times: dict[str, dict[str, list[float]]] = {k: {"no_grad": [], "backward": []} for k in priors}
     for p in priors.values():  # warm-up

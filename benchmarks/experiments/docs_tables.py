@@ -89,6 +89,16 @@ def f(v: Any, spec: str = ".2f") -> str:
     return DASH if v is None else format(v, spec)
 
 
+def delta(mean: float, low: float, high: float) -> str:
+    """A paired difference with its 95 % interval: `+0.32 [+0.22, +0.52]`."""
+    return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def paired_cell(pairs: dict[str, Any], key: str) -> str:
+    """The paired difference of reconstruction row `key` in a training curve's `paired` record, or a dash."""
+    return delta(pairs[key]["mean"], pairs[key]["low"], pairs[key]["high"]) if key in pairs else DASH
+
+
 def cmd(text: str) -> str:
     """A recorded command with the experiments folder's current name, as inline code."""
     return "`" + " ".join(str(text).replace("benchmarks/scripts/", "benchmarks/experiments/").split()) + "`"
@@ -163,7 +173,7 @@ def headline() -> str:
         ci = m["psnr"].get("ci95")
         d = (cmp_.get("paired") or {}).get("psnr")
         paired = ("reference" if cmp_.get("role") == "reference" else DASH if d is None else
-                  f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]")
+                  delta(d["diff"], d["low"], d["high"]))
         rank = cmp_.get("rank")
         rows.append([e.get("label") or e["algorithm"], tuning_label(e),
                      f(m["psnr"]["mean"]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else ""), paired,
@@ -203,7 +213,7 @@ def paired_spread() -> str:
         ci = r["psnr_ci95"]
         rows.append([r["method"], str(r["n"]), f(r["psnr"]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else ""),
                      "reference" if r["role"] == "reference" else DASH if d is None else
-                     f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}], p = {d['p_wilcoxon']:.2g}",
+                     delta(d["diff"], d["low"], d["high"]) + f", p = {d['p_wilcoxon']:.2g}",
                      DASH if d is None or d["sd"] is None else f(d["sd"], ".3f"),
                      DASH if r["n_to_resolve"] is None else str(r["n_to_resolve"]), DASH if r["rank"] is None
                      else str(r["rank"])])
@@ -654,8 +664,7 @@ def training_curve(file: str = "training_curve_brain-64.json", what: str = "`bra
                for key, r in recon]
         if paired:
             pr = c.get("paired") or {}
-            rec += [f"{pr[key]['mean']:+.2f} [{pr[key]['low']:+.2f}, {pr[key]['high']:+.2f}]" if key in pr else "–"
-                    for key, _ in recon]
+            rec += [paired_cell(pr, key) for key, _ in recon]
         rows.append([k, *den, *rec])
     rows.append(["`l1-wavelet`", *[""] * (len(data["sigmas"]) + 2), f(ref.get("real-brain val")),
                  "", f(ref.get("in-distribution val"))] + [""] * (3 if paired else 0))
@@ -684,8 +693,7 @@ def width_curve() -> str:
         rows.append([k] + [f"{f(n['denoising']['real-brain val']['0.2'])} / {f(w['denoising']['real-brain val']['0.2'])}"]
                     + [f"{f(n['recon'][key])} / {f(w['recon'][key])}" if key in n.get("recon", {}) and key in w.get("recon", {})
                        else DASH for key, _ in keys]
-                    + [f"{pr[key]['mean']:+.2f} [{pr[key]['low']:+.2f}, {pr[key]['high']:+.2f}]" if key in pr else DASH
-                       for key, _ in keys])
+                    + [paired_cell(pr, key) for key, _ in keys])
     ref = wide.get("l1-wavelet", {})
     head = (["step", "real-brain val σ = 0.2 denoising, 16 / 32 ch"] + [f"{name}, 16 / 32 ch" for _, name in keys]
             + [f"{name}: paired Δ 32 − 16 [95 %]" for _, name in keys])

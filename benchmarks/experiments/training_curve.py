@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
                 ref[label] = bench_psnr(["--algo", "l1-wavelet", *extra], args.runs / f"l1-wavelet-{label.replace(' ', '-')}",
                                         args.n)
     first = str(int(chosen[0].name[5:]) + args.step_offset) if chosen else ""
+    keys = [(a, label) for label in profile["runs"] for a in profile["methods"][label]]  # the reconstruction rows
     for d in chosen:
         step = str(int(d.name[5:]) + args.step_offset)
         row = board["checkpoints"].setdefault(step, {})
@@ -154,12 +155,9 @@ def main(argv: list[str] | None = None) -> dict:
                         recon[key] = bench_psnr(["--algo", algo, "--prior", args.prior, f"prior.path={d.resolve()}",
                                                  *extra], args.runs / run_name(step, algo, label), args.n)
         if not args.no_recon and step != first and "paired" not in row:
-            row["paired"] = paired_against(args.runs, step, first, [(a, label) for label in profile["runs"]
-                                                                    for a in profile["methods"][label]])
+            row["paired"] = paired_against(args.runs, step, first, keys)
         if not args.no_recon and args.paired_with and "paired_with" not in row:
-            row["paired_with"] = paired_against(args.runs, step, step, [(a, label) for label in profile["runs"]
-                                                                        for a in profile["methods"][label]],
-                                                other=args.paired_with)
+            row["paired_with"] = paired_against(args.runs, step, step, keys, other=args.paired_with)
         row.setdefault("seconds", round(time.time() - t0, 1))
         row.setdefault("load_average", os.getloadavg()[0])
         board.update(date_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), measured_under_load=True,

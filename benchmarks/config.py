@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import hydra
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
@@ -25,6 +26,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from benchmarks import registry
 from configs import CONFIG_DIR, SOURCE_PRIOR
+
+
+# hydra 1.3 asks for version_base (None: this version's defaults) and warns without it; 1.4 deprecates the argument
+# and warns with it (the sweep and test extras install 1.4)
+VERSION_BASE: dict[str, None] = {} if tuple(int(p) for p in hydra.__version__.split(".")[:2]) >= (1, 4) else \
+    {"version_base": None}
 
 
 class ConfigError(ValueError):
@@ -304,7 +311,7 @@ def compose_config(sel: Selection, overrides: Iterable[str] = ()) -> DictConfig:
         shift_overrides.insert(0, f"algorithm.model={source}")  # under the user's overrides
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), **VERSION_BASE):
             cfg = compose(config_name="bench", overrides=choices + shift_overrides + list(overrides))
     except HydraException as exc:
         raise ConfigError(f"bad override: {exc}") from exc

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         result["sets"][dataset] = {"rows": rows, "goal_db_over_l1_wavelet": goal,
                                    "goal_met": None if goal is None or new is None else new["gain_over_l1_wavelet"] >= goal}
     result["wall_seconds"] = round(time.time() - start, 1)
+    result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    result["measured_under_load"] = os.getloadavg()[0] > 0.5  # PSNR does not depend on it; wall_seconds does
     result["markdown"] = "\n".join(lines) + "\n"
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(result["markdown"], end="")

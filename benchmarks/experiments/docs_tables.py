@@ -45,7 +45,7 @@ CONDITIONS: dict[str, dict[str, str]] = {
     "gap_closure.json": {"machine": CPU2, "idle": "not recorded"},
     "gap_closure_daps.json": {"machine": CPU2, "idle": "not recorded"},
     "gap_closure_phantom-brain-64.json": {"machine": CPU2, "idle": "not recorded"},
-    "anatomy_eval.json": {"machine": CPU2, "idle": "not recorded", "date": "2026-12-02 (committed)"},
+    "anatomy_eval.json": {"machine": CPU2},
     "tta_table.json": {"machine": CPU2 + ", one thread per run",
                        "idle": "no (shared with other jobs): compare CPU minutes, not wall minutes"},
     "tta_table_defaults.json": {"machine": CPU2 + ", one thread per run",
@@ -154,21 +154,46 @@ def caption(name: str, command: str | None = None, note: str = "", data: dict[st
 MAIN_SETTING = "cs_mri, 8 coils, R = 4, ESPIRiT coil maps, brain-T2 phantoms (64×64, simulated k-space)"
 
 
-def _main_setting_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
+PRIOR_NOTE = "prior `brain-64` (its 15000-step weights, [priors](docs/priors.md#the-shipped-prior-brain-64))"
+
+
+FORMER_BOARD = "leaderboard_brain-64-8000.json"  # the board of the default prior's former weights
+
+
+def _pending(board: dict[str, Any], keep: Any = lambda e: True) -> list[str]:
+    """Rows of the former weights' board (FORMER_BOARD) that the current board lacks, i.e. not remade yet with the
+    current weights: the names of their run directories, in the former board's order."""
+    def key(e: dict[str, Any]) -> tuple:
+        return e["setting"]["id"], e["algorithm"], e["adapters"], e["tuning"] is not None
+
+    have = {key(e) for e in board["entries"]}
+    return [Path(e["run_ids"][0]).name for e in load(FORMER_BOARD)["entries"] if key(e) not in have and keep(e)]
+
+
+def _pending_note(names: list[str], where: str) -> str:
+    return (f" Not remade yet with these weights ({where}): {', '.join(names)}; their rows with the 8000-step weights "
+            f"are in `{FORMER_BOARD}`." if names else "")
+
+
+def _setting_rows(board: dict[str, Any], coils: int = 8, acceleration: int = 4) -> list[dict[str, Any]]:
+    """The board's rows of cs_mri at `coils` and R = `acceleration` (random mask, no shift, brain-T2 phantoms, the
+    default prior), best PSNR first."""
     rows = [e for e in board["entries"]
-            if e["problem"] == "cs_mri" and e["problem_options"].get("coils") == 8
-            and e["problem_options"].get("acceleration") == 4 and not e["shift"]
+            if e["problem"] == "cs_mri" and e["problem_options"].get("coils") == coils
+            and e["problem_options"].get("acceleration") == acceleration and not e["shift"]
+            and e["problem_options"].get("mask", "random") == "random"
             and e["dataset"] == "phantom-brain-t2" and e["prior"] in (None, "brain-64")
             and e.get("split", "test") == "test" and not e.get("collapsed_into") and not e.get("former_prior")]
     return sorted(rows, key=lambda e: -(e["metrics"]["psnr"]["mean"] or 0.0))
 
 
-def headline() -> str:
+def _setting_table(board: dict[str, Any], setting: str, coils: int = 8, acceleration: int = 4) -> str:
+    """One setting's rows: PSNR with its interval, the paired difference to L1-wavelet, rank, SSIM, NFE, s/sample."""
     from benchmarks.leaderboard import tuning_label
 
-    board = load("leaderboard.json")
+    entries = _setting_rows(board, coils, acceleration)
     rows = []
-    for e in _main_setting_rows(board):
+    for e in entries:
         m, cmp_ = e["metrics"], e.get("comparison") or {}
         ci = m["psnr"].get("ci95")
         d = (cmp_.get("paired") or {}).get("psnr")
@@ -179,15 +204,25 @@ def headline() -> str:
                      f(m["psnr"]["mean"]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else ""), paired,
                      DASH if rank is None else str(rank) + (" ≈" if cmp_.get("tied_with_best") else ""),
                      f(m["ssim"]["mean"], ".3f"), f(e["nfe"], ".0f"), f(e["seconds_per_sample"], ".1f")])
-    n = {e["n"] for e in _main_setting_rows(board)}
+    n = {e["n"] for e in entries}
+    ids = {e["setting"]["id"] for e in entries}
+    pending = _pending_note(_pending(board, lambda e: e["setting"]["id"] in ids), "this setting")
     return "\n\n".join([
         table(["method", "tuning", "PSNR (dB) [95 % interval]", "− L1-wavelet (paired, dB)", "rank", "SSIM", "NFE",
                "s/sample"], rows),
-        f"{MAIN_SETTING}; prior `brain-64` at 8000 steps (its former weights: the board is being rebuilt with the "
-        f"15000-step default, [priors](docs/priors.md#the-shipped-prior-brain-64)); {'/'.join(map(str, sorted(n)))} test images per row, seed 0, sorted by "
-        "PSNR. Rank: rows whose paired interval against the best includes 0 share rank 1 (≈). "
+        f"{setting}; {PRIOR_NOTE}; {'/'.join(map(str, sorted(n)))} test images per row, seed 0, sorted by "
+        f"PSNR. Rank: rows whose paired interval against the best includes 0 share rank 1 (≈).{pending} "
         + caption("leaderboard.json", "python benchmarks/experiments/leaderboard_runs.py",
                   "s/sample: wall seconds at batch 16 on one thread of shared cores, indicative only.", board)])
+
+
+def headline() -> str:
+    return _setting_table(load("leaderboard.json"), MAIN_SETTING)
+
+
+def single_coil() -> str:
+    return _setting_table(load("leaderboard.json"), MAIN_SETTING.replace("8 coils", "single coil").replace(
+        ", ESPIRiT coil maps", ""), coils=1).replace("docs/priors.md", "priors.md")
 
 
 def leaderboard() -> str:
@@ -196,9 +231,9 @@ def leaderboard() -> str:
     board = load("leaderboard.json")
     return "\n\n".join([document(board).rstrip("\n"), caption(
         "leaderboard.json", "python benchmarks/experiments/leaderboard_runs.py --stage defaults|tune|tuned|board",
-        "16 test images per row (64×64), seed 0, all 16 in one batch, one thread per run; prior `brain-64` at 8000 "
-        "steps (its former weights; the default is now the 15000-step weights, and the rows are being rebuilt with "
-        "them; this board is also kept in `leaderboard_brain-64-8000.json`). The former boards (4 images per row: `brain-64` at 4200 steps, and `phantom-brain-64`) are kept in "
+        "16 test images per row (64×64), seed 0, all 16 in one batch, one thread per run; prior `brain-64` at 15000 "
+        "steps (the default)." + _pending_note(_pending(board), "every setting") + " The former boards (4 images per "
+        "row: `brain-64` at 4200 steps, and `phantom-brain-64`) are kept in "
         "`leaderboard_brain-64-4200.json` and `leaderboard_phantom-brain-64.json`. s/sample: wall seconds on shared "
         "cores, compare within a row group only. The run directories (`benchmarks/results/runs/test`) are in the "
         "repository without their arrays (reconstructions, targets): `bench leaderboard benchmarks/results/runs/test` "
@@ -273,7 +308,7 @@ def anatomy() -> str:
             rows.append([test_set, method, r.get("prior") or DASH, f"{f(r['psnr'])} ± {f(r['psnr_std'])}",
                          f(r["ssim"], ".4f"), f"{r['gain_over_l1_wavelet']:+.2f}".replace("-", "−")])
     return "\n\n".join([table(["test set", "method", "prior", "PSNR", "SSIM", "− L1-wavelet (dB)"], rows),
-                        f"{data['problem']}, {data['n']} test images per set, seed 0. " + caption("anatomy_eval.json")])
+                        f"{data['problem']}, {data['n']} test images per set, seed 0. " + caption("anatomy_eval.json", data=data)])
 
 
 NETWORK_ROWS = ["non-tta", "dip-ttt", "fine", "fine+mr-inr", "fine+sst", "fine+mr-inr+sst",
@@ -719,6 +754,19 @@ def width_cost() -> str:
                          "interleaved rounds. " + caption("width_cost.json", data=data)])
 
 
+def lowfield_psf_drift() -> str:
+    data = load("lowfield_psf_drift.json")
+    rows = [[r["prior"], f(r["fwhm_recon"], ".1f"), f(r["diffpir psnr"]), f(r["diffpir implied fwhm"]),
+             f(r["diffpir+tda psnr"]), f(r["tda final fwhm"]), f(r["diffpir+tda implied fwhm"]),
+             f(r["tda at sigma <= 0.1: psnr"]), f(r["tda at sigma <= 0.1: final fwhm"])] for r in data["rows"]]
+    return "\n\n".join([table(["prior", "assumed FWHM (px)", "DiffPIR PSNR", "DiffPIR implied FWHM", "DiffPIR+TDA PSNR",
+                                "TDA's final FWHM", "DiffPIR+TDA implied FWHM", "TDA at σ ≤ 0.1: PSNR",
+                                "TDA at σ ≤ 0.1: final FWHM"], rows),
+                         f"`lowfield` (true PSF FWHM {data['true_fwhm']} px), {data['n']} {data['split']} images, the "
+                         "problem's default TDA options. Implied FWHM: the width that best explains the noise-free data "
+                         "from the run's reconstructions. " + caption("lowfield_psf_drift.json", data=data)])
+
+
 def knee_curve() -> str:
     data = load("training_curve_knee-64.json")
     ref = data.get("l1-wavelet", {})
@@ -883,7 +931,7 @@ def quality_per_second() -> str:
 
 
 TABLES: dict[str, Callable[[], str]] = {
-    "headline": headline, "leaderboard": leaderboard, "paired-spread": paired_spread, "gap-closure": gap_closure, "anatomy": anatomy,
+    "headline": headline, "single-coil": single_coil, "leaderboard": leaderboard, "paired-spread": paired_spread, "gap-closure": gap_closure, "anatomy": anatomy,
     "tta-quick": tta_quick, "tta-defaults": tta_defaults, "tta-nr2n": tta_nr2n, "tta-main-command": tta_main_command,
     "mrsi": mrsi, "mrsi-daps-val": mrsi_daps_val, "mrsi-budget": mrsi_budget, "mrsi-tda-iters": mrsi_tda_iters,
     "mrsi-daps-cost": mrsi_daps_cost, "prior-quality": prior_quality, "recon-baselines": recon_baselines,
@@ -904,7 +952,7 @@ TABLES: dict[str, Callable[[], str]] = {
                                                    "fine-tuning, lowres=0.3, now the default; 18000: 3000 more steps "
                                                    "from it with lowres=0.6 down to 16-pixel matrices; 20000: 5000 "
                                                    "more steps of the same fine-tuning)", paired=True),
-    "solver-roster-cost": solver_roster_cost, "interp4d": interp4d,
+    "solver-roster-cost": solver_roster_cost, "lowfield-psf-drift": lowfield_psf_drift, "interp4d": interp4d,
     "quality-per-second": quality_per_second,
 }
 

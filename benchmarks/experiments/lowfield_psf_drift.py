@@ -6,7 +6,8 @@ which in turn deblurs less (Levin et al., CVPR 2009, on why joint image-and-blur
 For each prior this runs on the **val** split
 
     diffpir            with the true PSF (2 px) and with a 1 px guess (problem.fwhm_recon=1.0)
-    diffpir+tda        the same two, adapting the width (the problem's default TDA options)
+    diffpir+tda        the same two, adapting the width (the problem's default TDA options: at every step)
+    diffpir+tda        the same, fitting the width only at sigma <= 0.1 (x̂0 close to the final image)
 
 and records mean PSNR, the width TDA ends at, and each run's implied width, the one that best explains the noise-free
 data from its reconstruction (argmin_w ||A_w(x_rec) - A_2(x)||^2 on a grid): below 2 px means the reconstruction is
@@ -33,6 +34,7 @@ from inverse_problems.operators.lowfield import LowField
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "lowfield_psf_drift.json"
 TRUE_FWHM = 2.0
+LATE = "adapters.tda.param_sigma_max={fwhm: 0.1, noise_std: inf}"  # the width fitted in the last steps only
 GRID = np.round(np.arange(1.0, 2.61, 0.05), 2)
 
 
@@ -65,15 +67,19 @@ def main() -> int:
         prior_args = ["--prior", name, *[f"prior.{k}={v}" for k, v in opts.items()]]
         for guess in (None, 1.0):
             row: dict = {"prior": label, "fwhm_recon": guess or TRUE_FWHM}
-            for algo in ("diffpir", "diffpir+tda"):
-                out = Path(args.work) / label / f"{algo}-w{guess or TRUE_FWHM}"
+            for algo, late in (("diffpir", False), ("diffpir+tda", False), ("diffpir+tda", True)):
+                out = Path(args.work) / label / f"{algo}{'-late' if late else ''}-w{guess or TRUE_FWHM}"
                 if not (out / "summary.json").exists():
                     code = bench(["run", "--problem", "lowfield", "--algo", algo, "--n", str(args.n), "--out", str(out),
-                                  "--quiet", "run.split=val", *prior_args,
+                                  "--quiet", "run.split=val", *prior_args, *([LATE] if late else []),
                                   *([f"problem.fwhm_recon={guess}"] if guess else [])])
                     if code:
                         raise SystemExit(f"lowfield_psf_drift: bench run {algo} exited {code}")
                 psnr = json.loads((out / "summary.json").read_text())["metrics"]["psnr"]["mean"]
+                if late:
+                    row["tda at sigma <= 0.1: psnr"] = round(psnr, 2)
+                    row["tda at sigma <= 0.1: final fwhm"] = round(final_width(out), 3)
+                    continue
                 row[f"{algo} psnr"] = round(psnr, 2)
                 row[f"{algo} implied fwhm"] = best_width(out)
                 if algo == "diffpir+tda":

@@ -14,6 +14,8 @@ data from its reconstruction (argmin_w ||A_w(x_rec) - A_2(x)||^2 on a grid): bel
 smoother than the image. Plain DiffPIR's implied width against TDA's says whether the bias is in the prior's
 reconstructions or in the joint fit of image and width. Results: benchmarks/results/lowfield_psf_drift.json.
 
+    mkdir -p runs/brain-64-8000 && for f in model.pt model.json metadata.json; do   # the former default's weights
+        git show bba8fce:priors/weights/brain-64/$f > runs/brain-64-8000/$f; done
     python benchmarks/experiments/lowfield_psf_drift.py --n 8 \
         --prior default=brain-64 --prior 8000-steps=brain-64,path=runs/brain-64-8000
 """

@@ -154,13 +154,15 @@ def caption(name: str, command: str | None = None, note: str = "", data: dict[st
 MAIN_SETTING = "cs_mri, 8 coils, R = 4, ESPIRiT coil maps, brain-T2 phantoms (64×64, simulated k-space)"
 
 
-PRIOR_NOTE = "prior `brain-64` (its 15000-step weights, [priors](docs/priors.md#the-shipped-prior-brain-64))"
+def _prior_note(docs: str) -> str:
+    """The board's prior, linked from a page whose path to the docs folder is `docs` ("docs/" from the README)."""
+    return f"prior `brain-64` (its 15000-step weights, [priors]({docs}priors.md#the-shipped-prior-brain-64))"
 
 
 FORMER_BOARD = "leaderboard_brain-64-8000.json"  # the board of the default prior's former weights
 
 
-def _pending(board: dict[str, Any], keep: Any = lambda e: True) -> list[str]:
+def _pending(board: dict[str, Any], keep: Callable[[dict[str, Any]], bool] = lambda e: True) -> list[str]:
     """Rows of the former weights' board (FORMER_BOARD) that the current board lacks, i.e. not remade yet with the
     current weights: the names of their run directories, in the former board's order."""
     def key(e: dict[str, Any]) -> tuple:
@@ -187,8 +189,10 @@ def _setting_rows(board: dict[str, Any], coils: int = 8, acceleration: int = 4) 
     return sorted(rows, key=lambda e: -(e["metrics"]["psnr"]["mean"] or 0.0))
 
 
-def _setting_table(board: dict[str, Any], setting: str, coils: int = 8, acceleration: int = 4) -> str:
-    """One setting's rows: PSNR with its interval, the paired difference to L1-wavelet, rank, SSIM, NFE, s/sample."""
+def _setting_table(board: dict[str, Any], setting: str, coils: int = 8, acceleration: int = 4,
+                   docs: str = "docs/") -> str:
+    """One setting's rows: PSNR with its interval, the paired difference to L1-wavelet, rank, SSIM, NFE, s/sample
+    (`docs`: the page's path to the docs folder, for the prior's link)."""
     from benchmarks.leaderboard import tuning_label
 
     entries = _setting_rows(board, coils, acceleration)
@@ -210,7 +214,7 @@ def _setting_table(board: dict[str, Any], setting: str, coils: int = 8, accelera
     return "\n\n".join([
         table(["method", "tuning", "PSNR (dB) [95 % interval]", "− L1-wavelet (paired, dB)", "rank", "SSIM", "NFE",
                "s/sample"], rows),
-        f"{setting}; {PRIOR_NOTE}; {'/'.join(map(str, sorted(n)))} test images per row, seed 0, sorted by "
+        f"{setting}; {_prior_note(docs)}; {'/'.join(map(str, sorted(n)))} test images per row, seed 0, sorted by "
         f"PSNR. Rank: rows whose paired interval against the best includes 0 share rank 1 (≈).{pending} "
         + caption("leaderboard.json", "python benchmarks/experiments/leaderboard_runs.py",
                   "s/sample: wall seconds at batch 16 on one thread of shared cores, indicative only.", board)])
@@ -222,7 +226,7 @@ def headline() -> str:
 
 def single_coil() -> str:
     return _setting_table(load("leaderboard.json"), MAIN_SETTING.replace("8 coils", "single coil").replace(
-        ", ESPIRiT coil maps", ""), coils=1).replace("docs/priors.md", "priors.md")
+        ", ESPIRiT coil maps", ""), coils=1, docs="")
 
 
 def leaderboard() -> str:

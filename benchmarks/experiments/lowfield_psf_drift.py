@@ -32,18 +32,22 @@ import torch
 
 from benchmarks.cli import main as bench
 from benchmarks.experiments.prior_quality import parse_prior
+from benchmarks.results import read_samples
 from inverse_problems.operators.lowfield import LowField
+from inverse_problems.problems.lowfield import LowFieldProblem
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "lowfield_psf_drift.json"
-TRUE_FWHM = 2.0
+TRUE_FWHM = LowFieldProblem().fwhm  # the problem's default PSF, the data's width in every run here
 LATE = "adapters.tda.param_sigma_max={fwhm: 0.1, noise_std: inf}"  # the width fitted in the last steps only
 GRID = np.round(np.arange(1.0, 2.61, 0.05), 2)
 
 
 def best_width(run_dir: Path) -> float:
-    """argmin_w sum_i ||A_w(x_rec,i) - A_2(x_i)||^2 over GRID: the PSF width the reconstructions imply."""
-    recs = torch.from_numpy(np.stack([np.load(p) for p in sorted((run_dir / "reconstructions").glob("*.npy"))]))
-    targets = torch.from_numpy(np.stack([np.load(p) for p in sorted((run_dir / "targets").glob("*.npy"))]))
+    """argmin_w sum_i ||A_w(x_rec,i) - A_2(x_i)||^2 over GRID: the PSF width the reconstructions imply (the run's
+    finished samples, each reconstruction with its own target, by the paths samples.jsonl records)."""
+    ok = [r for r in read_samples(run_dir / "samples.jsonl") if r.get("status") == "ok"]
+    recs = torch.from_numpy(np.stack([np.load(run_dir / r["reconstruction"]) for r in ok]))
+    targets = torch.from_numpy(np.stack([np.load(run_dir / r["target"]) for r in ok]))
     y = LowField(recs.shape[-1], fwhm=TRUE_FWHM)(targets)
     with torch.no_grad():
         loss = [float(((LowField(recs.shape[-1], fwhm=float(w))(recs) - y) ** 2).sum()) for w in GRID]
@@ -52,8 +56,8 @@ def best_width(run_dir: Path) -> float:
 
 def final_width(run_dir: Path) -> float:
     """The mean width TDA ended at over the run's batches (adaptation.jsonl)."""
-    widths = [t["final"]["fwhm"] for line in (run_dir / "adaptation.jsonl").read_text().splitlines()
-              for t in json.loads(line)["trace"] if "fwhm" in t.get("final", {})]
+    widths = [t["final"]["fwhm"] for batch in read_samples(run_dir / "adaptation.jsonl")
+              for t in batch["trace"] if "fwhm" in t.get("final", {})]
     return float(np.mean(widths))
 
 

@@ -46,6 +46,7 @@ CONDITIONS: dict[str, dict[str, str]] = {
     "gap_closure_daps.json": {"machine": CPU2, "idle": "not recorded"},
     "gap_closure_phantom-brain-64.json": {"machine": CPU2, "idle": "not recorded"},
     "anatomy_eval.json": {"machine": CPU2},
+    "lowfield_psf_drift.json": {"machine": CPU2},
     "tta_table.json": {"machine": CPU2 + ", one thread per run",
                        "idle": "no (shared with other jobs): compare CPU minutes, not wall minutes"},
     "tta_table_defaults.json": {"machine": CPU2 + ", one thread per run",

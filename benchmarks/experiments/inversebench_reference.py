@@ -1,0 +1,141 @@
+"""Reference outputs of InverseBench's own solver code, run outside the project (issue 28, "faithful").
+
+InverseBench's `algo/*.py` (devzhk/InverseBench) is loaded from a local checkout given by --inversebench, never
+copied or imported by the product packages. Each solver runs on a small problem with a closed-form prior: a 1 x 16 x
+16 image, a pixel-diagonal Gaussian prior N(m, diag(v)) whose exact denoiser D(x, sigma) = m + v/(v + sigma^2) (x - m)
+plays InverseBench's `net`, and random inpainting (half the pixels, noise 0.05) written on InverseBench's own
+`inverse_problems/base.py` BaseOperator. Its numbers go to tests/fixtures/inversebench_reference.json, which
+tests/algorithms/test_inversebench_reference.py compares the suite's solvers with:
+  - csgm: InverseBench's CSGMMRI with its MRI configuration (2311 levels 232 -> 0.0066, start 1155, 3 steps a level,
+    step_lr 3e-5, mse 0.3) with its random draws replaced by a recorded sequence (torch.Generator seed NOISE_SEED:
+    the uniform start, then one normal draw per Langevin step), so the suite's CSGM can replay the same draws: the
+    final image, per pixel;
+  - lgd: InverseBench's LGD (VP schedule, 3 draws around x̂0, Euler-Maruyama steps) at STEPS steps and guidance
+    scale LGD_SCALE, N_LGD independent samples (torch's global generator, seed 0): their per-pixel mean and variance.
+
+    python benchmarks/experiments/inversebench_reference.py --inversebench /path/to/InverseBench
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "tests" / "fixtures" / "inversebench_reference.json"
+H, NOISE, NOISE_SEED = 16, 0.05, 7
+STEPS, LGD_SCALE, LGD_MC, N_LGD = 1000, 0.3, 3, 384
+
+
+def problem() -> dict[str, torch.Tensor]:
+    """The prior's mean m and variance v (1, H, H), the mask (H, H) and one measurement y (1, 1, H, H)."""
+    g = torch.Generator().manual_seed(0)
+    mean = 0.1 * torch.randn((1, H, H), generator=g)
+    var = 0.02 + 0.06 * torch.rand((1, H, H), generator=g)
+    mask = (torch.rand((H, H), generator=g) < 0.5).float()
+    x = mean + var.sqrt() * torch.randn((1, H, H), generator=g)
+    y = (mask * x + NOISE * torch.randn((1, H, H), generator=g)).unsqueeze(0)
+    return {"mean": mean, "var": var, "mask": mask, "y": y}
+
+
+def replay(generator: torch.Generator) -> types.SimpleNamespace:
+    """`torch` for a loaded module, with rand/randn/randn_like drawing from `generator` in call order."""
+    ns = types.SimpleNamespace(**{k: getattr(torch, k) for k in dir(torch) if not k.startswith("__")})
+    ns.rand = lambda *shape, device=None, **kw: torch.rand(tuple(shape), generator=generator)
+    ns.randn = lambda *shape, device=None, **kw: torch.randn(tuple(shape[0]) if len(shape) == 1 and
+                                                            isinstance(shape[0], tuple) else tuple(shape), generator=generator)
+    ns.randn_like = lambda x, **kw: torch.randn(x.shape, generator=generator)
+    return ns
+
+
+def load(ib: Path, name: str) -> types.ModuleType:
+    """InverseBench's algo/<name>.py as module `algo.<name>` (its `from .base import Algo` resolves in the checkout)."""
+    if "algo" not in sys.modules:
+        pkg = types.ModuleType("algo")
+        pkg.__path__ = [str(ib / "algo")]
+        sys.modules["algo"] = pkg
+        sys.modules.setdefault("wandb", types.SimpleNamespace(run=None, log=lambda *a, **k: None))
+        sys.path.insert(0, str(ib))  # its `utils.scheduler`
+    spec = importlib.util.spec_from_file_location(f"algo.{name}", ib / "algo" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[f"algo.{name}"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def harness(ib: Path, p: dict) -> tuple[object, object]:
+    """InverseBench's `net` (the exact Gaussian denoiser) and forward operator (masking, on its BaseOperator)."""
+    spec = importlib.util.spec_from_file_location("inversebench_base", ib / "inverse_problems" / "base.py")
+    base = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(base)
+    mean, var, mask = p["mean"], p["var"], p["mask"]
+
+    class Net(torch.nn.Module):
+        img_channels, img_resolution = 1, H
+
+        def forward(self, x, sigma):
+            s2 = torch.as_tensor(sigma, dtype=torch.float32) ** 2
+            return mean + var / (var + s2) * (x - mean)
+
+    class Masked(base.BaseOperator):
+        def forward(self, inputs, **kwargs):
+            return mask * inputs
+
+    return Net(), Masked(device="cpu")
+
+
+def csgm(ib: Path, p: dict) -> dict:
+    mod = load(ib, "csgm_mri")
+    mod.torch = replay(torch.Generator().manual_seed(NOISE_SEED))
+    cfg = types.SimpleNamespace(sigma_dist="geometric", sigma_begin=232, sigma_end=0.0066, num_steps=2311)
+    net, op = harness(ib, p)
+    x = mod.CSGMMRI(net, op, cfg, start_iter=1155, n_steps_each=3, step_lr=3.0e-5, mse=0.3).inference(p["y"])
+    return {"config": {"sigma_begin": 232, "sigma_end": 0.0066, "num_steps": 2311, "start_iter": 1155,
+                       "n_steps_each": 3, "step_lr": 3e-5, "mse": 0.3},
+            "noise": f"torch.Generator().manual_seed({NOISE_SEED}): torch.rand((1, 1, {H}, {H})), then per Langevin "
+                     f"step torch.randn((1, 1, {H}, {H}))",
+            "sigmas": [float(s) for s in mod.get_sigmas(cfg)[[1156, 1800, 2310]]],
+            "x": [round(float(v), 7) for v in x.detach().flatten()]}
+
+
+def lgd(ib: Path, p: dict) -> dict:
+    mod = load(ib, "lgd")
+    net, op = harness(ib, p)
+    cfg = {"num_steps": STEPS, "schedule": "vp", "timestep": "vp", "scaling": "vp"}
+    algo = mod.LGD(net, op, cfg, guidance_scale=LGD_SCALE, num_samples=LGD_MC)
+    torch.manual_seed(0)
+    xs = torch.cat([algo.inference(p["y"]).detach() for _ in range(N_LGD)])
+    return {"config": {"diffusion_scheduler_config": cfg, "guidance_scale": LGD_SCALE, "num_samples": LGD_MC},
+            "n": N_LGD, "final_sigma": float(algo.scheduler.sigma_steps[-1]),
+            "mean": [round(float(v), 6) for v in xs.mean(0).flatten()],
+            "var": [round(float(v), 7) for v in xs.var(0).flatten()]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--inversebench", type=Path, required=True, help="a checkout of devzhk/InverseBench")
+    ap.add_argument("--only", nargs="*", default=["csgm", "lgd"])
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    ib = args.inversebench.resolve()
+    commit = subprocess.run(["git", "-C", str(ib), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    p = problem()
+    out = json.loads(OUT.read_text()) if OUT.exists() else {}
+    out.update({"source": f"devzhk/InverseBench {commit or '(commit not recorded)'}", "torch": torch.__version__,
+                "command": "python benchmarks/experiments/inversebench_reference.py --inversebench PATH",
+                "problem": {"H": H, "noise_std": NOISE, "recipe": "inversebench_reference.problem()"}})
+    for name in args.only:
+        out[name] = {"csgm": csgm, "lgd": lgd}[name](ib, p)
+        print(name, "done", flush=True)
+    OUT.write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

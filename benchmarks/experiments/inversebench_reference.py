@@ -1,7 +1,7 @@
-"""Reference outputs of InverseBench's own solver code, run outside the project (issue 28, "faithful").
+"""Reference outputs of InverseBench's and the official RED-diff code, run outside the project (issue 28, "faithful").
 
-InverseBench's `algo/*.py` (devzhk/InverseBench) is loaded from a local checkout given by --inversebench, never
-copied or imported by the product packages. Each solver runs on a small problem with a closed-form prior: a 1 x 16 x
+InverseBench's `algo/*.py` (devzhk/InverseBench) and NVlabs/RED-diff's `algos/reddiff.py` are loaded from local
+checkouts given by --inversebench and --red-diff, never copied or imported by the product packages. Each solver runs on a small problem with a closed-form prior: a 1 x 16 x
 16 image, a pixel-diagonal Gaussian prior N(m, diag(v)) whose exact denoiser D(x, sigma) = m + v/(v + sigma^2) (x - m)
 plays InverseBench's `net`, and random inpainting (half the pixels, noise 0.05) written on InverseBench's own
 `inverse_problems/base.py` BaseOperator. Its numbers go to tests/fixtures/inversebench_reference.json, which
@@ -13,7 +13,13 @@ tests/algorithms/test_inversebench_reference.py compares the suite's solvers wit
   - lgd: InverseBench's LGD (VP schedule, 3 draws around x̂0, Euler-Maruyama steps) at STEPS steps and guidance
     scale LGD_SCALE, N_LGD independent samples (torch's global generator, seed 0): their per-pixel mean and variance.
 
-    python benchmarks/experiments/inversebench_reference.py --inversebench /path/to/InverseBench
+  - reddiff: NVlabs/RED-diff's REDDIFF (its `reddiff.yaml`: lr 0.1, grad_term_weight 0.25 with the "linear"
+    1/SNR weight, obs_weight 1, awd, sigma_x0 = 0, eta = 0) at RED_STEPS steps of its `get_timesteps` grid, with an
+    eps-network made from the exact denoiser in VP variables and DDRM-style inpainting H (H returns the observed
+    pixels, H_pinv puts them back), its draws replayed (two normal draws a step, noise_x0 then noise_xt): final mu.
+
+    python benchmarks/experiments/inversebench_reference.py --inversebench /path/to/InverseBench --only csgm lgd
+    python benchmarks/experiments/inversebench_reference.py --red-diff /path/to/RED-diff --only reddiff
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "fixtures" / "inversebench_reference.json"
 H, NOISE, NOISE_SEED = 16, 0.05, 7
 STEPS, LGD_SCALE, LGD_MC, N_LGD = 1000, 0.3, 3, 384
+RED_STEPS, RED_CFG = 100, {"lr": 0.1, "grad_term_weight": 0.25, "denoise_term_weight": "linear", "obs_weight": 1.0}
 
 
 def problem() -> dict[str, torch.Tensor]:
@@ -117,21 +124,94 @@ def lgd(ib: Path, p: dict) -> dict:
             "var": [round(float(v), 7) for v in xs.var(0).flatten()]}
 
 
+def reddiff(rd: Path, p: dict) -> dict:
+    """The official REDDIFF.sample on the problem; its CUDA placement (`.cuda()` in its Diffusion) kept on the CPU."""
+    for name in [m for m in sys.modules if m == "utils" or m.startswith(("utils.", "models", "algos"))]:
+        del sys.modules[name]
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    for name in ("models", "algos", "utils"):
+        pkg = types.ModuleType(name)
+        pkg.__path__ = [str(rd / name)]
+        sys.modules[name] = pkg
+    mean, var, mask, y = p["mean"], p["var"], p["mask"], p["y"]
+    observed = mask.flatten().bool()
+
+    class Inpaint:  # DDRM-style inpainting: H keeps the observed pixels, H_pinv puts them back with zeros elsewhere
+        @staticmethod
+        def H(x):
+            return x.reshape(x.shape[0], -1)[:, observed]
+
+        @staticmethod
+        def H_pinv(v):
+            out = torch.zeros(v.shape[0], H * H)
+            out[:, observed] = v
+            return out
+
+    sys.modules["utils.degredations"] = types.SimpleNamespace(build_degredation_model=lambda cfg: Inpaint)
+    diffusion_mod = _load_file("models.diffusion", rd / "models" / "diffusion.py")
+    _load_file("models.classifier_guidance_model", rd / "models" / "classifier_guidance_model.py")
+    _load_file("algos.ddim", rd / "algos" / "ddim.py")
+    red = _load_file("algos.reddiff", rd / "algos" / "reddiff.py")
+    red.torch = replay(torch.Generator().manual_seed(NOISE_SEED))
+    diffusion = diffusion_mod.Diffusion()
+
+    class Model:  # eps-network and x0 of the exact denoiser in VP variables: x_vp = sqrt(abar) (x0 + sigma eps)
+        def __init__(self):
+            self.diffusion = diffusion
+
+        def __call__(self, xt, y, t, scale=1.0):
+            abar = diffusion.alpha(t).view(-1, 1, 1, 1)
+            sigma = ((1 - abar) / abar).sqrt()
+            x = xt / abar.sqrt()
+            x0 = mean + var / (var + sigma**2) * (x - mean)
+            return (x - x0) / sigma, x0
+
+    from omegaconf import OmegaConf
+    cfg = OmegaConf.create({"algo": {"awd": True, "cond_awd": False, "eta": 0.0, "sigma_x0": 0.0, "sigma_y": 0.0,
+                                     "deg": "inp", **RED_CFG},
+                            "exp": {"save_evolution": False, "start_step": 1000, "end_step": 0, "num_steps": RED_STEPS}})
+    functions = _load_file("utils.functions", rd / "utils" / "functions.py")
+    ts = functions.get_timesteps(cfg)
+    y0 = Inpaint.H(y)
+    _, mu = red.REDDIFF(Model(), cfg).sample(torch.zeros_like(y), None, ts, y_0=y0)
+    return {"config": {**RED_CFG, "awd": True, "sigma_x0": 0.0, "eta": 0.0, "num_steps": RED_STEPS,
+                       "ts": [ts[0], ts[1], ts[-1]]},
+            "observed_fraction": float(observed.float().mean()),
+            "noise": f"torch.Generator().manual_seed({NOISE_SEED}): per step two torch.randn((1, 1, {H}, {H})), "
+                     "noise_x0 then noise_xt",
+            "x": [round(float(v), 7) for v in mu.detach().flatten()]}
+
+
+def _load_file(name: str, path: Path) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--inversebench", type=Path, required=True, help="a checkout of devzhk/InverseBench")
-    ap.add_argument("--only", nargs="*", default=["csgm", "lgd"])
+    ap.add_argument("--inversebench", type=Path, help="a checkout of devzhk/InverseBench (csgm, lgd)")
+    ap.add_argument("--red-diff", type=Path, help="a checkout of NVlabs/RED-diff (reddiff)")
+    ap.add_argument("--only", nargs="*", default=["csgm", "lgd", "reddiff"])
     args = ap.parse_args()
     torch.set_num_threads(1)
-    ib = args.inversebench.resolve()
-    commit = subprocess.run(["git", "-C", str(ib), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    sources = {"csgm": ("inversebench", "devzhk/InverseBench"), "lgd": ("inversebench", "devzhk/InverseBench"),
+               "reddiff": ("red_diff", "NVlabs/RED-diff")}
     p = problem()
     out = json.loads(OUT.read_text()) if OUT.exists() else {}
-    out.update({"source": f"devzhk/InverseBench {commit or '(commit not recorded)'}", "torch": torch.__version__,
-                "command": "python benchmarks/experiments/inversebench_reference.py --inversebench PATH",
-                "problem": {"H": H, "noise_std": NOISE, "recipe": "inversebench_reference.problem()"}})
+    out.update({"torch": torch.__version__, "problem": {"H": H, "noise_std": NOISE,
+                                                         "recipe": "inversebench_reference.problem()"}})
     for name in args.only:
-        out[name] = {"csgm": csgm, "lgd": lgd}[name](ib, p)
+        arg, repo = sources[name]
+        path = getattr(args, arg)
+        if path is None:
+            ap.error(f"{name} runs {repo}'s code: give --{arg.replace('_', '-')} PATH (a checkout of it)")
+        path = path.resolve()
+        commit = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+        out[name] = {"source": f"{repo} {commit.strip() or '(commit not recorded)'}",
+                     **{"csgm": csgm, "lgd": lgd, "reddiff": reddiff}[name](path, p)}
         print(name, "done", flush=True)
     OUT.write_text(json.dumps(out, indent=1) + "\n")
     return 0

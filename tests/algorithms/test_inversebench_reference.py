@@ -1,13 +1,18 @@
-"""The suite's solvers against InverseBench's own code, run outside the project (issue 28, "faithful").
+"""The suite's solvers against InverseBench's and the official RED-diff code, run outside the project (issue 28).
 
-tests/fixtures/inversebench_reference.json holds outputs of devzhk/InverseBench's `algo/*.py` (commit and torch version
-recorded in it), made by `python benchmarks/experiments/inversebench_reference.py --inversebench PATH` on the problem
-of that script: random inpainting of a 16 x 16 image (noise 0.05) with a pixel-diagonal Gaussian prior whose exact
+tests/fixtures/inversebench_reference.json holds outputs of devzhk/InverseBench's `algo/*.py` and NVlabs/RED-diff's
+`algos/reddiff.py` (commits and torch version recorded in it), made by `python
+benchmarks/experiments/inversebench_reference.py --inversebench PATH --red-diff PATH` on the problem of that script: random inpainting of a 16 x 16 image (noise 0.05) with a pixel-diagonal Gaussian prior whose exact
 denoiser is InverseBench's `net`. What is exact:
   - CSGM: with InverseBench's random draws replayed (the uniform start and one normal draw per Langevin step from the
     recorded generator), the suite's CSGM at InverseBench's MRI configuration must give InverseBench's final image
     pixel for pixel (to float32 rounding over 3465 steps): the whole update rule, the ladder, the start level and the
     normalised data term, not a statistic;
+  - RED-diff: with the official draws replayed (two a step, the unused noise_x0 first), the suite's `reddiff` at the
+    official `reddiff.yaml` values must give the official final mu pixel for pixel. The official losses are means
+    (the data term over H's outputs, the observed pixels; the noise term over all pixels) where the suite's gradient
+    is obs_weight 2 A^H(A mu - y) + lam_t (eps_hat - eps): Adam is blind to a common factor, so the official
+    obs_weight 1 is the suite's (1/2)(pixels / observed pixels);
   - LGD: InverseBench's LGD is Euler-Maruyama on the VP SDE, the suite's the ancestral step of the same process on the
     DDPM table's grid (docs/solvers.md, deviations), so the draws cannot be replayed. Over 384 runs at InverseBench's
     1000 steps, with its guidance scale converted (zeta = scale / sqrt(n_mc): InverseBench divides by the root of the
@@ -26,8 +31,10 @@ import pytest
 import torch
 
 import algorithms.diffusion.csgm as csgm_module
+import algorithms.diffusion.reddiff as reddiff_module
 from algorithms.diffusion.csgm import CSGM
 from algorithms.diffusion.lgd import LGD
+from algorithms.diffusion.reddiff import REDDiff
 from inverse_problems.operators.inpainting import Inpainting
 from priors.analytic import GaussianPrior
 
@@ -73,6 +80,38 @@ def test_csgm_replay_notices_a_perturbed_update(monkeypatch: pytest.MonkeyPatch)
     ref = REFERENCE["csgm"]
     x = csgm_replay(monkeypatch, CSGM(mse=1.1 * ref["config"]["mse"]))
     assert (x - torch.tensor(ref["x"]).reshape(x.shape)).abs().max() > 1e-2
+
+
+def reddiff_replay(monkeypatch: pytest.MonkeyPatch, lam: float | None = None) -> torch.Tensor:
+    """The suite's RED-diff at the official configuration, with the official draws (noise_x0, then noise_xt)."""
+    ref = REFERENCE["reddiff"]
+    cfg = ref["config"]
+    prior, op, y = problem()
+    noise = torch.Generator().manual_seed(7)
+
+    def second_draw(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        torch.randn(like.shape, generator=noise)  # the official noise_x0, unused at sigma_x0 = 0
+        return torch.randn(like.shape, generator=noise)
+
+    monkeypatch.setattr(reddiff_module, "randn", second_draw)
+    algorithm = REDDiff(n_steps=cfg["num_steps"], lr=cfg["lr"], lam=cfg["grad_term_weight"] if lam is None else lam,
+                        lam_schedule=cfg["denoise_term_weight"],
+                        obs_weight=cfg["obs_weight"] / (2 * ref["observed_fraction"]))
+    return algorithm.reconstruct(y, op, prior).image
+
+
+def test_reddiff_replays_the_official_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pixel for pixel up to float32 rounding, which Adam amplifies where a pixel's gradient is near zero (its step is
+    g / sqrt(v): the sign of a tiny g decides it): measured median 6e-6, largest 1.1e-3 at one unobserved pixel."""
+    x = reddiff_replay(monkeypatch)
+    d = (x - torch.tensor(REFERENCE["reddiff"]["x"]).reshape(x.shape)).abs()
+    assert float(d.median()) < 2e-5 and float(d.max()) < 3e-3, (float(d.median()), float(d.max()))
+
+
+def test_reddiff_replay_notices_a_perturbed_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 10 % change of the regulariser's weight moves the median pixel 18 times the replay's own difference."""
+    x = reddiff_replay(monkeypatch, lam=0.9 * REFERENCE["reddiff"]["config"]["grad_term_weight"])
+    assert float((x - torch.tensor(REFERENCE["reddiff"]["x"]).reshape(x.shape)).abs().median()) > 5e-5
 
 
 @pytest.mark.slow

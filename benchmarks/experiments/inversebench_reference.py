@@ -18,8 +18,16 @@ tests/algorithms/test_inversebench_reference.py compares the suite's solvers wit
     eps-network made from the exact denoiser in VP variables and DDRM-style inpainting H (H returns the observed
     pixels, H_pinv puts them back), its draws replayed (two normal draws a step, noise_x0 then noise_xt): final mu.
 
+  - score-mri: HJ-harry/score-MRI's `get_pc_fouriercs_RI` (its single-coil sampler: the VE predictor on the real
+    and the imaginary part separately, k-space replacement after each update, the last x_mean returned) with its
+    VESDE (sigma 0.01 -> 378) at SCORE_STEPS levels and discrete labels, on noiseless single-coil Cartesian MRI of a
+    2-channel stationary Gaussian prior (its score per part is the prior's), the corrector replaced by the identity
+    (the official Langevin corrector normalises over each part, the suite's over the whole image: deviations table),
+    its draws replayed (the real start, then per level the real part's draw and the imaginary part's): final image.
+
     python benchmarks/experiments/inversebench_reference.py --inversebench /path/to/InverseBench --only csgm lgd
     python benchmarks/experiments/inversebench_reference.py --red-diff /path/to/RED-diff --only reddiff
+    python benchmarks/experiments/inversebench_reference.py --score-mri /path/to/score-MRI --only score-mri
 """
 from __future__ import annotations
 
@@ -37,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "fixtures" / "inversebench_reference.json"
 H, NOISE, NOISE_SEED = 16, 0.05, 7
 STEPS, LGD_SCALE, LGD_MC, N_LGD = 1000, 0.3, 3, 384
+SCORE_STEPS, SCORE_SIGMA = 50, (0.01, 378.0)
 RED_STEPS, RED_CFG = 100, {"lr": 0.1, "grad_term_weight": 0.25, "denoise_term_weight": "linear", "obs_weight": 1.0}
 
 
@@ -182,6 +191,64 @@ def reddiff(rd: Path, p: dict) -> dict:
             "x": [round(float(v), 7) for v in mu.detach().flatten()]}
 
 
+def mri_problem() -> dict[str, torch.Tensor]:
+    """Single-coil Cartesian MRI at H x H: a stationary Gaussian prior per channel (real, imaginary), with spectrum
+    `spec` (H, H) in the orthonormal DFT basis, a random mask (H, H) on the centred k-space grid (DC at (H/2, H/2),
+    the suite's and score-MRI's convention), one image `x` (2, H, H) drawn from the prior."""
+    g = torch.Generator().manual_seed(1)
+    ky, kx = torch.fft.fftfreq(H).view(-1, 1), torch.fft.fftfreq(H).view(1, -1)
+    spec = 0.05 * (torch.sqrt(kx**2 + ky**2).clamp_min(1 / H) * H) ** -1.5
+    spec = spec * H * H / spec.sum()
+    mask = (torch.rand((H, H), generator=g) < 0.5).float()
+    mask[H // 2, H // 2] = 1.0
+    eps = torch.randn((2, H, H), generator=g)
+    x = torch.fft.ifft2(spec.sqrt() * torch.fft.fft2(eps, norm="ortho"), norm="ortho").real
+    return {"spec": spec, "mask": mask, "x": x}
+
+
+def score_mri(sm: Path, p: dict) -> dict:
+    """The official RI Fourier-CS sampler (predictor only) on `mri_problem()`."""
+    q = mri_problem()
+    for name in [m for m in sys.modules if m in ("utils", "sde_lib", "sampling", "fastmri_utils") or
+                 m.startswith(("utils.", "models"))]:
+        del sys.modules[name]
+    sys.path.insert(0, str(sm))
+    sys.modules["sigpy"] = types.ModuleType("sigpy")
+    sys.modules["sigpy.mri"] = types.SimpleNamespace(poisson=None)  # imported by its utils.py, unused here
+    pkg = types.ModuleType("models")
+    pkg.__path__ = [str(sm / "models")]
+    sys.modules["models"] = pkg
+    sde_lib = _load_file("sde_lib", sm / "sde_lib.py")
+    sampling = _load_file("sampling", sm / "sampling.py")
+    sampling.torch = sde_lib.torch = replay(torch.Generator().manual_seed(NOISE_SEED))  # the start is sde_lib's draw
+    sde = sde_lib.VESDE(sigma_min=SCORE_SIGMA[0], sigma_max=SCORE_SIGMA[1], N=SCORE_STEPS)
+    sigmas_desc = sde.discrete_sigmas.flip(0)  # label i (discrete, 0 at t = T) is the i-th level from the top
+    spec = q["spec"]
+
+    class Model(torch.nn.Module):  # score of one real part: (D(x, sigma) - x) / sigma^2 of the stationary prior
+        def forward(self, x, labels):
+            s2 = sigmas_desc[labels].view(-1, 1, 1, 1) ** 2
+            d = torch.fft.ifft2(spec / (spec + s2) * torch.fft.fft2(x, norm="ortho"), norm="ortho").real
+            return (d - x) / s2
+
+    class Identity(sampling.Corrector):
+        def update_fn(self, x, t):
+            return x, x
+
+    img = torch.complex(q["x"][0], q["x"][1])[None, None]
+    mask = q["mask"][None, None]  # its fft2 is centred (fftshift), like the mask
+    fy = sampling.fft2(img) * mask
+    pc = sampling.get_pc_fouriercs_RI(sde, sampling.ReverseDiffusionPredictor, Identity, lambda v: v, snr=0.16,
+                                      n_steps=1, continuous=False, denoise=True)
+    sampling.tqdm = lambda it, **kw: it
+    out = pc(Model(), img, mask, Fy=fy)
+    return {"config": {"N": SCORE_STEPS, "sigma_min": SCORE_SIGMA[0], "sigma_max": SCORE_SIGMA[1],
+                       "continuous": False, "corrector": "identity", "denoise": True},
+            "noise": f"torch.Generator().manual_seed({NOISE_SEED}): torch.randn((1, 1, {H}, {H})) for the start (real), "
+                     "then per level the real part's and the imaginary part's predictor draws",
+            "x": [[round(float(v), 7) for v in part.flatten()] for part in (out.real, out.imag)]}
+
+
 def _load_file(name: str, path: Path) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
@@ -194,11 +261,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--inversebench", type=Path, help="a checkout of devzhk/InverseBench (csgm, lgd)")
     ap.add_argument("--red-diff", type=Path, help="a checkout of NVlabs/RED-diff (reddiff)")
-    ap.add_argument("--only", nargs="*", default=["csgm", "lgd", "reddiff"])
+    ap.add_argument("--score-mri", type=Path, help="a checkout of HJ-harry/score-MRI (score-mri)")
+    ap.add_argument("--only", nargs="*", default=["csgm", "lgd", "reddiff", "score-mri"])
     args = ap.parse_args()
     torch.set_num_threads(1)
     sources = {"csgm": ("inversebench", "devzhk/InverseBench"), "lgd": ("inversebench", "devzhk/InverseBench"),
-               "reddiff": ("red_diff", "NVlabs/RED-diff")}
+               "reddiff": ("red_diff", "NVlabs/RED-diff"), "score-mri": ("score_mri", "HJ-harry/score-MRI")}
     p = problem()
     out = json.loads(OUT.read_text()) if OUT.exists() else {}
     out.update({"torch": torch.__version__, "problem": {"H": H, "noise_std": NOISE,
@@ -211,7 +279,7 @@ def main() -> int:
         path = path.resolve()
         commit = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
         out[name] = {"source": f"{repo} {commit.strip() or '(commit not recorded)'}",
-                     **{"csgm": csgm, "lgd": lgd, "reddiff": reddiff}[name](path, p)}
+                     **{"csgm": csgm, "lgd": lgd, "reddiff": reddiff, "score-mri": score_mri}[name](path, p)}
         print(name, "done", flush=True)
     OUT.write_text(json.dumps(out, indent=1) + "\n")
     return 0

@@ -13,6 +13,11 @@ denoiser is InverseBench's `net`. What is exact:
     (the data term over H's outputs, the observed pixels; the noise term over all pixels) where the suite's gradient
     is obs_weight 2 A^H(A mu - y) + lam_t (eps_hat - eps): Adam is blind to a common factor, so the official
     obs_weight 1 is the suite's (1/2)(pixels / observed pixels);
+  - score-MRI: the official single-coil sampler (`get_pc_fouriercs_RI`: the predictor on the real and imaginary parts
+    separately, k-space replacement, the last x_mean) with its draws replayed (a real start; per level the real part's
+    draw, then the imaginary part's) must give the suite's `score-mri` without corrector, pixel for pixel, on
+    noiseless single-coil MRI. The corrector is left out of the replay: the official one normalises its step over each
+    part, the suite's over the whole complex image (deviations table), so its draws scale differently;
   - LGD: InverseBench's LGD is Euler-Maruyama on the VP SDE, the suite's the ancestral step of the same process on the
     DDPM table's grid (docs/solvers.md, deviations), so the draws cannot be replayed. Over 384 runs at InverseBench's
     1000 steps, with its guidance scale converted (zeta = scale / sqrt(n_mc): InverseBench divides by the root of the
@@ -31,10 +36,13 @@ import pytest
 import torch
 
 import algorithms.diffusion.csgm as csgm_module
+import benchmarks.experiments.inversebench_reference as inversebench_reference
 import algorithms.diffusion.reddiff as reddiff_module
+import algorithms.diffusion.score_mri as score_mri_module
 from algorithms.diffusion.csgm import CSGM
 from algorithms.diffusion.lgd import LGD
 from algorithms.diffusion.reddiff import REDDiff
+from algorithms.diffusion.score_mri import ScoreMRI
 from inverse_problems.operators.inpainting import Inpainting
 from priors.analytic import GaussianPrior
 
@@ -43,15 +51,9 @@ H = REFERENCE["problem"]["H"]
 
 
 def problem() -> tuple[GaussianPrior, Inpainting, torch.Tensor]:
-    """The reference script's problem, drawn by the same recipe (benchmarks/experiments/inversebench_reference.py)."""
-    g = torch.Generator().manual_seed(0)
-    mean = 0.1 * torch.randn((1, H, H), generator=g)
-    var = 0.02 + 0.06 * torch.rand((1, H, H), generator=g)
-    mask = (torch.rand((H, H), generator=g) < 0.5).float()
-    x = mean + var.sqrt() * torch.randn((1, H, H), generator=g)
-    noise = REFERENCE["problem"]["noise_std"]
-    y = (mask * x + noise * torch.randn((1, H, H), generator=g)).unsqueeze(0)
-    return GaussianPrior(mean, var, "pixel"), Inpainting(mask, 1, noise_std=noise), y
+    """The reference script's inpainting problem (its recipe, in plain torch) as the suite's prior and operator."""
+    p = inversebench_reference.problem()
+    return (GaussianPrior(p["mean"], p["var"], "pixel"), Inpainting(p["mask"], 1, noise_std=inversebench_reference.NOISE), p["y"])
 
 
 def csgm_replay(monkeypatch: pytest.MonkeyPatch, algorithm: CSGM) -> torch.Tensor:
@@ -112,6 +114,43 @@ def test_reddiff_replay_notices_a_perturbed_update(monkeypatch: pytest.MonkeyPat
     """A 10 % change of the regulariser's weight moves the median pixel 18 times the replay's own difference."""
     x = reddiff_replay(monkeypatch, lam=0.9 * REFERENCE["reddiff"]["config"]["grad_term_weight"])
     assert float((x - torch.tensor(REFERENCE["reddiff"]["x"]).reshape(x.shape)).abs().median()) > 5e-5
+
+
+def score_mri_replay(monkeypatch: pytest.MonkeyPatch, **options) -> torch.Tensor:
+    """The suite's score-MRI, predictor only, on the reference's single-coil problem with the official draws."""
+    from inverse_problems.operators.mri import SingleCoilMRI
+
+    cfg = REFERENCE["score-mri"]["config"]
+    q = inversebench_reference.mri_problem()
+    prior = GaussianPrior(torch.zeros(2, H, H), q["spec"].expand(2, H, H).clone(), "fourier")
+    op = SingleCoilMRI(q["mask"], noise_std=0.0)
+    y = op.forward(q["x"][None])
+    noise = torch.Generator().manual_seed(7)
+    calls = []
+
+    def parts(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        real = torch.randn((1, 1, H, H), generator=noise)  # the start is real (the official prior_sampling)
+        imag = torch.zeros_like(real) if not calls else torch.randn((1, 1, H, H), generator=noise)
+        calls.append(1)
+        return torch.cat([real, imag], 1)
+
+    monkeypatch.setattr(score_mri_module, "randn", parts)
+    algorithm = ScoreMRI(**{"n_steps": cfg["N"], "sigma_min": cfg["sigma_min"], "sigma_max": cfg["sigma_max"],
+                            "corrector_steps": 0, **options})
+    return algorithm.reconstruct(y, op, prior).image
+
+
+def test_score_mri_replays_the_official_sampler(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = score_mri_replay(monkeypatch)
+    expected = torch.tensor(REFERENCE["score-mri"]["x"]).reshape(x.shape)
+    assert torch.allclose(x, expected, atol=5e-5, rtol=1e-5), float((x - expected).abs().max())
+
+
+def test_score_mri_replay_notices_a_perturbed_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Half a data-consistency step (lam = 0.5 instead of the official replacement) moves the image by 5e-3, 850 times
+    the replay's own difference (6e-6)."""
+    x = score_mri_replay(monkeypatch, lam=0.5)
+    assert (x - torch.tensor(REFERENCE["score-mri"]["x"]).reshape(x.shape)).abs().max() > 1e-3
 
 
 @pytest.mark.slow

@@ -26,7 +26,10 @@ tests/algorithms/test_inversebench_reference.py compares the suite's solvers wit
     its draws replayed (the real start, then per level the real part's draw and the imaginary part's): final image.
 
     python benchmarks/experiments/inversebench_reference.py --inversebench /path/to/InverseBench --only csgm lgd
-    python benchmarks/experiments/inversebench_reference.py --red-diff /path/to/RED-diff --only reddiff
+  - pigdm: the authors' PGDM (in the RED-diff repository; `pgdm.yaml`: grad_term_weight 1, eta 0, noiseless
+    pseudo-inverse guidance) at RED_STEPS steps on the same problem and network, its draws replayed: final image.
+
+    python benchmarks/experiments/inversebench_reference.py --red-diff /path/to/RED-diff --only reddiff pigdm
     python benchmarks/experiments/inversebench_reference.py --score-mri /path/to/score-MRI --only score-mri
 """
 from __future__ import annotations
@@ -133,19 +136,22 @@ def lgd(ib: Path, p: dict) -> dict:
             "var": [round(float(v), 7) for v in xs.var(0).flatten()]}
 
 
-def reddiff(rd: Path, p: dict) -> dict:
-    """The official REDDIFF.sample on the problem; its CUDA placement (`.cuda()` in its Diffusion) kept on the CPU."""
+def red_diff_repo(rd: Path, p: dict, algo: str) -> tuple[types.ModuleType, object, object, list[int], object]:
+    """NVlabs/RED-diff's algos/<algo>.py loaded with what it needs: its Diffusion (CUDA placement kept on the CPU),
+    DDRM-style inpainting H (H keeps the observed pixels, H_pinv puts them back with zeros elsewhere), an eps-network
+    made from the exact denoiser in VP variables (x_vp = sqrt(abar) (x0 + sigma eps)), its `get_timesteps` grid."""
     for name in [m for m in sys.modules if m == "utils" or m.startswith(("utils.", "models", "algos"))]:
         del sys.modules[name]
     torch.Tensor.cuda = lambda self, *a, **k: self
+    to = torch.Tensor.to
+    torch.Tensor.to = lambda self, *a, **k: self if a[:1] == ("cuda",) else to(self, *a, **k)
     for name in ("models", "algos", "utils"):
         pkg = types.ModuleType(name)
         pkg.__path__ = [str(rd / name)]
         sys.modules[name] = pkg
-    mean, var, mask, y = p["mean"], p["var"], p["mask"], p["y"]
-    observed = mask.flatten().bool()
+    mean, var, observed = p["mean"], p["var"], p["mask"].flatten().bool()
 
-    class Inpaint:  # DDRM-style inpainting: H keeps the observed pixels, H_pinv puts them back with zeros elsewhere
+    class Inpaint:
         @staticmethod
         def H(x):
             return x.reshape(x.shape[0], -1)[:, observed]
@@ -157,14 +163,13 @@ def reddiff(rd: Path, p: dict) -> dict:
             return out
 
     sys.modules["utils.degredations"] = types.SimpleNamespace(build_degredation_model=lambda cfg: Inpaint)
-    diffusion_mod = _load_file("models.diffusion", rd / "models" / "diffusion.py")
+    diffusion = _load_file("models.diffusion", rd / "models" / "diffusion.py").Diffusion()
     _load_file("models.classifier_guidance_model", rd / "models" / "classifier_guidance_model.py")
     _load_file("algos.ddim", rd / "algos" / "ddim.py")
-    red = _load_file("algos.reddiff", rd / "algos" / "reddiff.py")
-    red.torch = replay(torch.Generator().manual_seed(NOISE_SEED))
-    diffusion = diffusion_mod.Diffusion()
+    mod = _load_file(f"algos.{algo}", rd / "algos" / f"{algo}.py")
+    mod.torch = replay(torch.Generator().manual_seed(NOISE_SEED))
 
-    class Model:  # eps-network and x0 of the exact denoiser in VP variables: x_vp = sqrt(abar) (x0 + sigma eps)
+    class Model:
         def __init__(self):
             self.diffusion = diffusion
 
@@ -175,20 +180,43 @@ def reddiff(rd: Path, p: dict) -> dict:
             x0 = mean + var / (var + sigma**2) * (x - mean)
             return (x - x0) / sigma, x0
 
-    from omegaconf import OmegaConf
-    cfg = OmegaConf.create({"algo": {"awd": True, "cond_awd": False, "eta": 0.0, "sigma_x0": 0.0, "sigma_y": 0.0,
-                                     "deg": "inp", **RED_CFG},
-                            "exp": {"save_evolution": False, "start_step": 1000, "end_step": 0, "num_steps": RED_STEPS}})
     functions = _load_file("utils.functions", rd / "utils" / "functions.py")
-    ts = functions.get_timesteps(cfg)
-    y0 = Inpaint.H(y)
-    _, mu = red.REDDIFF(Model(), cfg).sample(torch.zeros_like(y), None, ts, y_0=y0)
+    ts = functions.get_timesteps(types.SimpleNamespace(exp=types.SimpleNamespace(start_step=1000, end_step=0,
+                                                                                 num_steps=RED_STEPS)))
+    return mod, Model(), Inpaint, ts, diffusion
+
+
+def _cfg(algo: dict):
+    from omegaconf import OmegaConf
+    return OmegaConf.create({"algo": {"awd": True, "cond_awd": False, "eta": 0.0, "sigma_y": 0.0, "deg": "inp",
+                                      "mcg": False, **algo}, "exp": {"save_evolution": False}})
+
+
+def reddiff(rd: Path, p: dict) -> dict:
+    """The official REDDIFF.sample on the problem, from A^+ y."""
+    red, model, inpaint, ts, _ = red_diff_repo(rd, p, "reddiff")
+    _, mu = red.REDDIFF(model, _cfg({"sigma_x0": 0.0, **RED_CFG})).sample(torch.zeros_like(p["y"]), None, ts,
+                                                                          y_0=inpaint.H(p["y"]))
     return {"config": {**RED_CFG, "awd": True, "sigma_x0": 0.0, "eta": 0.0, "num_steps": RED_STEPS,
                        "ts": [ts[0], ts[1], ts[-1]]},
-            "observed_fraction": float(observed.float().mean()),
+            "observed_fraction": float(p["mask"].mean()),
             "noise": f"torch.Generator().manual_seed({NOISE_SEED}): per step two torch.randn((1, 1, {H}, {H})), "
                      "noise_x0 then noise_xt",
             "x": [round(float(v), 7) for v in mu.detach().flatten()]}
+
+
+def pigdm(rd: Path, p: dict) -> dict:
+    """The authors' PGDM.sample (RED-diff repository, `pgdm.yaml`: awd, grad_term_weight 1, eta 0, noiseless
+    pseudo-inverse guidance) on the problem: the final image, and the start's draw for the replay."""
+    pg, model, inpaint, ts, diffusion = red_diff_repo(rd, p, "pgdm")
+    xs, _ = pg.PGDM(model, _cfg({"grad_term_weight": 1.0})).sample(torch.zeros_like(p["y"]), None, ts,
+                                                                   y_0=inpaint.H(p["y"]))
+    abar = float(diffusion.alpha(torch.tensor([ts[-1]])))
+    return {"config": {"grad_term_weight": 1.0, "eta": 0.0, "awd": True, "sigma_y": 0.0, "num_steps": RED_STEPS},
+            "start_sigma": ((1 - abar) / abar) ** 0.5,
+            "noise": f"torch.Generator().manual_seed({NOISE_SEED}): torch.randn((1, 1, {H}, {H})) for the start "
+                     "sqrt(abar_T) A^+ y + sqrt(1 - abar_T) z, then per step one draw (times c1 = 0 at eta = 0)",
+            "x": [round(float(v), 7) for v in xs[0].detach().flatten()]}
 
 
 def mri_problem() -> dict[str, torch.Tensor]:
@@ -260,13 +288,14 @@ def _load_file(name: str, path: Path) -> types.ModuleType:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--inversebench", type=Path, help="a checkout of devzhk/InverseBench (csgm, lgd)")
-    ap.add_argument("--red-diff", type=Path, help="a checkout of NVlabs/RED-diff (reddiff)")
+    ap.add_argument("--red-diff", type=Path, help="a checkout of NVlabs/RED-diff (reddiff, pigdm)")
     ap.add_argument("--score-mri", type=Path, help="a checkout of HJ-harry/score-MRI (score-mri)")
-    ap.add_argument("--only", nargs="*", default=["csgm", "lgd", "reddiff", "score-mri"])
+    ap.add_argument("--only", nargs="*", default=["csgm", "lgd", "reddiff", "pigdm", "score-mri"])
     args = ap.parse_args()
     torch.set_num_threads(1)
     sources = {"csgm": ("inversebench", "devzhk/InverseBench"), "lgd": ("inversebench", "devzhk/InverseBench"),
-               "reddiff": ("red_diff", "NVlabs/RED-diff"), "score-mri": ("score_mri", "HJ-harry/score-MRI")}
+               "reddiff": ("red_diff", "NVlabs/RED-diff"), "pigdm": ("red_diff", "NVlabs/RED-diff"),
+               "score-mri": ("score_mri", "HJ-harry/score-MRI")}
     p = problem()
     out = json.loads(OUT.read_text()) if OUT.exists() else {}
     out.update({"torch": torch.__version__, "problem": {"H": H, "noise_std": NOISE,
@@ -279,7 +308,8 @@ def main() -> int:
         path = path.resolve()
         commit = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
         out[name] = {"source": f"{repo} {commit.strip() or '(commit not recorded)'}",
-                     **{"csgm": csgm, "lgd": lgd, "reddiff": reddiff, "score-mri": score_mri}[name](path, p)}
+                     **{"csgm": csgm, "lgd": lgd, "reddiff": reddiff, "pigdm": pigdm,
+                                                       "score-mri": score_mri}[name](path, p)}
         print(name, "done", flush=True)
     OUT.write_text(json.dumps(out, indent=1) + "\n")
     return 0

@@ -13,6 +13,10 @@ denoiser is InverseBench's `net`. What is exact:
     (the data term over H's outputs, the observed pixels; the noise term over all pixels) where the suite's gradient
     is obs_weight 2 A^H(A mu - y) + lam_t (eps_hat - eps): Adam is blind to a common factor, so the official
     obs_weight 1 is the suite's (1/2)(pixels / observed pixels);
+  - ΠGDM: the authors' PGDM (in the RED-diff repository, `pgdm.yaml`: eta 0, weight 1, noiseless pseudo-inverse
+    guidance J^T A^+(y - A x̂0)) with its start replayed must give the suite's `pigdm` at eta 0 pixel for pixel. The
+    authors start at A^+ y + sigma_T z (in EDM units), the suite at sigma_T z (deviations table): the replay hands the
+    suite's start the draw z + A^+ y / sigma_T;
   - score-MRI: the official single-coil sampler (`get_pc_fouriercs_RI`: the predictor on the real and imaginary parts
     separately, k-space replacement, the last x_mean) with its draws replayed (a real start; per level the real part's
     draw, then the imaginary part's) must give the suite's `score-mri` without corrector, pixel for pixel, on
@@ -37,10 +41,12 @@ import torch
 
 import algorithms.diffusion.csgm as csgm_module
 import benchmarks.experiments.inversebench_reference as inversebench_reference
+import algorithms.diffusion.pigdm as pigdm_module
 import algorithms.diffusion.reddiff as reddiff_module
 import algorithms.diffusion.score_mri as score_mri_module
 from algorithms.diffusion.csgm import CSGM
 from algorithms.diffusion.lgd import LGD
+from algorithms.diffusion.pigdm import PiGDM
 from algorithms.diffusion.reddiff import REDDiff
 from algorithms.diffusion.score_mri import ScoreMRI
 from inverse_problems.operators.inpainting import Inpainting
@@ -114,6 +120,29 @@ def test_reddiff_replay_notices_a_perturbed_update(monkeypatch: pytest.MonkeyPat
     """A 10 % change of the regulariser's weight moves the median pixel 18 times the replay's own difference."""
     x = reddiff_replay(monkeypatch, lam=0.9 * REFERENCE["reddiff"]["config"]["grad_term_weight"])
     assert float((x - torch.tensor(REFERENCE["reddiff"]["x"]).reshape(x.shape)).abs().median()) > 5e-5
+
+
+def pigdm_replay(monkeypatch: pytest.MonkeyPatch, weight: float = 1.0) -> torch.Tensor:
+    """The suite's ΠGDM at eta 0 on the noiseless problem, started where the authors' code starts."""
+    ref = REFERENCE["pigdm"]
+    prior, op, y = problem()
+    op.set_noise_std(0.0)
+    noise = torch.Generator().manual_seed(7)
+    start = torch.randn(y.shape, generator=noise) + op.pinv(y) / ref["start_sigma"]
+    draws = iter([start])
+    monkeypatch.setattr(pigdm_module, "randn", lambda like, generator: next(draws, torch.zeros_like(like)))
+    return PiGDM(n_steps=ref["config"]["num_steps"], eta=0.0, weight=weight).reconstruct(y, op, prior).image
+
+
+def test_pigdm_replays_the_authors_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = pigdm_replay(monkeypatch)
+    expected = torch.tensor(REFERENCE["pigdm"]["x"]).reshape(x.shape)
+    assert torch.allclose(x, expected, atol=5e-5, rtol=1e-5), float((x - expected).abs().max())
+
+
+def test_pigdm_replay_notices_a_perturbed_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = pigdm_replay(monkeypatch, weight=0.9)
+    assert (x - torch.tensor(REFERENCE["pigdm"]["x"]).reshape(x.shape)).abs().max() > 1e-3
 
 
 def score_mri_replay(monkeypatch: pytest.MonkeyPatch, **options) -> torch.Tensor:

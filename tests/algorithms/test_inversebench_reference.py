@@ -1,9 +1,11 @@
-"""The suite's solvers against InverseBench's and the official RED-diff code, run outside the project (issue 28).
+"""The suite's solvers against their reference code, run outside the project (issue 28, "faithful").
 
-tests/fixtures/inversebench_reference.json holds outputs of devzhk/InverseBench's `algo/*.py` and NVlabs/RED-diff's
-`algos/reddiff.py` (commits and torch version recorded in it), made by `python
-benchmarks/experiments/inversebench_reference.py --inversebench PATH --red-diff PATH` on the problem of that script: random inpainting of a 16 x 16 image (noise 0.05) with a pixel-diagonal Gaussian prior whose exact
-denoiser is InverseBench's `net`. What is exact:
+tests/fixtures/inversebench_reference.json holds outputs of devzhk/InverseBench's `algo/*.py` (CSGM, LGD),
+NVlabs/RED-diff's `algos/reddiff.py` and `algos/pgdm.py` (RED-diff, the ΠGDM authors' code) and HJ-harry/score-MRI's
+`sampling.py` (commits and torch version recorded in it), made by benchmarks/experiments/inversebench_reference.py
+(`--inversebench PATH --red-diff PATH --score-mri PATH`) on that script's problems: random inpainting of a 16 x 16
+image (noise 0.05) with a pixel-diagonal Gaussian prior, and noiseless single-coil MRI with a stationary one, whose
+exact denoisers stand in for the reference's network. What is exact:
   - CSGM: with InverseBench's random draws replayed (the uniform start and one normal draw per Langevin step from the
     recorded generator), the suite's CSGM at InverseBench's MRI configuration must give InverseBench's final image
     pixel for pixel (to float32 rounding over 3465 steps): the whole update rule, the ladder, the start level and the
@@ -40,10 +42,10 @@ import pytest
 import torch
 
 import algorithms.diffusion.csgm as csgm_module
-import benchmarks.experiments.inversebench_reference as inversebench_reference
 import algorithms.diffusion.pigdm as pigdm_module
 import algorithms.diffusion.reddiff as reddiff_module
 import algorithms.diffusion.score_mri as score_mri_module
+import benchmarks.experiments.inversebench_reference as inversebench_reference
 from algorithms.diffusion.csgm import CSGM
 from algorithms.diffusion.lgd import LGD
 from algorithms.diffusion.pigdm import PiGDM
@@ -59,13 +61,14 @@ H = REFERENCE["problem"]["H"]
 def problem() -> tuple[GaussianPrior, Inpainting, torch.Tensor]:
     """The reference script's inpainting problem (its recipe, in plain torch) as the suite's prior and operator."""
     p = inversebench_reference.problem()
-    return (GaussianPrior(p["mean"], p["var"], "pixel"), Inpainting(p["mask"], 1, noise_std=inversebench_reference.NOISE), p["y"])
+    op = Inpainting(p["mask"], 1, noise_std=inversebench_reference.NOISE)
+    return GaussianPrior(p["mean"], p["var"], "pixel"), op, p["y"]
 
 
 def csgm_replay(monkeypatch: pytest.MonkeyPatch, algorithm: CSGM) -> torch.Tensor:
     """Run `algorithm` with the reference's draws: the start from torch.rand, then one normal draw per step."""
     prior, op, y = problem()
-    noise = torch.Generator().manual_seed(7)
+    noise = torch.Generator().manual_seed(inversebench_reference.NOISE_SEED)
     monkeypatch.setattr(csgm_module, "rand", lambda shape, generator, device: torch.rand(shape, generator=noise))
     monkeypatch.setattr(csgm_module, "randn", lambda like, generator: torch.randn(like.shape, generator=noise))
     return algorithm.reconstruct(y, op, prior).image
@@ -95,7 +98,7 @@ def reddiff_replay(monkeypatch: pytest.MonkeyPatch, lam: float | None = None) ->
     ref = REFERENCE["reddiff"]
     cfg = ref["config"]
     prior, op, y = problem()
-    noise = torch.Generator().manual_seed(7)
+    noise = torch.Generator().manual_seed(inversebench_reference.NOISE_SEED)
 
     def second_draw(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         torch.randn(like.shape, generator=noise)  # the official noise_x0, unused at sigma_x0 = 0
@@ -127,7 +130,7 @@ def pigdm_replay(monkeypatch: pytest.MonkeyPatch, weight: float = 1.0) -> torch.
     ref = REFERENCE["pigdm"]
     prior, op, y = problem()
     op.set_noise_std(0.0)
-    noise = torch.Generator().manual_seed(7)
+    noise = torch.Generator().manual_seed(inversebench_reference.NOISE_SEED)
     start = torch.randn(y.shape, generator=noise) + op.pinv(y) / ref["start_sigma"]
     draws = iter([start])
     monkeypatch.setattr(pigdm_module, "randn", lambda like, generator: next(draws, torch.zeros_like(like)))
@@ -154,7 +157,7 @@ def score_mri_replay(monkeypatch: pytest.MonkeyPatch, **options) -> torch.Tensor
     prior = GaussianPrior(torch.zeros(2, H, H), q["spec"].expand(2, H, H).clone(), "fourier")
     op = SingleCoilMRI(q["mask"], noise_std=0.0)
     y = op.forward(q["x"][None])
-    noise = torch.Generator().manual_seed(7)
+    noise = torch.Generator().manual_seed(inversebench_reference.NOISE_SEED)
     calls = []
 
     def parts(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

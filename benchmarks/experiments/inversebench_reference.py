@@ -1,36 +1,31 @@
-"""Reference outputs of InverseBench's and the official RED-diff code, run outside the project (issue 28, "faithful").
+"""Reference outputs of the roster's reference code, run outside the project (issue 28, "faithful").
 
-InverseBench's `algo/*.py` (devzhk/InverseBench) and NVlabs/RED-diff's `algos/reddiff.py` are loaded from local
-checkouts given by --inversebench and --red-diff, never copied or imported by the product packages. Each solver runs on a small problem with a closed-form prior: a 1 x 16 x
-16 image, a pixel-diagonal Gaussian prior N(m, diag(v)) whose exact denoiser D(x, sigma) = m + v/(v + sigma^2) (x - m)
-plays InverseBench's `net`, and random inpainting (half the pixels, noise 0.05) written on InverseBench's own
-`inverse_problems/base.py` BaseOperator. Its numbers go to tests/fixtures/inversebench_reference.json, which
-tests/algorithms/test_inversebench_reference.py compares the suite's solvers with:
-  - csgm: InverseBench's CSGMMRI with its MRI configuration (2311 levels 232 -> 0.0066, start 1155, 3 steps a level,
-    step_lr 3e-5, mse 0.3) with its random draws replaced by a recorded sequence (torch.Generator seed NOISE_SEED:
-    the uniform start, then one normal draw per Langevin step), so the suite's CSGM can replay the same draws: the
-    final image, per pixel;
+The reference code is loaded from local checkouts, never copied or imported by the product packages: InverseBench's
+`algo/*.py` (--inversebench), NVlabs/RED-diff's `algos/reddiff.py` and `algos/pgdm.py` (--red-diff; the ΠGDM
+authors' implementation) and HJ-harry/score-MRI's `sampling.py` (--score-mri). Each runs on a 16 x 16 problem whose
+prior is Gaussian, so that its exact denoiser (or score, or eps-network in VP variables) stands in for the network,
+with the operator written on the reference's own interface. Random draws are replaced by a recorded sequence
+(torch.Generator seed NOISE_SEED, in the reference's call order) so that the suite's solver can replay them. The
+numbers go to tests/fixtures/inversebench_reference.json, which tests/algorithms/test_inversebench_reference.py
+compares the suite's solvers with:
+  - csgm: InverseBench's CSGMMRI at its MRI configuration (2311 levels 232 -> 0.0066, start 1155, 3 steps a level,
+    step_lr 3e-5, mse 0.3) on random inpainting (`problem()`): the final image;
   - lgd: InverseBench's LGD (VP schedule, 3 draws around x̂0, Euler-Maruyama steps) at STEPS steps and guidance
-    scale LGD_SCALE, N_LGD independent samples (torch's global generator, seed 0): their per-pixel mean and variance.
+    scale LGD_SCALE on the same problem, N_LGD independent runs (torch's global generator, seed 0): the per-pixel
+    mean and variance (its Euler-Maruyama draws cannot be replayed by the suite's ancestral step);
+  - reddiff: RED-diff's REDDIFF (`reddiff.yaml`: lr 0.1, grad_term_weight 0.25 with the "linear" 1/SNR weight,
+    obs_weight 1, sigma_x0 = 0) at RED_STEPS steps of its `get_timesteps` grid, from A^+ y: the final mu;
+  - pigdm: the authors' PGDM (`pgdm.yaml`: grad_term_weight 1, eta 0, noiseless pseudo-inverse guidance) at
+    RED_STEPS steps: the final image and the start's noise level;
+  - score-mri: score-MRI's `get_pc_fouriercs_RI` (its single-coil sampler: the VE predictor on the real and the
+    imaginary part separately, k-space replacement after each update, the last x_mean) with its VESDE (0.01 -> 378)
+    at SCORE_STEPS levels and discrete labels, the corrector replaced by the identity (the official corrector
+    normalises over each part, the suite's over the whole image: deviations table), on noiseless single-coil
+    Cartesian MRI (`mri_problem()`): the final image.
 
-  - reddiff: NVlabs/RED-diff's REDDIFF (its `reddiff.yaml`: lr 0.1, grad_term_weight 0.25 with the "linear"
-    1/SNR weight, obs_weight 1, awd, sigma_x0 = 0, eta = 0) at RED_STEPS steps of its `get_timesteps` grid, with an
-    eps-network made from the exact denoiser in VP variables and DDRM-style inpainting H (H returns the observed
-    pixels, H_pinv puts them back), its draws replayed (two normal draws a step, noise_x0 then noise_xt): final mu.
-
-  - score-mri: HJ-harry/score-MRI's `get_pc_fouriercs_RI` (its single-coil sampler: the VE predictor on the real
-    and the imaginary part separately, k-space replacement after each update, the last x_mean returned) with its
-    VESDE (sigma 0.01 -> 378) at SCORE_STEPS levels and discrete labels, on noiseless single-coil Cartesian MRI of a
-    2-channel stationary Gaussian prior (its score per part is the prior's), the corrector replaced by the identity
-    (the official Langevin corrector normalises over each part, the suite's over the whole image: deviations table),
-    its draws replayed (the real start, then per level the real part's draw and the imaginary part's): final image.
-
-    python benchmarks/experiments/inversebench_reference.py --inversebench /path/to/InverseBench --only csgm lgd
-  - pigdm: the authors' PGDM (in the RED-diff repository; `pgdm.yaml`: grad_term_weight 1, eta 0, noiseless
-    pseudo-inverse guidance) at RED_STEPS steps on the same problem and network, its draws replayed: final image.
-
-    python benchmarks/experiments/inversebench_reference.py --red-diff /path/to/RED-diff --only reddiff pigdm
-    python benchmarks/experiments/inversebench_reference.py --score-mri /path/to/score-MRI --only score-mri
+    python benchmarks/experiments/inversebench_reference.py --inversebench PATH --only csgm lgd
+    python benchmarks/experiments/inversebench_reference.py --red-diff PATH --only reddiff pigdm
+    python benchmarks/experiments/inversebench_reference.py --score-mri PATH --only score-mri
 """
 from __future__ import annotations
 
@@ -67,8 +62,8 @@ def replay(generator: torch.Generator) -> types.SimpleNamespace:
     """`torch` for a loaded module, with rand/randn/randn_like drawing from `generator` in call order."""
     ns = types.SimpleNamespace(**{k: getattr(torch, k) for k in dir(torch) if not k.startswith("__")})
     ns.rand = lambda *shape, device=None, **kw: torch.rand(tuple(shape), generator=generator)
-    ns.randn = lambda *shape, device=None, **kw: torch.randn(tuple(shape[0]) if len(shape) == 1 and
-                                                            isinstance(shape[0], tuple) else tuple(shape), generator=generator)
+    ns.randn = lambda *shape, device=None, **kw: torch.randn(
+        tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], tuple) else tuple(shape), generator=generator)
     ns.randn_like = lambda x, **kw: torch.randn(x.shape, generator=generator)
     return ns
 
@@ -272,8 +267,8 @@ def score_mri(sm: Path, p: dict) -> dict:
     out = pc(Model(), img, mask, Fy=fy)
     return {"config": {"N": SCORE_STEPS, "sigma_min": SCORE_SIGMA[0], "sigma_max": SCORE_SIGMA[1],
                        "continuous": False, "corrector": "identity", "denoise": True},
-            "noise": f"torch.Generator().manual_seed({NOISE_SEED}): torch.randn((1, 1, {H}, {H})) for the start (real), "
-                     "then per level the real part's and the imaginary part's predictor draws",
+            "noise": f"torch.Generator().manual_seed({NOISE_SEED}): torch.randn((1, 1, {H}, {H})) for the start "
+                     "(real), then per level the real part's and the imaginary part's predictor draws",
             "x": [[round(float(v), 7) for v in part.flatten()] for part in (out.real, out.imag)]}
 
 

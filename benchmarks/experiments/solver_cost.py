@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
 from pathlib import Path
 from typing import Callable
@@ -68,21 +69,30 @@ def floor_calls(prior, xs: torch.Tensor, y: torch.Tensor, op, sigma: torch.Tenso
 
 
 def time_solver(algo, y: torch.Tensor, op, prior, device: torch.device, floor: str,
-                one: Callable[[], None]) -> dict[str, object]:
-    """One timed run of `algo` and, right after, its floor: NFE back-to-back `one()` calls; wall and CPU ratios."""
-    cpu = time.process_time()
-    rec = algo.reconstruct(y, op, prior, torch.Generator(device=device).manual_seed(0))
-    cpu = time.process_time() - cpu
-    sync(device)
-    start, cpu_floor = time.perf_counter(), time.process_time()
-    for _ in range(rec.nfe):
-        one()
-    sync(device)
-    wall_floor, cpu_floor = time.perf_counter() - start, time.process_time() - cpu_floor
-    return {"seconds_per_batch": rec.seconds, "nfe": rec.nfe, "floor_seconds_per_batch": wall_floor, "floor": floor,
-            "ratio": rec.seconds / wall_floor, "cpu_seconds_per_batch": cpu, "cpu_floor_seconds_per_batch": cpu_floor,
-            "cpu_ratio": cpu / cpu_floor, "failed": int(rec.failed.sum()),
-            "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+                one: Callable[[], None], repeats: int = 1) -> dict[str, object]:
+    """`repeats` timed runs of `algo`, each followed by its floor (NFE back-to-back `one()` calls); the wall and CPU
+    ratios are the medians over the repeats (alternating solver and floor cancels slow drifts of a shared machine)."""
+    runs = []
+    for _ in range(repeats):
+        cpu = time.process_time()
+        rec = algo.reconstruct(y, op, prior, torch.Generator(device=device).manual_seed(0))
+        cpu = time.process_time() - cpu
+        sync(device)
+        start, cpu_floor = time.perf_counter(), time.process_time()
+        for _ in range(rec.nfe):
+            one()
+        sync(device)
+        wall_floor, cpu_floor = time.perf_counter() - start, time.process_time() - cpu_floor
+        runs.append((rec.seconds, wall_floor, cpu, cpu_floor))
+    median = lambda v: float(statistics.median(v))  # noqa: E731
+    row = {"seconds_per_batch": median([r[0] for r in runs]), "nfe": rec.nfe,
+           "floor_seconds_per_batch": median([r[1] for r in runs]), "floor": floor,
+           "ratio": median([r[0] / r[1] for r in runs]), "cpu_seconds_per_batch": median([r[2] for r in runs]),
+           "cpu_floor_seconds_per_batch": median([r[3] for r in runs]), "cpu_ratio": median([r[2] / r[3] for r in runs]),
+           "failed": int(rec.failed.sum()), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    if repeats > 1:
+        row.update(repeats=repeats, cpu_ratios=[round(r[2] / r[3], 3) for r in runs])
+    return row
 
 
 def main() -> None:

@@ -11,12 +11,15 @@ are noisy, so the process CPU-seconds ratio (one thread) is reported beside the 
 finish; `--out` to an existing file updates only the rows measured.
 
     python benchmarks/experiments/solver_roster_cost.py [--batch 2] [--steps 6] [--device cpu] [--solvers ddnm ...]
+        [--repeats R]   (R alternations of solver and floor; the ratios are their medians)
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -59,6 +62,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="about the NFE of each solver")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--solvers", nargs="+", default=None)
+    ap.add_argument("--repeats", type=int, default=1, help="alternate solver and floor this many times; medians")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "solver_roster_cost.json"))
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -72,13 +76,18 @@ def main() -> None:
     y, op = inst.y, inst.operator
     xs = x / inst.scale.view(-1, 1, 1, 1)
     command = f"python benchmarks/experiments/solver_roster_cost.py --batch {args.batch} --steps {args.steps}"
+    command += f" --repeats {args.repeats}" if args.repeats > 1 else ""
     out = {"device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
            "torch": torch.__version__, "threads": torch.get_num_threads(), "platform": platform.platform(),
            "problem": "cs_mri, coils=1, R = 4, 64 x 64", "prior": "brain-64", "batch": args.batch,
            "memory_format": prior.memory_format, "command": command,
-           "note": "one timed run per solver at a few NFE and its floor right after; a shared 2-core machine, so seconds "
-                   "vary between rows and only the within-row ratios are meaningful",
-           "target_ratio": 1.2, "solvers": previous.get("solvers", {})}
+           "note": "one timed run per solver at a few NFE and its floor right after (or the medians of `repeats` such "
+                   "alternations, where a row records them); a shared 2-core machine, so seconds vary between rows and "
+                   "only the within-row ratios are meaningful",
+           "target_ratio": 1.2, "solvers": previous.get("solvers", {}),
+           "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+           # any row measured beside other jobs marks the table (the rows keep their own dates)
+           "measured_under_load": bool(previous.get("measured_under_load")) or os.getloadavg()[0] > 0.5}
 
     floors = floor_calls(prior, xs, y, op, sigma)
 
@@ -88,7 +97,7 @@ def main() -> None:
         if args.solvers and name not in args.solvers:
             continue
         floor = "call + backward" if name in BACKPROP else "call"
-        row = out["solvers"][name] = time_solver(algo, y, op, prior, device, floor, floors[floor])
+        row = out["solvers"][name] = time_solver(algo, y, op, prior, device, floor, floors[floor], args.repeats)
         row["row_command"] = f"{command} --solvers {name}"
         print(f"{name:10s} {row['seconds_per_batch']:8.2f} s  nfe {row['nfe']:4d}  floor "
               f"{row['floor_seconds_per_batch']:8.2f} s  ratio {row['ratio']:5.3f}  CPU ratio {row['cpu_ratio']:5.3f}",

@@ -10,6 +10,9 @@ numbers go to tests/fixtures/inversebench_reference.json, which tests/algorithms
 compares the suite's solvers with:
   - csgm: InverseBench's CSGMMRI at its MRI configuration (2311 levels 232 -> 0.0066, start 1155, 3 steps a level,
     step_lr 3e-5, mse 0.3) on random inpainting (`problem()`): the final image;
+  - ddnm: InverseBench's DDNM (DDNM+ with time travel L = 1; its configuration: 100 steps of its VE grid 100 ->
+    0.01, eta 0.85) on the same problem without noise: the final image and the grid (the suite's DDNM uses the
+    official VP grid; the replay hands it this one);
   - lgd: InverseBench's LGD (VP schedule, 3 draws around x̂0, Euler-Maruyama steps) at STEPS steps and guidance
     scale LGD_SCALE on the same problem, N_LGD independent runs (torch's global generator, seed 0): the per-pixel
     mean and variance (its Euler-Maruyama draws cannot be replayed by the suite's ancestral step);
@@ -23,7 +26,7 @@ compares the suite's solvers with:
     normalises over each part, the suite's over the whole image: deviations table), on noiseless single-coil
     Cartesian MRI (`mri_problem()`): the final image.
 
-    python benchmarks/experiments/inversebench_reference.py --inversebench PATH --only csgm lgd
+    python benchmarks/experiments/inversebench_reference.py --inversebench PATH --only csgm ddnm lgd
     python benchmarks/experiments/inversebench_reference.py --red-diff PATH --only reddiff pigdm
     python benchmarks/experiments/inversebench_reference.py --score-mri PATH --only score-mri
 """
@@ -116,6 +119,25 @@ def csgm(ib: Path, p: dict) -> dict:
                      f"step torch.randn((1, 1, {H}, {H}))",
             "sigmas": [float(s) for s in mod.get_sigmas(cfg)[[1156, 1800, 2310]]],
             "x": [round(float(v), 7) for v in x.detach().flatten()]}
+
+
+def ddnm(ib: Path, p: dict) -> dict:
+    """InverseBench's DDNM (DDNM+, time travel L = 1) at its configuration on the noiseless problem (sigma_noise = 0:
+    its floor 1e-4 keeps lambda = 1), its draws replayed: the final image and its sigma grid."""
+    mod = load(ib, "ddnm")
+    mod.torch = replay(torch.Generator().manual_seed(NOISE_SEED))
+    net, op = harness(ib, p)
+    mask = p["mask"]
+    op.M, op.S = mask, torch.ones_like(mask)  # pixel inpainting's SVD: U = V = I, singular values 1 on the mask
+    op.U = op.Ut = op.V = op.Vt = lambda v: v
+    cfg = {"num_steps": 100, "schedule": "sqrt", "timestep": "log"}
+    algo = mod.DDNM(net, op, cfg, eta=0.85, L=1)
+    x = algo.inference(p["y"])
+    return {"config": {"scheduler_config": cfg, "eta": 0.85, "L": 1, "sigma_noise": 0.0},
+            "sigmas": [float(v) for v in algo.scheduler.sigma_steps],
+            "noise": f"torch.Generator().manual_seed({NOISE_SEED}): the start, then per step the re-noising draw "
+                     "(also at step 0, where it is multiplied by 0) and one draw per inner step",
+            "x": [round(float(v), 7) for v in x.flatten()]}
 
 
 def lgd(ib: Path, p: dict) -> dict:
@@ -282,13 +304,14 @@ def _load_file(name: str, path: Path) -> types.ModuleType:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--inversebench", type=Path, help="a checkout of devzhk/InverseBench (csgm, lgd)")
+    ap.add_argument("--inversebench", type=Path, help="a checkout of devzhk/InverseBench (csgm, ddnm, lgd)")
     ap.add_argument("--red-diff", type=Path, help="a checkout of NVlabs/RED-diff (reddiff, pigdm)")
     ap.add_argument("--score-mri", type=Path, help="a checkout of HJ-harry/score-MRI (score-mri)")
-    ap.add_argument("--only", nargs="*", default=["csgm", "lgd", "reddiff", "pigdm", "score-mri"])
+    ap.add_argument("--only", nargs="*", default=["csgm", "ddnm", "lgd", "reddiff", "pigdm", "score-mri"])
     args = ap.parse_args()
     torch.set_num_threads(1)
     sources = {"csgm": ("inversebench", "devzhk/InverseBench"), "lgd": ("inversebench", "devzhk/InverseBench"),
+               "ddnm": ("inversebench", "devzhk/InverseBench"),
                "reddiff": ("red_diff", "NVlabs/RED-diff"), "pigdm": ("red_diff", "NVlabs/RED-diff"),
                "score-mri": ("score_mri", "HJ-harry/score-MRI")}
     p = problem()
@@ -303,7 +326,7 @@ def main() -> int:
         path = path.resolve()
         commit = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
         out[name] = {"source": f"{repo} {commit.strip() or '(commit not recorded)'}",
-                     **{"csgm": csgm, "lgd": lgd, "reddiff": reddiff, "pigdm": pigdm,
+                     **{"csgm": csgm, "lgd": lgd, "ddnm": ddnm, "reddiff": reddiff, "pigdm": pigdm,
                                                        "score-mri": score_mri}[name](path, p)}
         print(name, "done", flush=True)
     OUT.write_text(json.dumps(out, indent=1) + "\n")

@@ -10,6 +10,10 @@ exact denoisers stand in for the reference's network. What is exact:
     recorded generator), the suite's CSGM at InverseBench's MRI configuration must give InverseBench's final image
     pixel for pixel (to float32 rounding over 3465 steps): the whole update rule, the ladder, the start level and the
     normalised data term, not a statistic;
+  - DDNM: InverseBench's DDNM+ (time travel L = 1, eta 0.85) on the noiseless problem, with its draws replayed and its
+    VE grid handed to the suite's DDNM (which uses the official VP grid), must give the same image pixel for pixel:
+    the range-null-space correction, the DDIM direction from the corrected x̂0, the noise and the time travel
+    (InverseBench also draws the re-noising at step 0, multiplied by 0: the replay skips that draw);
   - RED-diff: with the official draws replayed (two a step, the unused noise_x0 first), the suite's `reddiff` at the
     official `reddiff.yaml` values must give the official final mu pixel for pixel. The official losses are means
     (the data term over H's outputs, the observed pixels; the noise term over all pixels) where the suite's gradient
@@ -42,11 +46,13 @@ import pytest
 import torch
 
 import algorithms.diffusion.csgm as csgm_module
+import algorithms.diffusion.ddnm as ddnm_module
 import algorithms.diffusion.pigdm as pigdm_module
 import algorithms.diffusion.reddiff as reddiff_module
 import algorithms.diffusion.score_mri as score_mri_module
 import benchmarks.experiments.inversebench_reference as inversebench_reference
 from algorithms.diffusion.csgm import CSGM
+from algorithms.diffusion.ddnm import DDNM
 from algorithms.diffusion.lgd import LGD
 from algorithms.diffusion.pigdm import PiGDM
 from algorithms.diffusion.reddiff import REDDiff
@@ -91,6 +97,39 @@ def test_csgm_replay_notices_a_perturbed_update(monkeypatch: pytest.MonkeyPatch)
     ref = REFERENCE["csgm"]
     x = csgm_replay(monkeypatch, CSGM(mse=1.1 * ref["config"]["mse"]))
     assert (x - torch.tensor(ref["x"]).reshape(x.shape)).abs().max() > 1e-2
+
+
+def ddnm_replay(monkeypatch: pytest.MonkeyPatch, **options) -> torch.Tensor:
+    """The suite's DDNM on InverseBench's grid with its draws, on the noiseless problem."""
+    ref = REFERENCE["ddnm"]
+    prior, op, y = problem()
+    op.set_noise_std(0.0)
+    noise = torch.Generator().manual_seed(inversebench_reference.NOISE_SEED)
+    calls = []
+
+    def draw(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        if len(calls) == 1:  # InverseBench's re-noising draw at step 0 (L = 0 there), unused
+            torch.randn(like.shape, generator=noise)
+        calls.append(1)
+        return torch.randn(like.shape, generator=noise)
+
+    monkeypatch.setattr(ddnm_module, "randn", draw)
+    monkeypatch.setattr(ddnm_module, "vp_grid", lambda n, spacing: torch.tensor(ref["sigmas"]))
+    algorithm = DDNM(**{"n_steps": ref["config"]["scheduler_config"]["num_steps"], "eta": ref["config"]["eta"],
+                        "travel": ref["config"]["L"], **options})
+    return algorithm.reconstruct(y, op, prior).image
+
+
+def test_ddnm_replays_inversebench(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = ddnm_replay(monkeypatch)
+    expected = torch.tensor(REFERENCE["ddnm"]["x"]).reshape(x.shape)
+    assert torch.allclose(x, expected, atol=5e-5, rtol=1e-5), float((x - expected).abs().max())
+
+
+def test_ddnm_replay_notices_a_perturbed_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    """eta 0.8 for 0.85 moves the image by 3.5e-2, 9000 times the replay's own difference (3.9e-6)."""
+    x = ddnm_replay(monkeypatch, eta=0.8)
+    assert (x - torch.tensor(REFERENCE["ddnm"]["x"]).reshape(x.shape)).abs().max() > 1e-2
 
 
 def reddiff_replay(monkeypatch: pytest.MonkeyPatch, lam: float | None = None) -> torch.Tensor:

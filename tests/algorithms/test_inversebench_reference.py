@@ -79,9 +79,9 @@ def csgm_replay(monkeypatch: pytest.MonkeyPatch, **options) -> torch.Tensor:
     noise = torch.Generator().manual_seed(inversebench_reference.NOISE_SEED)
     monkeypatch.setattr(csgm_module, "rand", lambda shape, generator, device: torch.rand(shape, generator=noise))
     monkeypatch.setattr(csgm_module, "randn", lambda like, generator: torch.randn(like.shape, generator=noise))
-    algorithm = CSGM(**{"n_levels": cfg["num_steps"], "start_iter": cfg["start_iter"], "steps_each": cfg["n_steps_each"],
-                        "step_lr": cfg["step_lr"], "mse": cfg["mse"], "sigma_begin": cfg["sigma_begin"],
-                        "sigma_end": cfg["sigma_end"], **options})
+    algorithm = CSGM(**{"n_levels": cfg["num_steps"], "start_iter": cfg["start_iter"],
+                        "steps_each": cfg["n_steps_each"], "step_lr": cfg["step_lr"], "mse": cfg["mse"],
+                        "sigma_begin": cfg["sigma_begin"], "sigma_end": cfg["sigma_end"], **options})
     return algorithm.reconstruct(y, op, prior).image
 
 
@@ -184,7 +184,8 @@ def score_mri_replay(monkeypatch: pytest.MonkeyPatch, **options) -> torch.Tensor
 # Measured: the replays agree to 1.0e-7 (CSGM), 3.9e-6 (DDNM), 4.5e-7 (ΠGDM) and 6.4e-6 (score-MRI); the perturbations
 # move the image by 9000 (DDNM: eta 0.8), 2600 (ΠGDM: weight 0.9) and 850 (score-MRI: half a data step) times that.
 REPLAYS = {"csgm": (csgm_replay, 2e-5, {"mse": 0.33}, 1e-2), "ddnm": (ddnm_replay, 5e-5, {"eta": 0.8}, 1e-2),
-           "pigdm": (pigdm_replay, 5e-5, {"weight": 0.9}, 1e-3), "score-mri": (score_mri_replay, 5e-5, {"lam": 0.5}, 1e-3)}
+           "pigdm": (pigdm_replay, 5e-5, {"weight": 0.9}, 1e-3),
+           "score-mri": (score_mri_replay, 5e-5, {"lam": 0.5}, 1e-3)}
 
 
 def largest_difference(name: str, x: torch.Tensor) -> float:

@@ -71,34 +71,47 @@ def replay(generator: torch.Generator) -> types.SimpleNamespace:
     return ns
 
 
-def load(ib: Path, name: str) -> types.ModuleType:
-    """InverseBench's algo/<name>.py as module `algo.<name>` (its `from .base import Algo` resolves in the checkout)."""
-    if "algo" not in sys.modules:
-        pkg = types.ModuleType("algo")
-        pkg.__path__ = [str(ib / "algo")]
-        sys.modules["algo"] = pkg
-        sys.modules.setdefault("wandb", types.SimpleNamespace(run=None, log=lambda *a, **k: None))
-        sys.path.insert(0, str(ib))  # its `utils.scheduler`
-    spec = importlib.util.spec_from_file_location(f"algo.{name}", ib / "algo" / f"{name}.py")
+def load_file(name: str, path: Path) -> types.ModuleType:
+    """The file `path` executed as module `name` (registered in sys.modules, so its relative imports resolve)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[f"algo.{name}"] = mod
+    sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
 
 
+def package(name: str, path: Path) -> None:
+    """An empty package `name` whose submodules are the files of the folder `path` (without its __init__.py)."""
+    pkg = types.ModuleType(name)
+    pkg.__path__ = [str(path)]
+    sys.modules[name] = pkg
+
+
+def gaussian_denoiser(p: dict, x: torch.Tensor, sigma) -> torch.Tensor:
+    """D(x, sigma) = m + v/(v + sigma^2) (x - m): the exact denoiser of `problem()`'s pixel-diagonal prior."""
+    s2 = torch.as_tensor(sigma, dtype=torch.float32) ** 2
+    return p["mean"] + p["var"] / (p["var"] + s2) * (x - p["mean"])
+
+
+def load(ib: Path, name: str) -> types.ModuleType:
+    """InverseBench's algo/<name>.py as module `algo.<name>` (its `from .base import Algo` resolves in the checkout)."""
+    if "algo" not in sys.modules:
+        package("algo", ib / "algo")
+        sys.modules.setdefault("wandb", types.SimpleNamespace(run=None, log=lambda *a, **k: None))
+        sys.path.insert(0, str(ib))  # its `utils.scheduler`
+    return load_file(f"algo.{name}", ib / "algo" / f"{name}.py")
+
+
 def harness(ib: Path, p: dict) -> tuple[object, object]:
     """InverseBench's `net` (the exact Gaussian denoiser) and forward operator (masking, on its BaseOperator)."""
-    spec = importlib.util.spec_from_file_location("inversebench_base", ib / "inverse_problems" / "base.py")
-    base = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(base)
-    mean, var, mask = p["mean"], p["var"], p["mask"]
+    base = load_file("inversebench_base", ib / "inverse_problems" / "base.py")
+    mask = p["mask"]
 
     class Net(torch.nn.Module):
         img_channels, img_resolution = 1, H
 
         def forward(self, x, sigma):
-            s2 = torch.as_tensor(sigma, dtype=torch.float32) ** 2
-            return mean + var / (var + s2) * (x - mean)
+            return gaussian_denoiser(p, x, sigma)
 
     class Masked(base.BaseOperator):
         def forward(self, inputs, **kwargs):
@@ -163,10 +176,8 @@ def red_diff_repo(rd: Path, p: dict, algo: str) -> tuple[types.ModuleType, objec
     to = torch.Tensor.to
     torch.Tensor.to = lambda self, *a, **k: self if a[:1] == ("cuda",) else to(self, *a, **k)
     for name in ("models", "algos", "utils"):
-        pkg = types.ModuleType(name)
-        pkg.__path__ = [str(rd / name)]
-        sys.modules[name] = pkg
-    mean, var, observed = p["mean"], p["var"], p["mask"].flatten().bool()
+        package(name, rd / name)
+    observed = p["mask"].flatten().bool()
 
     class Inpaint:
         @staticmethod
@@ -180,10 +191,10 @@ def red_diff_repo(rd: Path, p: dict, algo: str) -> tuple[types.ModuleType, objec
             return out
 
     sys.modules["utils.degredations"] = types.SimpleNamespace(build_degredation_model=lambda cfg: Inpaint)
-    diffusion = _load_file("models.diffusion", rd / "models" / "diffusion.py").Diffusion()
-    _load_file("models.classifier_guidance_model", rd / "models" / "classifier_guidance_model.py")
-    _load_file("algos.ddim", rd / "algos" / "ddim.py")
-    mod = _load_file(f"algos.{algo}", rd / "algos" / f"{algo}.py")
+    diffusion = load_file("models.diffusion", rd / "models" / "diffusion.py").Diffusion()
+    load_file("models.classifier_guidance_model", rd / "models" / "classifier_guidance_model.py")
+    load_file("algos.ddim", rd / "algos" / "ddim.py")
+    mod = load_file(f"algos.{algo}", rd / "algos" / f"{algo}.py")
     mod.torch = replay(torch.Generator().manual_seed(NOISE_SEED))
 
     class Model:
@@ -194,10 +205,10 @@ def red_diff_repo(rd: Path, p: dict, algo: str) -> tuple[types.ModuleType, objec
             abar = diffusion.alpha(t).view(-1, 1, 1, 1)
             sigma = ((1 - abar) / abar).sqrt()
             x = xt / abar.sqrt()
-            x0 = mean + var / (var + sigma**2) * (x - mean)
+            x0 = gaussian_denoiser(p, x, sigma)
             return (x - x0) / sigma, x0
 
-    functions = _load_file("utils.functions", rd / "utils" / "functions.py")
+    functions = load_file("utils.functions", rd / "utils" / "functions.py")
     ts = functions.get_timesteps(types.SimpleNamespace(exp=types.SimpleNamespace(start_step=1000, end_step=0,
                                                                                  num_steps=RED_STEPS)))
     return mod, Model(), Inpaint, ts, diffusion
@@ -260,11 +271,9 @@ def score_mri(sm: Path, p: dict) -> dict:
     sys.path.insert(0, str(sm))
     sys.modules["sigpy"] = types.ModuleType("sigpy")
     sys.modules["sigpy.mri"] = types.SimpleNamespace(poisson=None)  # imported by its utils.py, unused here
-    pkg = types.ModuleType("models")
-    pkg.__path__ = [str(sm / "models")]
-    sys.modules["models"] = pkg
-    sde_lib = _load_file("sde_lib", sm / "sde_lib.py")
-    sampling = _load_file("sampling", sm / "sampling.py")
+    package("models", sm / "models")
+    sde_lib = load_file("sde_lib", sm / "sde_lib.py")
+    sampling = load_file("sampling", sm / "sampling.py")
     sampling.torch = sde_lib.torch = replay(torch.Generator().manual_seed(NOISE_SEED))  # the start is sde_lib's draw
     sde = sde_lib.VESDE(sigma_min=SCORE_SIGMA[0], sigma_max=SCORE_SIGMA[1], N=SCORE_STEPS)
     sigmas_desc = sde.discrete_sigmas.flip(0)  # label i (discrete, 0 at t = T) is the i-th level from the top
@@ -292,14 +301,6 @@ def score_mri(sm: Path, p: dict) -> dict:
             "noise": f"torch.Generator().manual_seed({NOISE_SEED}): torch.randn((1, 1, {H}, {H})) for the start "
                      "(real), then per level the real part's and the imaginary part's predictor draws",
             "x": [[round(float(v), 7) for v in part.flatten()] for part in (out.real, out.imag)]}
-
-
-def _load_file(name: str, path: Path) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def main() -> int:

@@ -84,14 +84,16 @@ def time_solver(algo, y: torch.Tensor, op, prior, device: torch.device, floor: s
         sync(device)
         wall_floor, cpu_floor = time.perf_counter() - start, time.process_time() - cpu_floor
         runs.append((rec.seconds, wall_floor, cpu, cpu_floor))
-    median = lambda v: float(statistics.median(v))  # noqa: E731
-    row = {"seconds_per_batch": median([r[0] for r in runs]), "nfe": rec.nfe,
-           "floor_seconds_per_batch": median([r[1] for r in runs]), "floor": floor,
-           "ratio": median([r[0] / r[1] for r in runs]), "cpu_seconds_per_batch": median([r[2] for r in runs]),
-           "cpu_floor_seconds_per_batch": median([r[3] for r in runs]), "cpu_ratio": median([r[2] / r[3] for r in runs]),
-           "failed": int(rec.failed.sum()), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    wall, wall_floor, cpu, cpu_floor = zip(*runs)
+    cpu_ratios = [c / f for c, f in zip(cpu, cpu_floor)]
+    row = {"seconds_per_batch": statistics.median(wall), "nfe": rec.nfe,
+           "floor_seconds_per_batch": statistics.median(wall_floor), "floor": floor,
+           "ratio": statistics.median([w / f for w, f in zip(wall, wall_floor)]),
+           "cpu_seconds_per_batch": statistics.median(cpu), "cpu_floor_seconds_per_batch": statistics.median(cpu_floor),
+           "cpu_ratio": statistics.median(cpu_ratios), "failed": int(rec.failed.sum()),
+           "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     if repeats > 1:
-        row.update(repeats=repeats, cpu_ratios=[round(r[2] / r[3], 3) for r in runs])
+        row.update(repeats=repeats, cpu_ratios=[round(r, 3) for r in cpu_ratios])
     return row
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from algorithms.diffusion.reddiff import REDDiff
 from algorithms.diffusion.scg import SCG
 from algorithms.diffusion.score_mri import ScoreMRI
 from benchmarks.experiments.solver_cost import floor_calls, time_solver
+from benchmarks.threads import load_average
 from inverse_problems.data.phantoms.datasets import BrainT2
 from inverse_problems.problems.cs_mri import CSMRIProblem
 from priors.shipped import brain_64
@@ -87,7 +87,7 @@ def main() -> None:
            "target_ratio": 1.2, "solvers": previous.get("solvers", {}),
            "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
            # any row measured beside other jobs marks the table (the rows keep their own dates)
-           "measured_under_load": bool(previous.get("measured_under_load")) or os.getloadavg()[0] > 0.5}
+           "measured_under_load": bool(previous.get("measured_under_load")) or load_average() > 0.5}
 
     floors = floor_calls(prior, xs, y, op, sigma)
 
